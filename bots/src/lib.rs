@@ -1,0 +1,1 @@
+//! Discord and Telegram front ends (API clients of the orchestrator). Empty for now.

@@ -1,0 +1,494 @@
+//! The whole DiffRhythm inference for one request, on sessions created once per node.
+//!
+//! [`Generator::load`] creates every ONNX Runtime session of a bundle (the DiTs, the VAE, the
+//! style encoders) and keeps them for all later jobs. [`Generator::generate`] then follows the
+//! reference `infer.py`: lyrics → token track, style embedding, optional edit reference latent,
+//! CFM sampling with CFG, paste-back of kept edit frames, VAE decoding and peak normalisation.
+//! It reports progress after every step and checks the cancellation token between steps.
+//!
+//! Deviation, documented: with `variants > 1` the reference returns one randomly chosen sample;
+//! Refrain returns all of them in order, and callers choose (the CLI writes them all).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use protocol::{ProgressEvent, Stage};
+use tokio_util::sync::CancellationToken;
+
+use crate::audio::{self, Decoded};
+use crate::bundle::{Bundle, ModelChoice, Solver};
+use crate::error::InferenceError;
+use crate::lyrics::g2p::LineEncoder;
+use crate::lyrics::lrc::LyricsLimits;
+use crate::lyrics::placement::frame_of;
+use crate::lyrics::vocab::Vocab;
+use crate::lyrics::{build_track, Lyrics, TrackShape};
+use crate::progress::{CostModel, Tracker};
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::sampler::{self, CfgMode, Dit, SampleInputs, SamplerSettings, LATENT_DIM};
+use crate::style::{self, StyleEncoder, StyleSource};
+use crate::tensor::Graph;
+use crate::vae::Vae;
+
+/// Most variants one request may ask for (`batch_infer_num`).
+pub const MAX_VARIANTS: usize = 4;
+/// Most edit segments one request may give.
+pub const MAX_EDIT_SEGMENTS: usize = 64;
+
+/// Node-level settings of the pipeline.
+#[derive(Debug, Clone)]
+pub struct GeneratorConfig {
+    pub runtime: RuntimeConfig,
+    pub lyrics_limits: LyricsLimits,
+    pub cfg_mode: CfgMode,
+    /// Longest reference recording accepted (style or edit), in seconds.
+    pub max_reference_seconds: f64,
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        GeneratorConfig {
+            runtime: RuntimeConfig::default(),
+            lyrics_limits: LyricsLimits::default(),
+            cfg_mode: CfgMode::Auto,
+            max_reference_seconds: 600.0,
+        }
+    }
+}
+
+/// Edit (inpainting) mode: regenerate `segments` of a reference song, keep the rest.
+#[derive(Debug, Clone)]
+pub struct EditRequest {
+    /// The song to edit.
+    pub reference: Decoded,
+    /// `[start_s, end_s]` spans to regenerate; `-1` means the song's start or end.
+    pub segments: Vec<(f64, f64)>,
+}
+
+/// One generation request, already independent of the API it came from.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    /// LRC text (or plain lyrics; empty for an instrumental).
+    pub lyrics: String,
+    pub style: StyleSource,
+    /// Song length in whole seconds: 95 (base model) or 96..=285 (full model).
+    pub seconds: u32,
+    pub seed: u64,
+    /// Time-grid points; `None` takes the bundle default (32).
+    pub steps: Option<u32>,
+    /// CFG strength; `None` takes the bundle default (4.0).
+    pub cfg_strength: Option<f32>,
+    /// Variants generated together (1..=4).
+    pub variants: usize,
+    /// Chunked VAE decoding (less memory).
+    pub chunked: bool,
+    pub edit: Option<EditRequest>,
+}
+
+impl GenerateRequest {
+    /// A request with the reference defaults: a text prompt, seed 0, one variant, chunked.
+    pub fn new(lyrics: impl Into<String>, style: StyleSource, seconds: u32) -> Self {
+        GenerateRequest {
+            lyrics: lyrics.into(),
+            style,
+            seconds,
+            seed: 0,
+            steps: None,
+            cfg_strength: None,
+            variants: 1,
+            chunked: true,
+            edit: None,
+        }
+    }
+}
+
+/// Where the time of one generation went.
+#[derive(Debug, Clone, Default)]
+pub struct Timings {
+    pub total: Duration,
+    pub prepare: Duration,
+    pub sampling: Duration,
+    pub decode: Duration,
+}
+
+/// The result of one generation.
+#[derive(Debug, Clone)]
+pub struct GenerateOutput {
+    /// One interleaved 16-bit stereo song per variant, peak-normalised, `frames · 2048` samples
+    /// per channel.
+    pub songs: Vec<Vec<i16>>,
+    pub sample_rate: u32,
+    pub frames: usize,
+    /// Name of the DiT that ran (`base` or `full`).
+    pub model: String,
+    pub lyrics: Lyrics,
+    pub timings: Timings,
+}
+
+/// Parses `edit_segments` JSON (`[[start, end], …]`, `-1` for song start or end).
+pub fn parse_edit_segments(json: &str) -> Result<Vec<(f64, f64)>, InferenceError> {
+    let bad = |m: String| InferenceError::InvalidRequest(format!("edit_segments: {m}"));
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| bad(format!("not valid JSON ({e})")))?;
+    let list = value
+        .as_array()
+        .ok_or_else(|| bad("expected a list of [start, end] pairs".into()))?;
+    if list.is_empty() {
+        return Err(bad("at least one [start, end] segment is needed".into()));
+    }
+    if list.len() > MAX_EDIT_SEGMENTS {
+        return Err(bad(format!("{} segments, the limit is {MAX_EDIT_SEGMENTS}", list.len())));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, seg)| {
+            let pair = seg
+                .as_array()
+                .filter(|a| a.len() == 2)
+                .ok_or_else(|| bad(format!("segment {i} is not a [start, end] pair")))?;
+            let num = |v: &serde_json::Value| {
+                v.as_f64()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| bad(format!("segment {i} has a non-numeric bound")))
+            };
+            let (s, e) = (num(&pair[0])?, num(&pair[1])?);
+            if (s < 0.0 && s != -1.0) || (e < 0.0 && e != -1.0) {
+                return Err(bad(format!("segment {i}: bounds must be >= 0 seconds or -1")));
+            }
+            if s != -1.0 && e != -1.0 && e <= s {
+                return Err(bad(format!("segment {i}: end {e} is not after start {s}")));
+            }
+            Ok((s, e))
+        })
+        .collect()
+}
+
+/// The regenerate mask over `frames` frames: `true` where a segment regenerates (reference
+/// `pred_frames` and `fixed_span_mask`).
+pub fn edit_mask(segments: &[(f64, f64)], frames: usize, max_frames: usize, sample_rate: u32, hop: usize) -> Vec<bool> {
+    let mut mask = vec![false; frames];
+    for &(s, e) in segments {
+        let start = if s == -1.0 { 0 } else { frame_of(s, sample_rate, hop) };
+        let end = if e == -1.0 { max_frames } else { frame_of(e, sample_rate, hop) };
+        for m in mask.iter_mut().take(end.min(frames)).skip(start) {
+            *m = true;
+        }
+    }
+    mask
+}
+
+/// One node's loaded bundle: sessions are created once and reused for every job.
+pub struct Generator {
+    bundle: Bundle,
+    runtime: Runtime,
+    config: GeneratorConfig,
+    dits: Vec<Dit>,
+    vae: Vae,
+    style: StyleEncoder,
+    lyrics: LineEncoder,
+    cost: CostModel,
+}
+
+impl std::fmt::Debug for Generator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generator")
+            .field("bundle", &self.bundle.manifest.name)
+            .field("device", &self.runtime.device())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads the line encoder (vocabulary + G2P) of a bundle, or of an explicit vocabulary file.
+pub fn line_encoder(bundle: &Bundle, vocab: Option<&Path>) -> Result<LineEncoder, InferenceError> {
+    let path = vocab
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| bundle.file(&bundle.manifest.lyrics.vocab));
+    let vocab = Vocab::load(&path)?;
+    Ok(LineEncoder::new(vocab, &bundle.manifest.lyrics.languages)?)
+}
+
+/// The lyric track a request would get, without running any model (`refrain lyrics`).
+pub fn lyric_track(
+    bundle: &Bundle,
+    encoder: &LineEncoder,
+    lyrics: &str,
+    seconds: u32,
+    limits: &LyricsLimits,
+) -> Result<Lyrics, InferenceError> {
+    let choice = bundle
+        .choose_model(seconds)
+        .map_err(InferenceError::InvalidRequest)?;
+    Ok(build_track(encoder, lyrics, track_shape(bundle, choice, seconds), limits)?)
+}
+
+fn track_shape(bundle: &Bundle, choice: ModelChoice, seconds: u32) -> TrackShape {
+    TrackShape {
+        length_seconds: seconds,
+        frames: choice.frames,
+        drop_last_line: bundle.manifest.dit[choice.dit].drop_last_line,
+        sample_rate: bundle.manifest.audio.sample_rate,
+        hop: bundle.manifest.audio.hop,
+    }
+}
+
+impl Generator {
+    /// Loads ONNX Runtime (once per process), the bundle at `path` and all its sessions.
+    pub fn load(path: &Path, config: GeneratorConfig) -> Result<Generator, InferenceError> {
+        let bundle = Bundle::load(path)?;
+        let runtime = Runtime::init(config.runtime.clone())?;
+        let m = &bundle.manifest;
+        let graph = |name: &str, file: &Path| -> Result<Graph, InferenceError> {
+            Ok(Graph::new(name, runtime.session(&bundle.file(file))?))
+        };
+        let dits = m
+            .dit
+            .iter()
+            .map(|d| Dit::new(graph(&format!("dit {}", d.name), &d.file)?, d.duration_input))
+            .collect::<Result<Vec<_>, _>>()?;
+        let encoder = match &m.vae.encoder {
+            Some(f) => Some(graph("vae encoder", f)?),
+            None => None,
+        };
+        let vae = Vae::new(
+            graph("vae decoder", &m.vae.decoder)?,
+            encoder,
+            m.vae.chunk_frames,
+            m.vae.overlap_frames,
+            m.audio.hop,
+        )?;
+        let negative = style::load_negative(&bundle.file(&m.style.negative))?;
+        let style = StyleEncoder::new(
+            graph("style text encoder", &m.style.text_encoder)?,
+            &bundle.file(&m.style.tokenizer),
+            graph("style audio encoder", &m.style.audio_encoder)?,
+            m.style.audio_sample_rate,
+            m.style.audio_seconds,
+            negative,
+        )?;
+        let lyrics = line_encoder(&bundle, None)?;
+        tracing::info!(bundle = %m.name, version = %m.version, device = %runtime.device(), "bundle loaded");
+        Ok(Generator {
+            bundle,
+            runtime,
+            config,
+            dits,
+            vae,
+            style,
+            lyrics,
+            cost: CostModel::default(),
+        })
+    }
+
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Checks a request's parameters against the bundle without running anything.
+    pub fn validate(&self, req: &GenerateRequest) -> Result<(ModelChoice, SamplerSettings), InferenceError> {
+        let choice = self
+            .bundle
+            .choose_model(req.seconds)
+            .map_err(InferenceError::InvalidRequest)?;
+        let s = &self.bundle.manifest.sampler;
+        let settings = SamplerSettings {
+            steps: req.steps.unwrap_or(s.steps),
+            cfg_strength: req.cfg_strength.unwrap_or(s.cfg_strength),
+            solver: s.solver,
+            sway_coef: s.sway_coef,
+            cfg_mode: self.config.cfg_mode,
+        };
+        if !(2..=1000).contains(&settings.steps) {
+            return Err(InferenceError::InvalidRequest(format!(
+                "steps must be between 2 and 1000 (time-grid points; 32 is the reference), got {}",
+                settings.steps
+            )));
+        }
+        if !settings.cfg_strength.is_finite() || !(0.0..=20.0).contains(&settings.cfg_strength) {
+            return Err(InferenceError::InvalidRequest(format!(
+                "cfg_strength must be between 0 and 20, got {}",
+                settings.cfg_strength
+            )));
+        }
+        if !(1..=MAX_VARIANTS).contains(&req.variants) {
+            return Err(InferenceError::InvalidRequest(format!(
+                "batch_infer_num must be between 1 and {MAX_VARIANTS}, got {}",
+                req.variants
+            )));
+        }
+        if let StyleSource::Prompt(p) = &req.style {
+            StyleEncoder::validate_prompt(p)?;
+        }
+        if let Some(edit) = &req.edit {
+            if !self.vae.has_encoder() {
+                return Err(InferenceError::InvalidRequest(
+                    "edit mode needs a VAE encoder, and this bundle has none".into(),
+                ));
+            }
+            if edit.segments.is_empty() || edit.segments.len() > MAX_EDIT_SEGMENTS {
+                return Err(InferenceError::InvalidRequest(format!(
+                    "edit needs 1 to {MAX_EDIT_SEGMENTS} segments"
+                )));
+            }
+        }
+        Ok((choice, settings))
+    }
+
+    /// Generates a song. `progress` receives every event; `cancel` is checked between steps.
+    pub fn generate(
+        &mut self,
+        req: &GenerateRequest,
+        cancel: &CancellationToken,
+        progress: &mut dyn FnMut(ProgressEvent),
+    ) -> Result<GenerateOutput, InferenceError> {
+        let started = Instant::now();
+        let (choice, settings) = self.validate(req)?;
+        let (sr, hop) = (self.bundle.manifest.audio.sample_rate, self.bundle.manifest.audio.hop);
+        let n = choice.frames;
+        let b = req.variants;
+        let solver_evals = match settings.solver {
+            Solver::Euler => 1,
+            Solver::Midpoint => 2,
+        };
+        let decodes = (self.vae.decode_runs(n, req.chunked) * b) as u32;
+        let units = (n * b * solver_evals) as f64;
+        let cost = self.cost;
+        let mut tracker = Tracker::new(progress, settings.steps - 1, decodes, units, cost);
+        let check = |c: &CancellationToken| {
+            if c.is_cancelled() {
+                Err(InferenceError::Cancelled)
+            } else {
+                Ok(())
+            }
+        };
+
+        // 1. Lyrics.
+        let lyrics = build_track(
+            &self.lyrics,
+            &req.lyrics,
+            track_shape(&self.bundle, choice, req.seconds),
+            &self.config.lyrics_limits,
+        )?;
+        let prep_total = if req.edit.is_some() { 3 } else { 2 };
+        tracker.prepare(Stage::Tokenize, 1, prep_total);
+        check(cancel)?;
+
+        // 2. Style.
+        let style = self.style.embed(&req.style)?;
+        tracker.prepare(Stage::Style, 2, prep_total);
+        check(cancel)?;
+
+        // 3. Edit reference.
+        let mut cond = vec![0f32; n * LATENT_DIM];
+        let mut mask = vec![true; n];
+        if let Some(edit) = &req.edit {
+            let song = audio::reference_song(&edit.reference, sr)?;
+            let latent = self.vae.encode(&song, req.seed, |_, _| check(cancel))?;
+            let have = latent.len() / LATENT_DIM;
+            if have < n {
+                return Err(InferenceError::InvalidRequest(format!(
+                    "the reference song is {:.1} s long, shorter than the {:.1} s being generated",
+                    self.bundle.frames_to_seconds(have),
+                    self.bundle.frames_to_seconds(n)
+                )));
+            }
+            cond.copy_from_slice(&latent[..n * LATENT_DIM]);
+            mask = edit_mask(&edit.segments, n, choice.max_frames, sr, hop);
+            tracker.prepare(Stage::Encode, 3, prep_total);
+        }
+        let kept_cond = cond.clone();
+        for (f, &regen) in mask.iter().enumerate() {
+            if regen {
+                cond[f * LATENT_DIM..(f + 1) * LATENT_DIM].fill(0.0);
+            }
+        }
+        let prepared = started.elapsed();
+
+        // 4. Sampling.
+        let dit = &mut self.dits[choice.dit];
+        let inputs = SampleInputs {
+            frames: n,
+            variants: b,
+            cond,
+            text: lyrics.track.tokens.clone(),
+            style,
+            negative: self.style.negative().to_vec(),
+            duration: n as f32 / choice.max_frames as f32,
+            noise: sampler::noise(req.seed, b, n, dit.precision),
+        };
+        let mut latents = sampler::sample(dit, &inputs, &settings, |k, total| {
+            tracker.step(k, total);
+            check(cancel)
+        })?;
+        let sampled = started.elapsed();
+        // Edit: paste the reference back where it is kept (`where(mask, x, cond)`).
+        for v in 0..b {
+            for (f, &regen) in mask.iter().enumerate() {
+                if !regen {
+                    let at = (v * n + f) * LATENT_DIM;
+                    latents[at..at + LATENT_DIM].copy_from_slice(&kept_cond[f * LATENT_DIM..(f + 1) * LATENT_DIM]);
+                }
+            }
+        }
+
+        // 5. Decode each variant and normalise it on its own peak.
+        let mut songs = Vec::with_capacity(b);
+        for v in 0..b {
+            let latent = &latents[v * n * LATENT_DIM..(v + 1) * n * LATENT_DIM];
+            let [l, r] = self.vae.decode(latent, req.chunked, || {
+                tracker.decoded();
+                check(cancel)
+            })?;
+            songs.push(audio::peak_normalise_to_i16(&l, &r));
+        }
+        tracker.done();
+        self.cost = tracker.measured();
+        let total = started.elapsed();
+        Ok(GenerateOutput {
+            songs,
+            sample_rate: sr,
+            frames: n,
+            model: self.bundle.manifest.dit[choice.dit].name.clone(),
+            lyrics,
+            timings: Timings {
+                total,
+                prepare: prepared,
+                sampling: sampled - prepared,
+                decode: total - sampled,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_segments_parse_and_validate() {
+        assert_eq!(parse_edit_segments("[[-1, 25], [50.5, -1]]").unwrap(), vec![(-1.0, 25.0), (50.5, -1.0)]);
+        for (bad, needle) in [
+            ("", "not valid JSON"),
+            ("{}", "list of [start, end]"),
+            ("[]", "at least one"),
+            ("[[1]]", "segment 0 is not"),
+            ("[[1, \"x\"]]", "non-numeric"),
+            ("[[5, 2]]", "not after start"),
+            ("[[-3, 2]]", ">= 0 seconds or -1"),
+        ] {
+            let e = parse_edit_segments(bad).unwrap_err().to_string();
+            assert!(e.contains("edit_segments") && e.contains(needle), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn edit_mask_follows_pred_frames() {
+        let m = edit_mask(&[(-1.0, 1.0), (3.0, -1.0)], 100, 2048, 44100, 2048);
+        assert!(m[..21].iter().all(|&x| x));
+        assert!(m[21..64].iter().all(|&x| !x));
+        assert!(m[64..].iter().all(|&x| x));
+    }
+}

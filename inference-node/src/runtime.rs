@@ -1,0 +1,242 @@
+//! ONNX Runtime setup: finding the shared library, creating the one process-wide environment,
+//! and building sessions on the execution provider a node is configured for.
+//!
+//! `ort` is built with `load-dynamic`, so the binary carries no ONNX Runtime; it loads
+//! `libonnxruntime.so` (1.31.x) at run time from, in order: the configured path, the
+//! `ORT_DYLIB_PATH` environment variable, or `.ort/lib/` under the working directory or next to
+//! the executable (where `tools/fetch-onnxruntime.sh` puts it). When none is found the error says
+//! exactly what to run. CUDA is only used when asked for, and then with `error_on_failure`: a GPU
+//! node never falls back to the CPU silently.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Mutex, OnceLock};
+
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use thiserror::Error;
+
+/// The ONNX Runtime version this build is written against (`ort` feature `api-31`).
+pub const ORT_VERSION: &str = "1.31.1";
+
+/// What to run when the library is missing.
+pub const FETCH_HINT: &str = "run `tools/fetch-onnxruntime.sh` (it puts ONNX Runtime in .ort/lib/), \
+or set ORT_DYLIB_PATH to the full path of libonnxruntime.so.1.31.1";
+
+/// Errors of the runtime layer.
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error("ONNX Runtime library not found (looked at: {searched}); {hint}", hint = FETCH_HINT)]
+    LibraryNotFound { searched: String },
+    #[error("cannot load ONNX Runtime from {path}: {reason}; {hint}", hint = FETCH_HINT)]
+    LibraryLoad { path: String, reason: String },
+    #[error("ONNX Runtime was already initialised from {loaded}, cannot switch to {requested}")]
+    AlreadyLoaded { loaded: String, requested: String },
+    #[error("invalid device {0:?}: expected `cpu`, `cuda` or `cuda:N`")]
+    BadDevice(String),
+    #[error("cannot create a session for {file} on {device}: {source}")]
+    Session {
+        file: String,
+        device: Device,
+        #[source]
+        source: ort::Error,
+    },
+    #[error("ONNX Runtime environment: {0}")]
+    Environment(ort::Error),
+}
+
+/// The execution device of one inference node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    /// The CPU execution provider (the default).
+    #[default]
+    Cpu,
+    /// The CUDA execution provider on the given GPU ordinal.
+    Cuda(u32),
+}
+
+impl FromStr for Device {
+    type Err = RuntimeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| RuntimeError::BadDevice(s.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// How sessions are created on one node.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// Explicit path of `libonnxruntime.so`; `None` searches as the module doc says.
+    pub library: Option<PathBuf>,
+    /// Where the sessions run.
+    pub device: Device,
+    /// Intra-op threads per session; `None` lets ONNX Runtime choose (all cores).
+    pub intra_threads: Option<usize>,
+}
+
+/// The process-wide ONNX Runtime environment (ONNX Runtime allows exactly one).
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    env: &'static Environment,
+    library: &'static Path,
+    config: RuntimeConfig,
+}
+
+struct Loaded {
+    env: Environment,
+    library: PathBuf,
+}
+
+static LOADED: OnceLock<Loaded> = OnceLock::new();
+static INIT: Mutex<()> = Mutex::new(());
+
+/// Candidate library locations, in search order.
+pub fn library_candidates(configured: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(p) = configured {
+        return vec![p.to_path_buf()];
+    }
+    let mut out = Vec::new();
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        out.push(PathBuf::from(p));
+    }
+    let file = format!("libonnxruntime.so.{ORT_VERSION}");
+    if let Ok(cwd) = std::env::current_dir() {
+        out.push(cwd.join(".ort/lib").join(&file));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        // target/{debug,release}/refrain -> the workspace root is two or three levels up.
+        for dir in exe.ancestors().skip(1).take(4) {
+            out.push(dir.join(".ort/lib").join(&file));
+        }
+    }
+    out.dedup();
+    out
+}
+
+impl Runtime {
+    /// Loads ONNX Runtime (once per process) and returns a handle configured for `config.device`.
+    pub fn init(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        let loaded = match LOADED.get() {
+            Some(l) => {
+                if let Some(req) = &config.library {
+                    if req != &l.library {
+                        return Err(RuntimeError::AlreadyLoaded {
+                            loaded: l.library.display().to_string(),
+                            requested: req.display().to_string(),
+                        });
+                    }
+                }
+                l
+            }
+            None => {
+                let candidates = library_candidates(config.library.as_deref());
+                let path = candidates
+                    .iter()
+                    .find(|p| p.is_file())
+                    .cloned()
+                    .ok_or_else(|| RuntimeError::LibraryNotFound {
+                        searched: candidates
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })?;
+                let builder = ort::init_from(&path).map_err(|e| RuntimeError::LibraryLoad {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                let env = builder
+                    .with_name("refrain")
+                    .with_telemetry(false)
+                    .build()
+                    .map_err(RuntimeError::Environment)?;
+                tracing::info!(library = %path.display(), "ONNX Runtime loaded");
+                // Only reached once: the INIT lock is held and LOADED was empty.
+                let _ = LOADED.set(Loaded { env, library: path });
+                LOADED.get().expect("just set")
+            }
+        };
+        Ok(Runtime {
+            env: &loaded.env,
+            library: &loaded.library,
+            config,
+        })
+    }
+
+    /// The library this process loaded.
+    pub fn library(&self) -> &Path {
+        self.library
+    }
+
+    /// The device sessions are created on.
+    pub fn device(&self) -> Device {
+        self.config.device
+    }
+
+    /// Creates a session for one graph file on this node's device.
+    pub fn session(&self, file: &Path) -> Result<Session, RuntimeError> {
+        let err = |source| RuntimeError::Session {
+            file: file.display().to_string(),
+            device: self.config.device,
+            source,
+        };
+        let mut builder = Session::builder(self.env)
+            .map_err(err)?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(|e| err(e.into()))?;
+        if let Some(n) = self.config.intra_threads {
+            builder = builder.with_intra_threads(n).map_err(|e| err(e.into()))?;
+        }
+        if let Device::Cuda(ordinal) = self.config.device {
+            let cuda = ort::ep::CUDA::default()
+                .with_device_id(ordinal as i32)
+                .build()
+                .error_on_failure();
+            builder = builder
+                .with_execution_providers([cuda])
+                .map_err(|e| err(e.into()))?;
+        }
+        builder.commit_from_file(file).map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_devices() {
+        assert_eq!("cpu".parse::<Device>().unwrap(), Device::Cpu);
+        assert_eq!("cuda".parse::<Device>().unwrap(), Device::Cuda(0));
+        assert_eq!("cuda:3".parse::<Device>().unwrap(), Device::Cuda(3));
+        for bad in ["gpu", "cuda:", "cuda:x", "cuda:-1", ""] {
+            let e = bad.parse::<Device>().unwrap_err().to_string();
+            assert!(e.contains("invalid device"), "{e}");
+        }
+    }
+
+    #[test]
+    fn configured_path_is_the_only_candidate() {
+        let p = Path::new("/nowhere/libonnxruntime.so");
+        assert_eq!(library_candidates(Some(p)), vec![p.to_path_buf()]);
+    }
+}

@@ -1,0 +1,386 @@
+//! The CFM sampler: the reference `CFM.sample` (`model/cfm.py`) with torchdiffeq's fixed-grid
+//! solvers, on a DiT graph of the bundle.
+//!
+//! Noise at t = 0, data at t = 1. The time grid is `linspace(0, 1, steps)` (32 points, so 31
+//! Euler steps by default), optionally sway-warped. Each step evaluates the DiT on the
+//! conditional branch (user style, lyric tokens, edit reference) and the unconditional branch
+//! (negative style, zero tokens, zero reference) and combines `v = v_c + (v_c − v_u) · cfg`.
+//! The two branches run as one batch of 2B when the graph's batch axis allows it
+//! ([`CfgMode::Auto`]), which the reference does not do but which gives the same numbers.
+//!
+//! Precision: the reference runs the whole sampler in fp16 (the model is `.half()`), so every
+//! elementwise operation rounds to fp16. When the DiT graph declares f16 inputs, this module
+//! rounds after each operation in the same order (`v_c − v_u`, `· cfg`, `v_c + …`, `dt · v`,
+//! `x + …`) and builds the grid in fp16 as torch does; with an f32 graph everything stays f32.
+
+use ort::session::SessionInputValue;
+use ort::value::DynValue;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::bundle::Solver;
+use crate::error::InferenceError;
+use crate::tensor::{float_tensor, int64_tensor, visit_f32, Graph, Precision};
+
+/// Latent channels (the VAE's latent dimension).
+pub const LATENT_DIM: usize = 64;
+/// Style embedding size (MuQ-MuLan).
+pub const STYLE_DIM: usize = 512;
+
+/// How the two CFG branches are evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CfgMode {
+    /// One batch of 2B when the graph's batch axis is dynamic, else two runs.
+    #[default]
+    Auto,
+    /// Always one batch of 2B.
+    Batched,
+    /// Always two runs of B (the reference's way).
+    Separate,
+}
+
+/// Sampler settings of one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SamplerSettings {
+    /// Time-grid points (the reference's `steps`); `steps - 1` solver steps.
+    pub steps: u32,
+    pub cfg_strength: f32,
+    pub solver: Solver,
+    pub sway_coef: Option<f32>,
+    pub cfg_mode: CfgMode,
+}
+
+/// A DiT graph with the facts read from its signature.
+#[derive(Debug)]
+pub struct Dit {
+    pub graph: Graph,
+    /// Precision of the float inputs (`x`, `cond`, `time`, `style`, …) and of `v`.
+    pub precision: Precision,
+    pub has_duration: bool,
+    /// Whether the batch axis of `x` is dynamic (so 2B batching is possible).
+    pub dynamic_batch: bool,
+}
+
+impl Dit {
+    /// Checks a DiT session against the contract: `x, cond [B,N,64]`, `text [B,N] i64`,
+    /// `time, start_time [B]`, `style [B,512]`, optional `duration [B]`; output `v [B,N,64]`.
+    pub fn new(graph: Graph, expect_duration: bool) -> Result<Dit, InferenceError> {
+        let precision = graph.float_input("x", 3)?;
+        for (name, rank) in [("cond", 3), ("time", 1), ("style", 2), ("start_time", 1)] {
+            if graph.float_input(name, rank)? != precision {
+                return Err(InferenceError::Contract {
+                    graph: graph.name.clone(),
+                    message: format!("`{name}` must have the same float type as `x`"),
+                });
+            }
+        }
+        graph.int64_input("text", 2)?;
+        graph.float_output("v", 3)?;
+        let has_duration = graph.has_input("duration");
+        if has_duration != expect_duration {
+            return Err(InferenceError::Contract {
+                graph: graph.name.clone(),
+                message: format!(
+                    "bundle.toml says duration_input = {expect_duration}, the graph {} a `duration` input",
+                    if has_duration { "has" } else { "has no" }
+                ),
+            });
+        }
+        if has_duration {
+            graph.float_input("duration", 1)?;
+        }
+        let dynamic_batch = graph.input_shape("x").is_some_and(|s| s.first() == Some(&-1));
+        Ok(Dit {
+            graph,
+            precision,
+            has_duration,
+            dynamic_batch,
+        })
+    }
+}
+
+/// Everything the sampler needs for one song (all variants share it).
+#[derive(Debug, Clone)]
+pub struct SampleInputs {
+    /// Frames N.
+    pub frames: usize,
+    /// Variants B (`batch_infer_num`).
+    pub variants: usize,
+    /// The edit reference with regenerated spans zeroed (`step_cond`), `[N*64]`; zeros otherwise.
+    pub cond: Vec<f32>,
+    /// Frame-aligned lyric tokens `[N]`.
+    pub text: Vec<i64>,
+    pub style: Vec<f32>,
+    pub negative: Vec<f32>,
+    /// `N / max_frames` (full model only).
+    pub duration: f32,
+    /// Start noise `[B*N*64]`.
+    pub noise: Vec<f32>,
+}
+
+/// The time grid: torch's `linspace(0, 1, steps)` (computed in f32 from both ends, as the
+/// kernel does), then optional sway warping, rounded to the graph precision.
+pub fn time_grid(steps: u32, sway: Option<f32>, p: Precision) -> Vec<f32> {
+    let n = steps as usize;
+    let step = 1.0f32 / (n - 1) as f32;
+    let half = n / 2;
+    (0..n)
+        .map(|i| {
+            let t = if i < half {
+                step * i as f32
+            } else {
+                1.0 - step * (n - 1 - i) as f32
+            };
+            let t = p.round(t);
+            match sway {
+                None => t,
+                Some(s) => {
+                    // t + s·(cos(π/2·t) − 1 + t), each operation rounded like torch fp16.
+                    let c = p.round(p.round(std::f32::consts::FRAC_PI_2 * t).cos());
+                    let inner = p.round(p.round(c - 1.0) + t);
+                    p.round(t + p.round(s * inner))
+                }
+            }
+        })
+        .collect()
+}
+
+/// Standard-normal noise `[B, N, 64]` from a seed: one draw per variant, in order, rounded to
+/// the graph precision. Same seed, same noise, on every platform.
+pub fn noise(seed: u64, variants: usize, frames: usize, p: Precision) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..variants * frames * LATENT_DIM)
+        .map(|_| p.round(StandardNormal.sample(&mut rng)))
+        .collect()
+}
+
+/// Reusable input tensors of one CFG branch layout.
+struct Branches {
+    batched: bool,
+    cond: DynValue,
+    text: DynValue,
+    style: DynValue,
+    start_time: DynValue,
+    duration: Option<DynValue>,
+    uncond: Option<(DynValue, DynValue, DynValue)>,
+}
+
+fn repeat<T: Clone>(v: &[T], times: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(v.len() * times);
+    for _ in 0..times {
+        out.extend_from_slice(v);
+    }
+    out
+}
+
+impl Branches {
+    fn new(dit: &Dit, s: &SampleInputs, batched: bool) -> Result<Branches, InferenceError> {
+        let (n, b, p, g) = (s.frames, s.variants, dit.precision, dit.graph.name.as_str());
+        let zeros = vec![0f32; n * LATENT_DIM];
+        let rows = if batched { 2 * b } else { b };
+        let mut cond = repeat(&s.cond, b);
+        let mut text = repeat(&s.text, b);
+        let mut style = repeat(&s.style, b);
+        if batched {
+            cond.extend(repeat(&zeros, b));
+            text.extend(std::iter::repeat_n(0, b * n));
+            style.extend(repeat(&s.negative, b));
+        }
+        let uncond = if batched {
+            None
+        } else {
+            Some((
+                float_tensor(g, p, &[b, n, LATENT_DIM], &repeat(&zeros, b))?,
+                int64_tensor(g, &[b, n], vec![0; b * n])?,
+                float_tensor(g, p, &[b, STYLE_DIM], &repeat(&s.negative, b))?,
+            ))
+        };
+        Ok(Branches {
+            batched,
+            cond: float_tensor(g, p, &[rows, n, LATENT_DIM], &cond)?,
+            text: int64_tensor(g, &[rows, n], text)?,
+            style: float_tensor(g, p, &[rows, STYLE_DIM], &style)?,
+            start_time: float_tensor(g, p, &[rows], &vec![0.0; rows])?,
+            duration: if dit.has_duration {
+                Some(float_tensor(g, p, &[rows], &vec![s.duration; rows])?)
+            } else {
+                None
+            },
+            uncond,
+        })
+    }
+
+    /// Evaluates the guided velocity `v_c + (v_c − v_u)·cfg` at `(x, t)` into `out`.
+    fn velocity(
+        &self,
+        dit: &mut Dit,
+        s: &SampleInputs,
+        x: &[f32],
+        t: f32,
+        cfg: f32,
+        out: &mut [f32],
+    ) -> Result<(), InferenceError> {
+        let (n, b, p) = (s.frames, s.variants, dit.precision);
+        let name = dit.graph.name.clone();
+        let len = b * n * LATENT_DIM;
+        let combine = |vc: &[f32], vu: &[f32], out: &mut [f32]| {
+            for ((o, &c), &u) in out.iter_mut().zip(vc).zip(vu) {
+                let d = p.round(c - u);
+                *o = p.round(c + p.round(d * cfg));
+            }
+        };
+        let run = |dit: &mut Dit,
+                   rows: usize,
+                   xs: &[f32],
+                   cond: &DynValue,
+                   text: &DynValue,
+                   style: &DynValue,
+                   f: &mut dyn FnMut(&[f32])|
+         -> Result<(), InferenceError> {
+            let x = float_tensor(&name, p, &[rows, n, LATENT_DIM], xs)?;
+            let time = float_tensor(&name, p, &[rows], &vec![t; rows])?;
+            let mut inputs: Vec<(&'static str, SessionInputValue<'_>)> = vec![
+                ("x", x.into()),
+                ("cond", cond.into()),
+                ("text", text.into()),
+                ("time", time.into()),
+                ("style", style.into()),
+                ("start_time", (&self.start_time).into()),
+            ];
+            if let Some(d) = &self.duration {
+                inputs.push(("duration", d.into()));
+            }
+            let outputs = dit.graph.run(inputs)?;
+            let v = outputs.get("v").ok_or_else(|| InferenceError::Contract {
+                graph: name.clone(),
+                message: "missing output `v`".into(),
+            })?;
+            visit_f32(&name, v, |shape, data| {
+                if shape != [rows, n, LATENT_DIM] {
+                    return Err(InferenceError::Contract {
+                        graph: name.clone(),
+                        message: format!("`v` has shape {shape:?}, expected [{rows}, {n}, {LATENT_DIM}]"),
+                    });
+                }
+                f(data);
+                Ok(())
+            })?
+        };
+        if self.batched {
+            let xs = repeat(x, 2);
+            run(dit, 2 * b, &xs, &self.cond, &self.text, &self.style, &mut |v| {
+                combine(&v[..len], &v[len..], out)
+            })
+        } else {
+            let (ucond, utext, ustyle) = self.uncond.as_ref().expect("separate mode has uncond inputs");
+            let mut vc = vec![0f32; len];
+            run(dit, b, x, &self.cond, &self.text, &self.style, &mut |v| vc.copy_from_slice(v))?;
+            run(dit, b, x, ucond, utext, ustyle, &mut |v| combine(&vc, v, out))
+        }
+    }
+}
+
+/// Runs the sampler and returns the final latents `[B, N, 64]` (before the edit paste-back).
+/// `on_step(k, total)` is called after each solver step; returning an error (e.g. cancellation)
+/// stops the sampler.
+pub fn sample(
+    dit: &mut Dit,
+    inputs: &SampleInputs,
+    settings: &SamplerSettings,
+    mut on_step: impl FnMut(u32, u32) -> Result<(), InferenceError>,
+) -> Result<Vec<f32>, InferenceError> {
+    let (n, b, p) = (inputs.frames, inputs.variants, dit.precision);
+    let len = b * n * LATENT_DIM;
+    for (what, got, want) in [
+        ("cond", inputs.cond.len(), n * LATENT_DIM),
+        ("text", inputs.text.len(), n),
+        ("style", inputs.style.len(), STYLE_DIM),
+        ("negative style", inputs.negative.len(), STYLE_DIM),
+        ("noise", inputs.noise.len(), len),
+    ] {
+        if got != want {
+            return Err(InferenceError::InvalidRequest(format!(
+                "sampler input {what} has {got} values, expected {want}"
+            )));
+        }
+    }
+    if settings.steps < 2 {
+        return Err(InferenceError::InvalidRequest("steps must be at least 2".into()));
+    }
+    let batched = match settings.cfg_mode {
+        CfgMode::Auto => dit.dynamic_batch,
+        CfgMode::Batched => true,
+        CfgMode::Separate => false,
+    };
+    let branches = Branches::new(dit, inputs, batched)?;
+    let grid = time_grid(settings.steps, settings.sway_coef, p);
+    let total = settings.steps - 1;
+    let cfg = settings.cfg_strength;
+    let mut x = inputs.noise.clone();
+    let mut v = vec![0f32; len];
+    for (k, w) in grid.windows(2).enumerate() {
+        let (t0, t1) = (w[0], w[1]);
+        let dt = p.round(t1 - t0);
+        match settings.solver {
+            Solver::Euler => {
+                branches.velocity(dit, inputs, &x, t0, cfg, &mut v)?;
+            }
+            Solver::Midpoint => {
+                // torchdiffeq: y_mid = y0 + f(t0, y0)·dt/2; dy = dt·f(t0 + dt/2, y_mid).
+                let half = p.round(0.5 * dt);
+                branches.velocity(dit, inputs, &x, t0, cfg, &mut v)?;
+                let mid: Vec<f32> = x
+                    .iter()
+                    .zip(&v)
+                    .map(|(&xi, &vi)| p.round(xi + p.round(vi * half)))
+                    .collect();
+                branches.velocity(dit, inputs, &mid, p.round(t0 + half), cfg, &mut v)?;
+            }
+        }
+        for (xi, &vi) in x.iter_mut().zip(&v) {
+            *xi = p.round(*xi + p.round(dt * vi));
+        }
+        on_step(k as u32 + 1, total)?;
+    }
+    Ok(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_matches_torch_linspace() {
+        let g = time_grid(32, None, Precision::F32);
+        assert_eq!(g.len(), 32);
+        assert_eq!(g[0], 0.0);
+        assert_eq!(g[31], 1.0);
+        for (i, t) in g.iter().enumerate() {
+            assert!((t - i as f32 / 31.0).abs() < 1e-6);
+        }
+        let h = time_grid(32, None, Precision::F16);
+        assert_eq!(h[1], half::f16::from_f32(1.0 / 31.0).to_f32());
+        assert_eq!(h[31], 1.0);
+    }
+
+    #[test]
+    fn sway_warps_towards_zero() {
+        let g = time_grid(5, Some(-1.0), Precision::F32);
+        // s = -1: t' = 1 - cos(pi/2 t)
+        for (i, t) in g.iter().enumerate() {
+            let u = i as f32 / 4.0;
+            assert!((t - (1.0 - (std::f32::consts::FRAC_PI_2 * u).cos())).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn noise_is_seeded_and_standard() {
+        let a = noise(7, 2, 100, Precision::F32);
+        assert_eq!(a, noise(7, 2, 100, Precision::F32));
+        assert_ne!(a, noise(8, 2, 100, Precision::F32));
+        let mean = a.iter().sum::<f32>() / a.len() as f32;
+        let var = a.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / a.len() as f32;
+        assert!(mean.abs() < 0.05 && (var - 1.0).abs() < 0.05, "{mean} {var}");
+    }
+}
