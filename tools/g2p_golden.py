@@ -5,7 +5,8 @@ The expected token ids come from the reference code itself, imported from your o
 github.com/ASLP-lab/DiffRhythm (nothing of it is copied here): `g2p.g2p_generation.chn_eng_g2p`,
 plus the `+1` of `CNENTokenizer.encode` (infer/infer_utils.py, which needs torch and is therefore
 not imported). Only the English path is loaded: the Mandarin front end (jieba, pypinyin, cn2an,
-the polyphone BERT), LangSegment (and `tokenizers`, `tqdm` if absent) are replaced by stubs that fail if used.
+the polyphone BERT) and LangSegment are replaced by stubs that fail if used (so do `tokenizers`
+and `tqdm` if absent: imported, unused).
 
 Needs, in a scratch virtualenv: phonemizer==3.3.0 inflect==7.5.0 Unidecode==1.3.8, and the
 system espeak-ng library with the voices cmn, en-us, fr-fr, ko and de (the reference builds all
@@ -55,14 +56,23 @@ def load_reference(diffrhythm):
             __import__(name)
         except ImportError:
             stub(name, **attrs)
-    from g2p.g2p_generation import chn_eng_g2p  # noqa: E402
+    from g2p import g2p_generation  # noqa: E402
+
+    # espeak-ng keeps state between calls: after some input (a Latin letter glued to Hangul,
+    # "s안녕") it stays in British English until a clean language switch, so in one process a
+    # line's phonemes can depend on the lines before it. Refrain selects the voice again before
+    # each line; do the same to the reference's en-us backend so that each line starts fresh.
+    espeak = g2p_generation.text_tokenizer.text_tokenizers["en"].backend._espeak
+
+    def chn_eng_g2p(text):
+        espeak.set_voice("en-us")
+        return g2p_generation.chn_eng_g2p(text)
 
     return chn_eng_g2p
 
 
 def versions(diffrhythm):
     import phonemizer
-    import inflect  # noqa: F401
     from importlib.metadata import version
     from phonemizer.backend import EspeakBackend
 
@@ -111,13 +121,17 @@ def main():
     golden = {
         "note": "Expected CNENTokenizer.encode(text) of the DiffRhythm reference (English path), "
                 "produced by tools/g2p_golden.py; 'phonemes' is chn_eng_g2p's phoneme string, "
-                "'error' marks lines the reference rejects.",
+                "'error' marks lines the reference rejects. The en-us voice is selected again "
+                "before each line (espeak-ng state otherwise leaks from line to line).",
         "produced_with": versions(diffrhythm),
         "cases": cases,
     }
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(golden, f, ensure_ascii=False, indent=1)
-        f.write("\n")
+    with open(out, "w", encoding="utf-8") as f:  # one case per line, for readable diffs
+        head = json.dumps({k: v for k, v in golden.items() if k != "cases"},
+                          ensure_ascii=False, indent=1)
+        f.write(head[:-2] + ',\n "cases": [\n')
+        f.write(",\n".join("  " + json.dumps(case, ensure_ascii=False) for case in cases))
+        f.write("\n ]\n}\n")
     print(f"wrote {len(cases)} cases to {out}")
 
 

@@ -46,8 +46,9 @@
 //!   exceed that range and is passed through unchanged, as librosa/torchaudio do.
 //! * **Limits.** [`decode`] stops and fails with [`AudioError::TooLong`] as soon as more than
 //!   `max_seconds` have been decoded, and rejects streams with more than [`MAX_CHANNELS`] channels
-//!   or a sample rate above [`MAX_SAMPLE_RATE`], to bound memory. Truncated streams decode up to the truncation point; undecodable packets
-//!   in the middle of a stream are skipped (as media players do).
+//!   or a sample rate above [`MAX_SAMPLE_RATE`], to bound memory. Truncated streams decode up to
+//!   the truncation point; undecodable packets in the middle of a stream are skipped (as media
+//!   players do).
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -104,7 +105,7 @@ pub enum AudioError {
     },
     /// Longer than the caller's limit; decoding stopped at `decoded_seconds`.
     #[error(
-        "the audio is too long: at most {max_seconds:.2} s are accepted, decoding stopped after {decoded_seconds:.2} s"
+        "the audio is too long: at most {max_seconds:.2} s are accepted, it lasts at least {decoded_seconds:.2} s"
     )]
     TooLong {
         max_seconds: f64,
@@ -660,7 +661,7 @@ fn check_wav_args(interleaved: &[i16], channels: u16, sample_rate: u32) -> Resul
             "a WAV needs at least one channel and a positive rate, got {channels} ch at {sample_rate} Hz"
         )));
     }
-    if interleaved.len() % usize::from(channels) != 0 {
+    if !interleaved.len().is_multiple_of(usize::from(channels)) {
         return Err(AudioError::InvalidArgument(format!(
             "{} interleaved samples are not a whole number of {channels}-channel frames",
             interleaved.len()

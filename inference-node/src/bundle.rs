@@ -224,7 +224,10 @@ impl Bundle {
             ));
         }
         let v = &m.vae;
-        if v.chunk_frames == 0 || v.overlap_frames >= v.chunk_frames || v.overlap_frames % 2 != 0 {
+        if v.chunk_frames == 0
+            || v.overlap_frames >= v.chunk_frames
+            || !v.overlap_frames.is_multiple_of(2)
+        {
             return Err(self.invalid(
                 "[vae] needs chunk_frames > overlap_frames >= 0 with an even overlap_frames",
             ));
@@ -282,7 +285,9 @@ impl Bundle {
                 if d.fixed_frames {
                     (max, max, d.name.as_str())
                 } else {
-                    let min = fixed.map(|f| self.whole_seconds(f.max_frames) + 1).unwrap_or(1);
+                    let min = fixed
+                        .map(|f| self.whole_seconds(f.max_frames) + 1)
+                        .unwrap_or(1);
                     (min, max, d.name.as_str())
                 }
             })
@@ -348,7 +353,10 @@ mod tests {
         assert_eq!(b.choose_model(285).unwrap().frames, 6136);
         for bad in [0, 94, 286, 1000] {
             let e = b.choose_model(bad).unwrap_err();
-            assert!(e.contains("95 (base model) or 96 to 285 (full model)"), "{e}");
+            assert!(
+                e.contains("95 (base model) or 96 to 285 (full model)"),
+                "{e}"
+            );
         }
     }
 

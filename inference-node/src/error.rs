@@ -52,7 +52,9 @@ impl InferenceError {
     pub fn is_invalid_input(&self) -> bool {
         matches!(
             self,
-            InferenceError::Lyrics(_) | InferenceError::Audio(_) | InferenceError::InvalidRequest(_)
+            InferenceError::Lyrics(_)
+                | InferenceError::Audio(_)
+                | InferenceError::InvalidRequest(_)
         )
     }
 

@@ -137,7 +137,10 @@ pub fn parse_edit_segments(json: &str) -> Result<Vec<(f64, f64)>, InferenceError
         return Err(bad("at least one [start, end] segment is needed".into()));
     }
     if list.len() > MAX_EDIT_SEGMENTS {
-        return Err(bad(format!("{} segments, the limit is {MAX_EDIT_SEGMENTS}", list.len())));
+        return Err(bad(format!(
+            "{} segments, the limit is {MAX_EDIT_SEGMENTS}",
+            list.len()
+        )));
     }
     list.iter()
         .enumerate()
@@ -153,7 +156,9 @@ pub fn parse_edit_segments(json: &str) -> Result<Vec<(f64, f64)>, InferenceError
             };
             let (s, e) = (num(&pair[0])?, num(&pair[1])?);
             if (s < 0.0 && s != -1.0) || (e < 0.0 && e != -1.0) {
-                return Err(bad(format!("segment {i}: bounds must be >= 0 seconds or -1")));
+                return Err(bad(format!(
+                    "segment {i}: bounds must be >= 0 seconds or -1"
+                )));
             }
             if s != -1.0 && e != -1.0 && e <= s {
                 return Err(bad(format!("segment {i}: end {e} is not after start {s}")));
@@ -165,11 +170,25 @@ pub fn parse_edit_segments(json: &str) -> Result<Vec<(f64, f64)>, InferenceError
 
 /// The regenerate mask over `frames` frames: `true` where a segment regenerates (reference
 /// `pred_frames` and `fixed_span_mask`).
-pub fn edit_mask(segments: &[(f64, f64)], frames: usize, max_frames: usize, sample_rate: u32, hop: usize) -> Vec<bool> {
+pub fn edit_mask(
+    segments: &[(f64, f64)],
+    frames: usize,
+    max_frames: usize,
+    sample_rate: u32,
+    hop: usize,
+) -> Vec<bool> {
     let mut mask = vec![false; frames];
     for &(s, e) in segments {
-        let start = if s == -1.0 { 0 } else { frame_of(s, sample_rate, hop) };
-        let end = if e == -1.0 { max_frames } else { frame_of(e, sample_rate, hop) };
+        let start = if s == -1.0 {
+            0
+        } else {
+            frame_of(s, sample_rate, hop)
+        };
+        let end = if e == -1.0 {
+            max_frames
+        } else {
+            frame_of(e, sample_rate, hop)
+        };
         for m in mask.iter_mut().take(end.min(frames)).skip(start) {
             *m = true;
         }
@@ -218,7 +237,12 @@ pub fn lyric_track(
     let choice = bundle
         .choose_model(seconds)
         .map_err(InferenceError::InvalidRequest)?;
-    Ok(build_track(encoder, lyrics, track_shape(bundle, choice, seconds), limits)?)
+    Ok(build_track(
+        encoder,
+        lyrics,
+        track_shape(bundle, choice, seconds),
+        limits,
+    )?)
 }
 
 fn track_shape(bundle: &Bundle, choice: ModelChoice, seconds: u32) -> TrackShape {
@@ -243,7 +267,12 @@ impl Generator {
         let dits = m
             .dit
             .iter()
-            .map(|d| Dit::new(graph(&format!("dit {}", d.name), &d.file)?, d.duration_input))
+            .map(|d| {
+                Dit::new(
+                    graph(&format!("dit {}", d.name), &d.file)?,
+                    d.duration_input,
+                )
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let encoder = match &m.vae.encoder {
             Some(f) => Some(graph("vae encoder", f)?),
@@ -279,6 +308,13 @@ impl Generator {
         })
     }
 
+    /// Total wall time spent inside ONNX Runtime by all of this node's graphs so far.
+    pub fn onnx_time(&self) -> Duration {
+        self.dits.iter().map(|d| d.graph.busy).sum::<Duration>()
+            + self.vae.busy()
+            + self.style.busy()
+    }
+
     pub fn bundle(&self) -> &Bundle {
         &self.bundle
     }
@@ -288,7 +324,10 @@ impl Generator {
     }
 
     /// Checks a request's parameters against the bundle without running anything.
-    pub fn validate(&self, req: &GenerateRequest) -> Result<(ModelChoice, SamplerSettings), InferenceError> {
+    pub fn validate(
+        &self,
+        req: &GenerateRequest,
+    ) -> Result<(ModelChoice, SamplerSettings), InferenceError> {
         let choice = self
             .bundle
             .choose_model(req.seconds)
@@ -346,7 +385,10 @@ impl Generator {
     ) -> Result<GenerateOutput, InferenceError> {
         let started = Instant::now();
         let (choice, settings) = self.validate(req)?;
-        let (sr, hop) = (self.bundle.manifest.audio.sample_rate, self.bundle.manifest.audio.hop);
+        let (sr, hop) = (
+            self.bundle.manifest.audio.sample_rate,
+            self.bundle.manifest.audio.hop,
+        );
         let n = choice.frames;
         let b = req.variants;
         let solver_evals = match settings.solver {
@@ -429,7 +471,8 @@ impl Generator {
             for (f, &regen) in mask.iter().enumerate() {
                 if !regen {
                     let at = (v * n + f) * LATENT_DIM;
-                    latents[at..at + LATENT_DIM].copy_from_slice(&kept_cond[f * LATENT_DIM..(f + 1) * LATENT_DIM]);
+                    latents[at..at + LATENT_DIM]
+                        .copy_from_slice(&kept_cond[f * LATENT_DIM..(f + 1) * LATENT_DIM]);
                 }
             }
         }
@@ -469,7 +512,10 @@ mod tests {
 
     #[test]
     fn edit_segments_parse_and_validate() {
-        assert_eq!(parse_edit_segments("[[-1, 25], [50.5, -1]]").unwrap(), vec![(-1.0, 25.0), (50.5, -1.0)]);
+        assert_eq!(
+            parse_edit_segments("[[-1, 25], [50.5, -1]]").unwrap(),
+            vec![(-1.0, 25.0), (50.5, -1.0)]
+        );
         for (bad, needle) in [
             ("", "not valid JSON"),
             ("{}", "list of [start, end]"),
@@ -480,7 +526,10 @@ mod tests {
             ("[[-3, 2]]", ">= 0 seconds or -1"),
         ] {
             let e = parse_edit_segments(bad).unwrap_err().to_string();
-            assert!(e.contains("edit_segments") && e.contains(needle), "{bad}: {e}");
+            assert!(
+                e.contains("edit_segments") && e.contains(needle),
+                "{bad}: {e}"
+            );
         }
     }
 

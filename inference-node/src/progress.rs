@@ -90,7 +90,11 @@ impl<'a> Tracker<'a> {
             step,
             total,
             percent: self.percent,
-            eta_seconds: if stage == Stage::Done { Some(0.0) } else { self.eta() },
+            eta_seconds: if stage == Stage::Done {
+                Some(0.0)
+            } else {
+                self.eta()
+            },
             elapsed_seconds: self.start.elapsed().as_secs_f64(),
         };
         (self.sink)(event);
@@ -120,7 +124,8 @@ impl<'a> Tracker<'a> {
         self.decode_time += now - self.stage_start;
         self.stage_start = now;
         self.decodes_done += 1;
-        let p = SAMPLING_END + (100.0 - SAMPLING_END) * self.decodes_done as f32 / self.decodes.max(1) as f32;
+        let p = SAMPLING_END
+            + (100.0 - SAMPLING_END) * self.decodes_done as f32 / self.decodes.max(1) as f32;
         // 100 % is reserved for Done.
         self.emit(Stage::Decode, self.decodes_done, self.decodes, p.min(99.9));
     }
@@ -150,18 +155,19 @@ mod tests {
     fn percent_is_monotonic_and_ends_at_100() {
         let mut events = Vec::new();
         let mut sink = |e: ProgressEvent| events.push(e);
-        let mut t = Tracker::new(&mut sink, 3, 2, 100.0, CostModel::default());
-        t.prepare(Stage::Tokenize, 1, 2);
-        t.prepare(Stage::Style, 2, 2);
-        assert!(t.eta().is_none());
-        for k in 1..=3 {
-            t.step(k, 3);
+        {
+            let mut t = Tracker::new(&mut sink, 3, 2, 100.0, CostModel::default());
+            t.prepare(Stage::Tokenize, 1, 2);
+            t.prepare(Stage::Style, 2, 2);
+            assert!(t.eta().is_none());
+            for k in 1..=3 {
+                t.step(k, 3);
+            }
+            assert!(t.eta().is_some());
+            t.decoded();
+            t.decoded();
+            t.done();
         }
-        assert!(t.eta().is_some());
-        t.decoded();
-        t.decoded();
-        t.done();
-        drop(t);
         let p: Vec<f32> = events.iter().map(|e| e.percent).collect();
         assert!(p.windows(2).all(|w| w[0] <= w[1]), "{p:?}");
         assert_eq!(*p.last().unwrap(), 100.0);
@@ -174,7 +180,10 @@ mod tests {
     #[test]
     fn first_estimate_comes_from_the_cost_model() {
         let mut sink = |_e: ProgressEvent| {};
-        let cost = CostModel { step_per_frame: Some(0.001), decode_per_frame: Some(0.002) };
+        let cost = CostModel {
+            step_per_frame: Some(0.001),
+            decode_per_frame: Some(0.002),
+        };
         let t = Tracker::new(&mut sink, 10, 4, 1000.0, cost);
         // 10 steps × 1 s + 4 decodes × 0.5 s.
         assert!((t.eta().unwrap() - 12.0).abs() < 1e-9);

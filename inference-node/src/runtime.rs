@@ -21,7 +21,8 @@ use thiserror::Error;
 pub const ORT_VERSION: &str = "1.31.1";
 
 /// What to run when the library is missing.
-pub const FETCH_HINT: &str = "run `tools/fetch-onnxruntime.sh` (it puts ONNX Runtime in .ort/lib/), \
+pub const FETCH_HINT: &str =
+    "run `tools/fetch-onnxruntime.sh` (it puts ONNX Runtime in .ort/lib/), \
 or set ORT_DYLIB_PATH to the full path of libonnxruntime.so.1.31.1";
 
 /// Errors of the runtime layer.

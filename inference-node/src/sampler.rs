@@ -90,7 +90,9 @@ impl Dit {
         if has_duration {
             graph.float_input("duration", 1)?;
         }
-        let dynamic_batch = graph.input_shape("x").is_some_and(|s| s.first() == Some(&-1));
+        let dynamic_batch = graph
+            .input_shape("x")
+            .is_some_and(|s| s.first() == Some(&-1));
         Ok(Dit {
             graph,
             precision,
@@ -260,7 +262,9 @@ impl Branches {
                 if shape != [rows, n, LATENT_DIM] {
                     return Err(InferenceError::Contract {
                         graph: name.clone(),
-                        message: format!("`v` has shape {shape:?}, expected [{rows}, {n}, {LATENT_DIM}]"),
+                        message: format!(
+                            "`v` has shape {shape:?}, expected [{rows}, {n}, {LATENT_DIM}]"
+                        ),
                     });
                 }
                 f(data);
@@ -269,14 +273,27 @@ impl Branches {
         };
         if self.batched {
             let xs = repeat(x, 2);
-            run(dit, 2 * b, &xs, &self.cond, &self.text, &self.style, &mut |v| {
-                combine(&v[..len], &v[len..], out)
-            })
+            run(
+                dit,
+                2 * b,
+                &xs,
+                &self.cond,
+                &self.text,
+                &self.style,
+                &mut |v| combine(&v[..len], &v[len..], out),
+            )
         } else {
-            let (ucond, utext, ustyle) = self.uncond.as_ref().expect("separate mode has uncond inputs");
+            let (ucond, utext, ustyle) = self
+                .uncond
+                .as_ref()
+                .expect("separate mode has uncond inputs");
             let mut vc = vec![0f32; len];
-            run(dit, b, x, &self.cond, &self.text, &self.style, &mut |v| vc.copy_from_slice(v))?;
-            run(dit, b, x, ucond, utext, ustyle, &mut |v| combine(&vc, v, out))
+            run(dit, b, x, &self.cond, &self.text, &self.style, &mut |v| {
+                vc.copy_from_slice(v)
+            })?;
+            run(dit, b, x, ucond, utext, ustyle, &mut |v| {
+                combine(&vc, v, out)
+            })
         }
     }
 }
@@ -306,7 +323,9 @@ pub fn sample(
         }
     }
     if settings.steps < 2 {
-        return Err(InferenceError::InvalidRequest("steps must be at least 2".into()));
+        return Err(InferenceError::InvalidRequest(
+            "steps must be at least 2".into(),
+        ));
     }
     let batched = match settings.cfg_mode {
         CfgMode::Auto => dit.dynamic_batch,
@@ -381,6 +400,9 @@ mod tests {
         assert_ne!(a, noise(8, 2, 100, Precision::F32));
         let mean = a.iter().sum::<f32>() / a.len() as f32;
         let var = a.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / a.len() as f32;
-        assert!(mean.abs() < 0.05 && (var - 1.0).abs() < 0.05, "{mean} {var}");
+        assert!(
+            mean.abs() < 0.05 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
     }
 }

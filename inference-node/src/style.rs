@@ -89,7 +89,9 @@ pub fn load_negative(path: &Path) -> Result<Vec<f32>, InferenceError> {
             .map(String::from_utf8_lossy)
             .ok_or_else(|| bad("truncated .npy header".into()))?;
         if !header.contains("'<f4'") || header.contains("'fortran_order': True") {
-            return Err(bad(format!("expected little-endian float32 C-order data, header {header}")));
+            return Err(bad(format!(
+                "expected little-endian float32 C-order data, header {header}"
+            )));
         }
         &bytes[start + len..]
     } else {
@@ -138,9 +140,11 @@ impl StyleEncoder {
         text.float_output("embedding", 2)?;
         let audio_precision = audio.float_input("wav", 2)?;
         audio.float_output("embedding", 2)?;
-        let tokenizer = tokenizers::Tokenizer::from_file(tokenizer_path).map_err(|e| InferenceError::Contract {
-            graph: tokenizer_path.display().to_string(),
-            message: format!("cannot load tokenizer: {e}"),
+        let tokenizer = tokenizers::Tokenizer::from_file(tokenizer_path).map_err(|e| {
+            InferenceError::Contract {
+                graph: tokenizer_path.display().to_string(),
+                message: format!("cannot load tokenizer: {e}"),
+            }
         })?;
         check_embedding("negative style", &negative)?;
         Ok(StyleEncoder {
@@ -156,6 +160,11 @@ impl StyleEncoder {
         })
     }
 
+    /// Time spent inside ONNX Runtime by the style encoders.
+    pub fn busy(&self) -> std::time::Duration {
+        self.text.busy + self.audio.busy
+    }
+
     /// The negative style of the unconditional branch.
     pub fn negative(&self) -> &[f32] {
         &self.negative
@@ -164,7 +173,9 @@ impl StyleEncoder {
     /// Checks a prompt without running anything (for validation at the edge).
     pub fn validate_prompt(prompt: &str) -> Result<(), InferenceError> {
         if prompt.trim().is_empty() {
-            return Err(InferenceError::InvalidRequest("style prompt is empty".into()));
+            return Err(InferenceError::InvalidRequest(
+                "style prompt is empty".into(),
+            ));
         }
         let chars = prompt.chars().count();
         if chars > MAX_PROMPT_CHARS {
@@ -194,7 +205,9 @@ impl StyleEncoder {
         })?;
         let ids: Vec<i64> = enc.get_ids().iter().map(|&i| i as i64).collect();
         if ids.is_empty() {
-            return Err(InferenceError::InvalidRequest("style prompt has no tokens".into()));
+            return Err(InferenceError::InvalidRequest(
+                "style prompt has no tokens".into(),
+            ));
         }
         if ids.len() > MAX_PROMPT_TOKENS {
             return Err(InferenceError::InvalidRequest(format!(
@@ -205,8 +218,14 @@ impl StyleEncoder {
         let l = ids.len();
         let name = self.text.name.clone();
         let inputs = vec![
-            ("input_ids", SessionInputValue::from(int64_tensor(&name, &[1, l], ids)?)),
-            ("attention_mask", SessionInputValue::from(int64_tensor(&name, &[1, l], vec![1; l])?)),
+            (
+                "input_ids",
+                SessionInputValue::from(int64_tensor(&name, &[1, l], ids)?),
+            ),
+            (
+                "attention_mask",
+                SessionInputValue::from(int64_tensor(&name, &[1, l], vec![1; l])?),
+            ),
         ];
         let (_, v) = self.text.run_f32(inputs, "embedding")?;
         check_embedding(&name, &v)?;
@@ -225,7 +244,9 @@ impl StyleEncoder {
         let clip = audio::style_clip(decoded, self.sample_rate, self.seconds)?;
         let name = self.audio.name.clone();
         let wav = float_tensor(&name, self.audio_precision, &[1, clip.len()], &clip)?;
-        let (_, v) = self.audio.run_f32(vec![("wav", SessionInputValue::from(wav))], "embedding")?;
+        let (_, v) = self
+            .audio
+            .run_f32(vec![("wav", SessionInputValue::from(wav))], "embedding")?;
         check_embedding(&name, &v)?;
         Ok(v)
     }

@@ -34,6 +34,8 @@ impl Precision {
 pub struct Graph {
     pub name: String,
     pub session: Session,
+    /// Wall time spent inside ONNX Runtime's `run` for this graph (for overhead accounting).
+    pub busy: std::time::Duration,
 }
 
 fn element(dtype: &ValueType) -> Option<TensorElementType> {
@@ -45,6 +47,7 @@ impl Graph {
         Graph {
             name: name.into(),
             session,
+            busy: std::time::Duration::ZERO,
         }
     }
 
@@ -66,7 +69,11 @@ impl Graph {
             .inputs()
             .iter()
             .find(|i| i.name() == name)
-            .and_then(|i| i.dtype().tensor_shape().map(|s| s.iter().copied().collect()))
+            .and_then(|i| {
+                i.dtype()
+                    .tensor_shape()
+                    .map(|s| s.iter().copied().collect())
+            })
     }
 
     /// Checks that `name` is a float input of the given rank and returns its precision.
@@ -91,12 +98,19 @@ impl Graph {
         self.float_of(name, outlet.dtype(), rank)
     }
 
-    fn float_of(&self, name: &str, dtype: &ValueType, rank: usize) -> Result<Precision, InferenceError> {
+    fn float_of(
+        &self,
+        name: &str,
+        dtype: &ValueType,
+        rank: usize,
+    ) -> Result<Precision, InferenceError> {
         let p = match element(dtype) {
             Some(TensorElementType::Float32) => Precision::F32,
             Some(TensorElementType::Float16) => Precision::F16,
             other => {
-                return Err(self.contract(format!("`{name}` must be float16 or float32, not {other:?}")))
+                return Err(self.contract(format!(
+                    "`{name}` must be float16 or float32, not {other:?}"
+                )))
             }
         };
         let got = dtype.tensor_shape().map(|s| s.len()).unwrap_or(0);
@@ -127,10 +141,13 @@ impl Graph {
         &'s mut self,
         inputs: Vec<(&'static str, SessionInputValue<'_>)>,
     ) -> Result<SessionOutputs<'s>, InferenceError> {
-        let name = self.name.clone();
-        self.session
-            .run(inputs)
-            .map_err(InferenceError::onnx(&name))
+        let started = std::time::Instant::now();
+        let out = self.session.run(inputs);
+        self.busy += started.elapsed();
+        out.map_err(|source| InferenceError::Onnx {
+            graph: self.name.clone(),
+            source,
+        })
     }
 
     /// Runs the graph and copies one float output out as f32 with its shape.
@@ -170,7 +187,11 @@ pub fn float_tensor(
 }
 
 /// Builds an int64 tensor.
-pub fn int64_tensor(graph: &str, shape: &[usize], data: Vec<i64>) -> Result<DynValue, InferenceError> {
+pub fn int64_tensor(
+    graph: &str,
+    shape: &[usize],
+    data: Vec<i64>,
+) -> Result<DynValue, InferenceError> {
     let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
     Tensor::from_array((shape, data))
         .map(|t| t.into_dyn())
@@ -178,31 +199,11 @@ pub fn int64_tensor(graph: &str, shape: &[usize], data: Vec<i64>) -> Result<DynV
 }
 
 /// Copies a float output (f16 or f32) out as f32, with its shape, rejecting NaN and infinities.
-pub fn extract_f32(graph: &str, value: &DynValue) -> Result<(Vec<usize>, Vec<f32>), InferenceError> {
-    let out = match value.dtype().tensor_type() {
-        Some(TensorElementType::Float32) => {
-            let (shape, data) = value
-                .try_extract_tensor::<f32>()
-                .map_err(InferenceError::onnx(graph))?;
-            (dims(shape), data.to_vec())
-        }
-        Some(TensorElementType::Float16) => {
-            let (shape, data) = value
-                .try_extract_tensor::<f16>()
-                .map_err(InferenceError::onnx(graph))?;
-            (dims(shape), data.iter().map(|x| x.to_f32()).collect())
-        }
-        other => {
-            return Err(InferenceError::Contract {
-                graph: graph.to_string(),
-                message: format!("output must be float16 or float32, not {other:?}"),
-            })
-        }
-    };
-    if out.1.iter().any(|x| !x.is_finite()) {
-        return Err(InferenceError::NonFinite(graph.to_string()));
-    }
-    Ok(out)
+pub fn extract_f32(
+    graph: &str,
+    value: &DynValue,
+) -> Result<(Vec<usize>, Vec<f32>), InferenceError> {
+    visit_f32(graph, value, |shape, data| (shape.to_vec(), data.to_vec()))
 }
 
 fn dims(shape: &ort::value::Shape) -> Vec<usize> {
@@ -216,7 +217,7 @@ pub fn visit_f32<R>(
     value: &DynValue,
     f: impl FnOnce(&[usize], &[f32]) -> R,
 ) -> Result<R, InferenceError> {
-    let (shape, r) = match value.dtype().tensor_type() {
+    let r = match value.dtype().tensor_type() {
         Some(TensorElementType::Float32) => {
             let (shape, data) = value
                 .try_extract_tensor::<f32>()
@@ -224,9 +225,7 @@ pub fn visit_f32<R>(
             if data.iter().any(|x| !x.is_finite()) {
                 return Err(InferenceError::NonFinite(graph.to_string()));
             }
-            let shape = dims(shape);
-            let r = f(&shape, data);
-            (shape, r)
+            f(&dims(shape), data)
         }
         Some(TensorElementType::Float16) => {
             let (shape, data) = value
@@ -236,9 +235,7 @@ pub fn visit_f32<R>(
             if data.iter().any(|x| !x.is_finite()) {
                 return Err(InferenceError::NonFinite(graph.to_string()));
             }
-            let shape = dims(shape);
-            let r = f(&shape, &data);
-            (shape, r)
+            f(&dims(shape), &data)
         }
         other => {
             return Err(InferenceError::Contract {
@@ -247,6 +244,5 @@ pub fn visit_f32<R>(
             })
         }
     };
-    let _ = shape;
     Ok(r)
 }

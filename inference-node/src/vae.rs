@@ -134,6 +134,11 @@ impl Vae {
         })
     }
 
+    /// Time spent inside ONNX Runtime by the decoder and encoder.
+    pub fn busy(&self) -> std::time::Duration {
+        self.decoder.busy + self.encoder.as_ref().map(|e| e.0.busy).unwrap_or_default()
+    }
+
     /// Whether edit mode is available (the bundle has an encoder).
     pub fn has_encoder(&self) -> bool {
         self.encoder.is_some()
@@ -148,7 +153,11 @@ impl Vae {
         }
     }
 
-    fn decode_window(&mut self, latent: &[f32], window: Range<usize>) -> Result<Vec<f32>, InferenceError> {
+    fn decode_window(
+        &mut self,
+        latent: &[f32],
+        window: Range<usize>,
+    ) -> Result<Vec<f32>, InferenceError> {
         // latent is [N, 64] (the sampler's layout); the decoder wants [1, 64, T].
         let t = window.len();
         let mut chw = vec![0f32; LATENT_DIM * t];
@@ -165,7 +174,10 @@ impl Vae {
         if shape != [1, 2, t * self.hop] {
             return Err(InferenceError::Contract {
                 graph: name,
-                message: format!("`audio` has shape {shape:?}, expected [1, 2, {}]", t * self.hop),
+                message: format!(
+                    "`audio` has shape {shape:?}, expected [1, 2, {}]",
+                    t * self.hop
+                ),
             });
         }
         Ok(audio)
@@ -209,14 +221,23 @@ impl Vae {
         mut on_chunk: impl FnMut(usize, usize) -> Result<(), InferenceError>,
     ) -> Result<Vec<f32>, InferenceError> {
         let (graph, precision) = self.encoder.as_mut().ok_or_else(|| {
-            InferenceError::InvalidRequest("this bundle has no VAE encoder: edit mode is unavailable".into())
+            InferenceError::InvalidRequest(
+                "this bundle has no VAE encoder: edit mode is unavailable".into(),
+            )
         })?;
         let samples = audio[0].len();
         let frames = samples / self.hop;
         if frames == 0 {
-            return Err(InferenceError::InvalidRequest("reference song is shorter than one latent frame".into()));
+            return Err(InferenceError::InvalidRequest(
+                "reference song is shorter than one latent frame".into(),
+            ));
         }
-        let pieces = plan(samples, self.chunk * self.hop, self.overlap * self.hop, Scale::Down(self.hop));
+        let pieces = plan(
+            samples,
+            self.chunk * self.hop,
+            self.overlap * self.hop,
+            Scale::Down(self.hop),
+        );
         let mut mean = vec![0f32; frames * LATENT_DIM];
         let mut scale: Option<Vec<f32>> = None;
         let count = pieces.len();
@@ -227,10 +248,15 @@ impl Vae {
             buf.extend_from_slice(&audio[1][piece.input.clone()]);
             let name = graph.name.clone();
             let input = float_tensor(&name, *precision, &[1, 2, s], &buf)?;
-            let (shape, lat) = graph.run_f32(vec![("audio", SessionInputValue::from(input))], "latent")?;
+            let (shape, lat) =
+                graph.run_f32(vec![("audio", SessionInputValue::from(input))], "latent")?;
             let t = s / self.hop;
             let channels = shape.get(1).copied().unwrap_or(0);
-            if shape.len() != 3 || shape[0] != 1 || shape[2] != t || !(channels == LATENT_DIM || channels == 2 * LATENT_DIM) {
+            if shape.len() != 3
+                || shape[0] != 1
+                || shape[2] != t
+                || !(channels == LATENT_DIM || channels == 2 * LATENT_DIM)
+            {
                 return Err(InferenceError::Contract {
                     graph: name,
                     message: format!("`latent` has shape {shape:?}, expected [1, 64 or 128, {t}]"),
@@ -284,23 +310,65 @@ mod tests {
         // 2048 frames: starts 0, 96, …, 1920 (21 windows), 1920 + 128 == 2048 so no extra one.
         let p = plan(2048, 128, 32, Scale::Up(1));
         assert_eq!(p.len(), 21);
-        assert_eq!(p[0], Piece { input: 0..128, keep: 0..112, dest: 0..112 });
-        assert_eq!(p[1], Piece { input: 96..224, keep: 16..112, dest: 112..208 });
-        assert_eq!(p[20], Piece { input: 1920..2048, keep: 16..128, dest: 1936..2048 });
+        assert_eq!(
+            p[0],
+            Piece {
+                input: 0..128,
+                keep: 0..112,
+                dest: 0..112
+            }
+        );
+        assert_eq!(
+            p[1],
+            Piece {
+                input: 96..224,
+                keep: 16..112,
+                dest: 112..208
+            }
+        );
+        assert_eq!(
+            p[20],
+            Piece {
+                input: 1920..2048,
+                keep: 16..128,
+                dest: 1936..2048
+            }
+        );
         covers(&p, 2048);
         // 6136 frames: loop starts up to 5952 (63 windows), then a final window at 6008.
         let p = plan(6136, 128, 32, Scale::Up(1));
         assert_eq!(p.len(), 64);
-        assert_eq!(p[63], Piece { input: 6008..6136, keep: 16..128, dest: 6024..6136 });
+        assert_eq!(
+            p[63],
+            Piece {
+                input: 6008..6136,
+                keep: 16..128,
+                dest: 6024..6136
+            }
+        );
         covers(&p, 6136);
     }
 
     #[test]
     fn plan_handles_short_inputs() {
         let p = plan(100, 128, 32, Scale::Up(2));
-        assert_eq!(p, vec![Piece { input: 0..100, keep: 0..200, dest: 0..200 }]);
+        assert_eq!(
+            p,
+            vec![Piece {
+                input: 0..100,
+                keep: 0..200,
+                dest: 0..200
+            }]
+        );
         let p = plan(128, 128, 32, Scale::Up(1));
-        assert_eq!(p, vec![Piece { input: 0..128, keep: 0..128, dest: 0..128 }]);
+        assert_eq!(
+            p,
+            vec![Piece {
+                input: 0..128,
+                keep: 0..128,
+                dest: 0..128
+            }]
+        );
         let p = plan(129, 128, 32, Scale::Up(1));
         assert_eq!(p.len(), 2);
         covers(&p, 129);

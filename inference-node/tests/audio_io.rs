@@ -2,7 +2,8 @@
 //!
 //! WAV inputs are generated with hound; the FLAC and MP3 inputs are tiny committed fixtures in
 //! `tests/data/` (1 s of a 1 kHz sine, left at half scale and right at quarter scale, 44.1 kHz,
-//! encoded with `flac -8 --no-padding` and `lame -b 64`).
+//! encoded with `flac -8 --no-padding` and `lame -b 96 --resample 44.1 --add-id3v2 --tt "A title"
+//! --ta Artist`; the MP3 starts with an ID3v2 tag, as most real MP3s do).
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -170,7 +171,8 @@ fn decodes_flac_fixture() {
 fn decodes_mp3_fixture() {
     let path = data("sine_1khz_stereo_44100.mp3");
     let d = audio::decode_file(&path, NO_LIMIT).unwrap();
-    // LAME's encoder delay and padding are trimmed (gapless), so the length is close to 1 s.
+    // The leading ID3v2 tag is skipped; LAME's encoder delay and padding are trimmed (gapless),
+    // so the length is close to 1 s.
     check_sine_fixture(&d, 0.03);
     let bytes = std::fs::read(&path).unwrap();
     let from_memory = audio::decode(&bytes, None, NO_LIMIT).unwrap();
@@ -245,16 +247,21 @@ fn rejects_empty_input() {
 #[test]
 fn rejects_truncated_wav_header() {
     let bytes = wav16(&[sine(1000.0, 44_100, 0.1, 0.5)], 44_100);
-    for cut in [4, 12, 20, 30, 40] {
+    // Too short to recognise: not a known format.
+    let err = audio::decode(&bytes[..4], Some("wav"), NO_LIMIT).unwrap_err();
+    assert!(matches!(err, AudioError::UnsupportedFormat(_)), "{err:?}");
+    // Recognised as RIFF/WAVE but the header ends early.
+    for cut in [12, 20, 30, 40] {
         let err = audio::decode(&bytes[..cut], Some("wav"), NO_LIMIT).unwrap_err();
         assert!(
-            matches!(
-                err,
-                AudioError::Undecodable(_) | AudioError::UnsupportedFormat(_) | AudioError::Empty
-            ),
+            matches!(err, AudioError::Undecodable(_)),
             "cut at {cut}: {err:?}"
         );
+        assert!(err.to_string().contains("truncated"), "{err}");
     }
+    // A complete header and no samples.
+    let err = audio::decode(&bytes[..44], Some("wav"), NO_LIMIT).unwrap_err();
+    assert!(matches!(err, AudioError::Empty), "{err:?}");
     // A truncated body still decodes what is there.
     let d = audio::decode(&bytes[..44 + 2 * 1000], Some("wav"), NO_LIMIT).unwrap();
     assert!(d.frames() <= 1000 && d.frames() > 0, "{}", d.frames());

@@ -23,7 +23,11 @@ pub struct GenerateArgs {
     #[arg(long)]
     lrc: Option<PathBuf>,
     /// Style as a text prompt, e.g. "upbeat pop with piano".
-    #[arg(long, conflicts_with = "ref_audio", required_unless_present = "ref_audio")]
+    #[arg(
+        long,
+        conflicts_with = "ref_audio",
+        required_unless_present = "ref_audio"
+    )]
     prompt: Option<String>,
     /// Style from a reference recording (WAV, MP3 or FLAC, at least 10 s).
     #[arg(long)]
@@ -88,8 +92,14 @@ fn variant_path(out: &Path, k: usize) -> PathBuf {
     if k == 0 {
         return out.to_path_buf();
     }
-    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let ext = out.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_else(|| "wav".into());
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = out
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "wav".into());
     out.with_file_name(format!("{stem}-{}.{ext}", k + 1))
 }
 
@@ -143,8 +153,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(1000);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {percent:>3}% {msg}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {percent:>3}% {msg}",
+            )
+            .expect("valid template"),
         );
         bar
     } else {
@@ -152,7 +164,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     let mut on_progress = |e: ProgressEvent| {
         bar.set_position((e.percent * 10.0) as u64);
-        let eta = e.eta_seconds.map(|s| format!(", ETA {s:.1} s")).unwrap_or_default();
+        let eta = e
+            .eta_seconds
+            .map(|s| format!(", ETA {s:.1} s"))
+            .unwrap_or_default();
         let what = match e.stage {
             Stage::Sampling => format!("sampling step {}/{}", e.step, e.total),
             Stage::Decode => format!("decoding {}/{}", e.step, e.total),
@@ -199,8 +214,17 @@ mod tests {
 
     #[test]
     fn variant_paths() {
-        assert_eq!(variant_path(Path::new("a/out.wav"), 0), PathBuf::from("a/out.wav"));
-        assert_eq!(variant_path(Path::new("a/out.wav"), 1), PathBuf::from("a/out-2.wav"));
-        assert_eq!(variant_path(Path::new("song"), 3), PathBuf::from("song-4.wav"));
+        assert_eq!(
+            variant_path(Path::new("a/out.wav"), 0),
+            PathBuf::from("a/out.wav")
+        );
+        assert_eq!(
+            variant_path(Path::new("a/out.wav"), 1),
+            PathBuf::from("a/out-2.wav")
+        );
+        assert_eq!(
+            variant_path(Path::new("song"), 3),
+            PathBuf::from("song-4.wav")
+        );
     }
 }

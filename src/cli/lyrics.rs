@@ -33,7 +33,13 @@ pub fn run(args: LyricsArgs) -> anyhow::Result<()> {
     let bundle = Bundle::load(&args.bundle.bundle)?;
     let encoder = pipeline::line_encoder(&bundle, args.vocab.as_deref())?;
     let text = read_text(&args.lrc, "lyrics file")?;
-    let lyrics = pipeline::lyric_track(&bundle, &encoder, &text, args.length, &LyricsLimits::default())?;
+    let lyrics = pipeline::lyric_track(
+        &bundle,
+        &encoder,
+        &text,
+        args.length,
+        &LyricsLimits::default(),
+    )?;
     if args.verbose {
         for p in &lyrics.track.placed {
             eprintln!(
@@ -48,6 +54,9 @@ pub fn run(args: LyricsArgs) -> anyhow::Result<()> {
     for s in &lyrics.skipped {
         eprintln!("line {} skipped: {}", s.line_no, s.reason);
     }
-    println!("{}", serde_json::to_string(&lyrics.track.tokens).context("serialising tokens")?);
+    println!(
+        "{}",
+        serde_json::to_string(&lyrics.track.tokens).context("serialising tokens")?
+    );
     Ok(())
 }

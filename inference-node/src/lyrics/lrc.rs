@@ -84,7 +84,10 @@ fn parse_timestamp(s: &str) -> Option<(f64, &str)> {
     if whole.len() != 2 || !whole.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) || ss.len() > whole.len() && frac.is_empty() {
+    if frac.len() > 3
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || ss.len() > whole.len() && frac.is_empty()
+    {
         return None;
     }
     let minutes: f64 = mm.parse().ok()?;
@@ -162,10 +165,11 @@ pub fn parse(text: &str, limits: &LyricsLimits) -> Result<ParsedLrc, LyricsError
         }
         out.plain = untimed;
     } else {
-        out.skipped.extend(untimed.into_iter().map(|(line_no, _)| Skipped {
-            line_no,
-            reason: "no [mm:ss.xx] timestamp".into(),
-        }));
+        out.skipped
+            .extend(untimed.into_iter().map(|(line_no, _)| Skipped {
+                line_no,
+                reason: "no [mm:ss.xx] timestamp".into(),
+            }));
         out.skipped.sort_by_key(|s| s.line_no);
     }
     let count = out.lines.len() + out.plain.len();
@@ -183,10 +187,7 @@ fn check_line(line_no: usize, text: &str, limits: &LyricsLimits) -> Result<(), L
     if chars > limits.max_line_chars {
         return Err(LyricsError::BadLine {
             line: line_no,
-            reason: format!(
-                "{chars} characters, the limit is {}",
-                limits.max_line_chars
-            ),
+            reason: format!("{chars} characters, the limit is {}", limits.max_line_chars),
         });
     }
     Ok(())
@@ -209,8 +210,18 @@ mod tests {
         assert_eq!(parse_timestamp("[1:02:50]x"), Some((62.5, "x")));
         assert_eq!(parse_timestamp("[100:00.00]"), Some((6000.0, "")));
         for bad in [
-            "[ti:Song]", "[01:2.00]", "[01:60.00]", "[aa:bb.cc]", "[01:02.3456]", "[01:02.]",
-            "01:02.00", "[01:02.00", "[:02.00]", "[01:02.x0]", "[]", "[",
+            "[ti:Song]",
+            "[01:2.00]",
+            "[01:60.00]",
+            "[aa:bb.cc]",
+            "[01:02.3456]",
+            "[01:02.]",
+            "01:02.00",
+            "[01:02.00",
+            "[:02.00]",
+            "[01:02.x0]",
+            "[]",
+            "[",
         ] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
         }
@@ -222,14 +233,29 @@ mod tests {
         assert_eq!(
             r.lines,
             vec![
-                TimedLine { line_no: 4, seconds: 1.0, text: "hello world".into() },
-                TimedLine { line_no: 7, seconds: 7.5, text: "bye".into() },
+                TimedLine {
+                    line_no: 4,
+                    seconds: 1.0,
+                    text: "hello world".into()
+                },
+                TimedLine {
+                    line_no: 7,
+                    seconds: 7.5,
+                    text: "bye".into()
+                },
             ]
         );
-        let reasons: Vec<_> = r.skipped.iter().map(|s| (s.line_no, s.reason.as_str())).collect();
+        let reasons: Vec<_> = r
+            .skipped
+            .iter()
+            .map(|s| (s.line_no, s.reason.as_str()))
+            .collect();
         assert_eq!(reasons[0], (1, "metadata tag [ti:My Song]"));
         assert_eq!(reasons[1], (2, "metadata tag [ar:Me]"));
-        assert_eq!(reasons[2], (5, "timestamp without text (instrumental marker)"));
+        assert_eq!(
+            reasons[2],
+            (5, "timestamp without text (instrumental marker)")
+        );
         assert_eq!(reasons[3], (6, "no [mm:ss.xx] timestamp"));
         assert!(r.plain.is_empty());
     }
@@ -237,31 +263,57 @@ mod tests {
     #[test]
     fn repeated_timestamps_expand_in_file_order() {
         let r = p("[00:30.00]later\n[00:10.00][00:50.00]chorus\r\n");
-        let got: Vec<_> = r.lines.iter().map(|l| (l.seconds, l.text.as_str())).collect();
-        assert_eq!(got, vec![(30.0, "later"), (10.0, "chorus"), (50.0, "chorus")]);
+        let got: Vec<_> = r
+            .lines
+            .iter()
+            .map(|l| (l.seconds, l.text.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(30.0, "later"), (10.0, "chorus"), (50.0, "chorus")]
+        );
     }
 
     #[test]
     fn plain_text_is_kept_as_untimed_lines() {
         let r = p("\u{feff}first line\n\n second line \n");
         assert!(r.lines.is_empty());
-        assert_eq!(r.plain, vec![(1, "first line".into()), (3, "second line".into())]);
+        assert_eq!(
+            r.plain,
+            vec![(1, "first line".into()), (3, "second line".into())]
+        );
     }
 
     #[test]
     fn limits_are_errors() {
-        let limits = LyricsLimits { max_bytes: 100, max_lines: 2, max_line_chars: 10 };
+        let limits = LyricsLimits {
+            max_bytes: 100,
+            max_lines: 2,
+            max_line_chars: 10,
+        };
         let e = parse(&"x".repeat(101), &limits).unwrap_err().to_string();
         assert!(e.contains("101 bytes"), "{e}");
-        let e = parse("[00:01.00]a\n[00:02.00]b\n[00:03.00]c", &limits).unwrap_err().to_string();
+        let e = parse("[00:01.00]a\n[00:02.00]b\n[00:03.00]c", &limits)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("3 lines"), "{e}");
-        let e = parse("[00:01.00]abcdefghijkl", &limits).unwrap_err().to_string();
+        let e = parse("[00:01.00]abcdefghijkl", &limits)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 1") && e.contains("12 characters"), "{e}");
     }
 
     #[test]
     fn never_panics_on_odd_input() {
-        for s in ["[", "]", "[[[", "[0:", "[00:00.00", "\u{1F600}[00:01.00]\u{1F600}", "[00:01.00]]]"] {
+        for s in [
+            "[",
+            "]",
+            "[[[",
+            "[0:",
+            "[00:00.00",
+            "\u{1F600}[00:01.00]\u{1F600}",
+            "[00:01.00]]]",
+        ] {
             let _ = parse(s, &LyricsLimits::default());
         }
     }

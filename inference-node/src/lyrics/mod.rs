@@ -27,9 +27,10 @@ pub enum LyricsError {
         text: String,
         supported: String,
     },
-    /// The text has nothing singable (no letters): empty, digits or punctuation only.
-    #[error("nothing to sing in {text:?}: the line has no letters")]
-    NoPhonemes { text: String },
+    /// Text the G2P cannot turn into phonemes: no letters at all (empty, digits, punctuation),
+    /// or a number too large to spell. The reference raises on the same texts.
+    #[error("cannot pronounce {text:?}: {reason}")]
+    Unpronounceable { text: String, reason: String },
     /// The phonemizer (espeak-ng) failed.
     #[error("phonemizer: {0}")]
     Phonemizer(String),
@@ -94,17 +95,28 @@ pub fn build_track(
     for (line_no, seconds, text) in timed {
         if seconds >= shape.length_seconds as f64 {
             // Not encoded at all: placement drops it and says why.
-            encoded.push(EncodedLine { line_no, seconds, tokens: Vec::new() });
+            encoded.push(EncodedLine {
+                line_no,
+                seconds,
+                tokens: Vec::new(),
+            });
             continue;
         }
         match encoder.encode(text) {
-            Ok(tokens) => encoded.push(EncodedLine { line_no, seconds, tokens }),
-            Err(LyricsError::NoPhonemes { .. }) => skipped.push(Skipped {
+            Ok(tokens) => encoded.push(EncodedLine {
                 line_no,
-                reason: "no letters to sing".into(),
+                seconds,
+                tokens,
+            }),
+            Err(LyricsError::Unpronounceable { reason, .. }) => skipped.push(Skipped {
+                line_no,
+                reason: format!("nothing to sing: {reason}"),
             }),
             Err(LyricsError::BadLine { reason, .. }) => {
-                return Err(LyricsError::BadLine { line: line_no, reason })
+                return Err(LyricsError::BadLine {
+                    line: line_no,
+                    reason,
+                })
             }
             Err(e) => {
                 return Err(LyricsError::BadLine {

@@ -71,7 +71,10 @@ pub fn place(
         } else {
             dropped.push((
                 line.line_no,
-                format!("starts at {:.2} s, after the song's end ({length_seconds} s)", line.seconds),
+                format!(
+                    "starts at {:.2} s, after the song's end ({length_seconds} s)",
+                    line.seconds
+                ),
             ));
         }
     }
@@ -129,7 +132,11 @@ mod tests {
     use super::*;
 
     fn line(line_no: usize, seconds: f64, tokens: &[i64]) -> EncodedLine {
-        EncodedLine { line_no, seconds, tokens: tokens.to_vec() }
+        EncodedLine {
+            line_no,
+            seconds,
+            tokens: tokens.to_vec(),
+        }
     }
 
     #[test]
@@ -143,7 +150,14 @@ mod tests {
 
     #[test]
     fn places_lines_with_full_stop_rewrite_and_terminator() {
-        let t = place(&[line(1, 1.0, &[10, 2, 11]), line(2, 2.0, &[12])], 95.0, 100, false, 44100, 2048);
+        let t = place(
+            &[line(1, 1.0, &[10, 2, 11]), line(2, 2.0, &[12])],
+            95.0,
+            100,
+            false,
+            44100,
+            2048,
+        );
         assert_eq!(&t.tokens[21..25], &[10, COMMA, 11, FULL_STOP]);
         assert_eq!(t.tokens[20], 0);
         assert_eq!(t.tokens[25], 0);
@@ -154,7 +168,14 @@ mod tests {
     #[test]
     fn overflow_pushes_the_next_line_right() {
         let long: Vec<i64> = (10..40).collect(); // 30 tokens + '.', from frame 21 to 52
-        let t = place(&[line(1, 1.0, &long), line(2, 2.0, &[50, 51])], 95.0, 200, false, 44100, 2048);
+        let t = place(
+            &[line(1, 1.0, &long), line(2, 2.0, &[50, 51])],
+            95.0,
+            200,
+            false,
+            44100,
+            2048,
+        );
         assert_eq!(t.placed[1].requested_frame, 43);
         assert_eq!(t.placed[1].start_frame, 52);
         assert_eq!(&t.tokens[52..55], &[50, 51, FULL_STOP]);
@@ -163,7 +184,11 @@ mod tests {
     #[test]
     fn truncates_at_the_end_and_filters_by_length() {
         let t = place(
-            &[line(1, 0.0, &[5]), line(2, 4.5, &[7, 8, 9, 10]), line(3, 5.0, &[1])],
+            &[
+                line(1, 0.0, &[5]),
+                line(2, 4.5, &[7, 8, 9, 10]),
+                line(3, 5.0, &[1]),
+            ],
             5.0,
             100,
             false,
@@ -180,23 +205,48 @@ mod tests {
 
     #[test]
     fn base_model_drops_the_last_kept_line() {
-        let lines = [line(1, 1.0, &[5]), line(2, 2.0, &[6]), line(3, 94.9, &[7]), line(4, 95.0, &[8])];
+        let lines = [
+            line(1, 1.0, &[5]),
+            line(2, 2.0, &[6]),
+            line(3, 94.9, &[7]),
+            line(4, 95.0, &[8]),
+        ];
         let t = place(&lines, 95.0, 2048, true, 44100, 2048);
-        assert_eq!(t.placed.iter().map(|p| p.line_no).collect::<Vec<_>>(), vec![1, 2]);
-        assert_eq!(t.dropped.iter().map(|d| d.0).collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(
+            t.placed.iter().map(|p| p.line_no).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(
+            t.dropped.iter().map(|d| d.0).collect::<Vec<_>>(),
+            vec![3, 4]
+        );
         assert!(!t.tokens.contains(&7));
     }
 
     #[test]
     fn unsorted_lines_are_sorted_by_time() {
-        let t = place(&[line(1, 2.0, &[6]), line(2, 1.0, &[5])], 95.0, 100, false, 44100, 2048);
+        let t = place(
+            &[line(1, 2.0, &[6]), line(2, 1.0, &[5])],
+            95.0,
+            100,
+            false,
+            44100,
+            2048,
+        );
         assert_eq!(&t.tokens[21..23], &[5, FULL_STOP]);
         assert_eq!(&t.tokens[43..45], &[6, FULL_STOP]);
     }
 
     #[test]
     fn line_starting_past_the_frames_is_fully_truncated() {
-        let t = place(&[line(1, 0.0, &vec![9; 10]), line(2, 0.1, &[5])], 95.0, 8, false, 44100, 2048);
+        let t = place(
+            &[line(1, 0.0, &[9; 10]), line(2, 0.1, &[5])],
+            95.0,
+            8,
+            false,
+            44100,
+            2048,
+        );
         assert_eq!(t.tokens, vec![9; 8]);
         assert_eq!(t.placed[1].start_frame, 8);
         assert_eq!(t.placed[1].truncated, 2);

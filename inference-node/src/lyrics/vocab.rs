@@ -127,7 +127,9 @@ fn repeated_key(json: &str) -> Option<String> {
             d.deserialize_map(V)
         }
     }
-    serde_json::from_str::<Root>(json).ok().and_then(|r| r.vocab.0)
+    serde_json::from_str::<Root>(json)
+        .ok()
+        .and_then(|r| r.vocab.0)
 }
 
 #[cfg(test)]
@@ -157,7 +159,10 @@ mod tests {
             (r#"{"vocab": {"a": -1}}"#, "not a non-negative integer"),
             (r#"{"vocab": {"a": 1.5}}"#, "not a non-negative integer"),
             (r#"{"vocab": {"a": 1, "b": 1}}"#, "id 1 is used by both"),
-            (r#"{"vocab": {"a": 1, "b": 2, "a": 3}}"#, "appears more than once"),
+            (
+                r#"{"vocab": {"a": 1, "b": 2, "a": 3}}"#,
+                "appears more than once",
+            ),
         ] {
             let err = Vocab::from_json_str(json).unwrap_err().to_string();
             assert!(err.contains(needle), "{json}: {err}");
@@ -170,7 +175,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.json");
         let err = Vocab::load(&missing).unwrap_err().to_string();
-        assert!(err.contains("missing.json") && err.contains("cannot read"), "{err}");
+        assert!(
+            err.contains("missing.json") && err.contains("cannot read"),
+            "{err}"
+        );
 
         let broken = dir.path().join("broken.json");
         std::fs::write(&broken, "{\"vocab\": {\"a\": 0, \"b\": 0}}").unwrap();

@@ -259,7 +259,12 @@ fn digit(b: u8) -> usize {
 fn tenfn(tens: usize, units: usize, mindex: usize) -> Result<String, NumberError> {
     if tens != 1 {
         let hyphen = if tens != 0 && units != 0 { "-" } else { "" };
-        Ok(format!("{}{hyphen}{}{}", TEN[tens], UNIT[units], mill(mindex)?))
+        Ok(format!(
+            "{}{hyphen}{}{}",
+            TEN[tens],
+            UNIT[units],
+            mill(mindex)?
+        ))
     } else {
         Ok(format!("{}{}", TEEN[units], mill(mindex)?))
     }
