@@ -15,30 +15,62 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the service: HTTP APIs, job store, queue and the inference nodes.
+    Serve(cli::serve::ServeArgs),
+    /// Run one inference node of the distributed deployment (NATS JetStream).
+    Node(cli::node::NodeArgs),
     /// Generate one song on this machine and write it as a WAV file.
     Generate(cli::generate::GenerateArgs),
     /// Print the frame-aligned lyric token ids of an LRC file as a JSON array.
     Lyrics(cli::lyrics::LyricsArgs),
 }
 
+/// The service and nodes log their work (ONNX Runtime's session details only as warnings);
+/// one-shot commands only warnings.
+fn default_log_level(cli: &Cli) -> &'static str {
+    match cli.command {
+        Command::Serve(_) | Command::Node(_) => "info,ort=warn",
+        _ => "warn",
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_level(&cli))),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => cli::serve::run(args),
+        Command::Node(args) => cli::node::run(args),
         Command::Generate(args) => cli::generate::run(args),
         Command::Lyrics(args) => cli::lyrics::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, leaving out a cause whose text the message before it
+/// already contains (many error types print their source as part of their own message).
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }

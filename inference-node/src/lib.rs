@@ -17,5 +17,6 @@ pub mod sampler;
 pub mod style;
 pub mod tensor;
 pub mod vae;
+pub mod worker;
 
 pub use error::InferenceError;

@@ -372,6 +372,17 @@ impl Generator {
                     "edit needs 1 to {MAX_EDIT_SEGMENTS} segments"
                 )));
             }
+            let song = self.bundle.frames_to_seconds(choice.frames);
+            if let Some((i, (s, _))) = edit
+                .segments
+                .iter()
+                .enumerate()
+                .find(|(_, (s, _))| *s >= song)
+            {
+                return Err(InferenceError::InvalidRequest(format!(
+                    "edit_segments: segment {i} starts at {s} s, after the song's end ({song:.1} s)"
+                )));
+            }
         }
         Ok((choice, settings))
     }

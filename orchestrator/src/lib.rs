@@ -1,1 +1,23 @@
-//! HTTP APIs, job store, queues and scheduling. Built in the orchestrator issue; empty for now.
+//! Refrain's service: the HTTP APIs, the durable job store (sled), the queue backends, the
+//! progress board, the in-process inference workers and the background tasks that keep them
+//! tidy. `service::serve` wires them together for `refrain serve`.
+//!
+//! Durability rule, everywhere: a state change is a compare-and-swap on the job record followed
+//! by a flush, and only then is anyone told (HTTP reply, queue ack).
+
+pub mod api;
+pub mod blobs;
+pub mod config;
+pub mod distributed;
+pub mod error;
+pub mod link;
+pub mod metrics;
+pub mod outputs;
+pub mod progress;
+pub mod queue;
+pub mod retention;
+pub mod service;
+pub mod store;
+
+pub use config::Config;
+pub use error::OrchestratorError;

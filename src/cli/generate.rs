@@ -111,7 +111,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     let style = match (&args.prompt, &args.ref_audio) {
         (Some(p), None) => StyleSource::Prompt(p.clone()),
-        (None, Some(path)) => StyleSource::Audio(audio::decode_file(path, MAX_REFERENCE_SECONDS)?),
+        (None, Some(path)) => StyleSource::Audio(
+            audio::decode_file(path, MAX_REFERENCE_SECONDS)
+                .with_context(|| format!("reference audio {}", path.display()))?,
+        ),
         _ => bail!("give exactly one of --prompt or --ref-audio"),
     };
     let edit = if args.edit {
@@ -119,7 +122,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             bail!("--edit needs --ref-song and --edit-segments");
         };
         Some(EditRequest {
-            reference: audio::decode_file(song, MAX_REFERENCE_SECONDS)?,
+            reference: audio::decode_file(song, MAX_REFERENCE_SECONDS)
+                .with_context(|| format!("reference song {}", song.display()))?,
             segments: pipeline::parse_edit_segments(segments)?,
         })
     } else {

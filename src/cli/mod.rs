@@ -2,6 +2,8 @@
 
 pub mod generate;
 pub mod lyrics;
+pub mod node;
+pub mod serve;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,48 @@
+//! The HTTP front ends of the service, all on one router ([`router`]):
+//!
+//! * [`diffrhythm`] — the DiffRhythm server API (`POST /generate`, `GET`/`HEAD /output/…`,
+//!   `GET /status`, `GET /files`);
+//! * [`ops`] — `GET /healthz`, `GET /readyz`, `GET /metrics`;
+//! * [`nodes`] — `GET /api/v1/nodes`, the inference nodes and their state.
+//!
+//! Every error goes through [`error`], the one mapping of `OrchestratorError` to HTTP. The whole
+//! request body is bounded by `limits.max_body_bytes` (413), each upload by
+//! `limits.max_upload_bytes` (413 naming the field). Requests are traced with
+//! `tower_http::trace::TraceLayer`.
+
+pub mod diffrhythm;
+pub mod error;
+pub mod form;
+pub mod nodes;
+pub mod ops;
+pub mod paths;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+
+use crate::service::App;
+
+/// Every route of the service, with the body limit and request tracing.
+pub fn router(app: App) -> Router {
+    let body_limit = app.config().limits.max_body_bytes;
+    Router::new()
+        .merge(diffrhythm::routes())
+        .merge(ops::routes())
+        .merge(nodes::routes())
+        .fallback(unknown_route)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+async fn unknown_route() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"status": "not_found", "message": "No such endpoint."})),
+    )
+        .into_response()
+}

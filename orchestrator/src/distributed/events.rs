@@ -1,0 +1,518 @@
+//! The orchestrator's side of node events: a durable pull consumer on `REFRAIN_EVENTS` that
+//! turns every [`NodeEvent`] (and every max-deliveries advisory) into compare-and-swap
+//! transitions of the job store, each flushed before the event is acknowledged.
+//!
+//! Events are applied idempotently on (job id, attempt), in any order:
+//!
+//! * an event of an attempt older than the record's, or for a finished job, changes nothing
+//!   (a late result of a node whose job was redelivered elsewhere is ignored, and its WAV is
+//!   deleted from the object store);
+//! * `started(a)` makes the job Running with attempt `a` (through Queued when the record still
+//!   shows an older attempt running: the node that ran it is gone);
+//! * `succeeded(a)` reads the WAV from the results bucket, writes it atomically to the output
+//!   store, then records success (Running(a) → Succeeded), then deletes the job's objects;
+//! * `retrying(a)` puts a Running job back to Queued with attempt `a + 1`;
+//! * `failed(a)` and the advisory (a job out of deliveries) end the job `failed`; the
+//!   advisory's message is removed from the work queue.
+//!
+//! Events published while the orchestrator was down wait in the stream and are applied when it
+//! starts again. At startup [`reconcile`] also makes sure that every Queued or Running job in
+//! the store is still in the work queue, and publishes the ones that are not (a crash between
+//! the durable insert and the publish, or a server that lost its data).
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::{self, AckKind};
+use futures_util::StreamExt;
+use protocol::{JobId, JobRecord, JobResult, JobState, SongRef, StyleSpec};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::objects::Bucket;
+use super::wire::{self, EventKind, JobMessage, MaxDeliveriesAdvisory, NodeEvent};
+use super::{retry, DistributedError, JetStream};
+use crate::metrics::Metrics;
+use crate::outputs::OutputStore;
+use crate::progress::ProgressBoard;
+use crate::queue::nats::NatsQueue;
+use crate::queue::Queue;
+use crate::store::{JobStore, StoreError};
+
+/// Events taken per pull.
+const BATCH: usize = 32;
+/// How often a transition that lost a race is re-decided before the event is handed back.
+const CONFLICT_RETRIES: usize = 5;
+/// Delay before an event whose application failed is delivered again.
+const RETRY_EVENT: Duration = Duration::from_secs(2);
+
+/// Applies node events to the job store.
+#[derive(Clone)]
+pub struct Applier {
+    js: JetStream,
+    store: JobStore,
+    outputs: OutputStore,
+    board: ProgressBoard,
+    metrics: Metrics,
+}
+
+impl Applier {
+    pub fn new(
+        js: JetStream,
+        store: JobStore,
+        outputs: OutputStore,
+        board: ProgressBoard,
+        metrics: Metrics,
+    ) -> Applier {
+        Applier {
+            js,
+            store,
+            outputs,
+            board,
+            metrics,
+        }
+    }
+
+    /// Runs the consumer loop on `tracker` until `cancel` fires.
+    pub fn spawn(self, tracker: &TaskTracker, cancel: CancellationToken) {
+        tracker.spawn(async move { self.run(cancel).await });
+    }
+
+    async fn consumer(&self, cancel: &CancellationToken) -> Result<PullConsumer, DistributedError> {
+        let config = self.js.settings.events_consumer();
+        retry("setting up the events consumer", cancel, None, || async {
+            self.js
+                .events
+                .create_consumer(config.clone())
+                .await
+                .map_err(|e| DistributedError::js(format!("consumer {}", wire::EVENTS_CONSUMER), e))
+        })
+        .await
+    }
+
+    async fn run(self, cancel: CancellationToken) {
+        let mut consumer = match self.consumer(&cancel).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(error = %e, "node events consumer not started");
+                return;
+            }
+        };
+        let mut errors = 0u32;
+        while !cancel.is_cancelled() {
+            let batch = consumer
+                .batch()
+                .max_messages(BATCH)
+                .expires(self.js.settings.fetch_expires())
+                .messages()
+                .await;
+            let mut batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    errors += 1;
+                    if errors == 1 || errors % 10 == 0 {
+                        tracing::warn!(error = %e, errors, "cannot pull node events; retrying");
+                    }
+                    if errors % 3 == 0 {
+                        match self.consumer(&cancel).await {
+                            Ok(c) => consumer = c,
+                            Err(_) => return,
+                        }
+                    }
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    }
+                }
+            };
+            errors = 0;
+            loop {
+                let message = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    m = batch.next() => m,
+                };
+                let message = match message {
+                    None => break,
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "error while pulling node events");
+                        break;
+                    }
+                };
+                self.handle(message).await;
+            }
+        }
+    }
+
+    /// Applies one message and acknowledges it, or hands it back after a delay.
+    async fn handle(&self, message: jetstream::Message) {
+        let subject = message.subject.to_string();
+        let result = if subject.starts_with("$JS.EVENT.ADVISORY.") {
+            self.advisory(&message.payload).await
+        } else {
+            match serde_json::from_slice::<NodeEvent>(&message.payload) {
+                Ok(event) => self.apply(&event).await,
+                Err(e) => {
+                    tracing::error!(%subject, error = %e, "dropping an undecodable node event");
+                    Ok(())
+                }
+            }
+        };
+        let ack = match result {
+            Ok(()) => message.double_ack().await,
+            Err(e) => {
+                tracing::warn!(%subject, error = %e, "cannot apply a node event; it comes back in {RETRY_EVENT:?}");
+                message.ack_with(AckKind::Nak(Some(RETRY_EVENT))).await
+            }
+        };
+        if let Err(e) = ack {
+            // Applying is idempotent: if the ack is lost the event is applied again.
+            tracing::warn!(%subject, error = %e, "cannot acknowledge a node event");
+        }
+    }
+
+    /// Applies one node event (idempotent).
+    pub async fn apply(&self, event: &NodeEvent) -> Result<(), DistributedError> {
+        let (id, attempt) = (&event.id, event.attempt);
+        tracing::debug!(job = %id, attempt, node = %event.node, kind = event.kind.name(), "node event");
+        for _ in 0..CONFLICT_RETRIES {
+            let Some(record) = self.store.get(id)? else {
+                tracing::info!(job = %id, kind = event.kind.name(), "event for a job that no longer exists");
+                self.drop_result(event).await;
+                return Ok(());
+            };
+            if record.state.is_terminal() || record.attempt > attempt {
+                tracing::info!(
+                    job = %id, attempt, node = %event.node, kind = event.kind.name(),
+                    state = %record.state, current = record.attempt,
+                    "ignoring an event of a finished job or an older attempt"
+                );
+                self.drop_result(event).await;
+                return Ok(());
+            }
+            let applied = match &event.kind {
+                EventKind::Started => self.start(&record, attempt).await.map(|_| ()),
+                EventKind::Succeeded {
+                    object,
+                    bytes: _,
+                    duration_seconds,
+                } => {
+                    self.succeed(&record, attempt, object, *duration_seconds, &event.node)
+                        .await
+                }
+                EventKind::Retrying { message } => self.requeue(&record, attempt, message).await,
+                EventKind::Failed { message } => self.fail(&record, attempt, message.clone()).await,
+            };
+            match applied {
+                Err(DistributedError::Store(StoreError::Conflict { .. })) => continue,
+                other => return other,
+            }
+        }
+        Err(DistributedError::GaveUp(format!(
+            "job {id}: the record kept changing while applying an event"
+        )))
+    }
+
+    /// Brings the record to Running with `attempt`.
+    async fn start(&self, record: &JobRecord, attempt: u32) -> Result<JobRecord, DistributedError> {
+        let id = &record.id;
+        match record.state {
+            JobState::Running if record.attempt == attempt => Ok(record.clone()),
+            JobState::Running => {
+                // The node that ran the older attempt is gone; its job was delivered again.
+                tracing::warn!(job = %id, from = record.attempt, to = attempt, "job was delivered again");
+                self.store
+                    .transition(id, JobState::Running, Some(record.attempt), |r| {
+                        r.state = JobState::Queued;
+                        r.attempt = attempt;
+                    })
+                    .await?;
+                Ok(self.to_running(id, attempt, attempt).await?)
+            }
+            JobState::Queued => Ok(self.to_running(id, record.attempt, attempt).await?),
+            _ => Ok(record.clone()),
+        }
+    }
+
+    async fn to_running(
+        &self,
+        id: &JobId,
+        from: u32,
+        attempt: u32,
+    ) -> Result<JobRecord, StoreError> {
+        let r = self
+            .store
+            .transition(id, JobState::Queued, Some(from), |r| {
+                r.state = JobState::Running;
+                r.attempt = attempt;
+                r.progress = None;
+                r.error = None;
+            })
+            .await?;
+        tracing::info!(job = %id, attempt, "job running");
+        Ok(r)
+    }
+
+    async fn succeed(
+        &self,
+        record: &JobRecord,
+        attempt: u32,
+        object: &str,
+        duration_seconds: f64,
+        node: &str,
+    ) -> Result<(), DistributedError> {
+        let record = self.start(record, attempt).await?;
+        let id = &record.id;
+        let wav = match self.js.objects.get(Bucket::Results, object).await {
+            Ok(w) => w,
+            Err(DistributedError::ObjectNotFound { .. }) => {
+                let message =
+                    format!("the result of attempt {attempt} is missing from the object store");
+                return self.fail(&record, attempt, message).await;
+            }
+            Err(e) => return Err(e),
+        };
+        let relative = OutputStore::relative(record.spec.output_subdir.as_deref(), id);
+        let bytes = self.outputs.write(&relative, &wav).await?;
+        let result = JobResult {
+            file: relative,
+            bytes,
+            duration_seconds,
+            attempt,
+        };
+        let done = self
+            .store
+            .transition(id, JobState::Running, Some(attempt), |r| {
+                r.state = JobState::Succeeded;
+                r.result = Some(result);
+                r.error = None;
+            })
+            .await?;
+        self.metrics
+            .completed
+            .with_label_values(&["succeeded"])
+            .inc();
+        if let (Some(s), Some(f)) = (done.started_ms, done.finished_ms) {
+            self.metrics
+                .job_seconds
+                .observe(f.saturating_sub(s) as f64 / 1000.0);
+        }
+        tracing::info!(job = %id, attempt, %node, bytes, "job succeeded");
+        self.board.forget(id).await;
+        self.cleanup(&done, Some(object)).await;
+        Ok(())
+    }
+
+    async fn requeue(
+        &self,
+        record: &JobRecord,
+        attempt: u32,
+        message: &str,
+    ) -> Result<(), DistributedError> {
+        if record.state != JobState::Running {
+            return Ok(());
+        }
+        self.store
+            .transition(&record.id, JobState::Running, Some(record.attempt), |r| {
+                r.state = JobState::Queued;
+                r.attempt = attempt + 1;
+                r.error = Some(message.to_string());
+            })
+            .await?;
+        tracing::info!(job = %record.id, attempt, error = %message, "job attempt failed; it will run again");
+        self.board.forget(&record.id).await;
+        Ok(())
+    }
+
+    async fn fail(
+        &self,
+        record: &JobRecord,
+        attempt: u32,
+        message: String,
+    ) -> Result<(), DistributedError> {
+        let done = self
+            .store
+            .transition(&record.id, record.state, Some(record.attempt), |r| {
+                r.state = JobState::Failed;
+                r.attempt = attempt.max(r.attempt);
+                r.error = Some(message.clone());
+            })
+            .await?;
+        self.metrics.completed.with_label_values(&["failed"]).inc();
+        tracing::warn!(job = %record.id, attempt, error = %message, "job failed");
+        self.board.forget(&record.id).await;
+        self.cleanup(&done, None).await;
+        Ok(())
+    }
+
+    /// A job ran out of deliveries (its last node crashed or timed out): fail it and remove its
+    /// message from the work queue.
+    async fn advisory(&self, payload: &[u8]) -> Result<(), DistributedError> {
+        let advisory: MaxDeliveriesAdvisory = match serde_json::from_slice(payload) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "dropping an undecodable advisory");
+                return Ok(());
+            }
+        };
+        if advisory.stream != wire::JOBS_STREAM || advisory.consumer != wire::JOBS_CONSUMER {
+            return Ok(());
+        }
+        let raw = match self.js.jobs.get_raw_message(advisory.stream_seq).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::info!(seq = advisory.stream_seq, error = %e, "the job of a max-deliveries advisory is gone");
+                return Ok(());
+            }
+        };
+        if let Ok(job) = serde_json::from_slice::<JobMessage>(&raw.payload) {
+            let attempt = job.attempt_base + u32::try_from(advisory.deliveries).unwrap_or(u32::MAX);
+            for _ in 0..CONFLICT_RETRIES {
+                let Some(record) = self.store.get(&job.id)? else {
+                    break;
+                };
+                if record.state.is_terminal() || record.attempt > attempt {
+                    break;
+                }
+                let message = match &record.error {
+                    Some(last) => format!("{last} (gave up after {attempt} attempts)"),
+                    None => format!("gave up after {attempt} attempts (the node running it stopped or timed out)"),
+                };
+                match self.fail(&record, attempt, message).await {
+                    Err(DistributedError::Store(StoreError::Conflict { .. })) => continue,
+                    other => {
+                        other?;
+                        break;
+                    }
+                }
+            }
+        }
+        self.js
+            .jobs
+            .delete_message(advisory.stream_seq)
+            .await
+            .map_err(|e| {
+                DistributedError::js(format!("deleting job message {}", advisory.stream_seq), e)
+            })?;
+        Ok(())
+    }
+
+    /// Deletes the WAV of an event that will not be recorded.
+    async fn drop_result(&self, event: &NodeEvent) {
+        if let EventKind::Succeeded { object, .. } = &event.kind {
+            if let Err(e) = self.js.objects.delete(Bucket::Results, object).await {
+                tracing::warn!(job = %event.id, error = %e, "cannot delete an unused result");
+            }
+        }
+    }
+
+    /// Deletes a finished job's objects (best effort: the buckets' max_age removes leftovers).
+    async fn cleanup(&self, record: &JobRecord, result: Option<&str>) {
+        let id = &record.id;
+        let mut inputs = Vec::new();
+        if let StyleSpec::Upload(name) = &record.spec.style {
+            inputs.push(wire::input_object(id, name));
+        }
+        if let Some(edit) = &record.spec.edit {
+            inputs.push(match &edit.song {
+                SongRef::Upload(name) => wire::input_object(id, name),
+                SongRef::Output(source) => {
+                    wire::input_object(id, &wire::earlier_result_name(source))
+                }
+            });
+        }
+        for name in inputs {
+            if let Err(e) = self.js.objects.delete(Bucket::Inputs, &name).await {
+                tracing::debug!(job = %id, error = %e, "cannot delete a job input");
+            }
+        }
+        if let Some(object) = result {
+            if let Err(e) = self.js.objects.delete(Bucket::Results, object).await {
+                tracing::debug!(job = %id, error = %e, "cannot delete a moved result");
+            }
+        }
+    }
+}
+
+/// Startup reconciliation: every Queued or Running job of the store must have a message in the
+/// work queue. A job without one — never published (a crash between the durable insert and the
+/// publish) or lost by the server — is published again, after the node events that were already
+/// in the stream have been applied (a job that finished while this process was down has no
+/// message either, but its events say so). A Running job published again becomes Queued with
+/// the next attempt number.
+pub async fn reconcile(
+    queue: &NatsQueue,
+    store: &JobStore,
+    cancel: &CancellationToken,
+) -> Result<usize, DistributedError> {
+    let js = queue.jetstream();
+    let mut missing = Vec::new();
+    for state in [JobState::Queued, JobState::Running] {
+        for id in store.ids_in_state(state)? {
+            let Some(record) = store.get(&id)? else {
+                continue;
+            };
+            if record.state == state && !queue.holds(&id).await? {
+                missing.push(record);
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    // Wait until every event published before the look-up above has been applied.
+    let target = js
+        .events
+        .get_info()
+        .await
+        .map_err(|e| DistributedError::js("events stream info", e))?
+        .state
+        .last_sequence;
+    let started = tokio::time::Instant::now();
+    loop {
+        let info = js
+            .events
+            .consumer_info(wire::EVENTS_CONSUMER)
+            .await
+            .map_err(|e| DistributedError::js("events consumer info", e))?;
+        if info.ack_floor.stream_sequence >= target {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            return Err(DistributedError::GaveUp(
+                "waiting for node events to be applied".into(),
+            ));
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(DistributedError::GaveUp("reconciliation".into())),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    let mut published = 0;
+    for old in missing {
+        let Some(record) = store.get(&old.id)? else {
+            continue;
+        };
+        if record.state != old.state || record.attempt != old.attempt {
+            continue; // an event moved it meanwhile
+        }
+        let id = &record.id;
+        if record.state == JobState::Running {
+            tracing::warn!(job = %id, attempt = record.attempt, "running job is not in the queue any more; queuing it again");
+            store
+                .transition(id, JobState::Running, Some(record.attempt), |r| {
+                    r.state = JobState::Queued;
+                    r.attempt += 1;
+                })
+                .await?;
+        } else {
+            tracing::warn!(job = %id, "queued job is not in the queue; publishing it");
+        }
+        queue
+            .enqueue(id)
+            .await
+            .map_err(|e| DistributedError::GaveUp(format!("publishing job {id}: {e}")))?;
+        published += 1;
+    }
+    Ok(published)
+}

@@ -1,0 +1,742 @@
+//! An inference node of the distributed deployment: the common worker loop
+//! (`refrain_inference::worker::run`) on a [`NatsLink`].
+//!
+//! For each job the link:
+//!
+//! 1. takes one message from the shared consumer (one-message pull; attempt = the message's
+//!    `attempt_base` + JetStream's delivery count) and checks the job's last durable event: a
+//!    job that already finished is acknowledged and skipped; a job another live node is
+//!    running (the server forgot that delivery: a crash rewound its consumer state) is held,
+//!    with in-progress acks, until that node finishes or disappears; after an earlier attempt
+//!    the attempt number continues from it (see `NatsLink::guard`);
+//! 2. starts an in-progress ticker (`+WPI` every third of `ack_wait`) that runs until the job
+//!    is settled, so long songs are not delivered to a second node;
+//! 3. publishes a durable `started` event;
+//! 4. hands the job to the loop, forwarding progress on core NATS and reading inputs from the
+//!    object store;
+//! 5. settles it: on success the WAV goes into the results bucket, then the durable `succeeded`
+//!    event, then the double ack; on invalid input a `failed` event, then `+TERM`; on a node
+//!    error a `retrying` event and a delayed `-NAK` — or, on the last allowed delivery, a
+//!    `failed` event and `+TERM`; when interrupted by shutdown a `-NAK` at once.
+//!
+//! Every durable publish is retried through server restarts (the ticker keeps the job ours
+//! meanwhile). The node announces itself on `refrain.nodes.<node>` every
+//! `nats.heartbeat_seconds`, on every change of state, and when the orchestrator asks.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::Client;
+use futures_util::StreamExt;
+use protocol::{JobId, ProgressEvent};
+use refrain_inference::pipeline::{Generator, GeneratorConfig};
+use refrain_inference::worker::{self, Assignment, LinkError, NodeLink, Outcome, WorkerSettings};
+use refrain_inference::InferenceError;
+use tokio::sync::{watch, Mutex};
+use tokio_util::sync::CancellationToken;
+
+use super::bus::publish_progress;
+use super::objects::Bucket;
+use super::wire::{
+    self, CurrentJob, EventKind, NodeAnnouncement, NodeEvent, NodeState, ProgressWire,
+};
+use super::{now_ms, publish_durable, retry, DistributedError, JetStream, Role, Settings};
+use crate::queue::nats::NatsQueue;
+use crate::queue::{Delivery, Queue};
+
+/// How long a node keeps trying to report a finished job (the WAV is worth it).
+const REPORT_SUCCESS_FOR: Duration = Duration::from_secs(300);
+/// How long a node keeps trying other durable reports and input downloads.
+const REPORT_FOR: Duration = Duration::from_secs(60);
+/// How long a node that is shutting down tries to give its job back.
+const GIVE_BACK_FOR: Duration = Duration::from_secs(5);
+
+/// Errors that stop a node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Distributed(#[from] DistributedError),
+    #[error(transparent)]
+    Inference(#[from] InferenceError),
+    #[error("inference node: {0}")]
+    Other(String),
+}
+
+/// Who a node is, for its announcements.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub node: String,
+    pub host: String,
+    pub device: String,
+    pub bundle_name: String,
+    pub bundle_version: String,
+}
+
+impl Identity {
+    /// A node name unique to this process: `<host>-<device>-<4 hex>`.
+    pub fn default_name(device: &str) -> String {
+        let suffix: u16 = rand::random();
+        format!(
+            "{}-{}-{suffix:04x}",
+            host_name(),
+            wire::subject_token(device)
+        )
+    }
+}
+
+/// This machine's host name (`unknown` if it cannot be read).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+struct Held {
+    delivery: Delivery,
+    /// Stops the in-progress ticker.
+    ticker: CancellationToken,
+    /// Last delivery the consumer allows.
+    max_deliver: u32,
+}
+
+/// Gives a taken job back if `next()` is dropped before handing it out (cancel safety).
+struct Taken {
+    queue: Arc<NatsQueue>,
+    delivery: Option<Delivery>,
+    ticker: CancellationToken,
+}
+
+impl Taken {
+    /// The job was handed out: dropping no longer gives it back.
+    fn disarm(mut self) {
+        self.delivery = None;
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        if let Some(delivery) = self.delivery.take() {
+            self.ticker.cancel();
+            let queue = self.queue.clone();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    if let Err(e) = queue.nack(&delivery, Duration::ZERO).await {
+                        tracing::warn!(job = %delivery.id, error = %e, "cannot give back a job; it returns after ack_wait");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// The NATS [`NodeLink`].
+pub struct NatsLink {
+    queue: Arc<NatsQueue>,
+    client: Client,
+    js: JetStream,
+    identity: Identity,
+    status: watch::Sender<NodeAnnouncement>,
+    held: Mutex<HashMap<u64, Held>>,
+    current: Mutex<Option<JobId>>,
+    peers: Peers,
+}
+
+/// What this node last heard from the other nodes (their heartbeats).
+#[derive(Clone, Default)]
+pub struct Peers {
+    seen: Arc<std::sync::Mutex<HashMap<String, (std::time::Instant, NodeAnnouncement)>>>,
+}
+
+impl Peers {
+    /// Listens to every node's heartbeats until `cancel` fires.
+    pub async fn listen(client: &Client, cancel: CancellationToken) -> Peers {
+        let peers = Peers::default();
+        let subject = format!("{}.*", wire::NODES_PREFIX);
+        match client.subscribe(subject).await {
+            Ok(mut sub) => {
+                let seen = peers.seen.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let message = tokio::select! {
+                            _ = cancel.cancelled() => break,
+                            m = sub.next() => match m { Some(m) => m, None => break },
+                        };
+                        if let Ok(a) = serde_json::from_slice::<NodeAnnouncement>(&message.payload)
+                        {
+                            let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                            seen.insert(a.node.clone(), (std::time::Instant::now(), a));
+                        }
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen to other nodes' heartbeats"),
+        }
+        peers
+    }
+
+    /// Whether `node` said recently (within three of its heartbeats) that it runs `job`.
+    pub fn runs(&self, node: &str, job: &JobId) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(node).is_some_and(|(at, a)| {
+            let fresh = at.elapsed() <= Duration::from_millis(a.heartbeat_ms.max(1000)) * 3;
+            fresh && a.state == NodeState::Busy && a.job.as_ref().is_some_and(|j| &j.id == job)
+        })
+    }
+}
+
+/// What the job's event history says about a fresh delivery.
+enum Guard {
+    /// Run it as this attempt.
+    Run(u32),
+    /// It already finished: acknowledge the message, do not run it.
+    Finished,
+}
+
+impl NatsLink {
+    pub fn new(js: JetStream, identity: Identity, peers: Peers) -> NatsLink {
+        let announcement = NodeAnnouncement {
+            node: identity.node.clone(),
+            host: identity.host.clone(),
+            device: identity.device.clone(),
+            bundle_name: identity.bundle_name.clone(),
+            bundle_version: identity.bundle_version.clone(),
+            state: NodeState::Idle,
+            job: None,
+            jobs_done: 0,
+            started_ms: now_ms(),
+            heartbeat_ms: u64::try_from(js.settings.heartbeat().as_millis()).unwrap_or(u64::MAX),
+            version: env!("CARGO_PKG_VERSION").into(),
+        };
+        let (status, _) = watch::channel(announcement);
+        NatsLink {
+            queue: Arc::new(NatsQueue::node(js.clone())),
+            client: js.client.clone(),
+            js,
+            identity,
+            status,
+            held: Mutex::new(HashMap::new()),
+            current: Mutex::new(None),
+            peers,
+        }
+    }
+
+    /// The job's last durable event, if any.
+    async fn last_event(&self, id: &JobId) -> Result<Option<NodeEvent>, DistributedError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        match self
+            .js
+            .events
+            .get_last_raw_message_by_subject(&wire::event_subject(id))
+            .await
+        {
+            Ok(m) => Ok(serde_json::from_slice(&m.payload).ok()),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(DistributedError::js(format!("last event of job {id}"), e)),
+        }
+    }
+
+    /// Decides what to do with a delivery from the job's event history. Normally there is none
+    /// (first run) or the last event is an older attempt's start or retry (a redelivery): run
+    /// it, numbering the attempt after the last one seen. If the last event says the job
+    /// finished, it is a duplicate delivery: skip it. If another node that is alive says it is
+    /// running the job right now, the server has forgotten that delivery (a crash rewound its
+    /// consumer state): wait, keeping the message with in-progress acks, until that node
+    /// finishes (skip) or goes away (run).
+    async fn guard(&self, id: &JobId, attempt: u32) -> Guard {
+        loop {
+            let last = match self.last_event(id).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::debug!(job = %id, error = %e, "cannot read the job's events; running it");
+                    return Guard::Run(attempt);
+                }
+            };
+            let Some(last) = last else {
+                return Guard::Run(attempt);
+            };
+            match last.kind {
+                EventKind::Succeeded { .. } | EventKind::Failed { .. } => return Guard::Finished,
+                EventKind::Started
+                    if last.node != self.identity.node && self.peers.runs(&last.node, id) =>
+                {
+                    tracing::warn!(
+                        job = %id, other = %last.node,
+                        "another node is running this job (the server delivered it again); waiting for it"
+                    );
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                EventKind::Started | EventKind::Retrying { .. } => {
+                    return Guard::Run(attempt.max(last.attempt + 1))
+                }
+            }
+        }
+    }
+
+    fn settings(&self) -> &Settings {
+        &self.js.settings
+    }
+
+    /// Publishes a durable event, retrying for up to `deadline`.
+    async fn report(&self, event: NodeEvent, deadline: Duration) -> Result<(), DistributedError> {
+        let payload = serde_json::to_vec(&event).map_err(|e| DistributedError::Decode {
+            subject: wire::event_subject(&event.id),
+            message: e.to_string(),
+        })?;
+        let id = wire::event_message_id(&event);
+        let never = CancellationToken::new();
+        retry(&format!("reporting {id}"), &never, Some(deadline), || {
+            publish_durable(
+                &self.js.js,
+                wire::event_subject(&event.id),
+                &id,
+                payload.clone(),
+            )
+        })
+        .await
+        .map(|_| ())
+    }
+
+    fn event(&self, job: &Assignment, kind: EventKind) -> NodeEvent {
+        NodeEvent {
+            id: job.id.clone(),
+            attempt: job.attempt,
+            node: self.identity.node.clone(),
+            at_ms: now_ms(),
+            kind,
+        }
+    }
+
+    /// Acks, nacks or terminates, retrying for a while (a lost one means the job comes back
+    /// after `ack_wait`, which the idempotent store transitions absorb).
+    async fn settle(&self, delivery: &Delivery, how: Settle) {
+        let never = CancellationToken::new();
+        let what = format!("{} job {}", how.name(), delivery.id);
+        let result = retry(&what, &never, Some(REPORT_FOR), || async {
+            match how {
+                Settle::Ack => self.queue.ack(delivery).await,
+                Settle::Nack(delay) => self.queue.nack(delivery, delay).await,
+                Settle::Term => self.queue.term(delivery).await,
+            }
+            .map_err(|e| DistributedError::js(how.name(), e))
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::error!(job = %delivery.id, error = %e, "cannot settle the job; it will be delivered again");
+            self.queue.release(delivery);
+        }
+    }
+
+    async fn fetch(&self, name: &str) -> Result<Vec<u8>, LinkError> {
+        let current = self.current.lock().await.clone();
+        let Some(job) = current else {
+            return Err(LinkError("no job is running".into()));
+        };
+        let object = wire::input_object(&job, name);
+        let never = CancellationToken::new();
+        retry(
+            &format!("reading {object}"),
+            &never,
+            Some(REPORT_FOR),
+            || async {
+                match self.js.objects.get(Bucket::Inputs, &object).await {
+                    // Not there is final: no retry.
+                    Err(e @ DistributedError::ObjectNotFound { .. }) => Ok(Err(e)),
+                    Err(e) => Err(e),
+                    Ok(bytes) => Ok(Ok(bytes)),
+                }
+            },
+        )
+        .await
+        .and_then(|r| r)
+        .map_err(|e| LinkError(e.to_string()))
+    }
+
+    /// Marks this node idle (after a job).
+    fn idle(&self) {
+        self.status.send_modify(|s| {
+            s.state = NodeState::Idle;
+            s.job = None;
+            s.jobs_done += 1;
+        });
+    }
+
+    /// A receiver of this node's announcements (for the heartbeat).
+    pub fn announcements(&self) -> watch::Receiver<NodeAnnouncement> {
+        self.status.subscribe()
+    }
+}
+
+/// How a job's message is settled.
+#[derive(Debug, Clone, Copy)]
+enum Settle {
+    Ack,
+    Nack(Duration),
+    Term,
+}
+
+impl Settle {
+    fn name(self) -> &'static str {
+        match self {
+            Settle::Ack => "acknowledging",
+            Settle::Nack(_) => "giving back",
+            Settle::Term => "terminating",
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl NodeLink for NatsLink {
+    async fn next(&self) -> Result<Assignment, LinkError> {
+        loop {
+            let Some((delivery, job)) = self
+                .queue
+                .take()
+                .await
+                .map_err(|e| LinkError(e.to_string()))?
+            else {
+                continue;
+            };
+            let (ack_wait, max_deliver) = match self.queue.delivery_limits().await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::debug!(error = %e, "using the configured ack_wait and max_deliver");
+                    (self.settings().ack_wait(), self.settings().max_attempts)
+                }
+            };
+            let ticker = CancellationToken::new();
+            let taken = Taken {
+                queue: self.queue.clone(),
+                delivery: Some(delivery.clone()),
+                ticker: ticker.clone(),
+            };
+            spawn_ticker(
+                self.queue.clone(),
+                delivery.clone(),
+                ack_wait,
+                ticker.clone(),
+            );
+            let first = job.attempt_base.saturating_add(delivery.delivered);
+            let attempt = match self.guard(&job.id, first).await {
+                Guard::Run(attempt) => attempt,
+                Guard::Finished => {
+                    tracing::info!(job = %job.id, "job already finished; dropping a duplicate delivery");
+                    taken.disarm();
+                    self.settle(&delivery, Settle::Ack).await;
+                    ticker.cancel();
+                    continue;
+                }
+            };
+            let assignment = Assignment {
+                id: job.id.clone(),
+                attempt,
+                spec: job.spec,
+                handle: delivery.handle,
+            };
+            if let Err(e) = self
+                .report(self.event(&assignment, EventKind::Started), REPORT_FOR)
+                .await
+            {
+                // `taken` gives the job back when dropped.
+                return Err(LinkError(format!(
+                    "cannot report the start of job {}: {e}",
+                    assignment.id
+                )));
+            }
+            taken.disarm();
+            self.held.lock().await.insert(
+                delivery.handle,
+                Held {
+                    delivery,
+                    ticker,
+                    max_deliver,
+                },
+            );
+            *self.current.lock().await = Some(assignment.id.clone());
+            self.status.send_modify(|s| {
+                s.state = NodeState::Busy;
+                s.job = Some(CurrentJob {
+                    id: assignment.id.clone(),
+                    attempt: assignment.attempt,
+                    percent: 0.0,
+                });
+            });
+            return Ok(assignment);
+        }
+    }
+
+    async fn progress(&self, job: &Assignment, event: ProgressEvent) {
+        let percent = event.percent;
+        let message = ProgressWire {
+            id: job.id.clone(),
+            attempt: job.attempt,
+            event,
+        };
+        if let Err(e) = publish_progress(&self.client, &message).await {
+            tracing::debug!(job = %job.id, error = %e, "cannot publish progress");
+        }
+        // Shown at the next heartbeat; not worth one of its own.
+        self.status.send_if_modified(|s| {
+            if let Some(current) = s.job.as_mut() {
+                current.percent = percent;
+            }
+            false
+        });
+    }
+
+    async fn blob(&self, name: &str) -> Result<Vec<u8>, LinkError> {
+        self.fetch(name).await
+    }
+
+    async fn earlier_result(&self, job: &JobId) -> Result<Vec<u8>, LinkError> {
+        self.fetch(&wire::earlier_result_name(job)).await
+    }
+
+    async fn finish(&self, job: Assignment, outcome: Outcome) -> Result<(), LinkError> {
+        let Some(held) = self.held.lock().await.remove(&job.handle) else {
+            return Err(LinkError(format!(
+                "job {} is not held by this node",
+                job.id
+            )));
+        };
+        *self.current.lock().await = None;
+        let delivery = &held.delivery;
+        let queue = &self.queue;
+        match outcome {
+            Outcome::Succeeded {
+                wav,
+                duration_seconds,
+            } => {
+                let object = wire::result_object(&job.id, job.attempt, &self.identity.node);
+                let never = CancellationToken::new();
+                let stored = retry(
+                    &format!("storing {object}"),
+                    &never,
+                    Some(REPORT_SUCCESS_FOR),
+                    || self.js.objects.put(Bucket::Results, &object, &wav),
+                )
+                .await;
+                let reported = match stored {
+                    Ok(()) => {
+                        let kind = EventKind::Succeeded {
+                            object,
+                            bytes: wav.len() as u64,
+                            duration_seconds,
+                        };
+                        self.report(self.event(&job, kind), REPORT_SUCCESS_FOR)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                match reported {
+                    Ok(()) => self.settle(delivery, Settle::Ack).await,
+                    Err(e) => {
+                        tracing::error!(job = %job.id, error = %e, "cannot deliver the result; the job will run again");
+                        let delay = self.settings().retry_delay();
+                        self.settle(delivery, Settle::Nack(delay)).await;
+                    }
+                }
+            }
+            Outcome::Invalid(message) => {
+                self.fail(&job, delivery, message).await;
+            }
+            Outcome::Retry(message) if delivery.delivered >= held.max_deliver => {
+                let message = format!("{message} (gave up after {} attempts)", job.attempt);
+                self.fail(&job, delivery, message).await;
+            }
+            Outcome::Retry(message) => {
+                let kind = EventKind::Retrying { message };
+                if let Err(e) = self.report(self.event(&job, kind), REPORT_FOR).await {
+                    tracing::warn!(job = %job.id, error = %e, "cannot report the failed attempt");
+                }
+                let delay = self.settings().retry_delay();
+                self.settle(delivery, Settle::Nack(delay)).await;
+            }
+            Outcome::Interrupted => {
+                let kind = EventKind::Retrying {
+                    message: "the node running it stopped".into(),
+                };
+                if let Err(e) = self.report(self.event(&job, kind), GIVE_BACK_FOR).await {
+                    tracing::warn!(job = %job.id, error = %e, "cannot report the interrupted attempt");
+                }
+                if let Err(e) = queue.nack(delivery, Duration::ZERO).await {
+                    tracing::warn!(job = %job.id, error = %e, "cannot give the job back; it returns after ack_wait");
+                    queue.release(delivery);
+                }
+            }
+        }
+        held.ticker.cancel();
+        self.idle();
+        Ok(())
+    }
+}
+
+impl NatsLink {
+    /// Reports a final failure, then stops redelivery. If the report cannot be made the job is
+    /// given back instead (a `+TERM` without a recorded failure would leave it running forever).
+    async fn fail(&self, job: &Assignment, delivery: &Delivery, message: String) {
+        match self
+            .report(self.event(job, EventKind::Failed { message }), REPORT_FOR)
+            .await
+        {
+            Ok(()) => self.settle(delivery, Settle::Term).await,
+            Err(e) => {
+                tracing::error!(job = %job.id, error = %e, "cannot report the failure; giving the job back");
+                let delay = self.settings().retry_delay();
+                self.settle(delivery, Settle::Nack(delay)).await;
+            }
+        }
+    }
+}
+
+/// Sends `+WPI` for `delivery` every third of `ack_wait` until `stop` fires.
+fn spawn_ticker(
+    queue: Arc<NatsQueue>,
+    delivery: Delivery,
+    ack_wait: Duration,
+    stop: CancellationToken,
+) {
+    let every = (ack_wait / 3).max(Duration::from_millis(200));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {
+                    if let Err(e) = queue.in_progress(&delivery).await {
+                        tracing::debug!(job = %delivery.id, error = %e, "in-progress ack lost");
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Publishes the node's announcement every heartbeat, on every change of state and when the
+/// orchestrator pings; the last one says `stopped`.
+pub async fn heartbeat(
+    client: Client,
+    mut status: watch::Receiver<NodeAnnouncement>,
+    every: Duration,
+    cancel: CancellationToken,
+) {
+    let subject = wire::node_subject(&status.borrow().node);
+    let mut ping = match client.subscribe(wire::REGISTRY_PING).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for registry pings");
+            None
+        }
+    };
+    let mut tick = tokio::time::interval(every);
+    let mut status_open = true;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+            changed = status.changed(), if status_open => {
+                if changed.is_err() {
+                    status_open = false;
+                    continue;
+                }
+            }
+            Some(_) = async { match ping.as_mut() { Some(p) => p.next().await, None => None } } => {}
+        }
+        let announcement = status.borrow_and_update().clone();
+        announce(&client, &subject, &announcement).await;
+    }
+    let mut last = status.borrow().clone();
+    last.state = NodeState::Stopped;
+    last.job = None;
+    announce(&client, &subject, &last).await;
+    let _ = client.flush().await;
+}
+
+async fn announce(client: &Client, subject: &str, announcement: &NodeAnnouncement) {
+    match serde_json::to_vec(announcement) {
+        Ok(payload) => {
+            if let Err(e) = client.publish(subject.to_string(), payload.into()).await {
+                tracing::debug!(error = %e, "cannot announce the node");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot encode the node announcement"),
+    }
+}
+
+/// Runs one node on an existing connection until `cancel` fires: announces it, runs the
+/// worker loop on a [`NatsLink`], and says goodbye.
+pub async fn serve(
+    js: JetStream,
+    generator: Generator,
+    identity: Identity,
+    settings: WorkerSettings,
+    cancel: CancellationToken,
+) {
+    let beat_cancel = CancellationToken::new();
+    let peers = Peers::listen(&js.client, beat_cancel.clone()).await;
+    let link = NatsLink::new(js.clone(), identity, peers);
+    let beat = tokio::spawn(heartbeat(
+        js.client.clone(),
+        link.announcements(),
+        js.settings.heartbeat(),
+        beat_cancel.clone(),
+    ));
+    worker::run(&link, generator, settings, cancel).await;
+    beat_cancel.cancel();
+    let _ = beat.await;
+}
+
+/// Everything `refrain node` needs.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub settings: Settings,
+    /// Node name (default: `<host>-<device>-<random>`).
+    pub name: Option<String>,
+    pub bundle: PathBuf,
+    pub generator: GeneratorConfig,
+    pub worker: WorkerSettings,
+}
+
+/// `refrain node`: connects, loads the bundle, and serves jobs until `cancel` fires.
+pub async fn run(options: NodeOptions, cancel: CancellationToken) -> Result<(), NodeError> {
+    let device = options.generator.runtime.device.to_string();
+    let name = options
+        .name
+        .clone()
+        .unwrap_or_else(|| Identity::default_name(&device));
+    let url = options.settings.nats.url.clone();
+    tracing::info!(node = %name, %device, %url, bundle = %options.bundle.display(), "starting inference node");
+    let bundle = options.bundle.clone();
+    let generator_config = options.generator.clone();
+    let loading = tokio::task::spawn_blocking(move || Generator::load(&bundle, generator_config));
+    let client = super::connect(&url, &format!("refrain-node {name}")).await?;
+    let js = JetStream::setup(
+        client.clone(),
+        options.settings.clone(),
+        Role::Node,
+        &cancel,
+    )
+    .await?;
+    let generator = loading
+        .await
+        .map_err(|e| NodeError::Other(format!("loading the bundle: {e}")))??;
+    let manifest = &generator.bundle().manifest;
+    let identity = Identity {
+        node: name,
+        host: host_name(),
+        device,
+        bundle_name: manifest.name.clone(),
+        bundle_version: manifest.version.clone(),
+    };
+    let mut worker = options.worker;
+    worker.name = identity.node.clone();
+    serve(js, generator, identity, worker, cancel).await;
+    if let Err(e) = client.flush().await {
+        tracing::debug!(error = %e, "cannot flush the NATS connection");
+    }
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! The queue between the orchestrator and the inference nodes, as a trait with two backends:
+//! the embedded one (a sled tree in this process, for one machine) and NATS JetStream (for
+//! nodes on other machines). Everything above it — APIs, workers, scheduler — is written
+//! against [`Queue`] and does not know which one runs.
+//!
+//! The contract both backends keep: durable (an `enqueue` that returned is on disk),
+//! at-least-once (a message not acked comes back, after a crash too), FIFO for fresh messages,
+//! and one consumer per message at a time. A message carries only a job id (the NATS message
+//! also carries the spec, for nodes without the store); the job store is the truth about the
+//! job, and completion is idempotent on (job id, attempt).
+
+pub mod embedded;
+pub mod nats;
+
+use std::time::Duration;
+
+use protocol::JobId;
+
+use crate::store::StoreError;
+
+pub use embedded::EmbeddedQueue;
+
+/// What can go wrong in a queue backend.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("queue: {0}")]
+    Sled(#[from] sled::Error),
+    /// The queue was closed (shutdown): no more messages.
+    #[error("queue closed")]
+    Closed,
+    #[error("queue backend: {0}")]
+    Backend(String),
+}
+
+/// A message handed to one worker.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: JobId,
+    /// 1 on first delivery; +1 on every redelivery (nack, restart, lease expiry).
+    pub delivered: u32,
+    /// The backend's handle of this delivery; acking or nacking a stale handle is a no-op.
+    pub handle: u64,
+}
+
+/// The queue between the orchestrator and inference nodes: durable, at-least-once, FIFO.
+#[async_trait::async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Durably enqueues (flushed before returning). Enqueuing an id already waiting or in
+    /// flight is a no-op (de-duplication).
+    async fn enqueue(&self, id: &JobId) -> Result<(), QueueError>;
+    /// Waits for the next message; each message is delivered to one caller at a time.
+    /// Cancel-safe (used in `tokio::select!` with a shutdown token): a message is never lost
+    /// when the future is dropped.
+    async fn next(&self) -> Result<Delivery, QueueError>;
+    /// Done with it: removed durably (flushed).
+    async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError>;
+    /// Give it back to be delivered again (after `delay`), with `delivered + 1`.
+    async fn nack(&self, delivery: &Delivery, delay: Duration) -> Result<(), QueueError>;
+    /// Still working on it (keeps a lease alive; the embedded queue has no lease: no-op).
+    async fn in_progress(&self, delivery: &Delivery) -> Result<(), QueueError>;
+    /// Messages waiting (not in flight).
+    async fn depth(&self) -> Result<usize, QueueError>;
+    /// Backend name for logs and metrics ("embedded", "nats").
+    fn backend(&self) -> &'static str;
+}

@@ -1,0 +1,385 @@
+//! Retention: finished jobs do not pile up forever. A sweeper deletes terminal jobs older than
+//! the configured age — their result file, their uploads, then their record — so that the data
+//! directory stays bounded without an operator.
+//!
+//! Order matters for crashes: files go first and the record last, so a sweep interrupted
+//! half-way leaves a record whose files are (partly) gone, and the next sweep finishes the job
+//! (deleting a missing file is fine). A job is kept, for a later sweep, when a file of it could
+//! not be deleted, when a queued or running edit job still starts from its result, and an
+//! upload is kept while any job that stays refers to it.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use protocol::{JobId, JobRecord, SongRef, StyleSpec};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::blobs::{BlobError, BlobStore};
+use crate::outputs::{OutputError, OutputStore};
+use crate::store::{now_ms, JobStore, StoreError};
+
+/// Deletes terminal jobs that finished more than `max_age` ago, with their result file and
+/// uploads. Returns how many jobs were deleted. Problems with single jobs are logged and those
+/// jobs kept for the next sweep; only failing to list the jobs is an error.
+pub async fn sweep(
+    store: &JobStore,
+    blobs: &BlobStore,
+    outputs: &OutputStore,
+    max_age: Duration,
+) -> Result<usize, StoreError> {
+    let max_age_ms = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
+    let before = now_ms().saturating_sub(max_age_ms);
+    let candidates = store.finished_before(before)?;
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let doomed: HashSet<JobId> = candidates.iter().map(|r| r.id.clone()).collect();
+
+    // What the jobs that stay still need.
+    let mut kept_uploads = HashSet::new();
+    let mut needed_outputs = HashSet::new();
+    for item in store.scan() {
+        let record = match item {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::warn!(error = %e, "retention: skipping an unreadable job record");
+                continue;
+            }
+        };
+        if doomed.contains(&record.id) {
+            continue;
+        }
+        kept_uploads.extend(uploads(&record).map(str::to_string));
+        if !record.state.is_terminal() {
+            if let Some(SongRef::Output(source)) = record.spec.edit.as_ref().map(|e| &e.song) {
+                needed_outputs.insert(source.clone());
+            }
+        }
+    }
+
+    let mut deleted = 0;
+    for record in &candidates {
+        if needed_outputs.contains(&record.id) {
+            tracing::debug!(job = %record.id, "retention: kept, a pending edit job starts from its result");
+            continue;
+        }
+        if !delete_files(record, blobs, outputs, &kept_uploads).await {
+            continue;
+        }
+        match store.delete(&record.id).await {
+            Ok(()) | Err(StoreError::NotFound(_)) => deleted += 1,
+            Err(e) => {
+                tracing::warn!(job = %record.id, error = %e, "retention: could not delete the job record")
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// The upload blobs a job refers to.
+fn uploads(record: &JobRecord) -> impl Iterator<Item = &str> {
+    let style = match &record.spec.style {
+        StyleSpec::Upload(blob) => Some(blob.as_str()),
+        StyleSpec::Prompt(_) => None,
+    };
+    let song = match record.spec.edit.as_ref().map(|e| &e.song) {
+        Some(SongRef::Upload(blob)) => Some(blob.as_str()),
+        _ => None,
+    };
+    style.into_iter().chain(song)
+}
+
+/// Deletes a job's result file(s) and its uploads that no remaining job uses. False if
+/// something that exists could not be deleted (the job is then kept).
+async fn delete_files(
+    record: &JobRecord,
+    blobs: &BlobStore,
+    outputs: &OutputStore,
+    kept_uploads: &HashSet<String>,
+) -> bool {
+    let mut ok = true;
+    let mut files = vec![OutputStore::relative(
+        record.spec.output_subdir.as_deref(),
+        &record.id,
+    )];
+    if let Some(result) = &record.result {
+        if !files.contains(&result.file) {
+            files.push(result.file.clone());
+        }
+    }
+    for file in &files {
+        match outputs.delete(file).await {
+            Ok(()) => {}
+            // A name the output store refuses cannot be a file it wrote: nothing to delete.
+            Err(e @ (OutputError::BadName(_) | OutputError::BadSubdir(_))) => {
+                tracing::warn!(job = %record.id, file = %file, error = %e, "retention: ignoring an invalid result name");
+            }
+            Err(e) => {
+                tracing::warn!(job = %record.id, file = %file, error = %e, "retention: could not delete a result file");
+                ok = false;
+            }
+        }
+    }
+    for blob in uploads(record).filter(|b| !kept_uploads.contains(*b)) {
+        match blobs.delete(blob).await {
+            Ok(()) | Err(BlobError::NotFound(_)) => {}
+            Err(e @ BlobError::BadId(_)) => {
+                tracing::warn!(job = %record.id, blob, error = %e, "retention: ignoring an invalid upload id");
+            }
+            Err(e) => {
+                tracing::warn!(job = %record.id, blob, error = %e, "retention: could not delete an upload");
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+/// Runs [`sweep`] now and then every `interval` until `cancel` fires, logging what it did and
+/// any error.
+pub fn spawn(
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+    store: JobStore,
+    blobs: BlobStore,
+    outputs: OutputStore,
+    max_age: Duration,
+    interval: Duration,
+) {
+    tracker.spawn(async move {
+        let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(1)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
+            // Every step of a sweep can be interrupted safely (files first, record last).
+            let result = tokio::select! {
+                _ = cancel.cancelled() => break,
+                result = sweep(&store, &blobs, &outputs, max_age) => result,
+            };
+            match result {
+                Ok(0) => tracing::debug!("retention sweep: nothing to delete"),
+                Ok(n) => tracing::info!(deleted = n, "retention sweep deleted old jobs"),
+                Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+            }
+        }
+        tracing::debug!("retention sweeper stopped");
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use protocol::{EditSpec, JobResult, JobState};
+
+    use super::*;
+    use crate::store::tests::record_at;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: JobStore,
+        blobs: BlobStore,
+        outputs: OutputStore,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        Fixture {
+            store: JobStore::open(&dir.path().join("jobs.sled")).unwrap(),
+            blobs: BlobStore::open(&dir.path().join("uploads")).unwrap(),
+            outputs: OutputStore::open(&dir.path().join("outputs")).unwrap(),
+            _dir: dir,
+        }
+    }
+
+    /// Inserts a record and moves it to `state`; terminal ones finish at `finished_ms`.
+    async fn job(f: &Fixture, record: JobRecord, state: JobState, finished_ms: u64) -> JobRecord {
+        f.store.insert(&record).await.unwrap();
+        let id = record.id.clone();
+        if state != JobState::Queued {
+            f.store
+                .transition(&id, JobState::Queued, None, |r| r.state = JobState::Running)
+                .await
+                .unwrap();
+        }
+        if state.is_terminal() {
+            let file = OutputStore::relative(record.spec.output_subdir.as_deref(), &id);
+            if state == JobState::Succeeded {
+                f.outputs.write(&file, b"wav").await.unwrap();
+            }
+            f.store
+                .transition(&id, JobState::Running, None, move |r| {
+                    r.state = state;
+                    r.finished_ms = Some(finished_ms);
+                    if state == JobState::Succeeded {
+                        r.result = Some(JobResult {
+                            file,
+                            bytes: 3,
+                            duration_seconds: 95.0,
+                            attempt: 1,
+                        });
+                    }
+                })
+                .await
+                .unwrap();
+        }
+        f.store.get(&id).unwrap().unwrap()
+    }
+
+    fn with_upload(mut record: JobRecord, blob: &str) -> JobRecord {
+        record.spec.style = StyleSpec::Upload(blob.to_string());
+        record
+    }
+
+    #[tokio::test]
+    async fn deletes_old_finished_jobs_and_their_files() {
+        let f = fixture();
+        let day = 24 * 3600 * 1000;
+        let old = now_ms() - 10 * day;
+        let blob_old = f.blobs.put(b"ref", "wav").await.unwrap();
+        let blob_shared = f.blobs.put(b"ref2", "mp3").await.unwrap();
+        let blob_song = f.blobs.put(b"song", "flac").await.unwrap();
+
+        let old_done = job(
+            &f,
+            with_upload(record_at(old, Some("a/b")), &blob_old),
+            JobState::Succeeded,
+            old + 1,
+        )
+        .await;
+        let mut edit = record_at(old, None);
+        edit.spec.edit = Some(EditSpec {
+            song: SongRef::Upload(blob_song.clone()),
+            segments: vec![(0.0, 10.0)],
+        });
+        let old_failed = job(&f, edit, JobState::Failed, old + 2).await;
+        let old_cancelled = job(
+            &f,
+            with_upload(record_at(old, None), &blob_shared),
+            JobState::Cancelled,
+            old + 3,
+        )
+        .await;
+        // Kept: still queued / running although created long ago, recently finished.
+        let queued = job(
+            &f,
+            with_upload(record_at(old, None), &blob_shared),
+            JobState::Queued,
+            0,
+        )
+        .await;
+        let running = job(&f, record_at(old, None), JobState::Running, 0).await;
+        let recent = job(&f, record_at(old, None), JobState::Succeeded, now_ms()).await;
+        // Kept: an old result a queued edit job starts from.
+        let source = job(&f, record_at(old, None), JobState::Succeeded, old + 4).await;
+        let mut pending_edit = record_at(now_ms(), None);
+        pending_edit.spec.edit = Some(EditSpec {
+            song: SongRef::Output(source.id.clone()),
+            segments: vec![(0.0, 1.0)],
+        });
+        let pending_edit = job(&f, pending_edit, JobState::Queued, 0).await;
+
+        let n = sweep(
+            &f.store,
+            &f.blobs,
+            &f.outputs,
+            Duration::from_secs(24 * 3600),
+        )
+        .await
+        .unwrap();
+        assert_eq!(n, 3);
+        for gone in [&old_done, &old_failed, &old_cancelled] {
+            assert_eq!(f.store.get(&gone.id).unwrap(), None);
+        }
+        for kept in [&queued, &running, &recent, &source, &pending_edit] {
+            assert!(f.store.get(&kept.id).unwrap().is_some(), "{}", kept.id);
+        }
+        let files: Vec<String> = f
+            .outputs
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(files.len(), 2);
+        assert!(files.contains(&recent.id.file_name()) && files.contains(&source.id.file_name()));
+        assert!(matches!(
+            f.blobs.read(&blob_old).await,
+            Err(BlobError::NotFound(_))
+        ));
+        assert!(matches!(
+            f.blobs.read(&blob_song).await,
+            Err(BlobError::NotFound(_))
+        ));
+        assert_eq!(
+            f.blobs.read(&blob_shared).await.unwrap(),
+            b"ref2",
+            "still used by a queued job"
+        );
+
+        // Nothing more to do; and a job whose last reference goes away is swept later.
+        assert_eq!(
+            sweep(
+                &f.store,
+                &f.blobs,
+                &f.outputs,
+                Duration::from_secs(24 * 3600)
+            )
+            .await
+            .unwrap(),
+            0
+        );
+        f.store
+            .transition(&pending_edit.id, JobState::Queued, None, |r| {
+                r.state = JobState::Cancelled
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            sweep(
+                &f.store,
+                &f.blobs,
+                &f.outputs,
+                Duration::from_secs(24 * 3600)
+            )
+            .await
+            .unwrap(),
+            1
+        );
+        assert_eq!(f.store.get(&source.id).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_runs_until_cancelled() {
+        let f = fixture();
+        let old = now_ms() - 1_000_000;
+        let done = job(&f, record_at(old, None), JobState::Failed, old).await;
+        let tracker = TaskTracker::new();
+        let cancel = CancellationToken::new();
+        spawn(
+            &tracker,
+            cancel.clone(),
+            f.store.clone(),
+            f.blobs.clone(),
+            f.outputs.clone(),
+            Duration::from_secs(1),
+            Duration::from_millis(10),
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while f.store.get(&done.id).unwrap().is_some() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the sweeper never ran"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        cancel.cancel();
+        tracker.close();
+        tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+            .await
+            .unwrap();
+    }
+}

@@ -1,0 +1,62 @@
+//! The byte layout of the job store's keys, in one place so that every reader and writer of an
+//! index agrees on it. Integers are big-endian so that sled's byte order is numeric order.
+//!
+//! - `jobs`: `<id>` → the record as JSON.
+//! - `jobs_by_state`: `<state>/<created_ms BE>/<id>` → `<id>` (oldest first within a state).
+//! - `jobs_by_created`: `<created_ms BE><id>` → `<id>` (creation order).
+//! - `jobs_by_file`: `<result file name>` → `<id>`.
+
+use protocol::{JobId, JobRecord, JobState};
+
+use super::StoreError;
+use crate::outputs::OutputStore;
+
+/// `<state>/`: the prefix of one state's index range.
+pub(super) fn state_prefix(state: JobState) -> Vec<u8> {
+    let mut key = Vec::with_capacity(12);
+    key.extend_from_slice(state.as_str().as_bytes());
+    key.push(b'/');
+    key
+}
+
+/// `<state>/<created_ms BE>`: the exclusive upper end of "created before `created_ms`".
+pub(super) fn state_bound(state: JobState, created_ms: u64) -> Vec<u8> {
+    let mut key = state_prefix(state);
+    key.extend_from_slice(&created_ms.to_be_bytes());
+    key
+}
+
+/// `<state>/<created_ms BE>/<id>`.
+pub(super) fn state_key(state: JobState, created_ms: u64, id: &JobId) -> Vec<u8> {
+    let mut key = state_bound(state, created_ms);
+    key.push(b'/');
+    key.extend_from_slice(id.as_str().as_bytes());
+    key
+}
+
+/// `<created_ms BE><id>`.
+pub(super) fn created_key(created_ms: u64, id: &JobId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + 32);
+    key.extend_from_slice(&created_ms.to_be_bytes());
+    key.extend_from_slice(id.as_str().as_bytes());
+    key
+}
+
+/// The result file name a record is indexed under: `<id>.wav` or `sub/dir/<id>.wav`.
+pub(super) fn file_key(record: &JobRecord) -> String {
+    OutputStore::relative(record.spec.output_subdir.as_deref(), &record.id)
+}
+
+/// Reads the id an index entry points to.
+pub(super) fn id_value(tree: &str, key: &[u8], value: &[u8]) -> Result<JobId, StoreError> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(JobId::parse)
+        .ok_or_else(|| StoreError::Corrupt {
+            key: format!("{tree}/{}", String::from_utf8_lossy(key)),
+            reason: format!(
+                "index entry holds {:?}, not a job id",
+                String::from_utf8_lossy(value)
+            ),
+        })
+}

@@ -1,0 +1,563 @@
+//! The durable job store: every job's record in sled, with indexes by state, by creation time
+//! and by result file name.
+//!
+//! It exists so that a job accepted with 202 survives `kill -9`, and so that every state change
+//! is a compare-and-swap that exactly one caller wins. The rules:
+//!
+//! - Records are JSON (`serde_json`); a record that would not read back is refused, not stored.
+//! - Every write that touches a record and its indexes is one sled transaction, so the indexes
+//!   never disagree with the records.
+//! - In-process writers are serialised by one short lock around read-check-write (no await is
+//!   held under it); the transaction re-checks the stored bytes as well, so the compare-and-swap
+//!   holds even against a writer that bypassed the lock.
+//! - sled buffers writes in memory for up to 500 ms, and a write that returned `Ok` is lost on
+//!   SIGKILL unless flushed (stack-notes §5). So every state change is flushed with
+//!   `flush_async` before the call returns; only progress updates are left to the background
+//!   flush (they are advisory, and the next stage change flushes them).
+//!
+//! All sled-specific code of the job store lives here; `EmbeddedQueue` shares the same
+//! `sled::Db` (see [`JobStore::db`]) so that one flush covers both.
+
+mod keys;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use protocol::{JobId, JobRecord, JobState, ProgressEvent};
+use sled::transaction::{abort, TransactionError};
+use sled::{IVec, Transactional, Tree};
+
+/// What can go wrong in the job store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("job store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored record or index entry that does not decode (or a record that would not).
+    #[error("job store: corrupt entry {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("no job {0}")]
+    NotFound(JobId),
+    /// A compare-and-swap lost: the job was not in the expected state (nothing was written).
+    #[error("job {id}: expected {expected}, found {found}")]
+    Conflict {
+        id: JobId,
+        expected: String,
+        found: String,
+    },
+    /// A write the store refuses (e.g. an update that would change a record's identity).
+    #[error("job store transaction: {0}")]
+    Transaction(String),
+}
+
+/// The job store. Cheap to clone: all clones share one sled database.
+#[derive(Clone)]
+pub struct JobStore {
+    db: sled::Db,
+    jobs: Tree,
+    by_state: Tree,
+    by_created: Tree,
+    by_file: Tree,
+    /// Serialises read-check-write sequences of this process (never held across an await).
+    writer: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for JobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobStore").finish_non_exhaustive()
+    }
+}
+
+/// Unix time in milliseconds (0 if the clock is before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+const JOBS: &str = "jobs";
+const BY_STATE: &str = "jobs_by_state";
+const BY_CREATED: &str = "jobs_by_created";
+const BY_FILE: &str = "jobs_by_file";
+
+impl JobStore {
+    /// Opens (or creates) the store at `path`. sled takes an exclusive lock on the directory:
+    /// one process, one `JobStore` (clone it to share).
+    pub fn open(path: &Path) -> Result<JobStore, StoreError> {
+        let db = sled::Config::new().path(path).open()?;
+        Self::with_db(db)
+    }
+
+    /// Uses an already opened database (its trees `jobs*` belong to the store).
+    pub fn with_db(db: sled::Db) -> Result<JobStore, StoreError> {
+        Ok(JobStore {
+            jobs: db.open_tree(JOBS)?,
+            by_state: db.open_tree(BY_STATE)?,
+            by_created: db.open_tree(BY_CREATED)?,
+            by_file: db.open_tree(BY_FILE)?,
+            db,
+            writer: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// The underlying database, for the embedded queue (one Db, one flush).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        // The guarded data is `()`: a panic under the lock (in a caller's closure) leaves
+        // nothing half-done in memory, and sled transactions are atomic, so poisoning is moot.
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes every write so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Inserts a new record (state Queued, attempt 1) and its indexes in one sled transaction,
+    /// then flushes. A record that is not Queued with attempt 1, an id that exists or a result
+    /// file name that is taken is a `Conflict` (nothing written).
+    pub async fn insert(&self, record: &JobRecord) -> Result<(), StoreError> {
+        if record.state != JobState::Queued || record.attempt != 1 {
+            return Err(StoreError::Conflict {
+                id: record.id.clone(),
+                expected: "a new queued job (attempt 1)".into(),
+                found: describe(record),
+            });
+        }
+        let bytes = encode(record)?;
+        let id = record.id.as_str().as_bytes();
+        let state_key = keys::state_key(record.state, record.created_ms, &record.id);
+        let created_key = keys::created_key(record.created_ms, &record.id);
+        let file_key = keys::file_key(record);
+        {
+            let _writer = self.lock();
+            (&self.jobs, &self.by_state, &self.by_created, &self.by_file)
+                .transaction(|(jobs, by_state, by_created, by_file)| {
+                    if let Some(existing) = jobs.get(id)? {
+                        let found = decode(id, &existing)
+                            .map(|r| format!("an existing job, {}", describe(&r)))
+                            .unwrap_or_else(|_| "an existing (undecodable) record".into());
+                        return abort(StoreError::Conflict {
+                            id: record.id.clone(),
+                            expected: "no job with this id".into(),
+                            found,
+                        });
+                    }
+                    if let Some(other) = by_file.get(file_key.as_bytes())? {
+                        return abort(StoreError::Conflict {
+                            id: record.id.clone(),
+                            expected: format!("result file {file_key} to be free"),
+                            found: format!("it belongs to job {}", String::from_utf8_lossy(&other)),
+                        });
+                    }
+                    jobs.insert(id, bytes.as_slice())?;
+                    by_state.insert(state_key.as_slice(), id)?;
+                    by_created.insert(created_key.as_slice(), id)?;
+                    by_file.insert(file_key.as_bytes(), id)?;
+                    Ok(())
+                })
+                .map_err(from_tx)?;
+        }
+        self.flush().await
+    }
+
+    /// The record of `id`, if any.
+    pub fn get(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        let key = id.as_str().as_bytes();
+        self.jobs
+            .get(key)?
+            .map(|bytes| decode(key, &bytes))
+            .transpose()
+    }
+
+    /// The job whose result file is `file` (`<id>.wav`, or `sub/dir/<id>.wav` when the job has
+    /// an `output_subdir`). The index is written at insert time, so this works before the file
+    /// exists. Only an exact stored name matches: `file` is a lookup key, never a path.
+    pub fn get_by_file(&self, file: &str) -> Result<Option<JobRecord>, StoreError> {
+        let Some(value) = self.by_file.get(file.as_bytes())? else {
+            return Ok(None);
+        };
+        let id = keys::id_value(BY_FILE, file.as_bytes(), &value)?;
+        self.get(&id)
+    }
+
+    /// The compare-and-swap. Applies `f` to the record only if its state is `from` and (when
+    /// given) its attempt is `attempt`; checks `from.can_become(new state)`; writes the record
+    /// and its state index in one transaction; sets `updated_ms`; flushes; returns the new
+    /// record. Any mismatch is `StoreError::Conflict` and nothing is written.
+    ///
+    /// Besides what `f` does, the store also: sets `started_ms` when the job becomes Running
+    /// (unless `f` set it), sets `finished_ms` when it becomes terminal (unless `f` did), and
+    /// clears `progress` when it goes back to Queued. `f` must not change `id`, `created_ms`
+    /// or `spec.output_subdir` (the indexes hang on them): that is `StoreError::Transaction`.
+    pub async fn transition(
+        &self,
+        id: &JobId,
+        from: JobState,
+        attempt: Option<u32>,
+        f: impl FnOnce(&mut JobRecord) + Send,
+    ) -> Result<JobRecord, StoreError> {
+        let record = {
+            let _writer = self.lock();
+            let key = id.as_str().as_bytes();
+            let Some(old_bytes) = self.jobs.get(key)? else {
+                return Err(StoreError::NotFound(id.clone()));
+            };
+            let old = decode(key, &old_bytes)?;
+            if old.state != from || attempt.is_some_and(|a| a != old.attempt) {
+                return Err(StoreError::Conflict {
+                    id: id.clone(),
+                    expected: expectation(from, attempt),
+                    found: describe(&old),
+                });
+            }
+            let mut new = old.clone();
+            f(&mut new);
+            if new.id != old.id
+                || new.created_ms != old.created_ms
+                || new.spec.output_subdir != old.spec.output_subdir
+            {
+                return Err(StoreError::Transaction(format!(
+                    "job {id}: a transition may not change the id, created_ms or output_subdir"
+                )));
+            }
+            if !from.can_become(new.state) {
+                return Err(StoreError::Conflict {
+                    id: id.clone(),
+                    expected: format!("a state that {from} may become"),
+                    found: new.state.to_string(),
+                });
+            }
+            let now = now_ms();
+            new.updated_ms = now;
+            if new.state == JobState::Running && new.started_ms == old.started_ms {
+                new.started_ms = Some(now);
+            }
+            if new.state.is_terminal() && new.finished_ms.is_none() {
+                new.finished_ms = Some(now);
+            }
+            if new.state == JobState::Queued {
+                new.progress = None;
+            }
+            self.replace_locked(&old_bytes, &old, &new)?;
+            new
+        };
+        self.flush().await?;
+        Ok(record)
+    }
+
+    /// Replaces `old` (whose stored bytes were `old_bytes`) by `new`, moving its state index
+    /// entry, in one transaction that re-checks the stored bytes. Call with the writer lock
+    /// held; `new` keeps `old`'s id and created_ms.
+    fn replace_locked(
+        &self,
+        old_bytes: &IVec,
+        old: &JobRecord,
+        new: &JobRecord,
+    ) -> Result<(), StoreError> {
+        let key = old.id.as_str().as_bytes();
+        let new_bytes = encode(new)?;
+        let old_state_key = keys::state_key(old.state, old.created_ms, &old.id);
+        let new_state_key = keys::state_key(new.state, new.created_ms, &new.id);
+        (&self.jobs, &self.by_state)
+            .transaction(|(jobs, by_state)| {
+                let current = jobs.get(key)?;
+                if current.as_ref() != Some(old_bytes) {
+                    let found = match &current {
+                        None => "no record (deleted concurrently)".to_string(),
+                        Some(bytes) => decode(key, bytes)
+                            .map(|r| format!("{} (changed concurrently)", describe(&r)))
+                            .unwrap_or_else(|_| "an undecodable record".into()),
+                    };
+                    return abort(StoreError::Conflict {
+                        id: old.id.clone(),
+                        expected: describe(old),
+                        found,
+                    });
+                }
+                jobs.insert(key, new_bytes.as_slice())?;
+                if old_state_key != new_state_key {
+                    by_state.remove(old_state_key.as_slice())?;
+                    by_state.insert(new_state_key.as_slice(), key)?;
+                }
+                Ok(())
+            })
+            .map_err(from_tx)
+    }
+
+    /// Stores the latest progress event of attempt `attempt` when the record is Running with
+    /// that attempt; otherwise (other state, other attempt, no such job) a no-op returning
+    /// `Ok(false)`. Not flushed: progress is advisory, callers flush on stage changes with
+    /// [`JobStore::flush`]. `updated_ms` is left alone (it tracks state changes).
+    pub fn set_progress(
+        &self,
+        id: &JobId,
+        attempt: u32,
+        event: &ProgressEvent,
+    ) -> Result<bool, StoreError> {
+        let _writer = self.lock();
+        let key = id.as_str().as_bytes();
+        let Some(bytes) = self.jobs.get(key)? else {
+            return Ok(false);
+        };
+        let mut record = decode(key, &bytes)?;
+        if record.state != JobState::Running || record.attempt != attempt {
+            return Ok(false);
+        }
+        record.progress = Some(event.clone());
+        let new_bytes = encode(&record)?;
+        // Only the record changes (no index), and the writer lock orders this with every
+        // other write of this process, so a plain compare-and-swap is enough.
+        match self
+            .jobs
+            .compare_and_swap(key, Some(&bytes), Some(new_bytes))?
+        {
+            Ok(()) => Ok(true),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Crash recovery at startup: every Running job goes back to Queued with attempt + 1 (its
+    /// progress and `started_ms` cleared), or to Failed (error "gave up after N attempts")
+    /// when its attempt is already `max_attempts` or more. Flushes. Returns the requeued
+    /// records (oldest first); the caller makes sure the queue holds them.
+    pub async fn recover(&self, max_attempts: u32) -> Result<Vec<JobRecord>, StoreError> {
+        let mut requeued = Vec::new();
+        {
+            let _writer = self.lock();
+            for id in self.ids_in_state(JobState::Running)? {
+                let key = id.as_str().as_bytes();
+                let Some(old_bytes) = self.jobs.get(key)? else {
+                    continue;
+                };
+                let old = decode(key, &old_bytes)?;
+                if old.state != JobState::Running {
+                    continue;
+                }
+                let now = now_ms();
+                let mut new = old.clone();
+                new.updated_ms = now;
+                if old.attempt >= max_attempts {
+                    new.state = JobState::Failed;
+                    new.error = Some(format!("gave up after {} attempts", old.attempt));
+                    new.finished_ms = Some(now);
+                } else {
+                    new.state = JobState::Queued;
+                    new.attempt = old.attempt + 1;
+                    new.progress = None;
+                    new.started_ms = None;
+                }
+                self.replace_locked(&old_bytes, &old, &new)?;
+                if new.state == JobState::Queued {
+                    requeued.push(new);
+                }
+            }
+        }
+        self.flush().await?;
+        Ok(requeued)
+    }
+
+    /// Ids in a state, oldest first (by created_ms, then id).
+    pub fn ids_in_state(&self, state: JobState) -> Result<Vec<JobId>, StoreError> {
+        self.by_state
+            .scan_prefix(keys::state_prefix(state))
+            .map(|item| {
+                let (key, value) = item?;
+                keys::id_value(BY_STATE, &key, &value)
+            })
+            .collect()
+    }
+
+    /// Jobs in a state: a scan of that state's index range, no record is read.
+    pub fn count(&self, state: JobState) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for item in self.by_state.scan_prefix(keys::state_prefix(state)).keys() {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// 0-based position among Queued jobs by creation order; `None` if the job is not queued
+    /// (or does not exist).
+    pub fn queue_position(&self, id: &JobId) -> Result<Option<usize>, StoreError> {
+        let Some(record) = self.get(id)? else {
+            return Ok(None);
+        };
+        if record.state != JobState::Queued {
+            return Ok(None);
+        }
+        let own = keys::state_key(JobState::Queued, record.created_ms, id);
+        let mut ahead = 0;
+        for item in self
+            .by_state
+            .range(keys::state_prefix(JobState::Queued)..own)
+            .keys()
+        {
+            item?;
+            ahead += 1;
+        }
+        Ok(Some(ahead))
+    }
+
+    /// The most recently created records first, up to `limit`.
+    pub fn recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for item in self.by_created.iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = item?;
+            let id = keys::id_value(BY_CREATED, &key, &value)?;
+            // A record deleted between the two reads is simply skipped.
+            if let Some(record) = self.get(&id)? {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Terminal jobs whose `finished_ms` (or, if unset, `updated_ms`) is older than
+    /// `before_ms`, oldest first. Only index ranges of jobs created before `before_ms` are read
+    /// (a job finishes after it is created).
+    pub fn finished_before(&self, before_ms: u64) -> Result<Vec<JobRecord>, StoreError> {
+        let mut out = Vec::new();
+        for state in JobState::ALL.into_iter().filter(|s| s.is_terminal()) {
+            let range = keys::state_prefix(state)..keys::state_bound(state, before_ms);
+            for item in self.by_state.range(range) {
+                let (key, value) = item?;
+                let id = keys::id_value(BY_STATE, &key, &value)?;
+                if let Some(record) = self.get(&id)? {
+                    let finished = record.finished_ms.unwrap_or(record.updated_ms);
+                    if record.state.is_terminal() && finished < before_ms {
+                        out.push(record);
+                    }
+                }
+            }
+        }
+        out.sort_by_key(|r| (r.finished_ms.unwrap_or(r.updated_ms), r.id.clone()));
+        Ok(out)
+    }
+
+    /// Every record, in id order, one by one (an undecodable one is an `Err` item and the scan
+    /// goes on). For maintenance, such as retention's reference check: this reads the whole
+    /// store.
+    pub fn scan(&self) -> impl Iterator<Item = Result<JobRecord, StoreError>> + Send + 'static {
+        self.jobs.iter().map(|item| {
+            let (key, bytes) = item?;
+            decode(&key, &bytes)
+        })
+    }
+
+    /// Deletes a record and all its index entries (one transaction), then flushes. A record
+    /// that no longer decodes is deleted too (its index entries are found by value).
+    pub async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
+        {
+            let _writer = self.lock();
+            let key = id.as_str().as_bytes();
+            let Some(bytes) = self.jobs.get(key)? else {
+                return Err(StoreError::NotFound(id.clone()));
+            };
+            let index_keys: [Vec<Vec<u8>>; 3] = match decode(key, &bytes) {
+                Ok(record) => [
+                    vec![keys::state_key(record.state, record.created_ms, id)],
+                    vec![keys::created_key(record.created_ms, id)],
+                    vec![keys::file_key(&record).into_bytes()],
+                ],
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "deleting an undecodable job record");
+                    [
+                        self.keys_pointing_to(&self.by_state, key)?,
+                        self.keys_pointing_to(&self.by_created, key)?,
+                        self.keys_pointing_to(&self.by_file, key)?,
+                    ]
+                }
+            };
+            let [state_keys, created_keys, file_keys] = &index_keys;
+            (&self.jobs, &self.by_state, &self.by_created, &self.by_file)
+                .transaction(|(jobs, by_state, by_created, by_file)| {
+                    if jobs.get(key)?.as_ref() != Some(&bytes) {
+                        return abort(StoreError::Transaction(format!(
+                            "job {id} changed while being deleted"
+                        )));
+                    }
+                    jobs.remove(key)?;
+                    for k in state_keys {
+                        by_state.remove(k.as_slice())?;
+                    }
+                    for k in created_keys {
+                        by_created.remove(k.as_slice())?;
+                    }
+                    for k in file_keys {
+                        // Only if it still points to this job.
+                        if by_file.get(k.as_slice())?.as_deref() == Some(key) {
+                            by_file.remove(k.as_slice())?;
+                        }
+                    }
+                    Ok(())
+                })
+                .map_err(from_tx)?;
+        }
+        self.flush().await
+    }
+
+    /// Index keys whose value is `id` (a full scan of one index: only for undecodable records).
+    fn keys_pointing_to(&self, tree: &Tree, id: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::new();
+        for item in tree.iter() {
+            let (k, v) = item?;
+            if v.as_ref() == id {
+                out.push(k.to_vec());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// "queued (attempt 2)".
+fn describe(record: &JobRecord) -> String {
+    format!("{} (attempt {})", record.state, record.attempt)
+}
+
+fn expectation(from: JobState, attempt: Option<u32>) -> String {
+    match attempt {
+        Some(a) => format!("{from} (attempt {a})"),
+        None => from.to_string(),
+    }
+}
+
+fn decode(key: &[u8], bytes: &[u8]) -> Result<JobRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: format!("{JOBS}/{}", String::from_utf8_lossy(key)),
+        reason: e.to_string(),
+    })
+}
+
+/// Serialises a record, refusing one that would not read back (serde_json writes a NaN or an
+/// infinity as `null`, which then fails to parse as a number): better an error now than an
+/// unreadable job later.
+fn encode(record: &JobRecord) -> Result<Vec<u8>, StoreError> {
+    let refuse = |reason: String| StoreError::Corrupt {
+        key: format!("{JOBS}/{}", record.id),
+        reason: format!("refusing to store a record that would not read back: {reason}"),
+    };
+    let bytes = serde_json::to_vec(record).map_err(|e| refuse(e.to_string()))?;
+    serde_json::from_slice::<JobRecord>(&bytes).map_err(|e| refuse(e.to_string()))?;
+    Ok(bytes)
+}
+
+fn from_tx(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
