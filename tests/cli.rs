@@ -501,6 +501,25 @@ fn missing_onnx_runtime_says_how_to_get_it() {
     );
 }
 
+#[test]
+fn cuda_without_a_gpu_build_fails_instead_of_falling_back() {
+    if !ort_available() {
+        return;
+    }
+    // The CPU build of ONNX Runtime has no CUDA provider: a CUDA node must refuse to start
+    // (error_on_failure), never run on the CPU silently.
+    let dir = TempDir::new().unwrap();
+    let run = generate(
+        &dir.path().join("out.wav"),
+        &["--prompt", PROMPT, "--device", "cuda:0"],
+    );
+    assert_fails(
+        &run,
+        &["cuda:0", "ORT_FLAVOUR=gpu tools/fetch-onnxruntime.sh"],
+    );
+    assert!(!dir.path().join("out.wav").exists());
+}
+
 /// `refrain lyrics` on the default bundle: the token track as a JSON array of integers.
 fn lyric_tokens(lrc: &Path, length: u32) -> Vec<i64> {
     let run = refrain([

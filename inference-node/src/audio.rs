@@ -566,19 +566,30 @@ fn finite_peak<'a>(samples: impl Iterator<Item = &'a f32>) -> f32 {
 /// generated variant separately: the reference normalises every output on its own peak.
 pub fn peak_normalise_to_i16(left: &[f32], right: &[f32]) -> Vec<i16> {
     let peak = finite_peak(left.iter().chain(right));
-    let convert = |x: Option<&f32>| -> i16 {
-        match x {
-            Some(&x) if peak > 0.0 && x.is_finite() => {
-                ((x / peak).clamp(-1.0, 1.0) * 32767.0) as i16
-            }
-            _ => 0,
+    #[inline]
+    fn convert(x: f32, peak: f32) -> i16 {
+        if peak > 0.0 && x.is_finite() {
+            ((x / peak).clamp(-1.0, 1.0) * 32767.0) as i16
+        } else {
+            0
         }
-    };
+    }
     let frames = left.len().max(right.len());
-    let mut out = Vec::with_capacity(frames * 2);
-    for i in 0..frames {
-        out.push(convert(left.get(i)));
-        out.push(convert(right.get(i)));
+    let common = left.len().min(right.len());
+    let mut out = vec![0i16; frames * 2];
+    // The common part in one branch-free pass (the hot loop: millions of samples).
+    for ((o, &l), &r) in out
+        .chunks_exact_mut(2)
+        .zip(&left[..common])
+        .zip(&right[..common])
+    {
+        o[0] = convert(l, peak);
+        o[1] = convert(r, peak);
+    }
+    // A longer channel continues against silence in the other.
+    for i in common..frames {
+        out[2 * i] = left.get(i).map_or(0, |&x| convert(x, peak));
+        out[2 * i + 1] = right.get(i).map_or(0, |&x| convert(x, peak));
     }
     out
 }

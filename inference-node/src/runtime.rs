@@ -43,6 +43,17 @@ pub enum RuntimeError {
         #[source]
         source: ort::Error,
     },
+    #[error(
+        "cannot create a session for {file} on {device}: {source}; CUDA needs the GPU build of \
+         ONNX Runtime (`ORT_FLAVOUR=gpu tools/fetch-onnxruntime.sh`) and the CUDA 13 and cuDNN 9 \
+         libraries on the library path"
+    )]
+    Cuda {
+        file: String,
+        device: Device,
+        #[source]
+        source: ort::Error,
+    },
     #[error("ONNX Runtime environment: {0}")]
     Environment(ort::Error),
 }
@@ -214,9 +225,22 @@ impl Runtime {
                 .error_on_failure();
             builder = builder
                 .with_execution_providers([cuda])
-                .map_err(|e| err(e.into()))?;
+                .map_err(|e| RuntimeError::Cuda {
+                    file: file.display().to_string(),
+                    device: self.config.device,
+                    source: e.into(),
+                })?;
         }
-        builder.commit_from_file(file).map_err(err)
+        builder
+            .commit_from_file(file)
+            .map_err(|source| match self.config.device {
+                Device::Cuda(_) => RuntimeError::Cuda {
+                    file: file.display().to_string(),
+                    device: self.config.device,
+                    source,
+                },
+                Device::Cpu => err(source),
+            })
     }
 }
 

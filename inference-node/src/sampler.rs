@@ -157,15 +157,21 @@ pub fn noise(seed: u64, variants: usize, frames: usize, p: Precision) -> Vec<f32
         .collect()
 }
 
-/// Reusable input tensors of one CFG branch layout.
+/// Reusable input tensors of one CFG branch layout. Only `x` and `time` change between
+/// steps; they are written in place, so a step allocates nothing on the host.
 struct Branches {
     batched: bool,
+    rows: usize,
+    x: DynValue,
+    time: DynValue,
     cond: DynValue,
     text: DynValue,
     style: DynValue,
     start_time: DynValue,
     duration: Option<DynValue>,
     uncond: Option<(DynValue, DynValue, DynValue)>,
+    /// The conditional velocity of the separate mode, kept between its two runs.
+    vc: Vec<f32>,
 }
 
 fn repeat<T: Clone>(v: &[T], times: usize) -> Vec<T> {
@@ -200,6 +206,14 @@ impl Branches {
         };
         Ok(Branches {
             batched,
+            rows,
+            x: float_tensor(
+                g,
+                p,
+                &[rows, n, LATENT_DIM],
+                &vec![0.0; rows * n * LATENT_DIM],
+            )?,
+            time: float_tensor(g, p, &[rows], &vec![0.0; rows])?,
             cond: float_tensor(g, p, &[rows, n, LATENT_DIM], &cond)?,
             text: int64_tensor(g, &[rows, n], text)?,
             style: float_tensor(g, p, &[rows, STYLE_DIM], &style)?,
@@ -210,12 +224,17 @@ impl Branches {
                 None
             },
             uncond,
+            vc: if batched {
+                Vec::new()
+            } else {
+                vec![0.0; b * n * LATENT_DIM]
+            },
         })
     }
 
     /// Evaluates the guided velocity `v_c + (v_c − v_u)·cfg` at `(x, t)` into `out`.
     fn velocity(
-        &self,
+        &mut self,
         dit: &mut Dit,
         s: &SampleInputs,
         x: &[f32],
@@ -223,34 +242,45 @@ impl Branches {
         cfg: f32,
         out: &mut [f32],
     ) -> Result<(), InferenceError> {
-        let (n, b, p) = (s.frames, s.variants, dit.precision);
+        let (n, p, rows) = (s.frames, dit.precision, self.rows);
         let name = dit.graph.name.clone();
-        let len = b * n * LATENT_DIM;
-        let combine = |vc: &[f32], vu: &[f32], out: &mut [f32]| {
-            for ((o, &c), &u) in out.iter_mut().zip(vc).zip(vu) {
-                let d = p.round(c - u);
-                *o = p.round(c + p.round(d * cfg));
+        let len = x.len();
+        // The state goes into the persistent input tensor: once, or twice for the 2B batch.
+        let copies = if self.batched { 2 } else { 1 };
+        for k in 0..copies {
+            write_floats(&name, &mut self.x, k * len, x)?;
+        }
+        write_floats(&name, &mut self.time, 0, &vec![t; rows])?;
+        let combine = |vc: &[f32], vu: &[f32], out: &mut [f32]| match p {
+            Precision::F32 => {
+                for ((o, &c), &u) in out.iter_mut().zip(vc).zip(vu) {
+                    *o = c + (c - u) * cfg;
+                }
+            }
+            Precision::F16 => {
+                for ((o, &c), &u) in out.iter_mut().zip(vc).zip(vu) {
+                    let d = p.round(c - u);
+                    *o = p.round(c + p.round(d * cfg));
+                }
             }
         };
+        let (x_in, time_in, start_time, duration) =
+            (&self.x, &self.time, &self.start_time, &self.duration);
         let run = |dit: &mut Dit,
-                   rows: usize,
-                   xs: &[f32],
                    cond: &DynValue,
                    text: &DynValue,
                    style: &DynValue,
                    f: &mut dyn FnMut(&[f32])|
          -> Result<(), InferenceError> {
-            let x = float_tensor(&name, p, &[rows, n, LATENT_DIM], xs)?;
-            let time = float_tensor(&name, p, &[rows], &vec![t; rows])?;
             let mut inputs: Vec<(&'static str, SessionInputValue<'_>)> = vec![
-                ("x", x.into()),
+                ("x", x_in.into()),
                 ("cond", cond.into()),
                 ("text", text.into()),
-                ("time", time.into()),
+                ("time", time_in.into()),
                 ("style", style.into()),
-                ("start_time", (&self.start_time).into()),
+                ("start_time", start_time.into()),
             ];
-            if let Some(d) = &self.duration {
+            if let Some(d) = duration {
                 inputs.push(("duration", d.into()));
             }
             let outputs = dit.graph.run(inputs)?;
@@ -272,30 +302,48 @@ impl Branches {
             })?
         };
         if self.batched {
-            let xs = repeat(x, 2);
-            run(
-                dit,
-                2 * b,
-                &xs,
-                &self.cond,
-                &self.text,
-                &self.style,
-                &mut |v| combine(&v[..len], &v[len..], out),
-            )
+            run(dit, &self.cond, &self.text, &self.style, &mut |v| {
+                combine(&v[..len], &v[len..], out)
+            })
         } else {
             let (ucond, utext, ustyle) = self
                 .uncond
                 .as_ref()
                 .expect("separate mode has uncond inputs");
-            let mut vc = vec![0f32; len];
-            run(dit, b, x, &self.cond, &self.text, &self.style, &mut |v| {
+            let vc = &mut self.vc;
+            run(dit, &self.cond, &self.text, &self.style, &mut |v| {
                 vc.copy_from_slice(v)
             })?;
-            run(dit, b, x, ucond, utext, ustyle, &mut |v| {
-                combine(&vc, v, out)
-            })
+            let vc = &self.vc;
+            run(dit, ucond, utext, ustyle, &mut |v| combine(vc, v, out))
         }
     }
+}
+
+/// Writes f32 host values into a float tensor (f32 or f16) from element `offset` on.
+fn write_floats(
+    graph: &str,
+    value: &mut DynValue,
+    offset: usize,
+    data: &[f32],
+) -> Result<(), InferenceError> {
+    match value.dtype().tensor_type() {
+        Some(ort::value::TensorElementType::Float16) => {
+            let (_, dst) = value
+                .try_extract_tensor_mut::<half::f16>()
+                .map_err(InferenceError::onnx(graph))?;
+            for (d, &x) in dst[offset..offset + data.len()].iter_mut().zip(data) {
+                *d = half::f16::from_f32(x);
+            }
+        }
+        _ => {
+            let (_, dst) = value
+                .try_extract_tensor_mut::<f32>()
+                .map_err(InferenceError::onnx(graph))?;
+            dst[offset..offset + data.len()].copy_from_slice(data);
+        }
+    }
+    Ok(())
 }
 
 /// Runs the sampler and returns the final latents `[B, N, 64]` (before the edit paste-back).
@@ -332,7 +380,7 @@ pub fn sample(
         CfgMode::Batched => true,
         CfgMode::Separate => false,
     };
-    let branches = Branches::new(dit, inputs, batched)?;
+    let mut branches = Branches::new(dit, inputs, batched)?;
     let grid = time_grid(settings.steps, settings.sway_coef, p);
     let total = settings.steps - 1;
     let cfg = settings.cfg_strength;
@@ -357,8 +405,17 @@ pub fn sample(
                 branches.velocity(dit, inputs, &mid, p.round(t0 + half), cfg, &mut v)?;
             }
         }
-        for (xi, &vi) in x.iter_mut().zip(&v) {
-            *xi = p.round(*xi + p.round(dt * vi));
+        match p {
+            Precision::F32 => {
+                for (xi, &vi) in x.iter_mut().zip(&v) {
+                    *xi += dt * vi;
+                }
+            }
+            Precision::F16 => {
+                for (xi, &vi) in x.iter_mut().zip(&v) {
+                    *xi = p.round(*xi + p.round(dt * vi));
+                }
+            }
         }
         on_step(k as u32 + 1, total)?;
     }

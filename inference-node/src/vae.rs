@@ -18,7 +18,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::error::InferenceError;
 use crate::sampler::LATENT_DIM;
-use crate::tensor::{float_tensor, Graph, Precision};
+use crate::tensor::{float_tensor, visit_f32, Graph, Precision};
 
 /// One window of a chunked pass: which input it reads, which part of its output is kept and
 /// where that part goes. Input and output are in their own units (frames or samples).
@@ -153,34 +153,47 @@ impl Vae {
         }
     }
 
-    fn decode_window(
+    /// Decodes the frames `piece.input` of `latent` and copies the kept part of the audio
+    /// straight from ONNX Runtime's output into `out` (no intermediate buffers).
+    fn decode_piece(
         &mut self,
         latent: &[f32],
-        window: Range<usize>,
-    ) -> Result<Vec<f32>, InferenceError> {
+        piece: &Piece,
+        out: &mut [Vec<f32>; 2],
+    ) -> Result<(), InferenceError> {
         // latent is [N, 64] (the sampler's layout); the decoder wants [1, 64, T].
-        let t = window.len();
+        let t = piece.input.len();
         let mut chw = vec![0f32; LATENT_DIM * t];
-        for (j, f) in window.enumerate() {
+        for (j, f) in piece.input.clone().enumerate() {
             for c in 0..LATENT_DIM {
                 chw[c * t + j] = latent[f * LATENT_DIM + c];
             }
         }
         let name = self.decoder.name.clone();
         let input = float_tensor(&name, self.decoder_precision, &[1, LATENT_DIM, t], &chw)?;
-        let (shape, audio) = self
+        let outputs = self
             .decoder
-            .run_f32(vec![("latent", SessionInputValue::from(input))], "audio")?;
-        if shape != [1, 2, t * self.hop] {
-            return Err(InferenceError::Contract {
-                graph: name,
-                message: format!(
-                    "`audio` has shape {shape:?}, expected [1, 2, {}]",
-                    t * self.hop
-                ),
-            });
-        }
-        Ok(audio)
+            .run(vec![("latent", SessionInputValue::from(input))])?;
+        let audio = outputs
+            .get("audio")
+            .ok_or_else(|| InferenceError::Contract {
+                graph: name.clone(),
+                message: "missing output `audio`".into(),
+            })?;
+        let len = t * self.hop;
+        visit_f32(&name, audio, |shape, data| {
+            if shape != [1, 2, len] {
+                return Err(InferenceError::Contract {
+                    graph: name.clone(),
+                    message: format!("`audio` has shape {shape:?}, expected [1, 2, {len}]"),
+                });
+            }
+            for (ch, dst) in out.iter_mut().enumerate() {
+                let src = &data[ch * len..(ch + 1) * len];
+                dst[piece.dest.clone()].copy_from_slice(&src[piece.keep.clone()]);
+            }
+            Ok(())
+        })?
     }
 
     /// Decodes one latent `[N, 64]` to planar stereo audio of `N · hop` samples per channel.
@@ -193,20 +206,18 @@ impl Vae {
     ) -> Result<[Vec<f32>; 2], InferenceError> {
         let frames = latent.len() / LATENT_DIM;
         let total = frames * self.hop;
-        if !chunked {
-            let audio = self.decode_window(latent, 0..frames)?;
-            on_chunk()?;
-            let (l, r) = audio.split_at(total);
-            return Ok([l.to_vec(), r.to_vec()]);
-        }
         let mut out = [vec![0f32; total], vec![0f32; total]];
-        for piece in plan(frames, self.chunk, self.overlap, Scale::Up(self.hop)) {
-            let audio = self.decode_window(latent, piece.input.clone())?;
-            let len = piece.input.len() * self.hop;
-            for (ch, dst) in out.iter_mut().enumerate() {
-                let src = &audio[ch * len..(ch + 1) * len];
-                dst[piece.dest.clone()].copy_from_slice(&src[piece.keep.clone()]);
-            }
+        let pieces = if chunked {
+            plan(frames, self.chunk, self.overlap, Scale::Up(self.hop))
+        } else {
+            vec![Piece {
+                input: 0..frames,
+                keep: 0..total,
+                dest: 0..total,
+            }]
+        };
+        for piece in &pieces {
+            self.decode_piece(latent, piece, &mut out)?;
             on_chunk()?;
         }
         Ok(out)

@@ -53,8 +53,17 @@ pub struct QueueConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsConfig {
-    /// Server URL(s), comma-separated, e.g. `nats://127.0.0.1:4222`.
+    /// Server URL(s), comma-separated, e.g. `nats://127.0.0.1:4222` (`tls://…` requires TLS).
     pub url: String,
+    /// A NATS credentials file (`.creds`: JWT and NKey seed) to authenticate with.
+    pub credentials_file: Option<PathBuf>,
+    /// A token to authenticate with.
+    pub token: Option<String>,
+    /// User and password to authenticate with.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// A PEM file of CA certificates to trust for TLS (implies TLS).
+    pub tls_ca_file: Option<PathBuf>,
     /// Seconds a node may hold a job without an in-progress ack before it is delivered again
     /// (nodes send one every third of it while a job runs).
     pub ack_wait_seconds: u64,
@@ -134,6 +143,11 @@ impl Default for NatsConfig {
     fn default() -> Self {
         NatsConfig {
             url: "nats://127.0.0.1:4222".into(),
+            credentials_file: None,
+            token: None,
+            user: None,
+            password: None,
+            tls_ca_file: None,
             ack_wait_seconds: 60,
             max_ack_pending: 256,
             duplicate_window_seconds: 120,
@@ -269,6 +283,9 @@ impl NatsConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.url.trim().is_empty() {
             return Err("nats.url must name a server, e.g. nats://127.0.0.1:4222".into());
+        }
+        if self.user.is_some() != self.password.is_some() {
+            return Err("nats.user and nats.password go together".into());
         }
         if self.ack_wait_seconds < 3 {
             return Err("nats.ack_wait_seconds must be at least 3".into());

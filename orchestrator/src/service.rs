@@ -482,7 +482,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             nats: config.nats.clone(),
             max_attempts: config.inference.max_attempts,
         };
-        let client = distributed::connect(&config.nats.url, "refrain-orchestrator").await?;
+        let client = distributed::connect(&config.nats, "refrain-orchestrator").await?;
         tracing::info!(url = %config.nats.url, "setting up NATS JetStream");
         let js = JetStream::setup(client.clone(), settings, Role::Orchestrator, &cancel).await?;
         let queue = Arc::new(NatsQueue::orchestrator(

@@ -110,10 +110,10 @@ impl Applier {
                 Ok(b) => b,
                 Err(e) => {
                     errors += 1;
-                    if errors == 1 || errors % 10 == 0 {
+                    if errors == 1 || errors.is_multiple_of(10) {
                         tracing::warn!(error = %e, errors, "cannot pull node events; retrying");
                     }
-                    if errors % 3 == 0 {
+                    if errors.is_multiple_of(3) {
                         match self.consumer(&cancel).await {
                             Ok(c) => consumer = c,
                             Err(_) => return,

@@ -84,11 +84,33 @@ impl DistributedError {
     }
 }
 
-/// Connects to NATS, reconnecting forever. Returns at once, before the connection is up
-/// (`retry_on_initial_connect`): the first calls are retried by their callers.
-pub async fn connect(url: &str, name: &str) -> Result<Client, DistributedError> {
+/// Connects to NATS (with the configured credentials and TLS), reconnecting forever. Returns
+/// at once, before the connection is up (`retry_on_initial_connect`): the first calls are
+/// retried by their callers.
+pub async fn connect(config: &NatsConfig, name: &str) -> Result<Client, DistributedError> {
+    let url = config.url.as_str();
+    let failed = |message: String| DistributedError::Connect {
+        url: url.to_string(),
+        message,
+    };
     let who = name.to_string();
-    ConnectOptions::new()
+    let mut options = ConnectOptions::new();
+    if let Some(path) = &config.credentials_file {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| failed(format!("credentials file {}: {e}", path.display())))?;
+    }
+    if let Some(token) = &config.token {
+        options = options.token(token.clone());
+    }
+    if let (Some(user), Some(password)) = (&config.user, &config.password) {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(ca) = &config.tls_ca_file {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    options
         .name(name)
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -344,7 +366,7 @@ where
             Err(e) => e,
         };
         failures += 1;
-        if failures == 1 || failures % 10 == 0 {
+        if failures == 1 || failures.is_multiple_of(10) {
             tracing::warn!(what, failures, error = %last, "NATS call failed; retrying");
         }
         if deadline.is_some_and(|d| started.elapsed() + delay > d) {

@@ -713,7 +713,7 @@ pub async fn run(options: NodeOptions, cancel: CancellationToken) -> Result<(), 
     let bundle = options.bundle.clone();
     let generator_config = options.generator.clone();
     let loading = tokio::task::spawn_blocking(move || Generator::load(&bundle, generator_config));
-    let client = super::connect(&url, &format!("refrain-node {name}")).await?;
+    let client = super::connect(&options.settings.nats, &format!("refrain-node {name}")).await?;
     let js = JetStream::setup(
         client.clone(),
         options.settings.clone(),

@@ -1,0 +1,269 @@
+//! Durability of the embedded deployment: `refrain serve` runs as a child process, gets jobs
+//! over HTTP, and is killed with SIGKILL (`kill -9`) at different moments — right after a 202,
+//! in the middle of a generation, right after a job finished — then started again on the same
+//! data directory (and a new port).
+//!
+//! Every job that got a 202 must complete exactly once (one `job succeeded` in the logs of all
+//! runs, the store's counts, one result file each), its output URL must still work after the
+//! restarts, and a job interrupted any number of times must give the bytes of an uninterrupted
+//! run of the same request (`refrain generate` with the same lyrics, prompt, length, seed and
+//! steps): no job runs to two different results.
+//!
+//! Without ONNX Runtime (tools/fetch-onnxruntime.sh) the tests are skipped with a message,
+//! except in CI (`CI` set), where they fail. A failed test keeps its directory (the logs of every
+//! run) and prints its path.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::multipart::Form;
+use serde_json::Value;
+use support::*;
+
+/// The tests of this file run one after another (they time kills on 2 cores).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+const GENEROUS: Duration = Duration::from_secs(180);
+const PROMPT: &str = "warm synthwave with a steady beat";
+const LYRICS: &str = "[00:02.00]we were here before\n[00:08.00]and we will be again\n";
+
+/// A job as submitted.
+#[derive(Debug, Clone)]
+struct Job {
+    id: String,
+    url: String,
+    seconds: u32,
+    seed: u64,
+}
+
+fn submit(api: &Api, seconds: u32, seed: u64) -> Job {
+    let form = Form::new()
+        .text("_dummy", "")
+        .text("ref_prompt", PROMPT)
+        .text("lrc", LYRICS)
+        .text("audio_length", seconds.to_string())
+        .text("seed", seed.to_string());
+    let (id, url) = api.submit(form);
+    Job {
+        id,
+        url,
+        seconds,
+        seed,
+    }
+}
+
+fn wav(api: &Api, job: &Job) -> Vec<u8> {
+    match api.wait(&job.url, GENEROUS) {
+        Done::Wav(bytes) => bytes,
+        Done::Failed(body) => panic!("job {} failed: {body}", job.id),
+    }
+}
+
+/// Waits until `job` is running and has made `steps` sampler steps.
+fn wait_running(api: &Api, job: &Job, steps: u64) -> Value {
+    wait_json(api, &job.url, GENEROUS, |b| {
+        b["state"] == "running" && b["stage"] == "sampling" && b["step"].as_u64() >= Some(steps)
+    })
+}
+
+/// Polls until the job's WAV is served; returns it at once (no sleep after the first sight).
+fn wait_wav_now(api: &Api, job: &Job) -> Vec<u8> {
+    let deadline = Instant::now() + GENEROUS;
+    loop {
+        match api.poll(&job.url) {
+            Ok(Done::Wav(bytes)) => return bytes,
+            Ok(Done::Failed(body)) => panic!("job {} failed: {body}", job.id),
+            Err(body) => assert!(Instant::now() < deadline, "{}: {body}", job.url),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What every run's log says: job → attempts started (in order), and how many times it
+/// succeeded. Each run must have run one job at a time.
+fn runs_of(server: &Server) -> (BTreeMap<String, Vec<u32>>, BTreeMap<String, usize>) {
+    let mut started: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let mut succeeded: BTreeMap<String, usize> = BTreeMap::new();
+    for run in 1..=server.runs() {
+        let events = node_events(&server.log_of_run(run));
+        for (job, attempt) in one_at_a_time(&format!("cpu (run {run})"), &events) {
+            started.entry(job).or_default().push(attempt);
+        }
+        for e in events {
+            if let NodeLogEvent::Finished { job, how } = e {
+                assert_eq!(how, "succeeded", "run {run}: job {job} ended {how}");
+                *succeeded.entry(job).or_default() += 1;
+            }
+        }
+    }
+    (started, succeeded)
+}
+
+/// The checks after the last restart: every job completed exactly once, with the bytes of an
+/// uninterrupted run, under its original URL.
+fn check_all_once(server: &Server, dir: &std::path::Path, jobs: &[Job], steps: u32) {
+    let api = server.api();
+    let mut results = Vec::new();
+    for job in jobs {
+        let bytes = wav(&api, job);
+        assert_song_wav(&bytes, latent_frames(job.seconds));
+        // HEAD on the same URL after the restarts.
+        let head = api.http.head(server.url(&job.url)).send().unwrap();
+        assert_eq!(head.status().as_u16(), 200);
+        assert_eq!(
+            head.headers()["content-length"].to_str().unwrap(),
+            bytes.len().to_string()
+        );
+        results.push(bytes);
+    }
+
+    let (started, succeeded) = runs_of(server);
+    for job in jobs {
+        assert_eq!(
+            succeeded.get(&job.id),
+            Some(&1),
+            "job {} succeeded once: {succeeded:?}",
+            job.id
+        );
+        let attempts = &started[&job.id];
+        assert!(
+            attempts.windows(2).all(|w| w[0] < w[1]),
+            "job {}: attempts {attempts:?} (each restart of a running job counts one)",
+            job.id
+        );
+    }
+    assert_eq!(
+        succeeded.len(),
+        jobs.len(),
+        "only the accepted jobs ran: {succeeded:?}"
+    );
+
+    let status = api.get_json("/status");
+    assert_eq!(status["jobs"]["succeeded"], jobs.len(), "{status}");
+    for state in ["queued", "running", "failed", "cancelled"] {
+        assert_eq!(status["jobs"][state], 0, "{status}");
+    }
+    let listed: BTreeSet<String> = api.get_json("/files")["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["url"].as_str().unwrap().to_string())
+        .collect();
+    let urls: BTreeSet<String> = jobs.iter().map(|j| j.url.clone()).collect();
+    assert_eq!(listed, urls, "one result file per job");
+
+    // The same request always gives the same bytes: equal to an uninterrupted run, and equal
+    // among jobs of the same seed.
+    let mut references: BTreeMap<(u32, u64), Vec<u8>> = BTreeMap::new();
+    for (job, bytes) in jobs.iter().zip(&results) {
+        let reference = references
+            .entry((job.seconds, job.seed))
+            .or_insert_with(|| {
+                generate_reference(dir, LYRICS, PROMPT, job.seconds, job.seed, steps)
+            });
+        assert!(
+            bytes == reference,
+            "job {} ({} s, seed {}) differs from an uninterrupted run",
+            job.id,
+            job.seconds,
+            job.seed
+        );
+    }
+}
+
+#[test]
+fn kill_9_right_after_202_mid_generation_and_after_a_finish() {
+    let _serial = serial();
+    if !ort_available() {
+        return;
+    }
+    const STEPS: u32 = 200;
+    let dir = TestDir::new();
+    let mut server = Server::start(
+        dir.path(),
+        &[("REFRAIN_INFERENCE__STEPS", &STEPS.to_string())],
+    );
+
+    // Run 1: killed right after the 202.
+    let a = submit(&server.api(), 285, 11);
+    server.kill();
+
+    // Run 2: the job is still there; two more arrive; killed while the first one samples.
+    server.restart();
+    let api = server.api();
+    let b = submit(&api, 285, 12);
+    let c = submit(&api, 96, 13);
+    let running = wait_running(&api, &a, 5);
+    eprintln!(
+        "run 2: killing during step {} of {}",
+        running["step"], running["total_steps"]
+    );
+    server.kill();
+
+    // Run 3: the interrupted job runs again from the start; killed as soon as it is served.
+    server.restart();
+    let api = server.api();
+    let queued = api.poll(&b.url).expect_err("b still waits");
+    assert_eq!(queued["state"], "queued", "{queued}");
+    let first = wait_wav_now(&api, &a);
+    server.kill();
+
+    // Run 4: everything completes; the finished job is not run again.
+    server.restart();
+    let api = server.api();
+    match api.poll(&a.url) {
+        Ok(Done::Wav(bytes)) => assert!(bytes == first, "the served result changed"),
+        other => panic!("a finished job is served at once after a restart: {other:?}"),
+    }
+    let jobs = [a, b, c];
+    check_all_once(&server, dir.path(), &jobs, STEPS);
+    let (started, _) = runs_of(&server);
+    eprintln!("attempts per job: {started:?}");
+    let a_runs = &started[&jobs[0].id];
+    assert!(
+        a_runs.len() >= 2,
+        "the first job was interrupted at least once: {a_runs:?}"
+    );
+}
+
+#[test]
+fn kill_9_repeatedly_under_a_queue_of_jobs() {
+    let _serial = serial();
+    if !ort_available() {
+        return;
+    }
+    const STEPS: u32 = 150;
+    let dir = TestDir::new();
+    let mut server = Server::start(
+        dir.path(),
+        &[("REFRAIN_INFERENCE__STEPS", &STEPS.to_string())],
+    );
+    // Six jobs on both models, two requests twice.
+    let api = server.api();
+    let jobs: Vec<Job> = [(95, 0), (120, 1), (95, 0), (120, 1), (95, 2), (120, 3)]
+        .into_iter()
+        .map(|(seconds, seed)| submit(&api, seconds, seed))
+        .collect();
+
+    // Kill at a few moments: while the first job samples, while a later one samples, and
+    // right after a later one was served.
+    let running = wait_running(&api, &jobs[0], 3);
+    eprintln!("kill 1 at step {}", running["step"]);
+    server.kill();
+    server.restart();
+    wait_running(&server.api(), &jobs[2], 1);
+    server.kill();
+    server.restart();
+    wait_wav_now(&server.api(), &jobs[3]);
+    server.kill();
+
+    server.restart();
+    check_all_once(&server, dir.path(), &jobs, STEPS);
+}

@@ -1,0 +1,849 @@
+//! End-to-end tests of `refrain serve`, the embedded deployment: the real binary runs as a child
+//! process on port 0 with its own data directory (the default `config/default.toml`, the
+//! committed test bundle, one in-process CPU node) and is driven over real HTTP on 127.0.0.1,
+//! exactly as a client of `shared/specs/diffrhythm-server-api.md` would.
+//!
+//! They cover the spec's client flow (202, progress polling with a non-decreasing percent, HEAD
+//! vs GET, Range, the WAV's format and length, `output_dir`), the extras (`/status`, `/files`,
+//! `/metrics`), a job the node rejects at run time, error answers over the wire, many parallel
+//! submissions and polls (every job once, none lost, no 5xx), the single-job server of
+//! `queue.capacity = 0` (503 + Retry-After) and graceful shutdown on SIGTERM (exit 0, the job
+//! finishes after a restart, with the bytes an uninterrupted run gives).
+//!
+//! The tests run one at a time (some time a running job on 2 cores). Without ONNX Runtime
+//! (tools/fetch-onnxruntime.sh) they are skipped with a message, except in CI (`CI` set), where
+//! they fail. A failed test keeps its directory (server logs included) and prints its path.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::multipart::{Form, Part};
+use reqwest::blocking::Response;
+use reqwest::header;
+use serde_json::Value;
+use support::*;
+
+/// The tests of this file run one after another.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+const GENEROUS: Duration = Duration::from_secs(120);
+const PROMPT: &str = "bright acoustic pop with piano";
+const LYRICS: &str = "[00:01.00]hello from the server\n[00:05.00]la la la\n";
+const STEPS: &str = "REFRAIN_INFERENCE__STEPS";
+
+/// The spec's request: text fields plus the `_dummy` part its Python client sends to force
+/// multipart, and our `seed` extension.
+fn song_form(seconds: u32, seed: u64) -> Form {
+    Form::new()
+        .text("_dummy", "")
+        .text("ref_prompt", PROMPT)
+        .text("audio_length", seconds.to_string())
+        .text("lrc", LYRICS)
+        .text("seed", seed.to_string())
+}
+
+fn header_of(r: &Response, name: header::HeaderName) -> String {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Checks a 202 answer against the spec; returns (job id, url).
+fn accepted(r: Response) -> (String, String) {
+    assert_eq!(r.status().as_u16(), 202, "POST /generate");
+    assert!(header_of(&r, header::CONTENT_TYPE).starts_with("application/json"));
+    let body: Value = r.json().expect("JSON 202 body");
+    let keys: BTreeSet<&str> = body
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["status", "url", "job_id", "message"]),
+        "{body}"
+    );
+    assert_eq!(body["status"], "accepted");
+    assert_eq!(
+        body["message"],
+        "Generation started. Check the URL later for the result."
+    );
+    let id = body["job_id"].as_str().expect("job_id").to_string();
+    let url = body["url"].as_str().expect("url").to_string();
+    assert!(!id.is_empty());
+    assert!(
+        url.starts_with("/output/") && url.ends_with(".wav"),
+        "{url}"
+    );
+    (id, url)
+}
+
+fn seconds_text(v: &Value, what: &str) -> f64 {
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("{what} is a string: {v}"));
+    s.strip_suffix(" seconds")
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{what} is \"<x> seconds\": {s:?}"))
+}
+
+/// Checks a `processing` answer against the spec's example; returns its `progress_percent`.
+fn check_processing(body: &Value, id: &str, file: &str, seconds: u32) -> u64 {
+    assert_eq!(body["status"], "processing", "{body}");
+    assert_eq!(body["job_id"], id, "{body}");
+    assert_eq!(body["file"], file, "{body}");
+    seconds_text(&body["elapsed_time"], "elapsed_time");
+    if body["estimated_remaining"] != "unknown" {
+        seconds_text(&body["estimated_remaining"], "estimated_remaining");
+    }
+    let percent = body["progress_percent"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("progress_percent is a whole number: {body}"));
+    assert!(percent <= 100, "{body}");
+    let p = &body["parameters"];
+    assert_eq!(p["lrc"], LYRICS, "{body}");
+    assert_eq!(p["ref_prompt"], PROMPT, "{body}");
+    assert_eq!(p["audio_length"], seconds, "{body}");
+    assert_eq!(body["server_busy"], true, "{body}");
+    let g = &body["other_goodies"];
+    assert_eq!(g["device"], "cpu", "{body}");
+    assert!(
+        g["max_frames"].as_u64().is_some_and(|f| f >= 2048),
+        "{body}"
+    );
+    assert!(
+        g["current_time"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(" UTC")),
+        "{body}"
+    );
+    seconds_text(&g["uptime"], "uptime");
+    assert!(
+        matches!(body["state"].as_str(), Some("queued" | "running")),
+        "{body}"
+    );
+    percent
+}
+
+/// One metric's value from the Prometheus text.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// `GET` with a raw request line (no client-side normalisation of the path).
+fn raw_get(base: &str, path: &str) -> (u16, String) {
+    let addr = base.strip_prefix("http://").expect("http base");
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+/// A 5 s recording is a valid upload, but too short a song to edit into 95 s: only the node
+/// finds out, at run time.
+fn rejected_at_run_time_form() -> Form {
+    Form::new()
+        .text("audio_length", "95")
+        .text("ref_prompt", "pop")
+        .text("edit", "true")
+        .text("edit_segments", "[[1, 3]]")
+        .part(
+            "ref_song",
+            Part::bytes(sine_wav(5.0))
+                .file_name("short.wav")
+                .mime_str("audio/wav")
+                .unwrap(),
+        )
+}
+
+#[test]
+fn spec_client_flow_over_http() {
+    let _serial = serial();
+    if !ort_available() {
+        return;
+    }
+    let dir = TestDir::new();
+    // 199 Euler steps of a 130 s song: about a second of sampling, so polls see it move.
+    let server = Server::start(dir.path(), &[(STEPS, "200")]);
+    let api = server.api();
+    let http = &api.http;
+
+    let (id, url) = accepted(
+        http.post(server.url("/generate"))
+            .multipart(song_form(130, 7))
+            .send()
+            .unwrap(),
+    );
+    let file = url.strip_prefix("/output/").unwrap().to_string();
+
+    // Poll as the spec's client does until the answer is audio/wav.
+    let mut last = 0;
+    let mut percents = BTreeSet::new();
+    let mut stages = BTreeSet::new();
+    let mut polls = 0;
+    let deadline = Instant::now() + GENEROUS;
+    let wav = loop {
+        let r = http.get(server.url(&url)).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "GET {url}");
+        if header_of(&r, header::CONTENT_TYPE) == "audio/wav" {
+            let length = header_of(&r, header::CONTENT_LENGTH);
+            let bytes = r.bytes().unwrap().to_vec();
+            assert_eq!(length, bytes.len().to_string(), "Content-Length");
+            break bytes;
+        }
+        let body: Value = r.json().expect("JSON while processing");
+        let percent = check_processing(&body, &id, &file, 130);
+        assert!(percent >= last, "progress went back: {last} → {body}");
+        last = percent;
+        percents.insert(percent);
+        if let Some(stage) = body["stage"].as_str() {
+            stages.insert(stage.to_string());
+        }
+        polls += 1;
+        // HEAD while processing: the same status and JSON type, no body.
+        if polls % 10 == 1 {
+            let h = http.head(server.url(&url)).send().unwrap();
+            assert_eq!(h.status().as_u16(), 200);
+            let content_type = header_of(&h, header::CONTENT_TYPE);
+            if content_type != "audio/wav" {
+                assert!(
+                    content_type.starts_with("application/json"),
+                    "{content_type}"
+                );
+            }
+            assert!(h.bytes().unwrap().is_empty(), "HEAD has no body");
+        }
+        assert!(Instant::now() < deadline, "{url} did not finish: {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        stages.contains("sampling"),
+        "polls saw the sampler's steps: {stages:?}"
+    );
+    assert!(percents.len() >= 2, "progress moved: {percents:?}");
+
+    // The WAV: 16-bit stereo 44.1 kHz, int(130 * 44100 / 2048) = 2799 frames of 2048 samples.
+    assert_eq!(latent_frames(130), 2799);
+    assert_song_wav(&wav, 2799);
+    let on_disk = std::fs::read(server.data_dir().join("outputs").join(&file)).unwrap();
+    assert_eq!(on_disk, wav);
+
+    // HEAD vs GET of the result: same status and headers, no body.
+    let get = http.get(server.url(&url)).send().unwrap();
+    let head = http.head(server.url(&url)).send().unwrap();
+    assert_eq!(get.status(), head.status());
+    for name in [
+        header::CONTENT_TYPE,
+        header::CONTENT_LENGTH,
+        header::CACHE_CONTROL,
+        header::LAST_MODIFIED,
+        header::ACCEPT_RANGES,
+    ] {
+        assert_eq!(
+            header_of(&get, name.clone()),
+            header_of(&head, name.clone()),
+            "{name}"
+        );
+    }
+    assert_eq!(header_of(&head, header::CONTENT_TYPE), "audio/wav");
+    assert_eq!(
+        header_of(&head, header::CONTENT_LENGTH),
+        wav.len().to_string()
+    );
+    assert!(head.bytes().unwrap().is_empty(), "HEAD has no body");
+    assert_eq!(get.bytes().unwrap().to_vec(), wav);
+
+    // Range requests.
+    let r = http
+        .get(server.url(&url))
+        .header(header::RANGE, "bytes=1000-1999")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(
+        header_of(&r, header::CONTENT_RANGE),
+        format!("bytes 1000-1999/{}", wav.len())
+    );
+    assert_eq!(header_of(&r, header::CONTENT_TYPE), "audio/wav");
+    assert_eq!(r.bytes().unwrap().as_ref(), &wav[1000..2000]);
+    let r = http
+        .get(server.url(&url))
+        .header(header::RANGE, "bytes=-16")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(r.bytes().unwrap().as_ref(), &wav[wav.len() - 16..]);
+
+    // output_dir: the result is under the sub-folder, and so is its URL. 95 s: 2048 frames.
+    let (id2, url2) = accepted(
+        http.post(server.url("/generate"))
+            .multipart(song_form(95, 8).text("output_dir", "album/2025"))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(url2, format!("/output/album/2025/{id2}.wav"));
+    let wav2 = match api.wait(&url2, GENEROUS) {
+        Done::Wav(bytes) => bytes,
+        Done::Failed(body) => panic!("{body}"),
+    };
+    assert_song_wav(&wav2, 2048);
+    let file2 = format!("album/2025/{id2}.wav");
+    assert_eq!(
+        std::fs::read(server.data_dir().join("outputs").join(&file2)).unwrap(),
+        wav2
+    );
+
+    // A job the node rejects at run time: 200 JSON, status "failed", the node's message.
+    let r = http
+        .post(server.url("/generate"))
+        .multipart(rejected_at_run_time_form())
+        .send()
+        .unwrap();
+    let (id3, url3) = accepted(r);
+    let body = match api.wait(&url3, GENEROUS) {
+        Done::Failed(body) => body,
+        Done::Wav(_) => panic!("a 5 s song cannot be edited into a 95 s song"),
+    };
+    assert_eq!(body["status"], "failed", "{body}");
+    assert_eq!(body["job_id"], id3.as_str());
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("shorter than")),
+        "{body}"
+    );
+    let h = http.head(server.url(&url3)).send().unwrap();
+    assert_eq!(h.status().as_u16(), 200);
+    assert!(header_of(&h, header::CONTENT_TYPE).starts_with("application/json"));
+
+    // /status, /files and /metrics after the runs.
+    let status = api.get_json("/status");
+    assert_eq!(status["status"], "ok", "{status}");
+    assert_eq!(status["ready"], true, "{status}");
+    assert_eq!(status["server_busy"], false, "{status}");
+    assert_eq!(status["jobs"]["succeeded"], 2, "{status}");
+    assert_eq!(status["jobs"]["failed"], 1, "{status}");
+    assert_eq!(status["jobs"]["queued"], 0, "{status}");
+    assert_eq!(status["jobs"]["running"], 0, "{status}");
+    assert_eq!(status["queue"]["backend"], "embedded", "{status}");
+    assert_eq!(status["queue"]["depth"], 0, "{status}");
+    assert_eq!(status["device"], "cpu", "{status}");
+
+    let files = api.get_json("/files");
+    let mut listed: Vec<(String, String, u64)> = files["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| {
+            (
+                f["file"].as_str().unwrap().to_string(),
+                f["url"].as_str().unwrap().to_string(),
+                f["size_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    listed.sort();
+    let mut expected = vec![
+        (file.clone(), url.clone(), wav.len() as u64),
+        (file2, url2, wav2.len() as u64),
+    ];
+    expected.sort();
+    assert_eq!(listed, expected, "{files}");
+
+    let metrics = api.metrics();
+    let succeeded = metric(
+        &metrics,
+        "refrain_jobs_completed_total{outcome=\"succeeded\"}",
+    );
+    assert!(succeeded.is_some_and(|n| n >= 1.0), "{metrics}");
+    assert_eq!(succeeded, Some(2.0), "{metrics}");
+    assert_eq!(
+        metric(&metrics, "refrain_jobs_completed_total{outcome=\"failed\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "refrain_jobs_submitted_total"),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "refrain_jobs{state=\"succeeded\"}"),
+        Some(2.0)
+    );
+    assert_eq!(metric(&metrics, "refrain_queue_depth"), Some(0.0));
+    assert!(
+        metric(&metrics, "refrain_sampling_step_seconds_count").is_some_and(|n| n >= 199.0),
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "refrain_job_run_seconds_count").is_some_and(|n| n >= 3.0),
+        "{metrics}"
+    );
+
+    // The rejected job ran once and was not retried.
+    let runs = one_at_a_time("cpu", &node_events(&server.proc.log_text()));
+    assert_eq!(
+        runs,
+        vec![(id, 1), (id2, 1), (id3, 1)],
+        "the node's runs: {runs:?}"
+    );
+}
+
+#[test]
+fn error_answers_over_the_wire() {
+    let _serial = serial();
+    if !ort_available() {
+        return;
+    }
+    let dir = TestDir::new();
+    let server = Server::start(
+        dir.path(),
+        &[(STEPS, "2"), ("REFRAIN_LIMITS__MAX_UPLOAD_BYTES", "100000")],
+    );
+    let api = server.api();
+    let http = &api.http;
+    let post = |form: Form| -> (u16, Value) {
+        let r = http
+            .post(server.url("/generate"))
+            .multipart(form)
+            .send()
+            .unwrap();
+        let code = r.status().as_u16();
+        (code, r.json().unwrap_or(Value::Null))
+    };
+    let field_error = |(code, body): (u16, Value), want: u16, field: &str| {
+        assert_eq!(code, want, "{field}: {body}");
+        assert_eq!(body["status"], "error", "{body}");
+        assert_eq!(body["field"], field, "{body}");
+        assert!(body["error"].as_str().is_some_and(|e| e.starts_with(field)));
+    };
+
+    // 404 not_found, for GET and HEAD.
+    let unknown = format!("/output/{}.wav", "0f".repeat(16));
+    let r = http.get(server.url(&unknown)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["status"], "not_found");
+    assert_eq!(
+        body["message"],
+        "No active job for this file or file does not exist."
+    );
+    assert_eq!(
+        http.head(server.url(&unknown))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+
+    // 400 with the field.
+    field_error(
+        post(Form::new().text("ref_prompt", PROMPT)),
+        400,
+        "audio_length",
+    );
+    field_error(post(song_form(30, 1)), 400, "audio_length");
+    field_error(
+        post(song_form(95, 1).text("output_dir", "../escape")),
+        400,
+        "output_dir",
+    );
+    field_error(
+        post(song_form(95, 1).text("output_dir", "/etc")),
+        400,
+        "output_dir",
+    );
+    let garbage = Part::bytes(vec![0x5a; 50_000])
+        .file_name("style.wav")
+        .mime_str("audio/wav")
+        .unwrap();
+    field_error(
+        post(
+            Form::new()
+                .text("audio_length", "95")
+                .part("ref_audio", garbage),
+        ),
+        400,
+        "ref_audio",
+    );
+    let r = http
+        .post(server.url("/generate"))
+        .form(&[("audio_length", "95"), ("ref_prompt", PROMPT)])
+        .send()
+        .unwrap();
+    let code = r.status().as_u16();
+    field_error((code, r.json().unwrap()), 400, "Content-Type");
+
+    // 413 for an upload over the limit. (The server answers before it has read the whole
+    // body; the blocking client's streamed multipart would report the closed connection
+    // instead of the answer, so the body is sent as one buffer.)
+    let boundary = "refrain-test-boundary";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"audio_length\"\r\n\r\n95\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"ref_audio\"; \
+             filename=\"style.wav\"\r\nContent-Type: audio/wav\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(&sine_wav(2.0));
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = http
+        .post(server.url("/generate"))
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .unwrap();
+    let code = r.status().as_u16();
+    field_error((code, r.json().unwrap()), 413, "ref_audio");
+
+    // Path traversal, raw on the wire: refused (400) or unknown (404), never a file.
+    for path in [
+        "/output/../jobs.sled/conf",
+        "/output/../../etc/passwd.wav",
+        "/output/%2e%2e/%2e%2e/etc/passwd.wav",
+        "/output/..%2f..%2fetc%2fpasswd.wav",
+        "/output/%252e%252e%252fx.wav",
+        "/output/%2fetc%2fpasswd.wav",
+        "/output/sub%5c..%5c..%5cx.wav",
+    ] {
+        let (code, text) = raw_get(&server.base, path);
+        assert!(code == 400 || code == 404, "{path}: {text}");
+        assert!(!text.contains("audio/wav"), "{path}: {text}");
+    }
+
+    // Nothing was admitted.
+    let status = api.get_json("/status");
+    for state in ["queued", "running", "succeeded", "failed"] {
+        assert_eq!(status["jobs"][state], 0, "{status}");
+    }
+}
+
+#[test]
+fn many_parallel_submissions_and_polls() {
+    let _serial = serial();
+    if !ort_available() {
+        return;
+    }
+    const SUBMITTERS: usize = 24;
+    const POLLERS: usize = 16;
+    let dir = TestDir::new();
+    let server = Server::start(dir.path(), &[(STEPS, "2")]);
+    let base = server.base.clone();
+
+    let urls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let finished = Arc::new(AtomicBool::new(false));
+    let server_errors = Arc::new(AtomicUsize::new(0));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let saw_queue_position = Arc::new(AtomicBool::new(false));
+
+    // Pollers hammer every status URL known so far, and /status.
+    let pollers: Vec<_> = (0..POLLERS)
+        .map(|k| {
+            let (urls, finished, server_errors, polls, seen, base) = (
+                urls.clone(),
+                finished.clone(),
+                server_errors.clone(),
+                polls.clone(),
+                saw_queue_position.clone(),
+                base.clone(),
+            );
+            std::thread::spawn(move || {
+                let http = local_client();
+                let mut last: HashMap<String, u64> = HashMap::new();
+                while !finished.load(Ordering::SeqCst) {
+                    let known = urls.lock().unwrap().clone();
+                    let targets = if known.is_empty() {
+                        vec!["/status".to_string()]
+                    } else {
+                        let mut t = known;
+                        let shift = k % t.len();
+                        t.rotate_left(shift);
+                        t.push("/status".into());
+                        t
+                    };
+                    for url in targets {
+                        let r = http.get(format!("{base}{url}")).send().expect("GET");
+                        polls.fetch_add(1, Ordering::SeqCst);
+                        let code = r.status().as_u16();
+                        if code >= 500 {
+                            server_errors.fetch_add(1, Ordering::SeqCst);
+                            eprintln!("{code} for {url}: {:?}", r.text());
+                            continue;
+                        }
+                        assert_eq!(code, 200, "{url}");
+                        if header_of(&r, header::CONTENT_TYPE) == "audio/wav" {
+                            continue;
+                        }
+                        let body: Value = r.json().expect("JSON");
+                        if url == "/status" {
+                            continue;
+                        }
+                        assert_eq!(body["status"], "processing", "{url}: {body}");
+                        if body.get("queue_position").is_some() {
+                            seen.store(true, Ordering::SeqCst);
+                        }
+                        let percent = body["progress_percent"].as_u64().expect("percent");
+                        let before = last.insert(url.clone(), percent).unwrap_or(0);
+                        assert!(percent >= before, "{url}: {before} → {body}");
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Submitters, all at once. Seeds repeat: equal requests must give equal bytes.
+    let start = Arc::new(std::sync::Barrier::new(SUBMITTERS));
+    let submitters: Vec<_> = (0..SUBMITTERS)
+        .map(|i| {
+            let (urls, base, start) = (urls.clone(), base.clone(), start.clone());
+            std::thread::spawn(move || {
+                let http = local_client();
+                let seed = (i % 4) as u64;
+                start.wait();
+                let r = http
+                    .post(format!("{base}/generate"))
+                    .multipart(song_form(95, seed))
+                    .send()
+                    .expect("POST /generate");
+                let (id, url) = accepted(r);
+                urls.lock().unwrap().push(url.clone());
+                (id, url, seed)
+            })
+        })
+        .collect();
+    let jobs: Vec<(String, String, u64)> = submitters
+        .into_iter()
+        .map(|t| t.join().expect("submitter"))
+        .collect();
+
+    let api = server.api();
+    let mut wavs: HashMap<String, Vec<u8>> = HashMap::new();
+    for (id, url, _) in &jobs {
+        match api.wait(url, GENEROUS) {
+            Done::Wav(bytes) => {
+                assert_song_wav(&bytes, 2048);
+                wavs.insert(id.clone(), bytes);
+            }
+            Done::Failed(body) => panic!("{url}: {body}"),
+        }
+    }
+    // Let the pollers see the finished files for a moment, then stop them.
+    std::thread::sleep(Duration::from_millis(300));
+    finished.store(true, Ordering::SeqCst);
+    for p in pollers {
+        p.join().expect("poller");
+    }
+    assert_eq!(server_errors.load(Ordering::SeqCst), 0, "5xx answers");
+    eprintln!(
+        "{} polls; queue_position seen: {}",
+        polls.load(Ordering::SeqCst),
+        saw_queue_position.load(Ordering::SeqCst)
+    );
+
+    // Every accepted job ran exactly once, one at a time, and succeeded.
+    let ids: BTreeSet<&str> = jobs.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), SUBMITTERS, "distinct job ids");
+    let events = node_events(&server.proc.log_text());
+    let runs = one_at_a_time("cpu", &events);
+    let ran: BTreeSet<&str> = runs.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(runs.len(), SUBMITTERS, "runs: {runs:?}");
+    assert_eq!(ran, ids);
+    assert!(runs.iter().all(|(_, attempt)| *attempt == 1), "{runs:?}");
+    let succeeded = events
+        .iter()
+        .filter(|e| matches!(e, NodeLogEvent::Finished { how, .. } if how == "succeeded"))
+        .count();
+    assert_eq!(succeeded, SUBMITTERS);
+
+    let status = api.get_json("/status");
+    assert_eq!(status["jobs"]["succeeded"], SUBMITTERS, "{status}");
+    for state in ["queued", "running", "failed", "cancelled"] {
+        assert_eq!(status["jobs"][state], 0, "{status}");
+    }
+
+    // One result file per job, and nothing else.
+    let files = api.get_json("/files");
+    let listed: BTreeSet<String> = files["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["url"].as_str().unwrap().to_string())
+        .collect();
+    let accepted_urls: BTreeSet<String> = jobs.iter().map(|(_, u, _)| u.clone()).collect();
+    assert_eq!(listed, accepted_urls);
+    let on_disk = std::fs::read_dir(server.data_dir().join("outputs"))
+        .unwrap()
+        .count();
+    assert_eq!(on_disk, SUBMITTERS, "files in the output folder");
+
+    // Same request, same bytes; another seed, other bytes.
+    let mut by_seed: HashMap<u64, &Vec<u8>> = HashMap::new();
+    for (id, _, seed) in &jobs {
+        let wav = &wavs[id];
+        match by_seed.get(seed) {
+            Some(first) => assert!(*first == wav, "seed {seed} gave two results"),
+            None => {
+                by_seed.insert(*seed, wav);
+            }
+        }
+    }
+    assert!(
+        by_seed[&0] != by_seed[&1],
+        "seeds 0 and 1 gave the same song"
+    );
+}
+
+#[test]
+fn capacity_zero_is_the_single_job_server() {
+    let _serial = serial();
+    if !ort_available() {
+        return;
+    }
+    let dir = TestDir::new();
+    let server = Server::start(
+        dir.path(),
+        &[(STEPS, "300"), ("REFRAIN_QUEUE__CAPACITY", "0")],
+    );
+    let api = server.api();
+    let http = &api.http;
+    let (_, url) = accepted(
+        http.post(server.url("/generate"))
+            .multipart(song_form(285, 1))
+            .send()
+            .unwrap(),
+    );
+
+    // Right after the 202 (queued or already running), and while it runs, a second submission
+    // is refused.
+    let busy = || {
+        let r = http
+            .post(server.url("/generate"))
+            .multipart(song_form(95, 2))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 503);
+        assert_eq!(header_of(&r, header::RETRY_AFTER), "30");
+        let body: Value = r.json().unwrap();
+        assert_eq!(body["status"], "busy", "{body}");
+        assert_eq!(body["retry_after"], 30, "{body}");
+    };
+    busy();
+    wait_json(&api, &url, GENEROUS, |b| {
+        b["state"] == "running" && b["stage"] == "sampling"
+    });
+    busy();
+    let status = api.get_json("/status");
+    assert_eq!(status["server_busy"], true, "{status}");
+    assert_eq!(status["queue"]["capacity"], 0, "{status}");
+
+    match api.wait(&url, GENEROUS) {
+        Done::Wav(bytes) => {
+            assert_song_wav(&bytes, latent_frames(285));
+        }
+        Done::Failed(body) => panic!("{body}"),
+    }
+    // Free again.
+    let (_, url2) = accepted(
+        http.post(server.url("/generate"))
+            .multipart(song_form(95, 2))
+            .send()
+            .unwrap(),
+    );
+    assert!(matches!(api.wait(&url2, GENEROUS), Done::Wav(_)));
+    let metrics = api.metrics();
+    assert_eq!(
+        metric(&metrics, "refrain_jobs_rejected_busy_total"),
+        Some(2.0),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn sigterm_stops_gracefully_and_the_job_finishes_after_a_restart() {
+    let _serial = serial();
+    if !ort_available() {
+        return;
+    }
+    const N: u32 = 400;
+    let dir = TestDir::new();
+    let mut server = Server::start(dir.path(), &[(STEPS, &N.to_string())]);
+    let api = server.api();
+    let r = api
+        .http
+        .post(server.url("/generate"))
+        .multipart(song_form(285, 42))
+        .send()
+        .unwrap();
+    let (id, url) = accepted(r);
+    let running = wait_json(&api, &url, GENEROUS, |b| {
+        b["state"] == "running" && b["stage"] == "sampling"
+    });
+    assert_eq!(running["attempt"], 1);
+
+    let asked = Instant::now();
+    let exit = server
+        .terminate(Duration::from_secs(20))
+        .expect("refrain serve exits after SIGTERM");
+    eprintln!("stopped in {:?}", asked.elapsed());
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "graceful shutdown took {:?}",
+        asked.elapsed()
+    );
+    let log = server.log_of_run(1);
+    assert!(log.contains("job interrupted"), "{log}");
+    assert!(!log.contains("job succeeded"), "{log}");
+
+    // Same data directory: the job is still there, and runs again.
+    server.restart();
+    let api = server.api();
+    let wav = match api.wait(&url, GENEROUS) {
+        Done::Wav(bytes) => bytes,
+        Done::Failed(body) => panic!("{body}"),
+    };
+    assert_song_wav(&wav, latent_frames(285));
+    let runs = one_at_a_time("cpu", &node_events(&server.log_of_run(2)));
+    assert_eq!(runs, vec![(id, 2)], "the second run: {runs:?}");
+    // The interrupted job gives the bytes of an uninterrupted run of the same request.
+    let reference = generate_reference(dir.path(), LYRICS, PROMPT, 285, 42, N);
+    assert!(
+        wav == reference,
+        "the resumed job's WAV differs from `refrain generate`"
+    );
+}
