@@ -267,8 +267,17 @@ impl NodeLink for EmbeddedLink {
                 return self.retry_or_fail(&delivery, id, attempt, message).await
             }
             Outcome::Interrupted => {
-                // Give the job back; the message stays in the durable queue for the next start.
-                let _ = self.requeue(id, attempt).await;
+                // Give the job back with the same attempt number (a graceful hand-back is not a
+                // failed attempt); the message stays in the durable queue for the next start.
+                let _ = self
+                    .app
+                    .store()
+                    .transition(id, JobState::Running, Some(attempt), |r| {
+                        r.state = JobState::Queued;
+                        r.progress = None;
+                        r.started_ms = None;
+                    })
+                    .await;
                 return Ok(());
             }
         };
