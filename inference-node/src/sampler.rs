@@ -21,7 +21,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::bundle::Solver;
 use crate::error::InferenceError;
-use crate::tensor::{float_tensor, int64_tensor, visit_f32, Graph, Precision};
+use crate::tensor::{float_tensor, int64_tensor, visit_f32_unchecked, Graph, Precision};
 
 /// Latent channels (the VAE's latent dimension).
 pub const LATENT_DIM: usize = 64;
@@ -251,18 +251,26 @@ impl Branches {
             write_floats(&name, &mut self.x, k * len, x)?;
         }
         write_floats(&name, &mut self.time, 0, &vec![t; rows])?;
-        let combine = |vc: &[f32], vu: &[f32], out: &mut [f32]| match p {
-            Precision::F32 => {
-                for ((o, &c), &u) in out.iter_mut().zip(vc).zip(vu) {
-                    *o = c + (c - u) * cfg;
+        // CFG combination; the finiteness check of the DiT output rides along in the same pass.
+        let finite = std::cell::Cell::new(true);
+        let combine = |vc: &[f32], vu: &[f32], out: &mut [f32]| {
+            let mut ok = true;
+            match p {
+                Precision::F32 => {
+                    for ((o, &c), &u) in out.iter_mut().zip(vc).zip(vu) {
+                        *o = c + (c - u) * cfg;
+                        ok &= o.is_finite();
+                    }
+                }
+                Precision::F16 => {
+                    for ((o, &c), &u) in out.iter_mut().zip(vc).zip(vu) {
+                        let d = p.round(c - u);
+                        *o = p.round(c + p.round(d * cfg));
+                        ok &= o.is_finite();
+                    }
                 }
             }
-            Precision::F16 => {
-                for ((o, &c), &u) in out.iter_mut().zip(vc).zip(vu) {
-                    let d = p.round(c - u);
-                    *o = p.round(c + p.round(d * cfg));
-                }
-            }
+            finite.set(finite.get() && ok);
         };
         let (x_in, time_in, start_time, duration) =
             (&self.x, &self.time, &self.start_time, &self.duration);
@@ -288,7 +296,7 @@ impl Branches {
                 graph: name.clone(),
                 message: "missing output `v`".into(),
             })?;
-            visit_f32(&name, v, |shape, data| {
+            visit_f32_unchecked(&name, v, |shape, data| {
                 if shape != [rows, n, LATENT_DIM] {
                     return Err(InferenceError::Contract {
                         graph: name.clone(),
@@ -301,7 +309,7 @@ impl Branches {
                 Ok(())
             })?
         };
-        if self.batched {
+        let result = if self.batched {
             run(dit, &self.cond, &self.text, &self.style, &mut |v| {
                 combine(&v[..len], &v[len..], out)
             })
@@ -316,6 +324,12 @@ impl Branches {
             })?;
             let vc = &self.vc;
             run(dit, ucond, utext, ustyle, &mut |v| combine(vc, v, out))
+        };
+        result?;
+        if finite.get() {
+            Ok(())
+        } else {
+            Err(InferenceError::NonFinite(name))
         }
     }
 }

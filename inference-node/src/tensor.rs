@@ -217,32 +217,37 @@ pub fn visit_f32<R>(
     value: &DynValue,
     f: impl FnOnce(&[usize], &[f32]) -> R,
 ) -> Result<R, InferenceError> {
-    let r = match value.dtype().tensor_type() {
+    visit_f32_unchecked(graph, value, |shape, data| {
+        if data.iter().any(|x| !x.is_finite()) {
+            return Err(InferenceError::NonFinite(graph.to_string()));
+        }
+        Ok(f(shape, data))
+    })?
+}
+
+/// Like [`visit_f32`] without the finiteness pass, for callers that check while they copy.
+pub fn visit_f32_unchecked<R>(
+    graph: &str,
+    value: &DynValue,
+    f: impl FnOnce(&[usize], &[f32]) -> R,
+) -> Result<R, InferenceError> {
+    match value.dtype().tensor_type() {
         Some(TensorElementType::Float32) => {
             let (shape, data) = value
                 .try_extract_tensor::<f32>()
                 .map_err(InferenceError::onnx(graph))?;
-            if data.iter().any(|x| !x.is_finite()) {
-                return Err(InferenceError::NonFinite(graph.to_string()));
-            }
-            f(&dims(shape), data)
+            Ok(f(&dims(shape), data))
         }
         Some(TensorElementType::Float16) => {
             let (shape, data) = value
                 .try_extract_tensor::<f16>()
                 .map_err(InferenceError::onnx(graph))?;
             let data: Vec<f32> = data.iter().map(|x| x.to_f32()).collect();
-            if data.iter().any(|x| !x.is_finite()) {
-                return Err(InferenceError::NonFinite(graph.to_string()));
-            }
-            f(&dims(shape), &data)
+            Ok(f(&dims(shape), &data))
         }
-        other => {
-            return Err(InferenceError::Contract {
-                graph: graph.to_string(),
-                message: format!("output must be float16 or float32, not {other:?}"),
-            })
-        }
-    };
-    Ok(r)
+        other => Err(InferenceError::Contract {
+            graph: graph.to_string(),
+            message: format!("output must be float16 or float32, not {other:?}"),
+        }),
+    }
 }

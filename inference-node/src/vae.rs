@@ -18,7 +18,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::error::InferenceError;
 use crate::sampler::LATENT_DIM;
-use crate::tensor::{float_tensor, visit_f32, Graph, Precision};
+use crate::tensor::{float_tensor, visit_f32_unchecked, Graph, Precision};
 
 /// One window of a chunked pass: which input it reads, which part of its output is kept and
 /// where that part goes. Input and output are in their own units (frames or samples).
@@ -181,18 +181,30 @@ impl Vae {
                 message: "missing output `audio`".into(),
             })?;
         let len = t * self.hop;
-        visit_f32(&name, audio, |shape, data| {
+        visit_f32_unchecked(&name, audio, |shape, data| {
             if shape != [1, 2, len] {
                 return Err(InferenceError::Contract {
                     graph: name.clone(),
                     message: format!("`audio` has shape {shape:?}, expected [1, 2, {len}]"),
                 });
             }
+            // Copy and check finiteness in one pass over the (large) output.
+            let mut finite = true;
             for (ch, dst) in out.iter_mut().enumerate() {
                 let src = &data[ch * len..(ch + 1) * len];
-                dst[piece.dest.clone()].copy_from_slice(&src[piece.keep.clone()]);
+                for (d, &x) in dst[piece.dest.clone()]
+                    .iter_mut()
+                    .zip(&src[piece.keep.clone()])
+                {
+                    *d = x;
+                    finite &= x.is_finite();
+                }
             }
-            Ok(())
+            if finite {
+                Ok(())
+            } else {
+                Err(InferenceError::NonFinite(name.clone()))
+            }
         })?
     }
 

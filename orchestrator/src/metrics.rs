@@ -39,7 +39,8 @@ pub struct Metrics {
     pub step_seconds: Histogram,
     /// Run time of one job attempt, seconds (`refrain_job_run_seconds`).
     pub job_seconds: Histogram,
-    /// Inference nodes configured (`refrain_nodes`).
+    /// Live inference nodes (`refrain_nodes`): in-process ones, and remote ones heard from
+    /// recently (kept up to date by `distributed::registry`).
     pub nodes: IntGauge,
 }
 
@@ -85,8 +86,7 @@ impl Metrics {
                 .buckets(JOB_BUCKETS.to_vec()),
         )
         .expect("valid metric");
-        let nodes =
-            IntGauge::new("refrain_nodes", "Inference nodes configured.").expect("valid metric");
+        let nodes = IntGauge::new("refrain_nodes", "Live inference nodes.").expect("valid metric");
 
         for outcome in ["succeeded", "failed", "cancelled"] {
             completed.with_label_values(&[outcome]);
