@@ -44,8 +44,31 @@ pub enum Outcome {
 
 /// Errors a link reports to the loop (which logs them and carries on).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct LinkError(pub String);
+#[error("{message}")]
+pub struct LinkError {
+    pub message: String,
+    /// A passing condition (a network outage, a busy disk): the job is worth another attempt.
+    /// Otherwise the failure is final for this job (a missing upload, a bad name).
+    pub transient: bool,
+}
+
+impl LinkError {
+    /// A failure that retrying cannot fix.
+    pub fn new(message: impl Into<String>) -> LinkError {
+        LinkError {
+            message: message.into(),
+            transient: false,
+        }
+    }
+
+    /// A failure that may pass: the job is retried while attempts are left.
+    pub fn transient(message: impl Into<String>) -> LinkError {
+        LinkError {
+            message: message.into(),
+            transient: true,
+        }
+    }
+}
 
 /// Where a node gets its jobs and inputs from, and where its reports go.
 #[async_trait::async_trait]
@@ -189,10 +212,14 @@ async fn blob(
     max_seconds: f64,
     what: &str,
 ) -> Result<Decoded, Outcome> {
-    let bytes = link
-        .blob(name)
-        .await
-        .map_err(|e| Outcome::Invalid(format!("{what}: the upload is not available ({e})")))?;
+    let bytes = link.blob(name).await.map_err(|e| {
+        let message = format!("{what}: the upload is not available ({e})");
+        if e.transient {
+            Outcome::Retry(message)
+        } else {
+            Outcome::Invalid(message)
+        }
+    })?;
     let hint = name.rsplit_once('.').map(|(_, ext)| ext.to_string());
     decode(bytes, hint, max_seconds, what).await
 }
@@ -214,10 +241,13 @@ pub async fn load_request(
             let reference = match &edit.song {
                 SongRef::Upload(name) => blob(link, name, max, "ref_song").await?,
                 SongRef::Output(source) => {
-                    let bytes = link
-                        .earlier_result(source)
-                        .await
-                        .map_err(|e| Outcome::Invalid(format!("ref_song: {e}")))?;
+                    let bytes = link.earlier_result(source).await.map_err(|e| {
+                        if e.transient {
+                            Outcome::Retry(format!("ref_song: {e}"))
+                        } else {
+                            Outcome::Invalid(format!("ref_song: {e}"))
+                        }
+                    })?;
                     decode(bytes, Some("wav".into()), max, "ref_song").await?
                 }
             };

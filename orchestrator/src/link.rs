@@ -131,7 +131,7 @@ impl NodeLink for EmbeddedLink {
                 .queue()
                 .next()
                 .await
-                .map_err(|e| LinkError(e.to_string()))?;
+                .map_err(|e| LinkError::new(e.to_string()))?;
             // From here on the delivery must not be lost: finish the start before returning.
             if let Some(record) = self.to_running(&delivery).await {
                 let handle = delivery.handle;
@@ -173,11 +173,11 @@ impl NodeLink for EmbeddedLink {
     }
 
     async fn blob(&self, name: &str) -> Result<Vec<u8>, LinkError> {
-        self.app
-            .blobs()
-            .read(name)
-            .await
-            .map_err(|e| LinkError(e.to_string()))
+        self.app.blobs().read(name).await.map_err(|e| match e {
+            // A disk error may pass; a missing or invalid upload will not.
+            crate::blobs::BlobError::Io { .. } => LinkError::transient(e.to_string()),
+            other => LinkError::new(other.to_string()),
+        })
     }
 
     async fn earlier_result(&self, job: &JobId) -> Result<Vec<u8>, LinkError> {
@@ -185,23 +185,23 @@ impl NodeLink for EmbeddedLink {
             .app
             .store()
             .get(job)
-            .map_err(|e| LinkError(e.to_string()))?
+            .map_err(|e| LinkError::new(e.to_string()))?
             .and_then(|r| r.result)
             .map(|r| r.file)
-            .ok_or_else(|| LinkError(format!("job {job} has no result")))?;
+            .ok_or_else(|| LinkError::new(format!("job {job} has no result")))?;
         let path = self
             .app
             .outputs()
             .resolve(&file)
-            .map_err(|e| LinkError(e.to_string()))?;
+            .map_err(|e| LinkError::new(e.to_string()))?;
         tokio::fs::read(&path)
             .await
-            .map_err(|e| LinkError(format!("the result of job {job} is gone ({e})")))
+            .map_err(|e| LinkError::new(format!("the result of job {job} is gone ({e})")))
     }
 
     async fn finish(&self, job: Assignment, outcome: Outcome) -> Result<(), LinkError> {
         let Some((delivery, started)) = self.held.lock().await.remove(&job.handle) else {
-            return Err(LinkError(format!(
+            return Err(LinkError::new(format!(
                 "job {} is not held by this node",
                 job.id
             )));

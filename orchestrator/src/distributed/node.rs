@@ -334,7 +334,7 @@ impl NatsLink {
     async fn fetch(&self, name: &str) -> Result<Vec<u8>, LinkError> {
         let current = self.current.lock().await.clone();
         let Some(job) = current else {
-            return Err(LinkError("no job is running".into()));
+            return Err(LinkError::new("no job is running"));
         };
         let object = wire::input_object(&job, name);
         let never = CancellationToken::new();
@@ -352,8 +352,8 @@ impl NatsLink {
             },
         )
         .await
-        .and_then(|r| r)
-        .map_err(|e| LinkError(e.to_string()))
+        .map_err(|e| LinkError::transient(e.to_string()))?
+        .map_err(|e| LinkError::new(e.to_string()))
     }
 
     /// Marks this node idle (after a job).
@@ -397,7 +397,7 @@ impl NodeLink for NatsLink {
                 .queue
                 .take()
                 .await
-                .map_err(|e| LinkError(e.to_string()))?
+                .map_err(|e| LinkError::new(e.to_string()))?
             else {
                 continue;
             };
@@ -442,7 +442,7 @@ impl NodeLink for NatsLink {
                 .await
             {
                 // `taken` gives the job back when dropped.
-                return Err(LinkError(format!(
+                return Err(LinkError::new(format!(
                     "cannot report the start of job {}: {e}",
                     assignment.id
                 )));
@@ -498,7 +498,7 @@ impl NodeLink for NatsLink {
 
     async fn finish(&self, job: Assignment, outcome: Outcome) -> Result<(), LinkError> {
         let Some(held) = self.held.lock().await.remove(&job.handle) else {
-            return Err(LinkError(format!(
+            return Err(LinkError::new(format!(
                 "job {} is not held by this node",
                 job.id
             )));
