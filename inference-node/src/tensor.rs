@@ -7,7 +7,7 @@
 
 use half::f16;
 use ort::session::{Session, SessionInputValue, SessionOutputs};
-use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
+use ort::value::{DynValue, Outlet, Tensor, TensorElementType, ValueType};
 
 use crate::error::InferenceError;
 
@@ -76,26 +76,35 @@ impl Graph {
             })
     }
 
+    /// The input or output called `name`, or a contract error naming it.
+    fn outlet<'a>(
+        &self,
+        outlets: &'a [Outlet],
+        kind: &str,
+        name: &str,
+    ) -> Result<&'a Outlet, InferenceError> {
+        outlets
+            .iter()
+            .find(|o| o.name() == name)
+            .ok_or_else(|| self.contract(format!("missing {kind} `{name}`")))
+    }
+
     /// Checks that `name` is a float input of the given rank and returns its precision.
     pub fn float_input(&self, name: &str, rank: usize) -> Result<Precision, InferenceError> {
-        let outlet = self
-            .session
-            .inputs()
-            .iter()
-            .find(|i| i.name() == name)
-            .ok_or_else(|| self.contract(format!("missing input `{name}`")))?;
-        self.float_of(name, outlet.dtype(), rank)
+        self.float_of(
+            name,
+            self.outlet(self.session.inputs(), "input", name)?.dtype(),
+            rank,
+        )
     }
 
     /// Checks that `name` is a float output of the given rank and returns its precision.
     pub fn float_output(&self, name: &str, rank: usize) -> Result<Precision, InferenceError> {
-        let outlet = self
-            .session
-            .outputs()
-            .iter()
-            .find(|i| i.name() == name)
-            .ok_or_else(|| self.contract(format!("missing output `{name}`")))?;
-        self.float_of(name, outlet.dtype(), rank)
+        self.float_of(
+            name,
+            self.outlet(self.session.outputs(), "output", name)?.dtype(),
+            rank,
+        )
     }
 
     fn float_of(
@@ -122,12 +131,7 @@ impl Graph {
 
     /// Checks that `name` is an int64 input of the given rank.
     pub fn int64_input(&self, name: &str, rank: usize) -> Result<(), InferenceError> {
-        let outlet = self
-            .session
-            .inputs()
-            .iter()
-            .find(|i| i.name() == name)
-            .ok_or_else(|| self.contract(format!("missing input `{name}`")))?;
+        let outlet = self.outlet(self.session.inputs(), "input", name)?;
         let ty = element(outlet.dtype());
         let got = outlet.dtype().tensor_shape().map(|s| s.len()).unwrap_or(0);
         if ty != Some(TensorElementType::Int64) || got != rank {

@@ -98,51 +98,33 @@ pub struct App {
     inner: Arc<Inner>,
 }
 
+/// The parts an [`App`] is made of, named so construction cannot mix them up.
+pub struct AppParts {
+    pub config: Config,
+    pub store: JobStore,
+    pub queue: Arc<dyn Queue>,
+    pub bus: Arc<dyn ProgressBus>,
+    pub board: ProgressBoard,
+    pub blobs: BlobStore,
+    pub outputs: OutputStore,
+    pub metrics: Metrics,
+    pub node: NodeInfo,
+    pub validator: Validator,
+    pub nodes: NodeRegistry,
+}
+
 struct Inner {
-    config: Config,
-    store: JobStore,
-    queue: Arc<dyn Queue>,
-    bus: Arc<dyn ProgressBus>,
-    board: ProgressBoard,
-    blobs: BlobStore,
-    outputs: OutputStore,
-    metrics: Metrics,
-    node: NodeInfo,
-    validator: Validator,
-    nodes: NodeRegistry,
+    parts: AppParts,
     ready: AtomicBool,
     started: Instant,
     admission: Mutex<()>,
 }
 
 impl App {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        config: Config,
-        store: JobStore,
-        queue: Arc<dyn Queue>,
-        bus: Arc<dyn ProgressBus>,
-        board: ProgressBoard,
-        blobs: BlobStore,
-        outputs: OutputStore,
-        metrics: Metrics,
-        node: NodeInfo,
-        validator: Validator,
-        nodes: NodeRegistry,
-    ) -> App {
+    pub fn new(parts: AppParts) -> App {
         App {
             inner: Arc::new(Inner {
-                config,
-                store,
-                queue,
-                bus,
-                board,
-                blobs,
-                outputs,
-                metrics,
-                node,
-                validator,
-                nodes,
+                parts,
                 ready: AtomicBool::new(false),
                 started: Instant::now(),
                 admission: Mutex::new(()),
@@ -151,35 +133,35 @@ impl App {
     }
 
     pub fn config(&self) -> &Config {
-        &self.inner.config
+        &self.inner.parts.config
     }
     pub fn store(&self) -> &JobStore {
-        &self.inner.store
+        &self.inner.parts.store
     }
     pub fn queue(&self) -> &Arc<dyn Queue> {
-        &self.inner.queue
+        &self.inner.parts.queue
     }
     pub fn bus(&self) -> &Arc<dyn ProgressBus> {
-        &self.inner.bus
+        &self.inner.parts.bus
     }
     pub fn blobs(&self) -> &BlobStore {
-        &self.inner.blobs
+        &self.inner.parts.blobs
     }
     pub fn outputs(&self) -> &OutputStore {
-        &self.inner.outputs
+        &self.inner.parts.outputs
     }
     pub fn metrics(&self) -> &Metrics {
-        &self.inner.metrics
+        &self.inner.parts.metrics
     }
     pub fn validator(&self) -> &Validator {
-        &self.inner.validator
+        &self.inner.parts.validator
     }
     pub fn node(&self) -> &NodeInfo {
-        &self.inner.node
+        &self.inner.parts.node
     }
     /// The inference nodes (in-process ones and, with NATS, the remote ones heard from).
     pub fn nodes(&self) -> &NodeRegistry {
-        &self.inner.nodes
+        &self.inner.parts.nodes
     }
     /// Seconds since the service started.
     pub fn uptime_seconds(&self) -> f64 {
@@ -208,21 +190,21 @@ impl App {
             ));
         }
         let _admission = self.inner.admission.lock().await;
-        let store = &self.inner.store;
+        let store = &self.inner.parts.store;
         let queued = store.count(JobState::Queued)?;
         let running = store.count(JobState::Running)?;
-        let capacity = self.inner.config.queue.capacity;
+        let capacity = self.inner.parts.config.queue.capacity;
         let busy = if capacity == 0 {
             queued + running > 0
         } else {
             queued >= capacity
         };
         if busy {
-            self.inner.metrics.rejected_busy.inc();
+            self.inner.parts.metrics.rejected_busy.inc();
             return Err(OrchestratorError::Busy {
                 running,
                 queued,
-                retry_after: self.inner.config.queue.retry_after_seconds,
+                retry_after: self.inner.parts.config.queue.retry_after_seconds,
             });
         }
         let now = now_ms();
@@ -241,7 +223,7 @@ impl App {
             error: None,
         };
         store.insert(&record).await?;
-        if let Err(e) = self.inner.queue.enqueue(&record.id).await {
+        if let Err(e) = self.inner.parts.queue.enqueue(&record.id).await {
             // The job is on disk but no node will see it: fail it, so that nobody waits for it
             // (the client is told to try again).
             tracing::error!(job = %record.id, error = %e, "cannot queue the job");
@@ -259,24 +241,24 @@ impl App {
                 "the job queue is unavailable ({e})"
             )));
         }
-        self.inner.metrics.submitted.inc();
+        self.inner.parts.metrics.submitted.inc();
         tracing::info!(job = %record.id, ?source, seconds = record.spec.seconds, "job accepted");
         Ok(record)
     }
 
     pub fn job(&self, id: &JobId) -> Result<Option<JobRecord>, OrchestratorError> {
-        Ok(self.inner.store.get(id)?)
+        Ok(self.inner.parts.store.get(id)?)
     }
 
     /// The job whose result file is `file` (`<id>.wav` or `sub/dir/<id>.wav`).
     pub fn job_by_file(&self, file: &str) -> Result<Option<JobRecord>, OrchestratorError> {
-        Ok(self.inner.store.get_by_file(file)?)
+        Ok(self.inner.parts.store.get_by_file(file)?)
     }
 
     /// The freshest progress of a job: the live event of its current attempt, else the last
     /// persisted one.
     pub async fn progress(&self, record: &JobRecord) -> Option<ProgressEvent> {
-        match self.inner.board.get(&record.id).await {
+        match self.inner.parts.board.get(&record.id).await {
             Some((attempt, event)) if attempt == record.attempt => Some(event),
             _ => record.progress.clone(),
         }
@@ -284,21 +266,21 @@ impl App {
 
     /// 0-based position among queued jobs.
     pub fn queue_position(&self, id: &JobId) -> Result<Option<usize>, OrchestratorError> {
-        Ok(self.inner.store.queue_position(id)?)
+        Ok(self.inner.parts.store.queue_position(id)?)
     }
 
     /// Number of jobs in each state.
     pub fn counts(&self) -> Result<HashMap<JobState, usize>, OrchestratorError> {
         let mut out = HashMap::new();
         for s in JobState::ALL {
-            out.insert(s, self.inner.store.count(s)?);
+            out.insert(s, self.inner.parts.store.count(s)?);
         }
         Ok(out)
     }
 
     /// The board (for workers that want to drop finished entries).
     pub fn board(&self) -> &ProgressBoard {
-        &self.inner.board
+        &self.inner.parts.board
     }
 }
 
@@ -563,19 +545,19 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             }
         }
     }
-    let app = App::new(
-        config.clone(),
-        store.clone(),
+    let app = App::new(AppParts {
+        config: config.clone(),
+        store: store.clone(),
         queue,
         bus,
         board,
-        blobs.clone(),
-        outputs.clone(),
+        blobs: blobs.clone(),
+        outputs: outputs.clone(),
         metrics,
         node,
         validator,
-        registry,
-    );
+        nodes: registry,
+    });
 
     crate::retention::spawn(
         &tracker,

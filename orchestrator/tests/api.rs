@@ -15,7 +15,7 @@ use refrain_orchestrator::metrics::Metrics;
 use refrain_orchestrator::outputs::OutputStore;
 use refrain_orchestrator::progress::{EmbeddedBus, ProgressBoard, ProgressBus};
 use refrain_orchestrator::queue::{EmbeddedQueue, Queue};
-use refrain_orchestrator::service::{App, NodeInfo, Validator};
+use refrain_orchestrator::service::{App, AppParts, NodeInfo, Validator};
 use refrain_orchestrator::store::JobStore;
 use refrain_orchestrator::Config;
 use reqwest::multipart::{Form, Part};
@@ -77,9 +77,19 @@ async fn start_with(configure: impl FnOnce(&mut Config)) -> Server {
     let outputs = OutputStore::open(&config.output_root()).unwrap();
     let metrics = Metrics::new();
     let nodes = NodeRegistry::new(metrics.nodes.clone());
-    let app = App::new(
-        config, store, queue, bus, board, blobs, outputs, metrics, node, validator, nodes,
-    );
+    let app = App::new(AppParts {
+        config,
+        store,
+        queue,
+        bus,
+        board,
+        blobs,
+        outputs,
+        metrics,
+        node,
+        validator,
+        nodes,
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = refrain_orchestrator::api::router(app.clone());
