@@ -92,6 +92,36 @@ impl Validator {
     }
 }
 
+impl NodeInfo {
+    /// The facts of `bundle` as served on `device`.
+    pub fn describe(bundle: &Bundle, device: String) -> NodeInfo {
+        NodeInfo {
+            device,
+            bundle_name: bundle.manifest.name.clone(),
+            bundle_version: bundle.manifest.version.clone(),
+            max_frames: bundle
+                .manifest
+                .dit
+                .iter()
+                .map(|d| d.max_frames)
+                .max()
+                .unwrap_or(0),
+            lengths: bundle
+                .length_ranges()
+                .iter()
+                .map(|(a, b, _)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a} to {b}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" or "),
+        }
+    }
+}
+
 /// Shared state of the service. Cheap to clone.
 #[derive(Clone)]
 pub struct App {
@@ -419,34 +449,12 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         max_lines: config.limits.max_lyrics_lines,
         max_line_chars: config.limits.max_line_chars,
     };
-    let node = NodeInfo {
-        device: if config.devices.is_empty() {
-            "remote nodes (NATS)".into()
-        } else {
-            config.devices.join(",")
-        },
-        bundle_name: bundle.manifest.name.clone(),
-        bundle_version: bundle.manifest.version.clone(),
-        max_frames: bundle
-            .manifest
-            .dit
-            .iter()
-            .map(|d| d.max_frames)
-            .max()
-            .unwrap_or(0),
-        lengths: bundle
-            .length_ranges()
-            .iter()
-            .map(|(a, b, _)| {
-                if a == b {
-                    a.to_string()
-                } else {
-                    format!("{a} to {b}")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" or "),
+    let device = if config.devices.is_empty() {
+        "remote nodes (NATS)".to_string()
+    } else {
+        config.devices.join(",")
     };
+    let node = NodeInfo::describe(&bundle, device);
     let validator = Validator::new(bundle, limits)?;
 
     let store = JobStore::open(&config.store_dir())?;

@@ -53,19 +53,8 @@ async fn start_with(configure: impl FnOnce(&mut Config)) -> Server {
     };
     configure(&mut config);
     let bundle = Bundle::load(&config.bundle).unwrap();
-    let node = NodeInfo {
-        device: "cpu".into(),
-        bundle_name: bundle.manifest.name.clone(),
-        bundle_version: bundle.manifest.version.clone(),
-        max_frames: bundle
-            .manifest
-            .dit
-            .iter()
-            .map(|d| d.max_frames)
-            .max()
-            .unwrap_or(0),
-        lengths: "95 or 96 to 285".into(),
-    };
+    let node = NodeInfo::describe(&bundle, "cpu".into());
+    assert_eq!(node.lengths, "95 or 96 to 285");
     let validator = Validator::new(bundle, LyricsLimits::default()).unwrap();
     let store = JobStore::open(&config.store_dir()).unwrap();
     let queue: Arc<dyn Queue> = Arc::new(EmbeddedQueue::open(store.db()).unwrap());
