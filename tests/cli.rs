@@ -9,8 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use refrain_inference::runtime::library_candidates;
 use tempfile::TempDir;
+
+mod support;
+use support::ort_available;
 
 const PROMPT: &str = "bright acoustic pop with piano";
 const SAMPLE_RATE: u32 = 44100;
@@ -26,20 +28,6 @@ fn demo_lrc() -> PathBuf {
 
 fn bundle_dir() -> PathBuf {
     workspace().join("models/test-bundle")
-}
-
-/// Whether ONNX Runtime can be found, as the library tests decide it: outside CI a missing
-/// library skips the test (with a message); in CI (`CI` set) it fails, so a broken setup never
-/// passes silently.
-fn ort_available() -> bool {
-    if library_candidates(None).iter().any(|p| p.is_file()) {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("ONNX Runtime not found in CI: run tools/fetch-onnxruntime.sh");
-    }
-    eprintln!("skipped: ONNX Runtime not found (run tools/fetch-onnxruntime.sh)");
-    false
 }
 
 /// Runs `refrain ARGS` from the workspace root (where the default bundle path resolves).

@@ -378,19 +378,7 @@ fn a_job_the_node_rejects_fails_with_its_message_once() {
     api.wait_nodes(1, GENEROUS);
 
     // A valid recording, but shorter than the song to generate: only the node finds out.
-    let form = Form::new()
-        .text("audio_length", "95")
-        .text("ref_prompt", "pop")
-        .text("edit", "true")
-        .text("edit_segments", "[[1, 3]]")
-        .part(
-            "ref_song",
-            Part::bytes(sine_wav(5.0))
-                .file_name("short.wav")
-                .mime_str("audio/wav")
-                .unwrap(),
-        );
-    let (id, url) = api.submit(form);
+    let (id, url) = api.submit(rejected_at_run_time_form());
     let body = match api.wait(&url, GENEROUS) {
         Done::Failed(body) => body,
         Done::Wav(_) => panic!("a 5 s reference song cannot be edited into a 95 s song"),

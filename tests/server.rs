@@ -167,23 +167,6 @@ fn raw_get(base: &str, path: &str) -> (u16, String) {
     (code, text)
 }
 
-/// A 5 s recording is a valid upload, but too short a song to edit into 95 s: only the node
-/// finds out, at run time.
-fn rejected_at_run_time_form() -> Form {
-    Form::new()
-        .text("audio_length", "95")
-        .text("ref_prompt", "pop")
-        .text("edit", "true")
-        .text("edit_segments", "[[1, 3]]")
-        .part(
-            "ref_song",
-            Part::bytes(sine_wav(5.0))
-                .file_name("short.wav")
-                .mime_str("audio/wav")
-                .unwrap(),
-        )
-}
-
 #[test]
 fn spec_client_flow_over_http() {
     let _serial = serial();

@@ -55,6 +55,21 @@ pub fn ort_available() -> bool {
     false
 }
 
+/// The base URL `refrain serve` prints (`listening on http://…`) once it listens, read from the
+/// child's piped stdout on a thread.
+fn listening_url(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("listening on ") {
+                let _ = tx.send(url.trim().to_string());
+            }
+        }
+    });
+    rx
+}
+
 /// Both external pieces are present (else the test is skipped, or fails in CI).
 pub fn prerequisites() -> Option<PathBuf> {
     let nats = nats_server_binary()?;
@@ -319,15 +334,7 @@ impl Orchestrator {
             .stderr(log_file(&log))
             .spawn()
             .expect("refrain serve starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.trim().to_string());
-                }
-            }
-        });
+        let rx = listening_url(&mut child);
         let proc = Proc {
             child: Some(child),
             log,
@@ -575,6 +582,24 @@ impl Api {
 }
 
 /// A 16-bit stereo 44.1 kHz WAV of a sine, `seconds` long.
+/// A 5 s recording is a valid upload, but too short a song to edit into 95 s: only the node
+/// finds out, at run time.
+pub fn rejected_at_run_time_form() -> reqwest::blocking::multipart::Form {
+    use reqwest::blocking::multipart::{Form, Part};
+    Form::new()
+        .text("audio_length", "95")
+        .text("ref_prompt", "pop")
+        .text("edit", "true")
+        .text("edit_segments", "[[1, 3]]")
+        .part(
+            "ref_song",
+            Part::bytes(sine_wav(5.0))
+                .file_name("short.wav")
+                .mime_str("audio/wav")
+                .expect("valid MIME type"),
+        )
+}
+
 pub fn sine_wav(seconds: f64) -> Vec<u8> {
     let spec = hound::WavSpec {
         channels: 2,
@@ -728,15 +753,7 @@ impl Server {
             .stderr(log_file(&log))
             .spawn()
             .expect("refrain serve starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.trim().to_string());
-                }
-            }
-        });
+        let rx = listening_url(&mut child);
         self.proc = Proc {
             child: Some(child),
             log,
