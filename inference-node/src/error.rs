@@ -1,6 +1,7 @@
 //! The inference domain's error type. Each stage has its own enum (bundle, lyrics, audio,
-//! runtime); this one wraps them and adds the request-level and ONNX Runtime failures, so a
-//! caller (CLI, orchestrator) can tell bad input (`is_invalid_input`) from a broken node.
+//! runtime) and the model contract has [`ModelError`]; this one wraps them and adds the
+//! request-level and ONNX Runtime failures, so a caller (CLI, node) can tell bad input
+//! (`is_invalid_input`) from a broken node.
 
 use thiserror::Error;
 
@@ -8,12 +9,15 @@ use crate::audio::AudioError;
 use crate::bundle::BundleError;
 use crate::lyrics::LyricsError;
 use crate::runtime::RuntimeError;
+use refrain_model::ModelError;
 
 /// Everything that can go wrong while loading a bundle or generating a song.
 #[derive(Debug, Error)]
 pub enum InferenceError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
     #[error(transparent)]
     Bundle(#[from] BundleError),
     #[error("lyrics: {0}")]
@@ -55,7 +59,7 @@ impl InferenceError {
             InferenceError::Lyrics(_)
                 | InferenceError::Audio(_)
                 | InferenceError::InvalidRequest(_)
-        )
+        ) || matches!(self, InferenceError::Model(m) if m.is_invalid_input())
     }
 
     pub(crate) fn onnx(graph: &str) -> impl FnOnce(ort::Error) -> InferenceError + '_ {

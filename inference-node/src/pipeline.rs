@@ -21,19 +21,18 @@ use crate::error::InferenceError;
 use crate::lyrics::g2p::LineEncoder;
 use crate::lyrics::lrc::LyricsLimits;
 use crate::lyrics::placement::frame_of;
-use crate::lyrics::vocab::Vocab;
-use crate::lyrics::{build_track, Lyrics, TrackShape};
+use crate::lyrics::{build_track, Lyrics};
 use crate::progress::{CostModel, Tracker};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::sampler::{self, CfgMode, Dit, SampleInputs, SamplerSettings, LATENT_DIM};
 use crate::style::{self, StyleEncoder, StyleSource};
 use crate::tensor::Graph;
 use crate::vae::Vae;
+use refrain_model::track::track_shape;
 
-/// Most variants one request may ask for (`batch_infer_num`).
-pub const MAX_VARIANTS: usize = 4;
-/// Most edit segments one request may give.
-pub const MAX_EDIT_SEGMENTS: usize = 64;
+pub use refrain_model::edit::{parse_edit_segments, MAX_EDIT_SEGMENTS};
+pub use refrain_model::track::{line_encoder, lyric_track};
+pub use refrain_model::MAX_VARIANTS;
 
 /// Node-level settings of the pipeline.
 #[derive(Debug, Clone)]
@@ -125,49 +124,6 @@ pub struct GenerateOutput {
     pub timings: Timings,
 }
 
-/// Parses `edit_segments` JSON (`[[start, end], …]`, `-1` for song start or end).
-pub fn parse_edit_segments(json: &str) -> Result<Vec<(f64, f64)>, InferenceError> {
-    let bad = |m: String| InferenceError::InvalidRequest(format!("edit_segments: {m}"));
-    let value: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| bad(format!("not valid JSON ({e})")))?;
-    let list = value
-        .as_array()
-        .ok_or_else(|| bad("expected a list of [start, end] pairs".into()))?;
-    if list.is_empty() {
-        return Err(bad("at least one [start, end] segment is needed".into()));
-    }
-    if list.len() > MAX_EDIT_SEGMENTS {
-        return Err(bad(format!(
-            "{} segments, the limit is {MAX_EDIT_SEGMENTS}",
-            list.len()
-        )));
-    }
-    list.iter()
-        .enumerate()
-        .map(|(i, seg)| {
-            let pair = seg
-                .as_array()
-                .filter(|a| a.len() == 2)
-                .ok_or_else(|| bad(format!("segment {i} is not a [start, end] pair")))?;
-            let num = |v: &serde_json::Value| {
-                v.as_f64()
-                    .filter(|x| x.is_finite())
-                    .ok_or_else(|| bad(format!("segment {i} has a non-numeric bound")))
-            };
-            let (s, e) = (num(&pair[0])?, num(&pair[1])?);
-            if (s < 0.0 && s != -1.0) || (e < 0.0 && e != -1.0) {
-                return Err(bad(format!(
-                    "segment {i}: bounds must be >= 0 seconds or -1"
-                )));
-            }
-            if s != -1.0 && e != -1.0 && e <= s {
-                return Err(bad(format!("segment {i}: end {e} is not after start {s}")));
-            }
-            Ok((s, e))
-        })
-        .collect()
-}
-
 /// The regenerate mask over `frames` frames: `true` where a segment regenerates (reference
 /// `pred_frames` and `fixed_span_mask`).
 pub fn edit_mask(
@@ -214,44 +170,6 @@ impl std::fmt::Debug for Generator {
             .field("bundle", &self.bundle.manifest.name)
             .field("device", &self.runtime.device())
             .finish_non_exhaustive()
-    }
-}
-
-/// Loads the line encoder (vocabulary + G2P) of a bundle, or of an explicit vocabulary file.
-pub fn line_encoder(bundle: &Bundle, vocab: Option<&Path>) -> Result<LineEncoder, InferenceError> {
-    let path = vocab
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| bundle.file(&bundle.manifest.lyrics.vocab));
-    let vocab = Vocab::load(&path)?;
-    Ok(LineEncoder::new(vocab, &bundle.manifest.lyrics.languages)?)
-}
-
-/// The lyric track a request would get, without running any model (`refrain lyrics`).
-pub fn lyric_track(
-    bundle: &Bundle,
-    encoder: &LineEncoder,
-    lyrics: &str,
-    seconds: u32,
-    limits: &LyricsLimits,
-) -> Result<Lyrics, InferenceError> {
-    let choice = bundle
-        .choose_model(seconds)
-        .map_err(InferenceError::InvalidRequest)?;
-    Ok(build_track(
-        encoder,
-        lyrics,
-        track_shape(bundle, choice, seconds),
-        limits,
-    )?)
-}
-
-fn track_shape(bundle: &Bundle, choice: ModelChoice, seconds: u32) -> TrackShape {
-    TrackShape {
-        length_seconds: seconds,
-        frames: choice.frames,
-        drop_last_line: bundle.manifest.dit[choice.dit].drop_last_line,
-        sample_rate: bundle.manifest.audio.sample_rate,
-        hop: bundle.manifest.audio.hop,
     }
 }
 
@@ -520,29 +438,6 @@ impl Generator {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn edit_segments_parse_and_validate() {
-        assert_eq!(
-            parse_edit_segments("[[-1, 25], [50.5, -1]]").unwrap(),
-            vec![(-1.0, 25.0), (50.5, -1.0)]
-        );
-        for (bad, needle) in [
-            ("", "not valid JSON"),
-            ("{}", "list of [start, end]"),
-            ("[]", "at least one"),
-            ("[[1]]", "segment 0 is not"),
-            ("[[1, \"x\"]]", "non-numeric"),
-            ("[[5, 2]]", "not after start"),
-            ("[[-3, 2]]", ">= 0 seconds or -1"),
-        ] {
-            let e = parse_edit_segments(bad).unwrap_err().to_string();
-            assert!(
-                e.contains("edit_segments") && e.contains(needle),
-                "{bad}: {e}"
-            );
-        }
-    }
 
     #[test]
     fn edit_mask_follows_pred_frames() {

@@ -3,7 +3,8 @@
 //! unconditional branch.
 //!
 //! Text: the prompt goes through the bundle's HF `tokenizer.json` as is (special tokens added,
-//! no truncation, like the reference's `mulan(texts=prompt)`) and the text encoder graph.
+//! no truncation, like the reference's `mulan(texts=prompt)`; see
+//! `refrain_model::prompt::PromptTokenizer`, which admission uses too) and the text encoder graph.
 //! Audio: decoded, mixed to mono, resampled to 24 kHz and cropped to the reference's 10 s
 //! window (see [`crate::audio::style_clip`]), then the audio encoder graph. Text embeddings
 //! depend only on the prompt, so a small cache keeps recent ones.
@@ -18,10 +19,8 @@ use crate::error::InferenceError;
 use crate::sampler::STYLE_DIM;
 use crate::tensor::{float_tensor, int64_tensor, Graph, Precision};
 
-/// Longest prompt accepted, in characters.
-pub const MAX_PROMPT_CHARS: usize = 1000;
-/// Longest prompt accepted, in tokenizer tokens (XLM-R's position limit is 514).
-pub const MAX_PROMPT_TOKENS: usize = 512;
+use refrain_model::prompt::{check_prompt_text, PromptTokenizer};
+pub use refrain_model::prompt::{MAX_PROMPT_CHARS, MAX_PROMPT_TOKENS};
 const CACHE_SIZE: usize = 64;
 
 /// Where a request's style comes from.
@@ -36,7 +35,7 @@ pub enum StyleSource {
 /// The style encoders of a bundle.
 pub struct StyleEncoder {
     text: Graph,
-    tokenizer: tokenizers::Tokenizer,
+    tokenizer: PromptTokenizer,
     audio: Graph,
     audio_precision: Precision,
     sample_rate: u32,
@@ -140,12 +139,7 @@ impl StyleEncoder {
         text.float_output("embedding", 2)?;
         let audio_precision = audio.float_input("wav", 2)?;
         audio.float_output("embedding", 2)?;
-        let tokenizer = tokenizers::Tokenizer::from_file(tokenizer_path).map_err(|e| {
-            InferenceError::Contract {
-                graph: tokenizer_path.display().to_string(),
-                message: format!("cannot load tokenizer: {e}"),
-            }
-        })?;
+        let tokenizer = PromptTokenizer::load(tokenizer_path)?;
         check_embedding("negative style", &negative)?;
         Ok(StyleEncoder {
             text,
@@ -170,20 +164,10 @@ impl StyleEncoder {
         &self.negative
     }
 
-    /// Checks a prompt without running anything (for validation at the edge).
+    /// Checks a prompt's text without running anything (the token limit is checked when it
+    /// is tokenized).
     pub fn validate_prompt(prompt: &str) -> Result<(), InferenceError> {
-        if prompt.trim().is_empty() {
-            return Err(InferenceError::InvalidRequest(
-                "style prompt is empty".into(),
-            ));
-        }
-        let chars = prompt.chars().count();
-        if chars > MAX_PROMPT_CHARS {
-            return Err(InferenceError::InvalidRequest(format!(
-                "style prompt has {chars} characters, the limit is {MAX_PROMPT_CHARS}"
-            )));
-        }
-        Ok(())
+        Ok(check_prompt_text(prompt)?)
     }
 
     /// The style embedding of a request.
@@ -200,21 +184,12 @@ impl StyleEncoder {
         if let Some(v) = self.cache.get(prompt) {
             return Ok(v.clone());
         }
-        let enc = self.tokenizer.encode(prompt, true).map_err(|e| {
-            InferenceError::InvalidRequest(format!("style prompt cannot be tokenized: {e}"))
-        })?;
-        let ids: Vec<i64> = enc.get_ids().iter().map(|&i| i as i64).collect();
-        if ids.is_empty() {
-            return Err(InferenceError::InvalidRequest(
-                "style prompt has no tokens".into(),
-            ));
-        }
-        if ids.len() > MAX_PROMPT_TOKENS {
-            return Err(InferenceError::InvalidRequest(format!(
-                "style prompt has {} tokens, the limit is {MAX_PROMPT_TOKENS}",
-                ids.len()
-            )));
-        }
+        let ids: Vec<i64> = self
+            .tokenizer
+            .token_ids(prompt)?
+            .into_iter()
+            .map(i64::from)
+            .collect();
         let l = ids.len();
         let name = self.text.name.clone();
         let inputs = vec![

@@ -4,12 +4,14 @@
 //! The loop does not know where jobs come from. A [`NodeLink`] hands it [`Assignment`]s and
 //! takes its reports: the embedded link (in the orchestrator) works on the job store and the
 //! in-process queue; the NATS link works on JetStream messages and the object store. The loop is
-//! the same code in both deployments. Cancellation (shutdown) stops a generation between two
-//! steps and hands the job back ([`Outcome::Interrupted`]).
+//! the same code in both deployments. Cancellation stops a generation between two steps: the
+//! shutdown token hands the job back ([`Outcome::Interrupted`]); the job's own token
+//! ([`Assignment::cancel`]) ends it for good ([`Outcome::Cancelled`]). The contract types live
+//! in `protocol::node` and are re-exported here.
 
 use std::time::Duration;
 
-use protocol::{JobId, JobSpec, ProgressEvent, SongRef, StyleSpec};
+use protocol::{JobSpec, ProgressEvent, SongRef, StyleSpec};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -18,84 +20,7 @@ use crate::pipeline::{EditRequest, GenerateRequest, Generator};
 use crate::style::StyleSource;
 use crate::InferenceError;
 
-/// One job handed to this node.
-#[derive(Debug, Clone)]
-pub struct Assignment {
-    pub id: JobId,
-    /// 1 on the first run, +1 on every redelivery.
-    pub attempt: u32,
-    pub spec: JobSpec,
-    /// The link's own handle (queue delivery, JetStream message).
-    pub handle: u64,
-}
-
-/// How a run ended.
-#[derive(Debug)]
-pub enum Outcome {
-    /// The first variant as a 16-bit stereo WAV file.
-    Succeeded { wav: Vec<u8>, duration_seconds: f64 },
-    /// Bad input: running it again cannot help.
-    Invalid(String),
-    /// A node-side error: worth another attempt while attempts are left.
-    Retry(String),
-    /// Shutdown interrupted the run: the job goes back untouched.
-    Interrupted,
-}
-
-/// Errors a link reports to the loop (which logs them and carries on).
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct LinkError {
-    pub message: String,
-    /// A passing condition (a network outage, a busy disk): the job is worth another attempt.
-    /// Otherwise the failure is final for this job (a missing upload, a bad name).
-    pub transient: bool,
-}
-
-impl LinkError {
-    /// A failure that retrying cannot fix.
-    pub fn new(message: impl Into<String>) -> LinkError {
-        LinkError {
-            message: message.into(),
-            transient: false,
-        }
-    }
-
-    /// A failure that may pass: the job is retried while attempts are left.
-    pub fn transient(message: impl Into<String>) -> LinkError {
-        LinkError {
-            message: message.into(),
-            transient: true,
-        }
-    }
-}
-
-/// Where a node gets its jobs and inputs from, and where its reports go.
-#[async_trait::async_trait]
-pub trait NodeLink: Send + Sync + 'static {
-    /// Waits for the next job this node should run (already marked running where the link
-    /// keeps state). Must be cancel-safe: dropping the future loses no job.
-    async fn next(&self) -> Result<Assignment, LinkError>;
-    /// A progress event of a running job.
-    async fn progress(&self, job: &Assignment, event: ProgressEvent);
-    /// An uploaded file (reference audio or song) by blob name.
-    async fn blob(&self, name: &str) -> Result<Vec<u8>, LinkError>;
-    /// The result WAV of an earlier job (edit mode).
-    async fn earlier_result(&self, job: &JobId) -> Result<Vec<u8>, LinkError>;
-    /// Records the outcome and releases the job (ack, nack or term).
-    async fn finish(&self, job: Assignment, outcome: Outcome) -> Result<(), LinkError>;
-}
-
-/// Settings of one node's worker.
-#[derive(Debug, Clone)]
-pub struct WorkerSettings {
-    /// Name for logs, e.g. `cpu` or `cuda:0`.
-    pub name: String,
-    /// Overrides every job's sampler steps (load tests).
-    pub steps: Option<u32>,
-    /// Longest reference recording decoded, seconds.
-    pub max_reference_seconds: f64,
-}
+pub use protocol::node::{Assignment, LinkError, NodeLink, Outcome, WorkerSettings};
 
 /// Runs the loop until `cancel` fires. `generator` is this node's loaded bundle.
 pub async fn run(
@@ -135,6 +60,7 @@ pub async fn run(
             Outcome::Interrupted => {
                 tracing::info!(job = %job.id, "job interrupted; it will run again")
             }
+            Outcome::Cancelled => tracing::info!(job = %job.id, "job cancelled"),
         }
         let id = job.id.clone();
         if let Err(e) = link.finish(job, outcome).await {
@@ -156,9 +82,20 @@ async fn execute(
         Err(outcome) => return (generator, outcome),
     };
     let (tx, mut rx) = mpsc::unbounded_channel::<ProgressEvent>();
-    let run_cancel = cancel.child_token();
+    // The pipeline sees one token: the job's, also fired by shutdown.
+    let run_cancel = job.cancel.child_token();
+    let forward = {
+        let (shutdown, run) = (cancel.clone(), run_cancel.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => run.cancel(),
+                _ = run.cancelled() => {}
+            }
+        })
+    };
+    let pipeline_cancel = run_cancel.clone();
     let blocking = tokio::task::spawn_blocking(move || {
-        let result = generator.generate(&request, &run_cancel, &mut |e| {
+        let result = generator.generate(&request, &pipeline_cancel, &mut |e| {
             let _ = tx.send(e);
         });
         (generator, result)
@@ -167,7 +104,10 @@ async fn execute(
     while let Some(event) = rx.recv().await {
         link.progress(job, event).await;
     }
-    let (generator, result) = match blocking.await {
+    let joined = blocking.await;
+    run_cancel.cancel();
+    let _ = forward.await;
+    let (generator, result) = match joined {
         Ok(x) => x,
         Err(e) => {
             // The pipeline panicked: this node's sessions are in an unknown state. Stop the
@@ -177,21 +117,32 @@ async fn execute(
         }
     };
     let outcome = match result {
-        Ok(output) => match output.songs.first() {
-            None => Outcome::Retry("the pipeline returned no song".into()),
-            Some(song) => match audio::wav_bytes_i16(song, 2, output.sample_rate) {
-                Ok(wav) => Outcome::Succeeded {
-                    wav,
-                    duration_seconds: (song.len() / 2) as f64 / output.sample_rate as f64,
-                },
-                Err(e) => Outcome::Retry(format!("encoding WAV: {e}")),
-            },
-        },
+        Ok(output) => succeeded(&output.songs, output.sample_rate),
+        // The job's own cancellation wins: a cancelled job must not run again.
+        Err(InferenceError::Cancelled) if job.cancel.is_cancelled() => Outcome::Cancelled,
         Err(InferenceError::Cancelled) => Outcome::Interrupted,
         Err(e) if e.is_invalid_input() => Outcome::Invalid(e.to_string()),
         Err(e) => Outcome::Retry(e.to_string()),
     };
     (generator, outcome)
+}
+
+/// Every variant as a WAV file (index 0 first).
+fn succeeded(songs: &[Vec<i16>], sample_rate: u32) -> Outcome {
+    let Some(first) = songs.first() else {
+        return Outcome::Retry("the pipeline returned no song".into());
+    };
+    let wavs = songs
+        .iter()
+        .map(|song| audio::wav_bytes_i16(song, 2, sample_rate))
+        .collect::<Result<Vec<_>, _>>();
+    match wavs {
+        Ok(wavs) => Outcome::Succeeded {
+            wavs,
+            duration_seconds: (first.len() / 2) as f64 / sample_rate as f64,
+        },
+        Err(e) => Outcome::Retry(format!("encoding WAV: {e}")),
+    }
 }
 
 async fn decode(

@@ -9,6 +9,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use refrain_nats::NatsConfig;
+
 /// Everything `refrain serve` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -39,7 +41,7 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     /// `embedded` (sled, one machine) or `nats` (JetStream).
-    pub backend: String,
+    pub backend: Backend,
     /// Jobs that may wait (queued, not running) before `POST /generate` answers 503. With 0 the
     /// server behaves like the single-job reference server: busy means 503.
     pub capacity: usize,
@@ -47,41 +49,28 @@ pub struct QueueConfig {
     pub retry_after_seconds: u64,
 }
 
-/// The NATS JetStream backend (`queue.backend = "nats"`), shared by `refrain serve` and
-/// `refrain node`. Stream, consumer and bucket names are fixed (see `distributed::wire`); these
-/// are the connection and the delivery settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NatsConfig {
-    /// Server URL(s), comma-separated, e.g. `nats://127.0.0.1:4222` (`tls://…` requires TLS).
-    pub url: String,
-    /// A NATS credentials file (`.creds`: JWT and NKey seed) to authenticate with.
-    pub credentials_file: Option<PathBuf>,
-    /// A token to authenticate with.
-    pub token: Option<String>,
-    /// User and password to authenticate with.
-    pub user: Option<String>,
-    pub password: Option<String>,
-    /// A PEM file of CA certificates to trust for TLS (implies TLS).
-    pub tls_ca_file: Option<PathBuf>,
-    /// Seconds a node may hold a job without an in-progress ack before it is delivered again
-    /// (nodes send one every third of it while a job runs).
-    pub ack_wait_seconds: u64,
-    /// Jobs in flight at once over all nodes; must be at least the number of nodes.
-    pub max_ack_pending: i64,
-    /// Seconds within which a second publish of the same job id is dropped.
-    pub duplicate_window_seconds: u64,
-    /// Hours after which undelivered jobs, events and files are dropped by the server.
-    pub max_age_hours: u64,
-    /// Seconds one pull request waits for a job (short, so a lost pull after a server restart
-    /// is noticed soon).
-    pub fetch_expires_seconds: u64,
-    /// Seconds between two node heartbeats; a node unheard for 3 of them is listed as lost.
-    pub heartbeat_seconds: u64,
-    /// Seconds a job waits before it is delivered again after a node error.
-    pub retry_delay_seconds: u64,
-    /// Stored chunk size of result and input files in the object store, bytes.
-    pub object_chunk_bytes: usize,
+/// The queue backend (`queue.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A sled tree in this process, with in-process nodes (one machine).
+    #[default]
+    Embedded,
+    /// NATS JetStream, with `refrain node` processes anywhere.
+    Nats,
+}
+
+/// How the two CFG branches are evaluated (`inference.cfg_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CfgMode {
+    /// Batched when the graph allows it, else separate.
+    #[default]
+    Auto,
+    /// One DiT run with both branches as a batch of two.
+    Batched,
+    /// Two DiT runs per evaluation.
+    Separate,
 }
 
 /// Limits on what clients may send.
@@ -97,6 +86,12 @@ pub struct LimitsConfig {
     pub max_line_chars: usize,
     /// Longest reference recording decoded, seconds.
     pub max_reference_seconds: f64,
+    /// Most variants one job may ask for (`batch_infer_num`, `variants`).
+    pub max_variants: u32,
+    /// Most queued plus running jobs one owner may have; 0: no limit.
+    pub per_owner_active: usize,
+    /// Most jobs one owner may submit in 24 hours; 0: no limit.
+    pub per_owner_daily: usize,
 }
 
 /// How long results are kept.
@@ -116,7 +111,7 @@ pub struct InferenceConfig {
     /// Overrides the sampler's time-grid points for every job (e.g. 2 for load tests).
     pub steps: Option<u32>,
     /// `auto`, `batched` or `separate` CFG evaluation.
-    pub cfg_mode: String,
+    pub cfg_mode: CfgMode,
     /// Runs a job may take before it is marked failed (crashes and node errors count).
     pub max_attempts: u32,
 }
@@ -139,31 +134,10 @@ impl Default for Config {
     }
 }
 
-impl Default for NatsConfig {
-    fn default() -> Self {
-        NatsConfig {
-            url: "nats://127.0.0.1:4222".into(),
-            credentials_file: None,
-            token: None,
-            user: None,
-            password: None,
-            tls_ca_file: None,
-            ack_wait_seconds: 60,
-            max_ack_pending: 256,
-            duplicate_window_seconds: 120,
-            max_age_hours: 7 * 24,
-            fetch_expires_seconds: 10,
-            heartbeat_seconds: 5,
-            retry_delay_seconds: 2,
-            object_chunk_bytes: 512 * 1024,
-        }
-    }
-}
-
 impl Default for QueueConfig {
     fn default() -> Self {
         QueueConfig {
-            backend: "embedded".into(),
+            backend: Backend::Embedded,
             capacity: 100,
             retry_after_seconds: 30,
         }
@@ -179,6 +153,9 @@ impl Default for LimitsConfig {
             max_lyrics_lines: 1000,
             max_line_chars: 500,
             max_reference_seconds: 600.0,
+            max_variants: 5,
+            per_owner_active: 0,
+            per_owner_daily: 0,
         }
     }
 }
@@ -196,7 +173,7 @@ impl Default for InferenceConfig {
     fn default() -> Self {
         InferenceConfig {
             steps: None,
-            cfg_mode: "auto".into(),
+            cfg_mode: CfgMode::Auto,
             max_attempts: 3,
         }
     }
@@ -233,25 +210,13 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.devices.is_empty() && self.queue.backend != "nats" {
+        if self.devices.is_empty() && self.queue.backend != Backend::Nats {
             return Err("devices must name at least one device (e.g. [\"cpu\"])".into());
-        }
-        if !["embedded", "nats"].contains(&self.queue.backend.as_str()) {
-            return Err(format!(
-                "queue.backend must be embedded or nats, not {:?}",
-                self.queue.backend
-            ));
-        }
-        if !["auto", "batched", "separate"].contains(&self.inference.cfg_mode.as_str()) {
-            return Err(format!(
-                "inference.cfg_mode must be auto, batched or separate, not {:?}",
-                self.inference.cfg_mode
-            ));
         }
         if self.inference.max_attempts == 0 {
             return Err("inference.max_attempts must be at least 1".into());
         }
-        if self.queue.backend == "nats" {
+        if self.queue.backend == Backend::Nats {
             self.nats.validate()?;
         }
         if self.limits.max_upload_bytes == 0
@@ -278,37 +243,6 @@ impl Config {
     }
 }
 
-impl NatsConfig {
-    /// Checks the delivery settings against each other.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.url.trim().is_empty() {
-            return Err("nats.url must name a server, e.g. nats://127.0.0.1:4222".into());
-        }
-        if self.user.is_some() != self.password.is_some() {
-            return Err("nats.user and nats.password go together".into());
-        }
-        if self.ack_wait_seconds < 3 {
-            return Err("nats.ack_wait_seconds must be at least 3".into());
-        }
-        if self.max_ack_pending < 1 {
-            return Err(
-                "nats.max_ack_pending must be at least 1 (and at least the number of nodes)".into(),
-            );
-        }
-        if self.fetch_expires_seconds == 0 || self.heartbeat_seconds == 0 || self.max_age_hours == 0
-        {
-            return Err(
-                "nats.fetch_expires_seconds, heartbeat_seconds and max_age_hours must be positive"
-                    .into(),
-            );
-        }
-        if !(1024..=1024 * 1024).contains(&self.object_chunk_bytes) {
-            return Err("nats.object_chunk_bytes must be from 1024 to 1048576".into());
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,7 +255,7 @@ mod tests {
         let c = Config::load(Some(&f), &Overrides::default()).unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.queue.capacity, 5);
-        assert_eq!(c.queue.backend, "embedded");
+        assert_eq!(c.queue.backend, Backend::Embedded);
         let o = Overrides {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             ..Overrides::default()
@@ -339,5 +273,36 @@ mod tests {
         let e =
             Config::load(Some(&dir.path().join("none.toml")), &Overrides::default()).unwrap_err();
         assert!(e.contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn unknown_enum_values_name_the_key_and_the_choices() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[queue]\nbackend = \"kafka\"\n").unwrap();
+        let e = Config::load(Some(&f), &Overrides::default()).unwrap_err();
+        assert!(
+            e.contains("backend")
+                && e.contains("kafka")
+                && e.contains("embedded")
+                && e.contains("nats"),
+            "{e}"
+        );
+        std::fs::write(&f, "[inference]\ncfg_mode = \"fast\"\n").unwrap();
+        let e = Config::load(Some(&f), &Overrides::default()).unwrap_err();
+        assert!(
+            e.contains("cfg_mode") && e.contains("fast") && e.contains("separate"),
+            "{e}"
+        );
+        std::fs::write(
+            &f,
+            "[queue]\nbackend = \"nats\"\n[inference]\ncfg_mode = \"batched\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f), &Overrides::default()).unwrap();
+        assert_eq!(
+            (c.queue.backend, c.inference.cfg_mode),
+            (Backend::Nats, CfgMode::Batched)
+        );
     }
 }

@@ -23,6 +23,9 @@ pub enum OrchestratorError {
         queued: usize,
         retry_after: u64,
     },
+    /// The owner is over one of its limits (429 with Retry-After).
+    #[error("{message}")]
+    OwnerLimit { message: String, retry_after: u64 },
     /// No such job or file (404).
     #[error("no job or file {0}")]
     NotFound(String),

@@ -6,10 +6,12 @@
 //! by a flush, and only then is anyone told (HTTP reply, queue ack).
 
 pub mod api;
+pub mod app;
 pub mod blobs;
 pub mod config;
 pub mod distributed;
 pub mod error;
+pub mod jobs;
 pub mod link;
 pub mod metrics;
 pub mod outputs;

@@ -1,23 +1,27 @@
 //! The embedded deployment's [`NodeLink`]: in-process inference nodes take jobs from the
-//! durable queue and record outcomes directly in the job store and the output store.
+//! durable queue and report to the job core's [`crate::jobs::Lifecycle`] directly.
 //!
-//! Every state change is the store's compare-and-swap on (id, state, attempt), which flushes,
+//! Every state change is the lifecycle's compare-and-swap on (id, state, attempt), flushed
 //! before the queue message is acknowledged. A crash at any point leaves either a job that will
 //! be delivered again or a finished job whose duplicate delivery is dropped. Re-running a job
 //! gives the same bytes: the seed is fixed in the spec at admission.
+//!
+//! Cancel: each assignment carries its own token, registered in [`crate::jobs::RunningJobs`]
+//! so `App::cancel` can stop the generation between two sampler steps.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use protocol::{JobId, JobRecord, JobResult, JobState, ProgressEvent, Stage};
-use refrain_inference::worker::{Assignment, LinkError, NodeLink, Outcome};
+use protocol::node::{Assignment, LinkError, NodeLink, Outcome};
+use protocol::{JobId, JobRecord, JobState, ProgressEvent, Stage};
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
-use crate::outputs::OutputStore;
+use crate::jobs::{results, Retry};
 use crate::progress::ProgressMessage;
 use crate::queue::Delivery;
 use crate::service::App;
-use crate::store::{now_ms, StoreError};
+use crate::store::StoreError;
 
 /// How long a failed attempt waits before it is delivered again.
 const RETRY_DELAY: Duration = Duration::from_secs(2);
@@ -25,17 +29,18 @@ const RETRY_DELAY: Duration = Duration::from_secs(2);
 /// A node's link to the embedded queue and store.
 pub struct EmbeddedLink {
     app: App,
-    max_attempts: u32,
-    /// Deliveries and start times of the jobs this node holds, by handle.
-    held: Mutex<HashMap<u64, (Delivery, Instant)>>,
+    /// The node's name in the registry (`GET /api/v1/nodes`).
+    node: String,
+    /// Deliveries of the jobs this node holds, by handle.
+    held: Mutex<HashMap<u64, Delivery>>,
     last_step: Mutex<Option<Instant>>,
 }
 
 impl EmbeddedLink {
-    pub fn new(app: App, max_attempts: u32) -> EmbeddedLink {
+    pub fn new(app: App, node: String) -> EmbeddedLink {
         EmbeddedLink {
             app,
-            max_attempts,
+            node,
             held: Mutex::new(HashMap::new()),
             last_step: Mutex::new(None),
         }
@@ -53,6 +58,7 @@ impl EmbeddedLink {
         }
     }
 
+    /// Marks the delivered job running; `None` (message settled) when it is not to be run.
     async fn to_running(&self, delivery: &Delivery) -> Option<JobRecord> {
         let id = &delivery.id;
         let record = match self.app.store().get(id) {
@@ -69,21 +75,16 @@ impl EmbeddedLink {
             }
         };
         if record.state != JobState::Queued {
-            tracing::info!(job = %id, state = %record.state, "job is not queued; dropping the duplicate message");
+            tracing::info!(job = %id, state = %record.state, "job is not queued; dropping the message");
             self.ack(delivery).await;
             return None;
         }
-        let started = self
+        match self
             .app
-            .store()
-            .transition(id, JobState::Queued, Some(record.attempt), |r| {
-                r.state = JobState::Running;
-                r.started_ms = Some(now_ms());
-                r.progress = None;
-                r.error = None;
-            })
-            .await;
-        match started {
+            .lifecycle()
+            .start(id, record.attempt, record.attempt)
+            .await
+        {
             Ok(r) => Some(r),
             Err(e) => {
                 tracing::warn!(job = %id, error = %e, "cannot start job (lost a race); dropping the message");
@@ -93,32 +94,8 @@ impl EmbeddedLink {
         }
     }
 
-    async fn fail(
-        &self,
-        id: &JobId,
-        attempt: u32,
-        message: String,
-    ) -> Result<JobRecord, StoreError> {
-        self.app
-            .store()
-            .transition(id, JobState::Running, Some(attempt), |r| {
-                r.state = JobState::Failed;
-                r.finished_ms = Some(now_ms());
-                r.error = Some(message);
-            })
-            .await
-    }
-
-    async fn requeue(&self, id: &JobId, attempt: u32) -> Result<JobRecord, StoreError> {
-        self.app
-            .store()
-            .transition(id, JobState::Running, Some(attempt), |r| {
-                r.state = JobState::Queued;
-                r.attempt = attempt + 1;
-                r.progress = None;
-                r.started_ms = None;
-            })
-            .await
+    fn set_busy(&self, job: Option<(&JobId, u32)>, done: bool) {
+        self.app.nodes().update_in_process(&self.node, job, done);
     }
 }
 
@@ -135,16 +112,22 @@ impl NodeLink for EmbeddedLink {
             // From here on the delivery must not be lost: finish the start before returning.
             if let Some(record) = self.to_running(&delivery).await {
                 let handle = delivery.handle;
-                self.held
-                    .lock()
-                    .await
-                    .insert(handle, (delivery, Instant::now()));
+                let cancel = CancellationToken::new();
+                self.app.running().insert(&record.id, cancel.clone());
+                // A cancel that landed between the start and the registration.
+                if matches!(self.app.store().get(&record.id), Ok(Some(r)) if r.state != JobState::Running)
+                {
+                    cancel.cancel();
+                }
+                self.held.lock().await.insert(handle, delivery);
                 *self.last_step.lock().await = None;
+                self.set_busy(Some((&record.id, record.attempt)), false);
                 return Ok(Assignment {
                     id: record.id,
                     attempt: record.attempt,
                     spec: record.spec,
                     handle,
+                    cancel,
                 });
             }
         }
@@ -200,122 +183,85 @@ impl NodeLink for EmbeddedLink {
     }
 
     async fn finish(&self, job: Assignment, outcome: Outcome) -> Result<(), LinkError> {
-        let Some((delivery, started)) = self.held.lock().await.remove(&job.handle) else {
+        let Some(delivery) = self.held.lock().await.remove(&job.handle) else {
             return Err(LinkError::new(format!(
                 "job {} is not held by this node",
                 job.id
             )));
         };
-        self.app
-            .metrics()
-            .job_seconds
-            .observe(started.elapsed().as_secs_f64());
+        self.app.running().remove(&job.id);
         self.app.board().forget(&job.id).await;
+        self.set_busy(None, true);
+        let lifecycle = self.app.lifecycle();
         let (id, attempt) = (&job.id, job.attempt);
-        let recorded = match outcome {
+        let recorded: Result<(), StoreError> = match outcome {
             Outcome::Succeeded {
-                wav,
+                wavs,
                 duration_seconds,
             } => {
-                let relative = OutputStore::relative(job.spec.output_subdir.as_deref(), id);
-                let bytes = match self.app.outputs().write(&relative, &wav).await {
-                    Ok(n) => n,
+                let written = results::store_variants(
+                    self.app.outputs(),
+                    id,
+                    &job.spec,
+                    attempt,
+                    &wavs,
+                    duration_seconds,
+                )
+                .await;
+                match written {
+                    Ok(result) => lifecycle.succeed(id, attempt, result).await.map(|_| ()),
                     Err(e) => {
-                        // Treat like a node error: retry (the queue message is still ours).
+                        // Like a node error: retry (the queue message is still ours).
                         tracing::error!(job = %id, error = %e, "cannot write the result");
                         return self
-                            .retry_or_fail(&delivery, id, attempt, format!("writing result: {e}"))
+                            .retry(&delivery, id, attempt, format!("writing result: {e}"))
                             .await;
                     }
-                };
-                let result = JobResult {
-                    file: relative,
-                    bytes,
-                    duration_seconds,
-                    attempt,
-                };
-                let r = self
-                    .app
-                    .store()
-                    .transition(id, JobState::Running, Some(attempt), |r| {
-                        r.state = JobState::Succeeded;
-                        r.finished_ms = Some(now_ms());
-                        r.result = Some(result);
-                    })
-                    .await;
-                if r.is_ok() {
-                    self.app
-                        .metrics()
-                        .completed
-                        .with_label_values(&["succeeded"])
-                        .inc();
                 }
-                r
             }
             Outcome::Invalid(message) => {
-                let r = self.fail(id, attempt, message).await;
-                if r.is_ok() {
-                    self.app
-                        .metrics()
-                        .completed
-                        .with_label_values(&["failed"])
-                        .inc();
-                }
-                r
+                let expect = crate::jobs::Expect::new(JobState::Running, attempt);
+                lifecycle
+                    .fail(id, expect, attempt, message)
+                    .await
+                    .map(|_| ())
             }
-            Outcome::Retry(message) => {
-                return self.retry_or_fail(&delivery, id, attempt, message).await
-            }
+            Outcome::Retry(message) => return self.retry(&delivery, id, attempt, message).await,
             Outcome::Interrupted => {
-                // Give the job back with the same attempt number (a graceful hand-back is not a
-                // failed attempt); the message stays in the durable queue for the next start.
-                let _ = self
-                    .app
-                    .store()
-                    .transition(id, JobState::Running, Some(attempt), |r| {
-                        r.state = JobState::Queued;
-                        r.progress = None;
-                        r.started_ms = None;
-                    })
-                    .await;
+                // A graceful hand-back is not a failed attempt; the message stays in the durable
+                // queue for the next start.
+                if let Err(e) = lifecycle.hand_back(id, attempt).await {
+                    tracing::info!(job = %id, error = %e, "interrupted job was not running any more");
+                }
                 return Ok(());
             }
+            // The lifecycle already recorded the cancel; only the message is left.
+            Outcome::Cancelled => Ok(()),
         };
-        match recorded {
-            Ok(_) => self.ack(&delivery).await,
-            Err(e) => {
-                // Someone else changed the job meanwhile (cancelled, recovered): its current
-                // owner decides; this late outcome is ignored.
-                tracing::warn!(job = %id, attempt, error = %e, "job changed while running; outcome ignored");
-                self.ack(&delivery).await;
-            }
+        if let Err(e) = recorded {
+            // Someone else changed the job meanwhile (cancelled): the outcome is ignored.
+            tracing::warn!(job = %id, attempt, error = %e, "job changed while running; outcome ignored");
         }
+        self.ack(&delivery).await;
         Ok(())
     }
 }
 
 impl EmbeddedLink {
-    async fn retry_or_fail(
+    async fn retry(
         &self,
         delivery: &Delivery,
         id: &JobId,
         attempt: u32,
         message: String,
     ) -> Result<(), LinkError> {
-        if attempt >= self.max_attempts {
-            let message = format!("{message} (gave up after {attempt} attempts)");
-            if self.fail(id, attempt, message).await.is_ok() {
-                self.app
-                    .metrics()
-                    .completed
-                    .with_label_values(&["failed"])
-                    .inc();
+        match self.app.lifecycle().retry(id, attempt, message).await {
+            Ok(Retry::Queued(_)) => self.nack(delivery).await,
+            Ok(Retry::GaveUp(_)) => self.ack(delivery).await,
+            Err(e) => {
+                tracing::warn!(job = %id, attempt, error = %e, "job changed while running; outcome ignored");
+                self.ack(delivery).await;
             }
-            self.ack(delivery).await;
-        } else if self.requeue(id, attempt).await.is_ok() {
-            self.nack(delivery).await;
-        } else {
-            self.ack(delivery).await;
         }
         Ok(())
     }

@@ -108,6 +108,25 @@ impl OutputStore {
         }
     }
 
+    /// The file name of variant `variant` (1-based) in `format`: variant 1 as WAV is
+    /// [`OutputStore::relative`]; others are `<id>-<variant>.<ext>` beside it.
+    pub fn variant_relative(
+        subdir: Option<&str>,
+        id: &JobId,
+        variant: u32,
+        format: protocol::AudioFormat,
+    ) -> String {
+        let name = match (variant, format) {
+            (1, protocol::AudioFormat::Wav) => return Self::relative(subdir, id),
+            (1, f) => format!("{id}.{}", f.extension()),
+            (v, f) => format!("{id}-{v}.{}", f.extension()),
+        };
+        match subdir.map(|s| s.trim_matches('/')) {
+            Some(s) if !s.is_empty() => format!("{s}/{name}"),
+            _ => name,
+        }
+    }
+
     /// Resolves a relative name to a path under the root. Every component is re-validated
     /// (defence in depth: the folder part must be in normalised form), and the deepest part of
     /// the path that exists is canonicalised and must still be under the root, so a symlink

@@ -16,18 +16,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::blobs::{BlobError, BlobStore};
+use crate::jobs::Lifecycle;
 use crate::outputs::{OutputError, OutputStore};
-use crate::store::{now_ms, JobStore, StoreError};
+use crate::store::{now_ms, StoreError};
 
 /// Deletes terminal jobs that finished more than `max_age` ago, with their result file and
 /// uploads. Returns how many jobs were deleted. Problems with single jobs are logged and those
 /// jobs kept for the next sweep; only failing to list the jobs is an error.
 pub async fn sweep(
-    store: &JobStore,
+    lifecycle: &Lifecycle,
     blobs: &BlobStore,
     outputs: &OutputStore,
     max_age: Duration,
 ) -> Result<usize, StoreError> {
+    let store = lifecycle.store();
     let max_age_ms = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
     let before = now_ms().saturating_sub(max_age_ms);
     let candidates = store.finished_before(before)?;
@@ -67,7 +69,7 @@ pub async fn sweep(
         if !delete_files(record, blobs, outputs, &kept_uploads).await {
             continue;
         }
-        match store.delete(&record.id).await {
+        match lifecycle.expire(record).await {
             Ok(()) | Err(StoreError::NotFound(_)) => deleted += 1,
             Err(e) => {
                 tracing::warn!(job = %record.id, error = %e, "retention: could not delete the job record")
@@ -104,8 +106,11 @@ async fn delete_files(
         &record.id,
     )];
     if let Some(result) = &record.result {
-        if !files.contains(&result.file) {
-            files.push(result.file.clone());
+        let all = std::iter::once(&result.file).chain(result.files.iter().map(|f| &f.file));
+        for file in all {
+            if !files.contains(file) {
+                files.push(file.clone());
+            }
         }
     }
     for file in &files {
@@ -141,7 +146,7 @@ async fn delete_files(
 pub fn spawn(
     tracker: &TaskTracker,
     cancel: CancellationToken,
-    store: JobStore,
+    lifecycle: Lifecycle,
     blobs: BlobStore,
     outputs: OutputStore,
     max_age: Duration,
@@ -158,7 +163,7 @@ pub fn spawn(
             // Every step of a sweep can be interrupted safely (files first, record last).
             let result = tokio::select! {
                 _ = cancel.cancelled() => break,
-                result = sweep(&store, &blobs, &outputs, max_age) => result,
+                result = sweep(&lifecycle, &blobs, &outputs, max_age) => result,
             };
             match result {
                 Ok(0) => tracing::debug!("retention sweep: nothing to delete"),
@@ -176,12 +181,22 @@ mod tests {
 
     use super::*;
     use crate::store::tests::record_at;
+    use crate::store::JobStore;
 
     struct Fixture {
         _dir: tempfile::TempDir,
         store: JobStore,
         blobs: BlobStore,
         outputs: OutputStore,
+    }
+
+    fn lifecycle(f: &Fixture) -> Lifecycle {
+        Lifecycle::new(
+            f.store.clone(),
+            crate::jobs::Hub::new(),
+            crate::metrics::Metrics::new(),
+            3,
+        )
     }
 
     fn fixture() -> Fixture {
@@ -196,11 +211,11 @@ mod tests {
 
     /// Inserts a record and moves it to `state`; terminal ones finish at `finished_ms`.
     async fn job(f: &Fixture, record: JobRecord, state: JobState, finished_ms: u64) -> JobRecord {
-        f.store.insert(&record).await.unwrap();
+        f.store.put(&record).await.unwrap();
         let id = record.id.clone();
         if state != JobState::Queued {
             f.store
-                .transition(&id, JobState::Queued, None, |r| r.state = JobState::Running)
+                .cas(&id, JobState::Queued, None, |r| r.state = JobState::Running)
                 .await
                 .unwrap();
         }
@@ -210,7 +225,7 @@ mod tests {
                 f.outputs.write(&file, b"wav").await.unwrap();
             }
             f.store
-                .transition(&id, JobState::Running, None, move |r| {
+                .cas(&id, JobState::Running, None, move |r| {
                     r.state = state;
                     r.finished_ms = Some(finished_ms);
                     if state == JobState::Succeeded {
@@ -219,6 +234,7 @@ mod tests {
                             bytes: 3,
                             duration_seconds: 95.0,
                             attempt: 1,
+                            files: Vec::new(),
                         });
                     }
                 })
@@ -282,7 +298,7 @@ mod tests {
         let pending_edit = job(&f, pending_edit, JobState::Queued, 0).await;
 
         let n = sweep(
-            &f.store,
+            &lifecycle(&f),
             &f.blobs,
             &f.outputs,
             Duration::from_secs(24 * 3600),
@@ -323,7 +339,7 @@ mod tests {
         // Nothing more to do; and a job whose last reference goes away is swept later.
         assert_eq!(
             sweep(
-                &f.store,
+                &lifecycle(&f),
                 &f.blobs,
                 &f.outputs,
                 Duration::from_secs(24 * 3600)
@@ -333,14 +349,14 @@ mod tests {
             0
         );
         f.store
-            .transition(&pending_edit.id, JobState::Queued, None, |r| {
+            .cas(&pending_edit.id, JobState::Queued, None, |r| {
                 r.state = JobState::Cancelled
             })
             .await
             .unwrap();
         assert_eq!(
             sweep(
-                &f.store,
+                &lifecycle(&f),
                 &f.blobs,
                 &f.outputs,
                 Duration::from_secs(24 * 3600)
@@ -362,7 +378,7 @@ mod tests {
         spawn(
             &tracker,
             cancel.clone(),
-            f.store.clone(),
+            lifecycle(&f),
             f.blobs.clone(),
             f.outputs.clone(),
             Duration::from_secs(1),

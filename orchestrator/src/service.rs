@@ -6,28 +6,29 @@
 //! and the durable enqueue happen as one step: a client that got 202 has a job that is both in
 //! the store and in the queue, flushed to disk.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
-use protocol::{JobId, JobRecord, JobSpec, JobState, ProgressEvent, Source};
-use refrain_inference::bundle::Bundle;
-use refrain_inference::lyrics::g2p::LineEncoder;
-use refrain_inference::lyrics::lrc::LyricsLimits;
-use refrain_inference::pipeline::{self, Generator};
-use refrain_inference::InferenceError;
-use tokio::sync::Mutex;
+use protocol::node::NodeLink;
+use protocol::JobState;
+use refrain_model::bundle::Bundle;
+use refrain_model::lyrics::g2p::LineEncoder;
+use refrain_model::lyrics::lrc::LyricsLimits;
+use refrain_model::prompt::PromptTokenizer;
+use refrain_model::{track, ModelError};
+use tokio_util::sync::CancellationToken;
 
 use crate::blobs::BlobStore;
 use crate::config::Config;
 use crate::distributed::registry::NodeRegistry;
 use crate::error::OrchestratorError;
+use crate::jobs::{Hub, Lifecycle, RunningJobs};
 use crate::metrics::Metrics;
 use crate::outputs::OutputStore;
 use crate::progress::{ProgressBoard, ProgressBus};
 use crate::queue::Queue;
-use crate::store::{now_ms, JobStore};
+use crate::queue::QueueItem;
+use crate::store::JobStore;
 
 /// Facts about the inference side shown by the status endpoints.
 #[derive(Debug, Clone, Default)]
@@ -42,20 +43,24 @@ pub struct NodeInfo {
     pub lengths: String,
 }
 
-/// Checks requests at the edge against the bundle (lengths) and the lyric front end (limits,
-/// language, LRC shape), so bad input is refused with 400 before it becomes a job.
+/// Checks requests at the edge against the bundle (lengths), the lyric front end (limits,
+/// language, LRC shape) and the style text tokenizer (prompt length in tokens), so bad input is
+/// refused with 400 before it becomes a job. Uses `refrain_model`, the same code the nodes run.
 pub struct Validator {
     bundle: Bundle,
     encoder: LineEncoder,
+    tokenizer: PromptTokenizer,
     limits: LyricsLimits,
 }
 
 impl Validator {
-    pub fn new(bundle: Bundle, limits: LyricsLimits) -> Result<Validator, InferenceError> {
-        let encoder = pipeline::line_encoder(&bundle, None)?;
+    pub fn new(bundle: Bundle, limits: LyricsLimits) -> Result<Validator, ModelError> {
+        let encoder = track::line_encoder(&bundle, None)?;
+        let tokenizer = PromptTokenizer::for_bundle(&bundle)?;
         Ok(Validator {
             bundle,
             encoder,
+            tokenizer,
             limits,
         })
     }
@@ -74,20 +79,22 @@ impl Validator {
 
     /// Checks lyrics for a song of `seconds` (run the real parser and G2P; cheap).
     pub fn check_lyrics(&self, lyrics: &str, seconds: u32) -> Result<(), OrchestratorError> {
-        pipeline::lyric_track(&self.bundle, &self.encoder, lyrics, seconds, &self.limits)
+        track::lyric_track(&self.bundle, &self.encoder, lyrics, seconds, &self.limits)
             .map(|_| ())
             .map_err(|e| {
                 let message = match e {
-                    InferenceError::Lyrics(l) => l.to_string(),
+                    ModelError::Lyrics(l) => l.to_string(),
                     other => other.to_string(),
                 };
                 OrchestratorError::invalid("lrc", message)
             })
     }
 
-    /// Checks a style prompt.
+    /// Checks a style prompt: not blank, not too long in characters or in the bundle's
+    /// tokenizer tokens (as the node will).
     pub fn check_prompt(&self, prompt: &str) -> Result<(), OrchestratorError> {
-        refrain_inference::style::StyleEncoder::validate_prompt(prompt)
+        self.tokenizer
+            .check(prompt)
             .map_err(|e| OrchestratorError::invalid("ref_prompt", e.to_string()))
     }
 }
@@ -122,202 +129,7 @@ impl NodeInfo {
     }
 }
 
-/// Shared state of the service. Cheap to clone.
-#[derive(Clone)]
-pub struct App {
-    inner: Arc<Inner>,
-}
-
-/// The parts an [`App`] is made of, named so construction cannot mix them up.
-pub struct AppParts {
-    pub config: Config,
-    pub store: JobStore,
-    pub queue: Arc<dyn Queue>,
-    pub bus: Arc<dyn ProgressBus>,
-    pub board: ProgressBoard,
-    pub blobs: BlobStore,
-    pub outputs: OutputStore,
-    pub metrics: Metrics,
-    pub node: NodeInfo,
-    pub validator: Validator,
-    pub nodes: NodeRegistry,
-}
-
-struct Inner {
-    parts: AppParts,
-    ready: AtomicBool,
-    started: Instant,
-    admission: Mutex<()>,
-}
-
-impl App {
-    pub fn new(parts: AppParts) -> App {
-        App {
-            inner: Arc::new(Inner {
-                parts,
-                ready: AtomicBool::new(false),
-                started: Instant::now(),
-                admission: Mutex::new(()),
-            }),
-        }
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.inner.parts.config
-    }
-    pub fn store(&self) -> &JobStore {
-        &self.inner.parts.store
-    }
-    pub fn queue(&self) -> &Arc<dyn Queue> {
-        &self.inner.parts.queue
-    }
-    pub fn bus(&self) -> &Arc<dyn ProgressBus> {
-        &self.inner.parts.bus
-    }
-    pub fn blobs(&self) -> &BlobStore {
-        &self.inner.parts.blobs
-    }
-    pub fn outputs(&self) -> &OutputStore {
-        &self.inner.parts.outputs
-    }
-    pub fn metrics(&self) -> &Metrics {
-        &self.inner.parts.metrics
-    }
-    pub fn validator(&self) -> &Validator {
-        &self.inner.parts.validator
-    }
-    pub fn node(&self) -> &NodeInfo {
-        &self.inner.parts.node
-    }
-    /// The inference nodes (in-process ones and, with NATS, the remote ones heard from).
-    pub fn nodes(&self) -> &NodeRegistry {
-        &self.inner.parts.nodes
-    }
-    /// Seconds since the service started.
-    pub fn uptime_seconds(&self) -> f64 {
-        self.inner.started.elapsed().as_secs_f64()
-    }
-
-    /// Ready once every node has loaded its bundle; not ready again while shutting down.
-    pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(Ordering::SeqCst)
-    }
-    pub fn set_ready(&self, ready: bool) {
-        self.inner.ready.store(ready, Ordering::SeqCst);
-    }
-
-    /// Admits a job: capacity check, durable insert, durable enqueue — then the caller may
-    /// answer 202. With `queue.capacity = 0` a job is admitted only when nothing is queued or
-    /// running (the reference single-job server).
-    pub async fn submit(
-        &self,
-        spec: JobSpec,
-        source: Source,
-    ) -> Result<JobRecord, OrchestratorError> {
-        if !self.is_ready() {
-            return Err(OrchestratorError::NotReady(
-                "the model is still loading".into(),
-            ));
-        }
-        let _admission = self.inner.admission.lock().await;
-        let store = &self.inner.parts.store;
-        let queued = store.count(JobState::Queued)?;
-        let running = store.count(JobState::Running)?;
-        let capacity = self.inner.parts.config.queue.capacity;
-        let busy = if capacity == 0 {
-            queued + running > 0
-        } else {
-            queued >= capacity
-        };
-        if busy {
-            self.inner.parts.metrics.rejected_busy.inc();
-            return Err(OrchestratorError::Busy {
-                running,
-                queued,
-                retry_after: self.inner.parts.config.queue.retry_after_seconds,
-            });
-        }
-        let now = now_ms();
-        let record = JobRecord {
-            id: new_job_id(),
-            spec,
-            state: JobState::Queued,
-            attempt: 1,
-            source,
-            created_ms: now,
-            updated_ms: now,
-            started_ms: None,
-            finished_ms: None,
-            progress: None,
-            result: None,
-            error: None,
-        };
-        store.insert(&record).await?;
-        if let Err(e) = self.inner.parts.queue.enqueue(&record.id).await {
-            // The job is on disk but no node will see it: fail it, so that nobody waits for it
-            // (the client is told to try again).
-            tracing::error!(job = %record.id, error = %e, "cannot queue the job");
-            let why = format!("the job could not be queued: {e}");
-            let failed = store
-                .transition(&record.id, JobState::Queued, Some(record.attempt), |r| {
-                    r.state = JobState::Failed;
-                    r.error = Some(why);
-                })
-                .await;
-            if let Err(te) = failed {
-                tracing::warn!(job = %record.id, error = %te, "cannot mark the unqueued job failed");
-            }
-            return Err(OrchestratorError::NotReady(format!(
-                "the job queue is unavailable ({e})"
-            )));
-        }
-        self.inner.parts.metrics.submitted.inc();
-        tracing::info!(job = %record.id, ?source, seconds = record.spec.seconds, "job accepted");
-        Ok(record)
-    }
-
-    pub fn job(&self, id: &JobId) -> Result<Option<JobRecord>, OrchestratorError> {
-        Ok(self.inner.parts.store.get(id)?)
-    }
-
-    /// The job whose result file is `file` (`<id>.wav` or `sub/dir/<id>.wav`).
-    pub fn job_by_file(&self, file: &str) -> Result<Option<JobRecord>, OrchestratorError> {
-        Ok(self.inner.parts.store.get_by_file(file)?)
-    }
-
-    /// The freshest progress of a job: the live event of its current attempt, else the last
-    /// persisted one.
-    pub async fn progress(&self, record: &JobRecord) -> Option<ProgressEvent> {
-        match self.inner.parts.board.get(&record.id).await {
-            Some((attempt, event)) if attempt == record.attempt => Some(event),
-            _ => record.progress.clone(),
-        }
-    }
-
-    /// 0-based position among queued jobs.
-    pub fn queue_position(&self, id: &JobId) -> Result<Option<usize>, OrchestratorError> {
-        Ok(self.inner.parts.store.queue_position(id)?)
-    }
-
-    /// Number of jobs in each state.
-    pub fn counts(&self) -> Result<HashMap<JobState, usize>, OrchestratorError> {
-        let mut out = HashMap::new();
-        for s in JobState::ALL {
-            out.insert(s, self.inner.parts.store.count(s)?);
-        }
-        Ok(out)
-    }
-
-    /// The board (for workers that want to drop finished entries).
-    pub fn board(&self) -> &ProgressBoard {
-        &self.inner.parts.board
-    }
-}
-
-/// A fresh random job id.
-pub fn new_job_id() -> JobId {
-    JobId::from_bytes(rand::random())
-}
+pub use crate::app::{new_job_id, App, AppParts, JobMeta};
 
 /// Errors that stop `refrain serve` from starting.
 #[derive(Debug, thiserror::Error)]
@@ -339,7 +151,7 @@ pub enum ServeError {
     #[error("{0}")]
     Storage(String),
     #[error(transparent)]
-    Inference(#[from] InferenceError),
+    Model(#[from] ModelError),
     #[error(transparent)]
     Distributed(#[from] crate::distributed::DistributedError),
 }
@@ -379,60 +191,84 @@ impl Running {
     }
 }
 
-/// The generator settings of an inference node on `device` (in-process or `refrain node`).
-pub fn generator_config(
-    config: &Config,
-    device: refrain_inference::runtime::Device,
-) -> refrain_inference::pipeline::GeneratorConfig {
-    refrain_inference::pipeline::GeneratorConfig {
-        runtime: refrain_inference::runtime::RuntimeConfig {
-            library: config.ort_library.clone(),
-            device,
-            intra_threads: config.intra_threads,
-        },
-        lyrics_limits: LyricsLimits {
-            max_bytes: config.limits.max_lyrics_bytes,
-            max_lines: config.limits.max_lyrics_lines,
-            max_line_chars: config.limits.max_line_chars,
-        },
-        cfg_mode: cfg_mode(&config.inference.cfg_mode),
-        max_reference_seconds: config.limits.max_reference_seconds,
+/// How an in-process inference node reaches its jobs.
+pub enum InProcessLink {
+    /// The embedded queue and job store: run the worker loop
+    /// (`refrain_inference::worker::run`) on this link (the service's `EmbeddedLink`).
+    Embedded(Arc<dyn NodeLink>),
+    /// NATS JetStream (`queue.backend = "nats"`): run the NATS node runner
+    /// (`refrain_inference::nats::serve`) on this connection.
+    Nats(Box<crate::distributed::JetStream>),
+}
+
+/// One in-process inference node the service wants run, handed to the caller's [`NodeRunner`]
+/// (the binary, which links the inference crate; this crate does not link ONNX Runtime).
+pub struct InProcessNode {
+    /// The device as configured: `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    pub link: InProcessLink,
+    /// Fires when the service stops: the node hands its running job back and returns.
+    pub cancel: CancellationToken,
+    /// Tells the service that the bundle loaded ([`LoadReport::loaded`]) or cannot
+    /// ([`LoadReport::failed`]).
+    pub report: LoadReport,
+}
+
+/// How an in-process node tells the service about its bundle: the service is ready once every
+/// configured node has loaded; a node that cannot load stops the service.
+#[derive(Clone)]
+pub struct LoadReport {
+    app: App,
+    device: String,
+    loaded: Arc<std::sync::atomic::AtomicUsize>,
+    total: usize,
+    cancel: CancellationToken,
+}
+
+impl LoadReport {
+    /// The node's bundle is loaded; the last of the configured nodes makes the service ready.
+    pub fn loaded(&self) {
+        if self.loaded.fetch_add(1, Ordering::SeqCst) + 1 == self.total {
+            self.app.set_ready(true);
+            tracing::info!("all inference nodes ready");
+        }
+    }
+
+    /// The node cannot start (`error` says why): logged, and the service stops.
+    pub fn failed(&self, error: &str) {
+        tracing::error!(node = %self.device, error = %error, "inference node cannot start; stopping");
+        self.cancel.cancel();
     }
 }
 
-fn cfg_mode(s: &str) -> refrain_inference::sampler::CfgMode {
-    use refrain_inference::sampler::CfgMode;
-    match s {
-        "batched" => CfgMode::Batched,
-        "separate" => CfgMode::Separate,
-        _ => CfgMode::Auto,
-    }
-}
+/// A running in-process node: resolves when the node has stopped.
+pub type NodeFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
 
-/// Starts the service: store, queue, progress board, one inference node per configured device,
-/// the retention sweeper and the HTTP server. Returns once the server listens; nodes load their
-/// bundle in the background and `/readyz` turns ready when all have.
+/// Runs the in-process inference nodes of `refrain serve`: called once per configured device
+/// (`devices`), on the service's task tracker. It loads the bundle (reporting through
+/// [`InProcessNode::report`]) and runs the node on [`InProcessNode::link`] until
+/// [`InProcessNode::cancel`] fires.
+pub type NodeRunner = Arc<dyn Fn(InProcessNode) -> NodeFuture + Send + Sync>;
+
+/// Starts the service: store, queue, progress board, one inference node per configured device
+/// (run by `nodes`, see [`NodeRunner`]), the retention sweeper and the HTTP server. Returns once
+/// the server listens; nodes load their bundle in the background and `/readyz` turns ready when
+/// all have reported [`LoadReport::loaded`].
 ///
 /// With `queue.backend = "nats"` the queue, the progress bus and the results go through NATS
 /// JetStream (see [`crate::distributed`]): the store is not recovered here (running jobs belong
 /// to remote nodes; their events decide), node events are applied by a durable consumer, and
 /// configured devices run as in-process NATS nodes (none is needed: the service is ready once
 /// NATS is set up).
-pub async fn start(config: Config) -> Result<Running, ServeError> {
+pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeError> {
+    use crate::config::Backend;
     use crate::distributed::{self, events, JetStream, Role};
     use crate::progress::EmbeddedBus;
     use crate::queue::embedded::EmbeddedQueue;
     use crate::queue::nats::NatsQueue;
-    use refrain_inference::runtime::Device;
-    use tokio_util::sync::CancellationToken;
     use tokio_util::task::TaskTracker;
 
-    let devices = config
-        .devices
-        .iter()
-        .map(|d| d.parse::<Device>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ServeError::Config(e.to_string()))?;
+    let devices = config.devices.clone();
     for dir in [
         config.data_dir.clone(),
         config.blobs_dir(),
@@ -443,7 +279,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             source,
         })?;
     }
-    let bundle = Bundle::load(&config.bundle).map_err(InferenceError::from)?;
+    let bundle = Bundle::load(&config.bundle).map_err(ModelError::from)?;
     let limits = LyricsLimits {
         max_bytes: config.limits.max_lyrics_bytes,
         max_lines: config.limits.max_lyrics_lines,
@@ -464,17 +300,28 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         OutputStore::open(&config.output_root()).map_err(|e| ServeError::Storage(e.to_string()))?;
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
+    let metrics = Metrics::new();
+    let lifecycle = Lifecycle::new(
+        store.clone(),
+        Hub::new(),
+        metrics.clone(),
+        config.inference.max_attempts,
+    );
 
     let (queue, bus, nats): (Arc<dyn Queue>, Arc<dyn ProgressBus>, _) = if config.queue.backend
-        == "nats"
+        == Backend::Nats
     {
         let settings = distributed::Settings {
             nats: config.nats.clone(),
             max_attempts: config.inference.max_attempts,
         };
-        let client = distributed::connect(&config.nats, "refrain-orchestrator").await?;
+        let client = distributed::connect(&config.nats, "refrain-orchestrator")
+            .await
+            .map_err(distributed::DistributedError::from)?;
         tracing::info!(url = %config.nats.url, "setting up NATS JetStream");
-        let js = JetStream::setup(client.clone(), settings, Role::Orchestrator, &cancel).await?;
+        let js = JetStream::setup(client.clone(), settings, Role::Orchestrator, &cancel)
+            .await
+            .map_err(distributed::DistributedError::from)?;
         let queue = Arc::new(NatsQueue::orchestrator(
             js.clone(),
             store.clone(),
@@ -489,7 +336,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             Some((js, queue)),
         )
     } else {
-        let recovered = store.recover(config.inference.max_attempts).await?;
+        let recovered = lifecycle.recover().await?;
         for r in &recovered {
             tracing::warn!(job = %r.id, attempt = r.attempt, "job was running when the service stopped; queued again");
         }
@@ -497,7 +344,9 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         // A crash between the durable insert and the durable enqueue would leave a queued job
         // without a message: enqueue every queued job again (the queue de-duplicates).
         for id in store.ids_in_state(JobState::Queued)? {
-            queue.enqueue(&id).await?;
+            if let Some(record) = store.get(&id)? {
+                queue.enqueue(&QueueItem::of(&record)).await?;
+            }
         }
         (
             queue,
@@ -506,8 +355,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         )
     };
 
-    let board = ProgressBoard::spawn(bus.as_ref(), store.clone(), &tracker, cancel.clone());
-    let metrics = Metrics::new();
+    let board = ProgressBoard::spawn(bus.as_ref(), lifecycle.clone(), &tracker, cancel.clone());
     let registry = NodeRegistry::new(metrics.nodes.clone());
     match &nats {
         Some((js, queue)) => {
@@ -516,15 +364,14 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
                 .await?;
             events::Applier::new(
                 js.clone(),
-                store.clone(),
+                lifecycle.clone(),
                 outputs.clone(),
                 board.clone(),
-                metrics.clone(),
             )
             .spawn(&tracker, cancel.clone());
-            let (queue, store, cancel) = (queue.clone(), store.clone(), cancel.clone());
+            let (queue, lifecycle, cancel) = (queue.clone(), lifecycle.clone(), cancel.clone());
             tracker.spawn(async move {
-                match events::reconcile(&queue, &store, &cancel).await {
+                match events::reconcile(&queue, &lifecycle, &cancel).await {
                     Ok(0) => {}
                     Ok(n) => {
                         tracing::warn!(jobs = n, "published jobs that were missing from the queue")
@@ -539,7 +386,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
             for device in &devices {
                 registry.add_in_process(distributed::wire::NodeAnnouncement {
                     node: format!("in-process/{device}"),
-                    host: distributed::node::host_name(),
+                    host: distributed::host_name(),
                     device: device.to_string(),
                     bundle_name: node.bundle_name.clone(),
                     bundle_version: node.bundle_version.clone(),
@@ -555,7 +402,7 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
     }
     let app = App::new(AppParts {
         config: config.clone(),
-        store: store.clone(),
+        lifecycle: lifecycle.clone(),
         queue,
         bus,
         board,
@@ -565,76 +412,46 @@ pub async fn start(config: Config) -> Result<Running, ServeError> {
         node,
         validator,
         nodes: registry,
+        running: RunningJobs::default(),
     });
 
     crate::retention::spawn(
         &tracker,
         cancel.clone(),
-        store,
+        lifecycle,
         blobs,
         outputs,
         std::time::Duration::from_secs(config.retention.max_age_hours * 3600),
         std::time::Duration::from_secs(config.retention.sweep_interval_seconds.max(1)),
     );
 
-    // Inference nodes: load each bundle off the async threads, then run the worker loop.
+    // In-process inference nodes: the runner loads each bundle and runs the node.
     let loaded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     if devices.is_empty() {
         app.set_ready(true);
         tracing::info!("ready (the inference nodes are remote)");
     }
     for device in devices {
-        let gen_config = generator_config(&config, device);
-        let settings = refrain_inference::worker::WorkerSettings {
-            name: device.to_string(),
-            steps: config.inference.steps,
-            max_reference_seconds: config.limits.max_reference_seconds,
+        let link = match &nats {
+            Some((js, _)) => InProcessLink::Nats(Box::new(js.clone())),
+            None => InProcessLink::Embedded(Arc::new(crate::link::EmbeddedLink::new(
+                app.clone(),
+                format!("in-process/{device}"),
+            ))),
         };
-        let max_attempts = config.inference.max_attempts;
-        let js = nats.as_ref().map(|(js, _)| js.clone());
-        let (app, cancel, loaded, total, bundle_path) = (
-            app.clone(),
-            cancel.clone(),
-            loaded.clone(),
-            config.devices.len(),
-            config.bundle.clone(),
-        );
-        tracker.spawn(async move {
-            let generator =
-                match tokio::task::spawn_blocking(move || Generator::load(&bundle_path, gen_config)).await {
-                    Ok(Ok(g)) => g,
-                    Ok(Err(e)) => {
-                        tracing::error!(node = %device, error = %e, "inference node cannot start; stopping");
-                        cancel.cancel();
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::error!(node = %device, error = %e, "inference node crashed while loading");
-                        cancel.cancel();
-                        return;
-                    }
-                };
-            if loaded.fetch_add(1, Ordering::SeqCst) + 1 == total {
-                app.set_ready(true);
-                tracing::info!("all inference nodes ready");
-            }
-            match js {
-                Some(js) => {
-                    let identity = distributed::node::Identity {
-                        node: distributed::node::Identity::default_name(&device.to_string()),
-                        host: distributed::node::host_name(),
-                        device: device.to_string(),
-                        bundle_name: app.node().bundle_name.clone(),
-                        bundle_version: app.node().bundle_version.clone(),
-                    };
-                    distributed::node::serve(js, generator, identity, settings, cancel).await;
-                }
-                None => {
-                    let link = crate::link::EmbeddedLink::new(app, max_attempts);
-                    refrain_inference::worker::run(&link, generator, settings, cancel).await;
-                }
-            }
-        });
+        let report = LoadReport {
+            app: app.clone(),
+            device: device.clone(),
+            loaded: loaded.clone(),
+            total: config.devices.len(),
+            cancel: cancel.clone(),
+        };
+        tracker.spawn(nodes(InProcessNode {
+            device,
+            link,
+            cancel: cancel.clone(),
+            report,
+        }));
     }
 
     let listener = tokio::net::TcpListener::bind(config.listen)

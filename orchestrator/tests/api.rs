@@ -3,12 +3,13 @@
 //! and, for paths a URL library would normalise, raw HTTP/1.1 over TCP. No worker runs, so
 //! admitted jobs stay queued; finished jobs are made by driving the store directly.
 
+use refrain_orchestrator::jobs::{Expect, Hub, Lifecycle, RunningJobs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use protocol::{JobId, JobResult, JobState};
-use refrain_inference::bundle::Bundle;
-use refrain_inference::lyrics::lrc::LyricsLimits;
+use refrain_model::bundle::Bundle;
+use refrain_model::lyrics::lrc::LyricsLimits;
 use refrain_orchestrator::blobs::BlobStore;
 use refrain_orchestrator::distributed::registry::NodeRegistry;
 use refrain_orchestrator::metrics::Metrics;
@@ -61,14 +62,15 @@ async fn start_with(configure: impl FnOnce(&mut Config)) -> Server {
     let bus: Arc<dyn ProgressBus> = Arc::new(EmbeddedBus::new());
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let board = ProgressBoard::spawn(bus.as_ref(), store.clone(), &tracker, cancel.clone());
+    let metrics = Metrics::new();
+    let lifecycle = Lifecycle::new(store, Hub::new(), metrics.clone(), 3);
+    let board = ProgressBoard::spawn(bus.as_ref(), lifecycle.clone(), &tracker, cancel.clone());
     let blobs = BlobStore::open(&config.blobs_dir()).unwrap();
     let outputs = OutputStore::open(&config.output_root()).unwrap();
-    let metrics = Metrics::new();
     let nodes = NodeRegistry::new(metrics.nodes.clone());
     let app = App::new(AppParts {
         config,
-        store,
+        lifecycle,
         queue,
         bus,
         board,
@@ -78,6 +80,7 @@ async fn start_with(configure: impl FnOnce(&mut Config)) -> Server {
         node,
         validator,
         nodes,
+        running: RunningJobs::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -215,29 +218,19 @@ impl Server {
 
     /// Drives a queued job to Succeeded and writes its result file.
     async fn succeed(&self, id: &JobId, bytes: &[u8]) -> String {
-        let store = self.app.store();
-        let record = store.get(id).unwrap().unwrap();
+        let record = self.app.store().get(id).unwrap().unwrap();
         let file = OutputStore::relative(record.spec.output_subdir.as_deref(), id);
         self.app.outputs().write(&file, bytes).await.unwrap();
-        store
-            .transition(id, JobState::Queued, Some(1), |r| {
-                r.state = JobState::Running
-            })
-            .await
-            .unwrap();
+        let lifecycle = self.app.lifecycle();
+        lifecycle.start(id, 1, 1).await.unwrap();
         let result = JobResult {
             file: file.clone(),
             bytes: bytes.len() as u64,
             duration_seconds: 1.0,
             attempt: 1,
+            files: Vec::new(),
         };
-        store
-            .transition(id, JobState::Running, Some(1), move |r| {
-                r.state = JobState::Succeeded;
-                r.result = Some(result);
-            })
-            .await
-            .unwrap();
+        lifecycle.succeed(id, 1, result).await.unwrap();
         file
     }
 }
@@ -816,11 +809,13 @@ async fn failed_jobs_answer_200_with_the_error() {
     let body = s.accepted(basic_form()).await;
     let id = job_id(&body);
     s.app
-        .store()
-        .transition(&id, JobState::Queued, Some(1), |r| {
-            r.state = JobState::Failed;
-            r.error = Some("the node ran out of memory".into());
-        })
+        .lifecycle()
+        .fail(
+            &id,
+            Expect::new(JobState::Queued, 1),
+            1,
+            "the node ran out of memory".into(),
+        )
         .await
         .unwrap();
     let (status, _, p) = s.get_json(body["url"].as_str().unwrap()).await;
@@ -905,13 +900,7 @@ async fn running_jobs_show_real_progress() {
     let s = start().await;
     let body = s.accepted(basic_form()).await;
     let id = job_id(&body);
-    s.app
-        .store()
-        .transition(&id, JobState::Queued, Some(1), |r| {
-            r.state = JobState::Running
-        })
-        .await
-        .unwrap();
+    s.app.lifecycle().start(&id, 1, 1).await.unwrap();
     let event = ProgressEvent {
         stage: Stage::Sampling,
         step: 12,

@@ -96,6 +96,126 @@ pub struct JobSpec {
     /// Sub-folder of the output root the result goes to (validated, relative, no `..`).
     #[serde(default)]
     pub output_subdir: Option<String>,
+    /// The format the client asked for; the WAV is always kept too.
+    #[serde(default)]
+    pub format: AudioFormat,
+}
+
+/// An output audio format. Every job produces WAVs; other formats are transcoded from them once
+/// and cached beside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioFormat {
+    /// 16-bit PCM WAV, 44.1 kHz stereo (what the model produces).
+    #[default]
+    Wav,
+    /// MP3 (CBR).
+    Mp3,
+    /// Opus in an Ogg container (`.ogg`).
+    Opus,
+}
+
+impl AudioFormat {
+    pub const ALL: [AudioFormat; 3] = [AudioFormat::Wav, AudioFormat::Mp3, AudioFormat::Opus];
+
+    /// Reads a client's name for a format: `wav`, `mp3`, `ogg` or `opus` (case-insensitive).
+    pub fn parse(s: &str) -> Option<AudioFormat> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "wav" | "wave" => Some(AudioFormat::Wav),
+            "mp3" | "mpeg" => Some(AudioFormat::Mp3),
+            "ogg" | "opus" => Some(AudioFormat::Opus),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AudioFormat::Wav => "wav",
+            AudioFormat::Mp3 => "mp3",
+            AudioFormat::Opus => "opus",
+        }
+    }
+
+    /// File extension (without the dot).
+    pub fn extension(self) -> &'static str {
+        match self {
+            AudioFormat::Wav => "wav",
+            AudioFormat::Mp3 => "mp3",
+            AudioFormat::Opus => "ogg",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            AudioFormat::Wav => "audio/wav",
+            AudioFormat::Mp3 => "audio/mpeg",
+            AudioFormat::Opus => "audio/ogg",
+        }
+    }
+}
+
+/// Who a job belongs to: limits and fair share are per owner. Written `<kind>:<id>`, e.g.
+/// `key:alice`, `discord:<user>@<guild>`, `telegram:<chat>`, `schedule:<name>`, `ip:<addr>`,
+/// `anonymous`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Owner(String);
+
+impl Owner {
+    /// The owner of requests that carry no identity (the seed-000 API without keys).
+    pub fn anonymous() -> Owner {
+        Owner("anonymous".into())
+    }
+
+    /// An owner of `kind` (`key`, `discord`, `telegram`, `schedule`, `ip`, …) named `id`.
+    /// Control characters are replaced so the name is safe in logs and keys.
+    pub fn new(kind: &str, id: &str) -> Owner {
+        let clean: String = id
+            .chars()
+            .take(200)
+            .map(|c| if c.is_control() { '_' } else { c })
+            .collect();
+        Owner(format!("{kind}:{clean}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Owner {
+    fn default() -> Owner {
+        Owner::anonymous()
+    }
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Scheduling class: every queued interactive job goes ahead of every queued batch job; within
+/// a class, owners take turns.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// A person is waiting (APIs, bots, the web page).
+    #[default]
+    Interactive,
+    /// Nobody is waiting (schedules, bulk submissions).
+    Batch,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Interactive => "interactive",
+            Priority::Batch => "batch",
+        }
+    }
 }
 
 /// The front end a job came from.
@@ -112,6 +232,31 @@ pub enum Source {
     Telegram,
     Schedule,
     Cli,
+    /// Refrain's own JSON API (`/api/v1/jobs`).
+    RefrainApi,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::DiffRhythmApi => "diff_rhythm_api",
+            Source::TaskApi => "task_api",
+            Source::RiffusionApi => "riffusion_api",
+            Source::Discord => "discord",
+            Source::Telegram => "telegram",
+            Source::Schedule => "schedule",
+            Source::Cli => "cli",
+            Source::RefrainApi => "refrain_api",
+        }
+    }
+
+    /// The scheduling class of jobs from this source unless the request says otherwise.
+    pub fn default_priority(self) -> Priority {
+        match self {
+            Source::Schedule => Priority::Batch,
+            _ => Priority::Interactive,
+        }
+    }
 }
 
 /// Where a job is in its life cycle.
@@ -178,12 +323,28 @@ impl std::fmt::Display for JobState {
 /// The result of a finished job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobResult {
-    /// File name under the output store (e.g. `<id>.wav` or `sub/dir/<id>.wav`).
+    /// The first variant's WAV under the output store (`<id>.wav` or `sub/dir/<id>.wav`).
     pub file: String,
     pub bytes: u64,
     pub duration_seconds: f64,
     /// Which attempt produced it (completion is idempotent on (id, attempt)).
     pub attempt: u32,
+    /// Every file of the result: each variant's WAV (variant 1 is `file`) and, when the job
+    /// asked for another format, its transcoded copies.
+    #[serde(default)]
+    pub files: Vec<ResultFile>,
+}
+
+/// One file of a job's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultFile {
+    /// 1-based variant number.
+    pub variant: u32,
+    pub format: AudioFormat,
+    /// Name under the output store.
+    pub file: String,
+    pub bytes: u64,
+    pub duration_seconds: f64,
 }
 
 /// The durable record of a job, as stored.
@@ -207,9 +368,21 @@ pub struct JobRecord {
     pub progress: Option<ProgressEvent>,
     #[serde(default)]
     pub result: Option<JobResult>,
-    /// Why the job failed, for clients.
+    /// Why the job failed, for clients (while queued again after a failed attempt: why that
+    /// attempt failed).
     #[serde(default)]
     pub error: Option<String>,
+    /// Who the job belongs to (limits, fair share).
+    #[serde(default)]
+    pub owner: Owner,
+    #[serde(default)]
+    pub priority: Priority,
+    /// The client's idempotency key, if it gave one.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    /// The sequence number of the job's latest event in the outbox (0: none yet).
+    #[serde(default)]
+    pub event_seq: u64,
 }
 
 #[cfg(test)]

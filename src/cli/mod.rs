@@ -23,3 +23,43 @@ pub struct BundleArgs {
     #[arg(long, env = "REFRAIN_BUNDLE", default_value = DEFAULT_BUNDLE)]
     pub bundle: PathBuf,
 }
+
+/// The generator settings of an inference node on `device` (in-process or `refrain node`), from
+/// the service configuration.
+pub fn generator_config(
+    config: &refrain_orchestrator::Config,
+    device: refrain_inference::runtime::Device,
+) -> refrain_inference::pipeline::GeneratorConfig {
+    use refrain_inference::sampler::CfgMode;
+    use refrain_orchestrator::config::CfgMode as Configured;
+    refrain_inference::pipeline::GeneratorConfig {
+        runtime: refrain_inference::runtime::RuntimeConfig {
+            library: config.ort_library.clone(),
+            device,
+            intra_threads: config.intra_threads,
+        },
+        lyrics_limits: refrain_inference::lyrics::lrc::LyricsLimits {
+            max_bytes: config.limits.max_lyrics_bytes,
+            max_lines: config.limits.max_lyrics_lines,
+            max_line_chars: config.limits.max_line_chars,
+        },
+        cfg_mode: match config.inference.cfg_mode {
+            Configured::Auto => CfgMode::Auto,
+            Configured::Batched => CfgMode::Batched,
+            Configured::Separate => CfgMode::Separate,
+        },
+        max_reference_seconds: config.limits.max_reference_seconds,
+    }
+}
+
+/// The worker settings of a node named `name`, from the service configuration.
+pub fn worker_settings(
+    config: &refrain_orchestrator::Config,
+    name: String,
+) -> refrain_inference::worker::WorkerSettings {
+    refrain_inference::worker::WorkerSettings {
+        name,
+        steps: config.inference.steps,
+        max_reference_seconds: config.limits.max_reference_seconds,
+    }
+}

@@ -6,11 +6,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use refrain_inference::nats as node;
 use refrain_inference::runtime::Device;
-use refrain_inference::worker::WorkerSettings;
 use refrain_orchestrator::config::{Config, Overrides};
-use refrain_orchestrator::distributed::{self, node};
-use refrain_orchestrator::service;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
@@ -68,18 +66,14 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .parse()
         .with_context(|| format!("--device {}", args.device))?;
     let options = node::NodeOptions {
-        settings: distributed::Settings {
+        settings: refrain_nats::Settings {
             nats: config.nats.clone(),
             max_attempts: config.inference.max_attempts,
         },
         name: args.name,
         bundle: config.bundle.clone(),
-        generator: service::generator_config(&config, device),
-        worker: WorkerSettings {
-            name: device.to_string(),
-            steps: config.inference.steps,
-            max_reference_seconds: config.limits.max_reference_seconds,
-        },
+        generator: super::generator_config(&config, device),
+        worker: super::worker_settings(&config, device.to_string()),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

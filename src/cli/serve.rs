@@ -1,12 +1,17 @@
-//! `refrain serve`: the service — HTTP APIs, durable job store, queue and the in-process
-//! inference nodes of the embedded deployment.
+//! `refrain serve`: the service — HTTP APIs, durable job store, queue — and its in-process
+//! inference nodes. The service crate does not link ONNX Runtime: [`node_runner`] gives it the
+//! nodes, which load the bundle and run the worker loop on the service's link (embedded) or the
+//! NATS node runner (`queue.backend = "nats"`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
+use refrain_inference::pipeline::Generator;
+use refrain_inference::runtime::Device;
 use refrain_orchestrator::config::{Config, Overrides};
-use refrain_orchestrator::service;
+use refrain_orchestrator::service::{self, InProcessLink, InProcessNode, NodeRunner};
 
 /// The configuration file used when `--config` is not given and it exists.
 pub const DEFAULT_CONFIG: &str = "config/default.toml";
@@ -37,13 +42,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         bundle: args.bundle,
     };
-    let config = Config::load(file.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
+    let mut config = Config::load(file.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
+    // Devices are checked (and written canonically: `cuda` is `cuda:0`) before anything starts.
+    config.devices = config
+        .devices
+        .iter()
+        .map(|d| d.parse::<Device>().map(|d| d.to_string()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let nodes = node_runner(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let running = service::start(config).await?;
+        let running = service::start(config, nodes).await?;
         // A parseable line for scripts and tests that start the server on port 0.
         println!("listening on http://{}", running.addr);
         let cancel = running.cancel_token();
@@ -55,6 +68,56 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         running.wait().await?;
         anyhow::Ok(())
     })
+}
+
+/// The in-process nodes of `config`: each loads the bundle off the async threads, reports it to
+/// the service, then runs until the service stops.
+fn node_runner(config: &Config) -> NodeRunner {
+    let config = config.clone();
+    Arc::new(move |node: InProcessNode| {
+        let config = config.clone();
+        Box::pin(async move { run_node(config, node).await })
+    })
+}
+
+async fn run_node(config: Config, node: InProcessNode) {
+    let InProcessNode {
+        device,
+        link,
+        cancel,
+        report,
+    } = node;
+    let parsed = match device.parse::<Device>() {
+        Ok(d) => d,
+        Err(e) => return report.failed(&e.to_string()),
+    };
+    let generator_config = super::generator_config(&config, parsed);
+    let bundle = config.bundle.clone();
+    let loading = tokio::task::spawn_blocking(move || Generator::load(&bundle, generator_config));
+    let generator = match loading.await {
+        Ok(Ok(g)) => g,
+        Ok(Err(e)) => return report.failed(&e.to_string()),
+        Err(e) => return report.failed(&format!("crashed while loading: {e}")),
+    };
+    report.loaded();
+    let settings = super::worker_settings(&config, device.clone());
+    match link {
+        InProcessLink::Embedded(link) => {
+            refrain_inference::worker::run(link.as_ref(), generator, settings, cancel).await
+        }
+        InProcessLink::Nats(js) => {
+            use refrain_inference::nats::{host_name, serve, Identity};
+            let manifest = &generator.bundle().manifest;
+            let identity = Identity {
+                node: Identity::default_name(&device),
+                host: host_name(),
+                device,
+                bundle_name: manifest.name.clone(),
+                bundle_version: manifest.version.clone(),
+            };
+            serve(*js, generator, identity, settings, cancel).await
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -35,7 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use protocol::{EditSpec, JobId, JobRecord, JobSpec, JobState, SongRef, Source, StyleSpec};
-use refrain_inference::audio::{self, AudioError};
+use refrain_model::audio::{self, AudioError};
 use serde_json::{json, Map, Value};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
@@ -45,7 +45,7 @@ use super::form::{parse_bool, truncate, Form, FormLimits, Kind, Part, Upload};
 use super::paths::{check_result_name, decode_output_file, output_url};
 use crate::error::OrchestratorError;
 use crate::outputs::{OutputError, OutputStore};
-use crate::service::App;
+use crate::service::{App, JobMeta};
 use crate::store::now_ms;
 
 /// Shortest reference recording accepted for `ref_audio`, seconds (the style clip length).
@@ -156,7 +156,10 @@ async fn generate(State(app): State<App>, request: Request) -> Result<Response, 
 
     let parsed = parse(&app, form).await?;
     let (spec, blobs) = store_uploads(&app, parsed).await?;
-    let record = match app.submit(spec, Source::DiffRhythmApi).await {
+    let record = match app
+        .submit(spec, JobMeta::anonymous(Source::DiffRhythmApi))
+        .await
+    {
         Ok(r) => r,
         Err(e) => {
             // Refused before anything was stored: the uploads are nobody's. (After a store or
@@ -165,6 +168,7 @@ async fn generate(State(app): State<App>, request: Request) -> Result<Response, 
                 e,
                 OrchestratorError::Busy { .. }
                     | OrchestratorError::NotReady(_)
+                    | OrchestratorError::OwnerLimit { .. }
                     | OrchestratorError::Invalid { .. }
             );
             for blob in blobs.iter().filter(|_| refused) {
@@ -312,18 +316,17 @@ async fn parse(app: &App, mut form: Form) -> Result<Parsed, OrchestratorError> {
                 "edit=true needs both ref_song (the song to edit) and edit_segments ([[start, end], …])",
             ));
         };
-        let segments =
-            refrain_inference::pipeline::parse_edit_segments(&segments).map_err(|e| {
-                let message = match e {
-                    refrain_inference::InferenceError::InvalidRequest(m) => m,
-                    other => other.to_string(),
-                };
-                let message = message
-                    .strip_prefix("edit_segments: ")
-                    .unwrap_or(&message)
-                    .to_string();
-                OrchestratorError::invalid("edit_segments", message)
-            })?;
+        let segments = refrain_model::edit::parse_edit_segments(&segments).map_err(|e| {
+            let message = match e {
+                refrain_model::ModelError::InvalidRequest(m) => m,
+                other => other.to_string(),
+            };
+            let message = message
+                .strip_prefix("edit_segments: ")
+                .unwrap_or(&message)
+                .to_string();
+            OrchestratorError::invalid("edit_segments", message)
+        })?;
         let song = match song {
             Part::Text(name) => SongSource::Output(resolve_ref_song(app, &name).await?),
             Part::File(u) => {
@@ -495,6 +498,7 @@ async fn store_uploads(
             variants: parsed.variants,
             chunked: parsed.chunked,
             edit,
+            format: protocol::AudioFormat::Wav,
             output_subdir: parsed.output_subdir,
         })
     }
@@ -679,7 +683,7 @@ pub fn parameters(spec: &JobSpec) -> Value {
 async fn processing(app: &App, record: &JobRecord, file: &str) -> Result<Value, OrchestratorError> {
     let event = app.progress(record).await;
     let queue_position = if record.state == JobState::Queued {
-        app.queue_position(&record.id)?
+        app.queue_position(&record.id).await?
     } else {
         None
     };

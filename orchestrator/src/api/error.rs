@@ -5,6 +5,7 @@
 //! | `Invalid` | 400 | `{"status":"error","error":"<field>: <message>","field":"<field>"}` |
 //! | `TooLarge` | 413 | same shape |
 //! | `Busy` | 503 + `Retry-After` | `{"status":"busy","error":"Server is busy …","retry_after":n}` |
+//! | `OwnerLimit` | 429 + `Retry-After` | `{"status":"busy","error":"…","retry_after":n}` |
 //! | `NotFound` | 404 | `{"status":"not_found","message":"No active job for this file or file does not exist."}` |
 //! | `NotReady` | 503 + `Retry-After` | `{"status":"not_ready","error":"…","retry_after":n}` |
 //! | `Conflict` | 409 | `{"status":"conflict","error":"…"}` |
@@ -53,6 +54,21 @@ impl IntoResponse for OrchestratorError {
                             "Server is busy ({running} running, {queued} queued). \
                              Try again in {retry_after} seconds."
                         ),
+                        "retry_after": retry_after,
+                    })),
+                )
+                    .into_response(),
+                retry_after,
+            ),
+            OrchestratorError::OwnerLimit {
+                message,
+                retry_after,
+            } => with_retry_after(
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(json!({
+                        "status": "busy",
+                        "error": message,
                         "retry_after": retry_after,
                     })),
                 )

@@ -3,7 +3,8 @@
 //! * [`diffrhythm`] — the DiffRhythm server API (`POST /generate`, `GET`/`HEAD /output/…`,
 //!   `GET /status`, `GET /files`);
 //! * [`ops`] — `GET /healthz`, `GET /readyz`, `GET /metrics`;
-//! * [`nodes`] — `GET /api/v1/nodes`, the inference nodes and their state.
+//! * [`nodes`] — `GET /api/v1/nodes`, the inference nodes and their state;
+//! * [`jobs`] — `GET`/`DELETE /api/v1/jobs/{id}` and `GET /api/v1/jobs/{id}/events` (SSE).
 //!
 //! Every error goes through [`error`], the one mapping of `OrchestratorError` to HTTP. The whole
 //! request body is bounded by `limits.max_body_bytes` (413), each upload by
@@ -13,6 +14,7 @@
 pub mod diffrhythm;
 pub mod error;
 pub mod form;
+pub mod jobs;
 pub mod nodes;
 pub mod ops;
 pub mod paths;
@@ -33,6 +35,7 @@ pub fn router(app: App) -> Router {
         .merge(diffrhythm::routes())
         .merge(ops::routes())
         .merge(nodes::routes())
+        .merge(jobs::routes())
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())

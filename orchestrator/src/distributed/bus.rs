@@ -1,11 +1,11 @@
-//! Progress on core NATS: nodes publish every [`ProgressEvent`] of a running job on
-//! `refrain.progress.<job id>` (fire and forget: progress is advisory, losing one in a
-//! reconnect is harmless); the orchestrator subscribes to `refrain.progress.*` and re-broadcasts
+//! Progress on core NATS: nodes publish every [`protocol::ProgressEvent`] of a running job on
+//! `refrain.progress.<job id>` with `refrain_nats::progress::publish_progress` (fire and
+//! forget: progress is advisory, losing one in a reconnect is harmless); the orchestrator subscribes to `refrain.progress.*` and re-broadcasts
 //! into the process, where the progress board keeps the latest per job (ignoring older
 //! attempts) and persists stage changes.
 //!
 //! [`NatsBus`] is the orchestrator's [`ProgressBus`]: `subscribe` gives the re-broadcast,
-//! `publish` sends on NATS (used by in-process NATS nodes, and the same path remote nodes use).
+//! `publish` sends on NATS (the same path the nodes use).
 //! The subscription survives reconnects (the client re-subscribes by itself).
 
 use async_nats::Client;
@@ -13,6 +13,8 @@ use futures_util::StreamExt;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use refrain_nats::progress::publish_progress;
 
 use super::wire::{self, ProgressWire};
 use super::DistributedError;
@@ -64,22 +66,6 @@ impl NatsBus {
     }
 }
 
-/// Publishes one progress event (core NATS, no acknowledgement).
-pub async fn publish_progress(
-    client: &Client,
-    message: &ProgressWire,
-) -> Result<(), DistributedError> {
-    let subject = wire::progress_subject(&message.id);
-    let payload = serde_json::to_vec(message).map_err(|e| DistributedError::Decode {
-        subject: subject.clone(),
-        message: e.to_string(),
-    })?;
-    client
-        .publish(subject.clone(), payload.into())
-        .await
-        .map_err(|e| DistributedError::nats(format!("publish {subject}"), e))
-}
-
 #[async_trait::async_trait]
 impl ProgressBus for NatsBus {
     async fn publish(&self, message: ProgressMessage) -> Result<(), QueueError> {
@@ -90,7 +76,7 @@ impl ProgressBus for NatsBus {
         };
         publish_progress(&self.client, &wire)
             .await
-            .map_err(QueueError::from)
+            .map_err(|e| QueueError::from(DistributedError::from(e)))
     }
 
     fn subscribe(&self) -> broadcast::Receiver<ProgressMessage> {

@@ -1,6 +1,7 @@
 //! The orchestrator's side of node events: a durable pull consumer on `REFRAIN_EVENTS` that
-//! turns every [`NodeEvent`] (and every max-deliveries advisory) into compare-and-swap
-//! transitions of the job store, each flushed before the event is acknowledged.
+//! turns every [`NodeEvent`] (and every max-deliveries advisory) into calls of the job core's
+//! [`Lifecycle`] (the same functions the embedded nodes' link calls), each flushed before the
+//! event is acknowledged.
 //!
 //! Events are applied idempotently on (job id, attempt), in any order:
 //!
@@ -13,7 +14,9 @@
 //!   store, then records success (Running(a) → Succeeded), then deletes the job's objects;
 //! * `retrying(a)` puts a Running job back to Queued with attempt `a + 1`;
 //! * `failed(a)` and the advisory (a job out of deliveries) end the job `failed`; the
-//!   advisory's message is removed from the work queue.
+//!   advisory's message is removed from the work queue;
+//! * `cancelled(a)` confirms that the node stopped a job the orchestrator had already
+//!   cancelled (nothing to change).
 //!
 //! Events published while the orchestrator was down wait in the stream and are applied when it
 //! starts again. At startup [`reconcile`] also makes sure that every Queued or Running job in
@@ -25,18 +28,19 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
-use protocol::{JobId, JobRecord, JobResult, JobState, SongRef, StyleSpec};
+use protocol::{JobRecord, JobState, SongRef, StyleSpec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::objects::Bucket;
-use super::wire::{self, EventKind, JobMessage, MaxDeliveriesAdvisory, NodeEvent};
+use super::wire::{self, EventKind, JobMessage, MaxDeliveriesAdvisory, NodeEvent, ResultObject};
+use super::NatsError;
 use super::{retry, DistributedError, JetStream};
-use crate::metrics::Metrics;
+use crate::jobs::{results, Expect, Lifecycle};
 use crate::outputs::OutputStore;
 use crate::progress::ProgressBoard;
 use crate::queue::nats::NatsQueue;
-use crate::queue::Queue;
+use crate::queue::{Queue, QueueItem};
 use crate::store::{JobStore, StoreError};
 
 /// Events taken per pull.
@@ -50,26 +54,25 @@ const RETRY_EVENT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct Applier {
     js: JetStream,
+    lifecycle: Lifecycle,
     store: JobStore,
     outputs: OutputStore,
     board: ProgressBoard,
-    metrics: Metrics,
 }
 
 impl Applier {
     pub fn new(
         js: JetStream,
-        store: JobStore,
+        lifecycle: Lifecycle,
         outputs: OutputStore,
         board: ProgressBoard,
-        metrics: Metrics,
     ) -> Applier {
         Applier {
             js,
-            store,
+            store: lifecycle.store().clone(),
+            lifecycle,
             outputs,
             board,
-            metrics,
         }
     }
 
@@ -193,15 +196,23 @@ impl Applier {
             let applied = match &event.kind {
                 EventKind::Started => self.start(&record, attempt).await.map(|_| ()),
                 EventKind::Succeeded {
-                    object,
-                    bytes: _,
+                    objects,
                     duration_seconds,
                 } => {
-                    self.succeed(&record, attempt, object, *duration_seconds, &event.node)
+                    self.succeed(&record, attempt, objects, *duration_seconds, &event.node)
                         .await
                 }
                 EventKind::Retrying { message } => self.requeue(&record, attempt, message).await,
                 EventKind::Failed { message } => self.fail(&record, attempt, message.clone()).await,
+                // Only a job the orchestrator cancelled is stopped by its node: already terminal
+                // above. A record that shows otherwise (a cancel lost in a crash before its
+                // flush) is cancelled now.
+                EventKind::Cancelled => self
+                    .lifecycle
+                    .cancel(id, "cancelled while running")
+                    .await
+                    .map(|_| ())
+                    .map_err(DistributedError::from),
             };
             match applied {
                 Err(DistributedError::Store(StoreError::Conflict { .. })) => continue,
@@ -221,85 +232,52 @@ impl Applier {
             JobState::Running => {
                 // The node that ran the older attempt is gone; its job was delivered again.
                 tracing::warn!(job = %id, from = record.attempt, to = attempt, "job was delivered again");
-                self.store
-                    .transition(id, JobState::Running, Some(record.attempt), |r| {
-                        r.state = JobState::Queued;
-                        r.attempt = attempt;
-                    })
+                self.lifecycle
+                    .requeue_lost(id, record.attempt, attempt)
                     .await?;
-                Ok(self.to_running(id, attempt, attempt).await?)
+                Ok(self.lifecycle.start(id, attempt, attempt).await?)
             }
-            JobState::Queued => Ok(self.to_running(id, record.attempt, attempt).await?),
+            JobState::Queued => Ok(self.lifecycle.start(id, record.attempt, attempt).await?),
             _ => Ok(record.clone()),
         }
-    }
-
-    async fn to_running(
-        &self,
-        id: &JobId,
-        from: u32,
-        attempt: u32,
-    ) -> Result<JobRecord, StoreError> {
-        let r = self
-            .store
-            .transition(id, JobState::Queued, Some(from), |r| {
-                r.state = JobState::Running;
-                r.attempt = attempt;
-                r.progress = None;
-                r.error = None;
-            })
-            .await?;
-        tracing::info!(job = %id, attempt, "job running");
-        Ok(r)
     }
 
     async fn succeed(
         &self,
         record: &JobRecord,
         attempt: u32,
-        object: &str,
+        objects: &[ResultObject],
         duration_seconds: f64,
         node: &str,
     ) -> Result<(), DistributedError> {
         let record = self.start(record, attempt).await?;
         let id = &record.id;
-        let wav = match self.js.objects.get(Bucket::Results, object).await {
-            Ok(w) => w,
-            Err(DistributedError::ObjectNotFound { .. }) => {
-                let message =
-                    format!("the result of attempt {attempt} is missing from the object store");
-                return self.fail(&record, attempt, message).await;
+        let mut wavs = Vec::with_capacity(objects.len());
+        for object in objects {
+            match self.js.objects.get(Bucket::Results, &object.object).await {
+                Ok(w) => wavs.push(w),
+                Err(NatsError::ObjectNotFound { .. }) => {
+                    let message =
+                        format!("the result of attempt {attempt} is missing from the object store");
+                    return self.fail(&record, attempt, message).await;
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e),
-        };
-        let relative = OutputStore::relative(record.spec.output_subdir.as_deref(), id);
-        let bytes = self.outputs.write(&relative, &wav).await?;
-        let result = JobResult {
-            file: relative,
-            bytes,
-            duration_seconds,
-            attempt,
-        };
-        let done = self
-            .store
-            .transition(id, JobState::Running, Some(attempt), |r| {
-                r.state = JobState::Succeeded;
-                r.result = Some(result);
-                r.error = None;
-            })
-            .await?;
-        self.metrics
-            .completed
-            .with_label_values(&["succeeded"])
-            .inc();
-        if let (Some(s), Some(f)) = (done.started_ms, done.finished_ms) {
-            self.metrics
-                .job_seconds
-                .observe(f.saturating_sub(s) as f64 / 1000.0);
         }
+        let result = results::store_variants(
+            &self.outputs,
+            id,
+            &record.spec,
+            attempt,
+            &wavs,
+            duration_seconds,
+        )
+        .await?;
+        let bytes = result.bytes;
+        let done = self.lifecycle.succeed(id, attempt, result).await?;
         tracing::info!(job = %id, attempt, %node, bytes, "job succeeded");
         self.board.forget(id).await;
-        self.cleanup(&done, Some(object)).await;
+        self.cleanup(&done, objects).await;
         Ok(())
     }
 
@@ -312,12 +290,10 @@ impl Applier {
         if record.state != JobState::Running {
             return Ok(());
         }
-        self.store
-            .transition(&record.id, JobState::Running, Some(record.attempt), |r| {
-                r.state = JobState::Queued;
-                r.attempt = attempt + 1;
-                r.error = Some(message.to_string());
-            })
+        // The node counts attempts against JetStream's max_deliver and says `failed` on the
+        // last one; here the job only goes back to Queued.
+        self.lifecycle
+            .requeue_lost(&record.id, record.attempt, attempt + 1)
             .await?;
         tracing::info!(job = %record.id, attempt, error = %message, "job attempt failed; it will run again");
         self.board.forget(&record.id).await;
@@ -331,17 +307,11 @@ impl Applier {
         message: String,
     ) -> Result<(), DistributedError> {
         let done = self
-            .store
-            .transition(&record.id, record.state, Some(record.attempt), |r| {
-                r.state = JobState::Failed;
-                r.attempt = attempt.max(r.attempt);
-                r.error = Some(message.clone());
-            })
+            .lifecycle
+            .fail(&record.id, Expect::current(record), attempt, message)
             .await?;
-        self.metrics.completed.with_label_values(&["failed"]).inc();
-        tracing::warn!(job = %record.id, attempt, error = %message, "job failed");
         self.board.forget(&record.id).await;
-        self.cleanup(&done, None).await;
+        self.cleanup(&done, &[]).await;
         Ok(())
     }
 
@@ -399,15 +369,22 @@ impl Applier {
 
     /// Deletes the WAV of an event that will not be recorded.
     async fn drop_result(&self, event: &NodeEvent) {
-        if let EventKind::Succeeded { object, .. } = &event.kind {
-            if let Err(e) = self.js.objects.delete(Bucket::Results, object).await {
-                tracing::warn!(job = %event.id, error = %e, "cannot delete an unused result");
+        if let EventKind::Succeeded { objects, .. } = &event.kind {
+            for object in objects {
+                if let Err(e) = self
+                    .js
+                    .objects
+                    .delete(Bucket::Results, &object.object)
+                    .await
+                {
+                    tracing::warn!(job = %event.id, error = %e, "cannot delete an unused result");
+                }
             }
         }
     }
 
     /// Deletes a finished job's objects (best effort: the buckets' max_age removes leftovers).
-    async fn cleanup(&self, record: &JobRecord, result: Option<&str>) {
+    async fn cleanup(&self, record: &JobRecord, results: &[ResultObject]) {
         let id = &record.id;
         let mut inputs = Vec::new();
         if let StyleSpec::Upload(name) = &record.spec.style {
@@ -426,8 +403,13 @@ impl Applier {
                 tracing::debug!(job = %id, error = %e, "cannot delete a job input");
             }
         }
-        if let Some(object) = result {
-            if let Err(e) = self.js.objects.delete(Bucket::Results, object).await {
+        for object in results {
+            if let Err(e) = self
+                .js
+                .objects
+                .delete(Bucket::Results, &object.object)
+                .await
+            {
                 tracing::debug!(job = %id, error = %e, "cannot delete a moved result");
             }
         }
@@ -442,9 +424,10 @@ impl Applier {
 /// the next attempt number.
 pub async fn reconcile(
     queue: &NatsQueue,
-    store: &JobStore,
+    lifecycle: &Lifecycle,
     cancel: &CancellationToken,
 ) -> Result<usize, DistributedError> {
+    let store = lifecycle.store();
     let js = queue.jetstream();
     let mut missing = Vec::new();
     for state in [JobState::Queued, JobState::Running] {
@@ -499,17 +482,18 @@ pub async fn reconcile(
         let id = &record.id;
         if record.state == JobState::Running {
             tracing::warn!(job = %id, attempt = record.attempt, "running job is not in the queue any more; queuing it again");
-            store
-                .transition(id, JobState::Running, Some(record.attempt), |r| {
-                    r.state = JobState::Queued;
-                    r.attempt += 1;
-                })
+            lifecycle
+                .requeue_lost(id, record.attempt, record.attempt + 1)
                 .await?;
         } else {
             tracing::warn!(job = %id, "queued job is not in the queue; publishing it");
         }
+        let item = match store.get(id)? {
+            Some(now) => QueueItem::of(&now),
+            None => QueueItem::of(&record),
+        };
         queue
-            .enqueue(id)
+            .enqueue(&item)
             .await
             .map_err(|e| DistributedError::GaveUp(format!("publishing job {id}: {e}")))?;
         published += 1;

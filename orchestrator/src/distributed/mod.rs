@@ -1,39 +1,28 @@
-//! The distributed deployment on NATS JetStream: inference nodes (`refrain node`, one per GPU,
-//! on any machine that reaches NATS) and one orchestrator (`refrain serve` with
+//! The orchestrator's side of the distributed deployment on NATS JetStream: inference nodes
+//! (`refrain node`, one per GPU, on any machine that reaches NATS; the node runner is
+//! `refrain_inference::nats`) and one orchestrator (`refrain serve` with
 //! `queue.backend = "nats"`), with no shared filesystem.
 //!
-//! * [`crate::queue::nats`] — the job queue: a work-queue stream, one shared durable pull
-//!   consumer; the message carries the whole [`wire::JobMessage`].
-//! * [`node`] — the node side: [`node::NatsLink`], the `NodeLink` of the common worker loop
-//!   (one-message pulls, in-progress acks while a job runs, results into the object store,
-//!   durable events, then the ack), and the node's heartbeat.
-//! * [`events`] — the orchestrator side: its durable consumer of node events applies the job
-//!   store's compare-and-swap transitions, idempotent on (job id, attempt), and moves result
-//!   WAVs from the object store into the output store; it also reconciles at startup.
+//! * [`crate::queue::nats`] — the job queue: publishes jobs (the message carries the whole
+//!   [`wire::JobMessage`]) on the shared work-queue consumer of `refrain_nats::jobs`.
+//! * [`events`] — its durable consumer of node events applies the job store's compare-and-swap
+//!   transitions, idempotent on (job id, attempt), and moves result WAVs from the object store
+//!   into the output store; it also reconciles at startup.
 //! * [`bus`] — progress on core NATS subjects as a [`crate::progress::ProgressBus`].
 //! * [`registry`] — the nodes' announcements, for `GET /api/v1/nodes` and `refrain_nodes`.
-//! * [`objects`] — the object store buckets (inputs and results).
-//! * [`wire`] — names and message formats.
 //!
-//! Both sides survive a nats-server restart: the client reconnects forever, pulls expire
-//! quickly, and JetStream calls that fail are retried (the consumer is looked up again after
-//! repeated errors).
+//! The plumbing shared with the nodes — [`connect`], [`Settings`], [`JetStream`], [`Role`],
+//! [`retry`], [`publish_durable`], [`objects`] and [`wire`] — lives in `refrain_nats` and is
+//! re-exported here. [`DistributedError`] adds the orchestrator's own failures (store, outputs,
+//! uploads) to `refrain_nats::NatsError`.
 
 pub mod bus;
 pub mod events;
-pub mod node;
-pub mod objects;
 pub mod registry;
-pub mod wire;
 
-use std::future::Future;
-use std::time::Duration;
-
-use async_nats::jetstream::{self, consumer, stream, Context};
-use async_nats::{Client, ConnectOptions, Event};
-use tokio_util::sync::CancellationToken;
-
-use crate::config::NatsConfig;
+pub use refrain_nats::{
+    connect, host_name, objects, publish_durable, retry, wire, JetStream, NatsError, Role, Settings,
+};
 
 /// What can go wrong talking to NATS.
 #[derive(Debug, thiserror::Error)]
@@ -68,340 +57,36 @@ pub enum DistributedError {
     GaveUp(String),
 }
 
+impl From<NatsError> for DistributedError {
+    fn from(e: NatsError) -> DistributedError {
+        match e {
+            NatsError::Connect { url, message } => DistributedError::Connect { url, message },
+            NatsError::JetStream { what, message } => DistributedError::JetStream { what, message },
+            NatsError::Nats { what, message } => DistributedError::Nats { what, message },
+            NatsError::Object {
+                bucket,
+                name,
+                message,
+            } => DistributedError::Object {
+                bucket,
+                name,
+                message,
+            },
+            NatsError::ObjectNotFound { bucket, name } => {
+                DistributedError::ObjectNotFound { bucket, name }
+            }
+            NatsError::Decode { subject, message } => DistributedError::Decode { subject, message },
+            NatsError::GaveUp(what) => DistributedError::GaveUp(what),
+        }
+    }
+}
+
 impl DistributedError {
     pub(crate) fn js(what: impl Into<String>, e: impl std::fmt::Display) -> DistributedError {
-        DistributedError::JetStream {
-            what: what.into(),
-            message: e.to_string(),
-        }
+        NatsError::js(what, e).into()
     }
 
     pub(crate) fn nats(what: impl Into<String>, e: impl std::fmt::Display) -> DistributedError {
-        DistributedError::Nats {
-            what: what.into(),
-            message: e.to_string(),
-        }
+        NatsError::nats(what, e).into()
     }
-}
-
-/// Connects to NATS (with the configured credentials and TLS), reconnecting forever. Returns
-/// at once, before the connection is up (`retry_on_initial_connect`): the first calls are
-/// retried by their callers.
-pub async fn connect(config: &NatsConfig, name: &str) -> Result<Client, DistributedError> {
-    let url = config.url.as_str();
-    let failed = |message: String| DistributedError::Connect {
-        url: url.to_string(),
-        message,
-    };
-    let who = name.to_string();
-    let mut options = ConnectOptions::new();
-    if let Some(path) = &config.credentials_file {
-        options = options
-            .credentials_file(path)
-            .await
-            .map_err(|e| failed(format!("credentials file {}: {e}", path.display())))?;
-    }
-    if let Some(token) = &config.token {
-        options = options.token(token.clone());
-    }
-    if let (Some(user), Some(password)) = (&config.user, &config.password) {
-        options = options.user_and_password(user.clone(), password.clone());
-    }
-    if let Some(ca) = &config.tls_ca_file {
-        options = options.add_root_certificates(ca.clone()).require_tls(true);
-    }
-    options
-        .name(name)
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .connection_timeout(Duration::from_secs(5))
-        .ping_interval(Duration::from_secs(10))
-        .reconnect_delay_callback(|attempts| {
-            Duration::from_millis((250 * attempts as u64).clamp(100, 2000))
-        })
-        .event_callback(move |event| {
-            let who = who.clone();
-            async move {
-                match event {
-                    Event::Connected => tracing::info!(client = %who, "connected to NATS"),
-                    Event::Disconnected => {
-                        tracing::warn!(client = %who, "disconnected from NATS; reconnecting")
-                    }
-                    Event::SlowConsumer(sid) => {
-                        tracing::warn!(client = %who, sid, "slow NATS subscriber")
-                    }
-                    other => tracing::info!(client = %who, event = %other, "NATS event"),
-                }
-            }
-        })
-        .connect(url)
-        .await
-        .map_err(|e| DistributedError::Connect {
-            url: url.to_string(),
-            message: e.to_string(),
-        })
-}
-
-/// Settings derived from the configuration that both sides need.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub nats: NatsConfig,
-    /// `max_deliver` of the jobs consumer: a job runs at most this many times.
-    pub max_attempts: u32,
-}
-
-impl Settings {
-    pub fn ack_wait(&self) -> Duration {
-        Duration::from_secs(self.nats.ack_wait_seconds)
-    }
-    pub fn max_age(&self) -> Duration {
-        Duration::from_secs(self.nats.max_age_hours * 3600)
-    }
-    pub fn fetch_expires(&self) -> Duration {
-        Duration::from_secs(self.nats.fetch_expires_seconds)
-    }
-    pub fn retry_delay(&self) -> Duration {
-        Duration::from_secs(self.nats.retry_delay_seconds)
-    }
-    pub fn heartbeat(&self) -> Duration {
-        Duration::from_secs(self.nats.heartbeat_seconds)
-    }
-
-    /// The jobs stream: a work queue on disk, de-duplicated by job id.
-    pub fn jobs_stream(&self) -> stream::Config {
-        stream::Config {
-            name: wire::JOBS_STREAM.into(),
-            description: Some("Refrain jobs waiting for an inference node".into()),
-            subjects: vec![wire::JOBS_SUBJECTS.into()],
-            retention: stream::RetentionPolicy::WorkQueue,
-            storage: stream::StorageType::File,
-            duplicate_window: Duration::from_secs(self.nats.duplicate_window_seconds),
-            max_age: self.max_age(),
-            ..Default::default()
-        }
-    }
-
-    /// The events stream: node reports and the max-deliveries advisory, on disk.
-    pub fn events_stream(&self) -> stream::Config {
-        stream::Config {
-            name: wire::EVENTS_STREAM.into(),
-            description: Some("Refrain node events (started, succeeded, failed)".into()),
-            subjects: vec![
-                wire::EVENTS_SUBJECTS.into(),
-                wire::max_deliveries_advisory(),
-            ],
-            retention: stream::RetentionPolicy::Limits,
-            storage: stream::StorageType::File,
-            duplicate_window: Duration::from_secs(self.nats.duplicate_window_seconds),
-            max_age: self.max_age(),
-            ..Default::default()
-        }
-    }
-
-    /// The consumer every node shares.
-    pub fn jobs_consumer(&self) -> consumer::pull::Config {
-        consumer::pull::Config {
-            durable_name: Some(wire::JOBS_CONSUMER.into()),
-            description: Some("Refrain inference nodes (shared)".into()),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: self.ack_wait(),
-            max_deliver: i64::from(self.max_attempts),
-            max_ack_pending: self.nats.max_ack_pending,
-            ..Default::default()
-        }
-    }
-
-    /// The orchestrator's consumer of node events.
-    pub fn events_consumer(&self) -> consumer::pull::Config {
-        consumer::pull::Config {
-            durable_name: Some(wire::EVENTS_CONSUMER.into()),
-            description: Some("Refrain orchestrator".into()),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(60),
-            max_deliver: -1,
-            ..Default::default()
-        }
-    }
-}
-
-/// Which side sets up the JetStream objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Creates or updates streams and consumers to the configuration.
-    Orchestrator,
-    /// Uses what exists, creating missing pieces with its own settings.
-    Node,
-}
-
-/// The JetStream objects both sides use.
-#[derive(Clone)]
-pub struct JetStream {
-    pub client: Client,
-    pub js: Context,
-    pub jobs: stream::Stream,
-    pub events: stream::Stream,
-    pub objects: objects::Objects,
-    pub settings: Settings,
-}
-
-impl JetStream {
-    /// Creates or checks the streams, the jobs consumer and the buckets, retrying until the
-    /// server answers or `cancel` fires.
-    pub async fn setup(
-        client: Client,
-        settings: Settings,
-        role: Role,
-        cancel: &CancellationToken,
-    ) -> Result<JetStream, DistributedError> {
-        let js = jetstream::new(client.clone());
-        let jobs_cfg = settings.jobs_stream();
-        let events_cfg = settings.events_stream();
-        let (jobs, events) = retry("setting up the JetStream streams", cancel, None, || async {
-            let jobs = ensure_stream(&js, jobs_cfg.clone(), role).await?;
-            check_stream(&jobs, stream::RetentionPolicy::WorkQueue)?;
-            let events = ensure_stream(&js, events_cfg.clone(), role).await?;
-            Ok((jobs, events))
-        })
-        .await?;
-        let consumer_cfg = settings.jobs_consumer();
-        retry("setting up the jobs consumer", cancel, None, || async {
-            match role {
-                Role::Orchestrator => jobs
-                    .create_consumer(consumer_cfg.clone())
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                Role::Node => jobs
-                    .get_or_create_consumer::<consumer::pull::Config>(
-                        wire::JOBS_CONSUMER,
-                        consumer_cfg.clone(),
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-            }
-            .map_err(|e| DistributedError::js(format!("consumer {}", wire::JOBS_CONSUMER), e))
-        })
-        .await?;
-        let objects = retry("setting up the object store", cancel, None, || {
-            objects::Objects::setup(&js, &settings)
-        })
-        .await?;
-        Ok(JetStream {
-            client,
-            js,
-            jobs,
-            events,
-            objects,
-            settings,
-        })
-    }
-}
-
-/// The orchestrator creates the stream or updates it to its configuration; a node uses the
-/// stream as it is, creating it only when it is missing.
-async fn ensure_stream(
-    js: &Context,
-    config: stream::Config,
-    role: Role,
-) -> Result<stream::Stream, DistributedError> {
-    let what = format!("stream {}", config.name);
-    let name = config.name.clone();
-    match role {
-        Role::Orchestrator => {
-            js.create_or_update_stream(config)
-                .await
-                .map_err(|e| DistributedError::js(&what, e))?;
-            js.get_stream(&name)
-                .await
-                .map_err(|e| DistributedError::js(&what, e))
-        }
-        Role::Node => js
-            .get_or_create_stream(config)
-            .await
-            .map_err(|e| DistributedError::js(&what, e)),
-    }
-}
-
-fn check_stream(
-    stream: &stream::Stream,
-    retention: stream::RetentionPolicy,
-) -> Result<(), DistributedError> {
-    let info = stream.cached_info();
-    if info.config.retention != retention {
-        return Err(DistributedError::JetStream {
-            what: format!("stream {}", info.config.name),
-            message: format!(
-                "exists with retention {:?}, expected {retention:?}; delete it or use another server",
-                info.config.retention
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// Runs `op` until it succeeds, waiting 0.25 s, 0.5 s, … (at most 2 s) between tries and logging
-/// every few failures. Gives up when `cancel` fires or, if given, after `deadline`.
-pub async fn retry<T, F, Fut>(
-    what: &str,
-    cancel: &CancellationToken,
-    deadline: Option<Duration>,
-    mut op: F,
-) -> Result<T, DistributedError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, DistributedError>>,
-{
-    let started = tokio::time::Instant::now();
-    let mut delay = Duration::from_millis(250);
-    let mut failures = 0u32;
-    loop {
-        let last = match op().await {
-            Ok(v) => {
-                if failures > 0 {
-                    tracing::info!(what, failures, "succeeded after retrying");
-                }
-                return Ok(v);
-            }
-            Err(e) => e,
-        };
-        failures += 1;
-        if failures == 1 || failures.is_multiple_of(10) {
-            tracing::warn!(what, failures, error = %last, "NATS call failed; retrying");
-        }
-        if deadline.is_some_and(|d| started.elapsed() + delay > d) {
-            tracing::error!(what, failures, error = %last, "NATS call failed; giving up");
-            return Err(last);
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return Err(DistributedError::GaveUp(format!("{what} ({last})"))),
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// Publishes `payload` to a JetStream subject with a message id and waits for the stream's
-/// acknowledgement (so it is on disk). Returns whether the stream dropped it as a duplicate.
-pub async fn publish_durable(
-    js: &Context,
-    subject: String,
-    message_id: &str,
-    payload: Vec<u8>,
-) -> Result<bool, DistributedError> {
-    let publish = jetstream::message::PublishMessage::build()
-        .payload(payload.into())
-        .message_id(message_id);
-    let ack = js
-        .send_publish(subject.clone(), publish)
-        .await
-        .map_err(|e| DistributedError::js(format!("publish to {subject}"), e))?
-        .await
-        .map_err(|e| DistributedError::js(format!("publish acknowledgement from {subject}"), e))?;
-    Ok(ack.duplicate)
-}
-
-/// Unix milliseconds now.
-pub(crate) fn now_ms() -> u64 {
-    crate::store::now_ms()
 }

@@ -131,6 +131,29 @@ impl NodeRegistry {
         self.refresh();
     }
 
+    /// Updates a node of this process: the job it now runs (`None`: idle), and whether it
+    /// just finished one.
+    pub fn update_in_process(&self, node: &str, job: Option<(&protocol::JobId, u32)>, done: bool) {
+        let mut nodes = self.lock();
+        if let Some(entry) = nodes.get_mut(node) {
+            let a = &mut entry.announcement;
+            a.state = if job.is_some() {
+                NodeState::Busy
+            } else {
+                NodeState::Idle
+            };
+            a.job = job.map(|(id, attempt)| CurrentJob {
+                id: id.clone(),
+                attempt,
+                percent: 0.0,
+            });
+            if done {
+                a.jobs_done += 1;
+            }
+            entry.seen = Instant::now();
+        }
+    }
+
     /// Every known node, by name.
     pub fn list(&self) -> Vec<NodeView> {
         let now = Instant::now();

@@ -14,6 +14,14 @@
 //! tree, under one mutex that is never held across an await; `next()` takes a message in one
 //! synchronous step, which makes it cancel-safe.
 //!
+//! **Fair share.** Each message carries its job's owner and priority (the tree's value is the
+//! [`QueueItem`] as JSON; a bare job id from an older version reads as anonymous and
+//! interactive). [`Inner::try_take`] hands out, among the messages available now: the highest
+//! priority class first (interactive before batch); within it the owner with the fewest jobs in
+//! flight, then the owner served longest ago; within an owner, the oldest message. So one owner
+//! with 50 queued jobs and another with one take turns, and a schedule's batch waits for the
+//! people. [`Inner::position`] estimates a job's place under that rule from per-owner counts.
+//!
 //! A nack keeps the message's key (it is redelivered ahead of newer messages once its delay is
 //! over); the delay itself is not persisted: after a restart it is delivered at once.
 
@@ -21,13 +29,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use protocol::JobId;
+use protocol::{JobId, Owner, Priority};
 use sled::transaction::{ConflictableTransactionResult, TransactionError};
 use sled::{Transactional, Tree};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{Delivery, Queue, QueueError};
+use super::{Delivery, Queue, QueueError, QueueItem};
 
 const MESSAGES: &str = "queue";
 const DELIVERED: &str = "queue_delivered";
@@ -61,15 +69,36 @@ struct State {
     in_flight: usize,
     next_handle: u64,
     closed: bool,
+    /// When each owner was last handed a message (a counter, not a time).
+    served: HashMap<Owner, u64>,
+    tick: u64,
 }
 
 struct Entry {
     id: JobId,
+    owner: Owner,
+    priority: Priority,
     /// The handle of the current delivery while in flight.
     handle: Option<u64>,
     /// Not to be handed out before this (after a nack with a delay).
     not_before: Option<Instant>,
 }
+
+impl Entry {
+    fn new(item: QueueItem) -> Entry {
+        Entry {
+            id: item.id,
+            owner: item.owner,
+            priority: item.priority,
+            handle: None,
+            not_before: None,
+        }
+    }
+}
+
+/// Fair-share order of a waiting message: priority class, owner's jobs in flight, when the
+/// owner was last served. Lower goes first; ties go to the oldest message.
+type Rank = (Priority, usize, u64);
 
 enum Take {
     Got(Delivery),
@@ -91,23 +120,23 @@ impl EmbeddedQueue {
         let mut bad = Vec::new();
         for item in messages.iter() {
             let (key, value) = item?;
-            let id = std::str::from_utf8(&value).ok().and_then(JobId::parse);
+            let item = serde_json::from_slice::<QueueItem>(&value)
+                .ok()
+                .or_else(|| {
+                    std::str::from_utf8(&value)
+                        .ok()
+                        .and_then(JobId::parse)
+                        .map(|id| QueueItem::plain(&id))
+                });
             let seq = <[u8; 8]>::try_from(key.as_ref())
                 .ok()
                 .map(u64::from_be_bytes);
-            match (seq, id) {
-                (Some(seq), Some(id)) if !state.by_id.contains_key(&id) => {
-                    state.by_id.insert(id.clone(), seq);
-                    state.entries.insert(
-                        seq,
-                        Entry {
-                            id,
-                            handle: None,
-                            not_before: None,
-                        },
-                    );
+            match (seq, item) {
+                (Some(seq), Some(item)) if !state.by_id.contains_key(&item.id) => {
+                    state.by_id.insert(item.id.clone(), seq);
+                    state.entries.insert(seq, Entry::new(item));
                 }
-                (Some(_), Some(id)) => {
+                (Some(_), Some(QueueItem { id, .. })) => {
                     tracing::warn!(job = %id, "dropping a duplicate queue entry");
                     bad.push(key);
                 }
@@ -168,27 +197,115 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn enqueue(&self, id: &JobId) -> Result<bool, QueueError> {
+    fn enqueue(&self, item: &QueueItem) -> Result<bool, QueueError> {
         let mut st = self.lock();
         if st.closed {
             return Err(QueueError::Closed);
         }
-        if st.by_id.contains_key(id) {
+        if st.by_id.contains_key(&item.id) {
             return Ok(false);
         }
+        let value = serde_json::to_vec(item)
+            .map_err(|e| QueueError::Backend(format!("encoding a queue item: {e}")))?;
         let seq = self.db.generate_id()?;
-        self.messages
-            .insert(seq.to_be_bytes(), id.as_str().as_bytes())?;
-        st.by_id.insert(id.clone(), seq);
-        st.entries.insert(
-            seq,
-            Entry {
-                id: id.clone(),
-                handle: None,
-                not_before: None,
-            },
-        );
+        self.messages.insert(seq.to_be_bytes(), value)?;
+        st.by_id.insert(item.id.clone(), seq);
+        st.entries.insert(seq, Entry::new(item.clone()));
         Ok(true)
+    }
+
+    /// Removes a waiting message (not one in flight: its holder acks it). True if removed.
+    fn remove_waiting(&self, id: &JobId) -> Result<bool, QueueError> {
+        let mut st = self.lock();
+        let Some(&seq) = st.by_id.get(id) else {
+            return Ok(false);
+        };
+        if st.entries.get(&seq).is_some_and(|e| e.handle.is_some()) {
+            return Ok(false);
+        }
+        let key = id.as_str().as_bytes();
+        (&self.messages, &self.delivered)
+            .transaction(
+                |(messages, delivered)| -> ConflictableTransactionResult<(), ()> {
+                    messages.remove(&seq.to_be_bytes())?;
+                    delivered.remove(key)?;
+                    Ok(())
+                },
+            )
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => QueueError::Sled(e),
+                TransactionError::Abort(()) => {
+                    QueueError::Backend("cancel transaction aborted".into())
+                }
+            })?;
+        st.entries.remove(&seq);
+        st.by_id.remove(id);
+        Ok(true)
+    }
+
+    /// The fair-share order of a waiting entry: lower is handed out first.
+    fn rank(st: &State, entry: &Entry, busy: &HashMap<&Owner, usize>) -> Rank {
+        (
+            entry.priority,
+            busy.get(&entry.owner).copied().unwrap_or(0),
+            st.served.get(&entry.owner).copied().unwrap_or(0),
+        )
+    }
+
+    /// Jobs in flight per owner.
+    fn busy(st: &State) -> HashMap<&Owner, usize> {
+        let mut busy = HashMap::new();
+        for entry in st.entries.values().filter(|e| e.handle.is_some()) {
+            *busy.entry(&entry.owner).or_insert(0) += 1;
+        }
+        busy
+    }
+
+    /// The estimated 0-based position of waiting job `id` (see the module docs): every
+    /// waiting job of a higher class, the owner's own older jobs, and, from every other owner
+    /// of the same class, as many jobs as turns pass before this one (one more when that owner
+    /// comes earlier in the rotation). Exact when nothing else arrives and no job is retried.
+    fn position(&self, id: &JobId) -> Option<usize> {
+        let st = self.lock();
+        let seq = *st.by_id.get(id)?;
+        let own = st.entries.get(&seq)?;
+        if own.handle.is_some() {
+            return None;
+        }
+        let busy = Self::busy(&st);
+        // An owner's turn comes by rank, then by its oldest waiting message (the FIFO tie-break
+        // of `try_take`).
+        let own_turn = |oldest: u64| (Self::rank(&st, own, &busy), oldest);
+        let mut ahead = 0usize;
+        let mut own_before = 0usize;
+        let mut own_oldest = seq;
+        let mut others: HashMap<&Owner, (usize, Rank, u64)> = HashMap::new();
+        for (&s, e) in &st.entries {
+            if e.handle.is_some() || e.id == own.id {
+                continue;
+            }
+            if e.priority < own.priority {
+                ahead += 1;
+            } else if e.priority == own.priority {
+                if e.owner == own.owner {
+                    if s < seq {
+                        own_before += 1;
+                        own_oldest = own_oldest.min(s);
+                    }
+                } else {
+                    // Entries iterate in key order: the first seen is the owner's oldest.
+                    let rank = Self::rank(&st, e, &busy);
+                    others.entry(&e.owner).or_insert((0, rank, s)).0 += 1;
+                }
+            }
+        }
+        let own_turn = own_turn(own_oldest);
+        let turns = own_before;
+        for (count, rank, oldest) in others.values() {
+            let earlier = (*rank, *oldest) < own_turn;
+            ahead += (*count).min(turns + usize::from(earlier));
+        }
+        Some(ahead + own_before)
     }
 
     /// Hands out the oldest available message, in one synchronous step (cancel safety).
@@ -199,7 +316,9 @@ impl Inner {
         }
         let now = Instant::now();
         let mut soonest: Option<Instant> = None;
-        let mut chosen = None;
+        let busy = Self::busy(&st);
+        // Entries are in key (FIFO) order, so the first available entry of each rank wins.
+        let mut chosen: Option<(Rank, u64)> = None;
         for (&seq, entry) in &st.entries {
             if entry.handle.is_some() {
                 continue;
@@ -207,14 +326,29 @@ impl Inner {
             match entry.not_before {
                 Some(at) if at > now => soonest = Some(soonest.map_or(at, |s| s.min(at))),
                 _ => {
-                    chosen = Some((seq, entry.id.clone()));
-                    break;
+                    let rank = Self::rank(&st, entry, &busy);
+                    if chosen.as_ref().is_none_or(|(best, _)| rank < *best) {
+                        chosen = Some((rank, seq));
+                    }
                 }
             }
         }
-        let Some((seq, id)) = chosen else {
+        drop(busy);
+        let Some((_, seq)) = chosen else {
             return Ok(Take::Wait(soonest));
         };
+        let Some((id, owner)) = st
+            .entries
+            .get(&seq)
+            .map(|e| (e.id.clone(), e.owner.clone()))
+        else {
+            return Err(QueueError::Backend(format!(
+                "queue entry {seq} vanished under the lock"
+            )));
+        };
+        st.tick += 1;
+        let tick = st.tick;
+        st.served.insert(owner, tick);
         let delivered = self.delivered_count(&id)?.saturating_add(1);
         // Not flushed here (that would need an await, and next() must stay cancel-safe): the
         // count reaches the disk with the next flush (an ack, a store transition) or sled's
@@ -301,8 +435,8 @@ impl Inner {
 
 #[async_trait::async_trait]
 impl Queue for EmbeddedQueue {
-    async fn enqueue(&self, id: &JobId) -> Result<(), QueueError> {
-        if self.inner.enqueue(id)? {
+    async fn enqueue(&self, item: &QueueItem) -> Result<(), QueueError> {
+        if self.inner.enqueue(item)? {
             // Wake before the flush: if this future is dropped during the flush, the message
             // is still handed out (it is in the tree and in memory already).
             self.inner.notify.notify_waiters();
@@ -353,6 +487,17 @@ impl Queue for EmbeddedQueue {
 
     async fn in_progress(&self, _delivery: &Delivery) -> Result<(), QueueError> {
         Ok(())
+    }
+
+    async fn cancel(&self, id: &JobId) -> Result<(), QueueError> {
+        if self.inner.remove_waiting(id)? {
+            self.inner.db.flush_async().await?;
+        }
+        Ok(())
+    }
+
+    async fn position(&self, id: &JobId) -> Result<Option<usize>, QueueError> {
+        Ok(self.inner.position(id))
     }
 
     async fn depth(&self) -> Result<usize, QueueError> {

@@ -4,8 +4,10 @@
 //! against [`Queue`] and does not know which one runs.
 //!
 //! The contract both backends keep: durable (an `enqueue` that returned is on disk),
-//! at-least-once (a message not acked comes back, after a crash too), FIFO for fresh messages,
-//! and one consumer per message at a time. A message carries only a job id (the NATS message
+//! at-least-once (a message not acked comes back, after a crash too), and one consumer per
+//! message at a time. The embedded queue hands messages out in fair-share order (interactive
+//! before batch, owners taking turns, FIFO within an owner: see [`embedded`]); the NATS work
+//! queue in publication order. A message carries only a job id (the NATS message
 //! also carries the spec, for nodes without the store); the job store is the truth about the
 //! job, and completion is idempotent on (job id, attempt).
 
@@ -14,7 +16,7 @@ pub mod nats;
 
 use std::time::Duration;
 
-use protocol::JobId;
+use protocol::{JobId, JobRecord, Owner, Priority};
 
 use crate::store::StoreError;
 
@@ -34,6 +36,36 @@ pub enum QueueError {
     Backend(String),
 }
 
+/// What the queue knows of a job: enough to order it fairly.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueItem {
+    pub id: JobId,
+    #[serde(default)]
+    pub owner: Owner,
+    #[serde(default)]
+    pub priority: Priority,
+}
+
+impl QueueItem {
+    /// The item of a job record.
+    pub fn of(record: &JobRecord) -> QueueItem {
+        QueueItem {
+            id: record.id.clone(),
+            owner: record.owner.clone(),
+            priority: record.priority,
+        }
+    }
+
+    /// An anonymous interactive item (tests, tools).
+    pub fn plain(id: &JobId) -> QueueItem {
+        QueueItem {
+            id: id.clone(),
+            owner: Owner::anonymous(),
+            priority: Priority::Interactive,
+        }
+    }
+}
+
 /// A message handed to one worker.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -49,7 +81,13 @@ pub struct Delivery {
 pub trait Queue: Send + Sync + 'static {
     /// Durably enqueues (flushed before returning). Enqueuing an id already waiting or in
     /// flight is a no-op (de-duplication).
-    async fn enqueue(&self, id: &JobId) -> Result<(), QueueError>;
+    async fn enqueue(&self, item: &QueueItem) -> Result<(), QueueError>;
+    /// Removes a waiting job durably and tells whoever runs it to stop (the NATS nodes; the
+    /// embedded nodes are stopped through [`crate::jobs::RunningJobs`]). Idempotent.
+    async fn cancel(&self, id: &JobId) -> Result<(), QueueError>;
+    /// The 0-based position a waiting job would be handed out at if nothing else arrived;
+    /// `None` when the backend cannot tell (the caller estimates).
+    async fn position(&self, id: &JobId) -> Result<Option<usize>, QueueError>;
     /// Waits for the next message; each message is delivered to one caller at a time.
     /// Cancel-safe (used in `tokio::select!` with a shutdown token): a message is never lost
     /// when the future is dropped.

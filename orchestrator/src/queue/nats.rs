@@ -1,4 +1,4 @@
-//! The NATS JetStream queue of the distributed deployment.
+//! The NATS JetStream queue of the distributed deployment, as the orchestrator uses it.
 //!
 //! One work-queue stream (`REFRAIN_JOBS`, file storage, `max_age`, a duplicate window) with one
 //! subject per job, and one durable pull consumer shared by every node (`max_ack_pending` ≥ the
@@ -6,43 +6,26 @@
 //! the whole [`JobMessage`] (nodes have no access to the job store) and its `Nats-Msg-Id` is the
 //! job id, so publishing a job twice within the window is a no-op.
 //!
-//! The orchestrator side ([`NatsQueue::orchestrator`]) implements `enqueue`: it reads the job
-//! record (already flushed to sled), puts the files the job needs into the inputs bucket, then
-//! publishes and waits for the stream's acknowledgement — only then may the client get 202.
-//!
-//! The node side ([`NatsQueue::node`]) takes one job at a time with a one-message `batch()`
-//! (never `messages()`, which prefetches a second job, and no idle heartbeat on the batch,
-//! which stalls it in async-nats 0.51) and a short `expires`, so a pull lost in a server
-//! restart is replaced soon. The attempt number is JetStream's delivery count. `ack` is a
-//! double ack (confirmed by the server), `nack` a delayed `-NAK`, [`NatsQueue::term`] a `+TERM`,
-//! `in_progress` a `+WPI` that restarts `ack_wait`. After repeated errors the consumer is
-//! looked up (or, on a node, created) again.
-//!
-//! Cancel safety of `next`: a message that arrived while the future was dropped is not lost;
-//! the server delivers it again after `ack_wait` (with a higher delivery count).
+//! [`NatsQueue::orchestrator`] implements `enqueue`: it reads the job record (already flushed to
+//! sled), puts the files the job needs into the inputs bucket, then publishes and waits for the
+//! stream's acknowledgement — only then may the client get 202. Taking and settling jobs
+//! (`next`, `ack`, `nack`, `in_progress`) go through `refrain_nats::jobs::JobConsumer`, the
+//! same consumer the nodes use (`refrain_inference::nats`).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::PullConsumer;
-use async_nats::jetstream::stream::LastRawMessageErrorKind;
-use async_nats::jetstream::{self, AckKind};
-use futures_util::StreamExt;
 use protocol::{JobId, JobRecord, SongRef, StyleSpec};
+use refrain_nats::jobs::{self, JobConsumer};
 use tokio_util::sync::CancellationToken;
 
-use super::{Delivery, Queue, QueueError};
+use super::{Delivery, Queue, QueueError, QueueItem};
 use crate::blobs::BlobStore;
 use crate::distributed::objects::Bucket;
 use crate::distributed::wire::{self, JobMessage};
-use crate::distributed::{publish_durable, retry, DistributedError, JetStream, Role};
+use crate::distributed::{publish_durable, retry, DistributedError, JetStream, NatsError, Role};
 use crate::outputs::OutputStore;
 use crate::store::JobStore;
 
-/// Consecutive pull errors after which the consumer is looked up again.
-const RECREATE_AFTER: u32 = 3;
 /// How long `enqueue` keeps trying to reach the server before the submission fails.
 const ENQUEUE_DEADLINE: Duration = Duration::from_secs(15);
 
@@ -52,6 +35,12 @@ impl From<DistributedError> for QueueError {
             DistributedError::Store(e) => QueueError::Store(e),
             other => QueueError::Backend(other.to_string()),
         }
+    }
+}
+
+impl From<NatsError> for QueueError {
+    fn from(e: NatsError) -> QueueError {
+        QueueError::Backend(e.to_string())
     }
 }
 
@@ -66,19 +55,21 @@ struct Inputs {
 /// The JetStream work queue.
 pub struct NatsQueue {
     js: JetStream,
-    role: Role,
-    inputs: Option<Inputs>,
-    consumer: tokio::sync::Mutex<Option<PullConsumer>>,
-    errors: AtomicU32,
-    held: Mutex<HashMap<u64, jetstream::Message>>,
-    next_handle: AtomicU64,
+    jobs: JobConsumer,
+    inputs: Inputs,
 }
 
 impl std::fmt::Debug for NatsQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsQueue")
-            .field("role", &self.role)
-            .finish_non_exhaustive()
+        f.debug_struct("NatsQueue").finish_non_exhaustive()
+    }
+}
+
+fn to_nats(d: &Delivery) -> jobs::Delivery {
+    jobs::Delivery {
+        id: d.id.clone(),
+        delivered: d.delivered,
+        handle: d.handle,
     }
 }
 
@@ -90,31 +81,14 @@ impl NatsQueue {
         blobs: BlobStore,
         outputs: OutputStore,
     ) -> NatsQueue {
-        NatsQueue::new(
+        NatsQueue {
+            jobs: JobConsumer::new(js.clone(), Role::Orchestrator),
             js,
-            Role::Orchestrator,
-            Some(Inputs {
+            inputs: Inputs {
                 store,
                 blobs,
                 outputs,
-            }),
-        )
-    }
-
-    /// A node's queue: takes jobs.
-    pub fn node(js: JetStream) -> NatsQueue {
-        NatsQueue::new(js, Role::Node, None)
-    }
-
-    fn new(js: JetStream, role: Role, inputs: Option<Inputs>) -> NatsQueue {
-        NatsQueue {
-            js,
-            role,
-            inputs,
-            consumer: tokio::sync::Mutex::new(None),
-            errors: AtomicU32::new(0),
-            held: Mutex::new(HashMap::new()),
-            next_handle: AtomicU64::new(1),
+            },
         }
     }
 
@@ -122,160 +96,10 @@ impl NatsQueue {
         &self.js
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<u64, jetstream::Message>> {
-        // Only inserts and removes happen under the lock: a poisoned map is still consistent.
-        self.held.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The shared consumer, looked up once and again after repeated errors.
-    async fn consumer(&self) -> Result<PullConsumer, DistributedError> {
-        let mut slot = self.consumer.lock().await;
-        if self.errors.load(Ordering::SeqCst) >= RECREATE_AFTER {
-            tracing::warn!("looking up the jobs consumer again after repeated errors");
-            *slot = None;
-            self.errors.store(0, Ordering::SeqCst);
-        }
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
-        }
-        let what = format!("consumer {}", wire::JOBS_CONSUMER);
-        let consumer: PullConsumer = match self.role {
-            Role::Orchestrator => self
-                .js
-                .jobs
-                .get_consumer(wire::JOBS_CONSUMER)
-                .await
-                .map_err(|e| DistributedError::js(&what, e))?,
-            Role::Node => self
-                .js
-                .jobs
-                .get_or_create_consumer(wire::JOBS_CONSUMER, self.js.settings.jobs_consumer())
-                .await
-                .map_err(|e| DistributedError::js(&what, e))?,
-        };
-        *slot = Some(consumer.clone());
-        Ok(consumer)
-    }
-
-    fn failed(&self, e: DistributedError) -> DistributedError {
-        self.errors.fetch_add(1, Ordering::SeqCst);
-        e
-    }
-
-    /// `ack_wait` and `max_deliver` as the server has them now (they may have been changed by
-    /// the orchestrator after this node started).
-    pub async fn delivery_limits(&self) -> Result<(Duration, u32), DistributedError> {
-        let info = self
-            .js
-            .jobs
-            .consumer_info(wire::JOBS_CONSUMER)
-            .await
-            .map_err(|e| {
-                DistributedError::js(format!("consumer {} info", wire::JOBS_CONSUMER), e)
-            })?;
-        let max_deliver = u32::try_from(info.config.max_deliver).unwrap_or(u32::MAX);
-        Ok((
-            info.config.ack_wait,
-            if max_deliver == 0 {
-                u32::MAX
-            } else {
-                max_deliver
-            },
-        ))
-    }
-
-    /// Waits up to `nats.fetch_expires_seconds` for one job. `None` when none came (or an
-    /// undecodable message was terminated).
-    pub async fn take(&self) -> Result<Option<(Delivery, JobMessage)>, DistributedError> {
-        let consumer = self.consumer().await.map_err(|e| self.failed(e))?;
-        let mut batch = consumer
-            .batch()
-            .max_messages(1)
-            .expires(self.js.settings.fetch_expires())
-            .messages()
-            .await
-            .map_err(|e| self.failed(DistributedError::js("pull request", e)))?;
-        let message = match batch.next().await {
-            None => {
-                self.errors.store(0, Ordering::SeqCst);
-                return Ok(None);
-            }
-            Some(Err(e)) => return Err(self.failed(DistributedError::js("pull", e))),
-            Some(Ok(m)) => m,
-        };
-        self.errors.store(0, Ordering::SeqCst);
-        let delivered = match message.info() {
-            Ok(info) => u32::try_from(info.delivered).unwrap_or(u32::MAX).max(1),
-            Err(e) => {
-                tracing::error!(subject = %message.subject, error = %e, "a job message without delivery info; giving it back");
-                let _ = message
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                    .await;
-                return Ok(None);
-            }
-        };
-        let job: JobMessage = match serde_json::from_slice(&message.payload) {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::error!(subject = %message.subject, error = %e, "an undecodable job message; terminating it");
-                if let Err(e) = message.double_ack_with(AckKind::Term).await {
-                    tracing::warn!(error = %e, "cannot terminate the undecodable message");
-                }
-                return Ok(None);
-            }
-        };
-        let handle = self.next_handle.fetch_add(1, Ordering::SeqCst);
-        self.held().insert(handle, message);
-        Ok(Some((
-            Delivery {
-                id: job.id.clone(),
-                delivered,
-                handle,
-            },
-            job,
-        )))
-    }
-
-    fn message(&self, delivery: &Delivery) -> Option<jetstream::Message> {
-        self.held().get(&delivery.handle).cloned()
-    }
-
-    async fn settle(&self, delivery: &Delivery, kind: AckKind) -> Result<(), QueueError> {
-        let Some(message) = self.message(delivery) else {
-            tracing::debug!(job = %delivery.id, handle = delivery.handle, "ignoring a stale ack");
-            return Ok(());
-        };
-        message
-            .double_ack_with(kind)
-            .await
-            .map_err(|e| QueueError::Backend(format!("acknowledging job {}: {e}", delivery.id)))?;
-        self.held().remove(&delivery.handle);
-        Ok(())
-    }
-
-    /// Stops redelivery of a job that cannot succeed (after its failure was reported).
-    pub async fn term(&self, delivery: &Delivery) -> Result<(), QueueError> {
-        self.settle(delivery, AckKind::Term).await
-    }
-
-    /// Forgets a delivery without telling the server (it comes back after `ack_wait`).
-    pub fn release(&self, delivery: &Delivery) {
-        self.held().remove(&delivery.handle);
-    }
-
     /// Whether the stream still holds a message of this job (waiting, in flight, or out of
     /// deliveries).
     pub async fn holds(&self, id: &JobId) -> Result<bool, DistributedError> {
-        match self
-            .js
-            .jobs
-            .get_last_raw_message_by_subject(&wire::job_subject(id))
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(false),
-            Err(e) => Err(DistributedError::js(format!("looking up job {id}"), e)),
-        }
+        Ok(self.jobs.holds(id).await?)
     }
 
     /// Puts the files a job names into the inputs bucket.
@@ -357,18 +181,14 @@ impl NatsQueue {
 
 #[async_trait::async_trait]
 impl Queue for NatsQueue {
-    async fn enqueue(&self, id: &JobId) -> Result<(), QueueError> {
-        let Some(inputs) = &self.inputs else {
-            return Err(QueueError::Backend(
-                "only the orchestrator publishes jobs".into(),
-            ));
-        };
+    async fn enqueue(&self, item: &QueueItem) -> Result<(), QueueError> {
+        let id = &item.id;
         let never = CancellationToken::new();
         retry(
             &format!("publishing job {id}"),
             &never,
             Some(ENQUEUE_DEADLINE),
-            || self.publish(inputs, id),
+            || self.publish(&self.inputs, id),
         )
         .await
         .map_err(QueueError::from)
@@ -376,38 +196,62 @@ impl Queue for NatsQueue {
 
     async fn next(&self) -> Result<Delivery, QueueError> {
         loop {
-            if let Some((delivery, _)) = self.take().await? {
-                return Ok(delivery);
+            if let Some((delivery, _)) = self.jobs.take().await? {
+                return Ok(Delivery {
+                    id: delivery.id,
+                    delivered: delivery.delivered,
+                    handle: delivery.handle,
+                });
             }
         }
     }
 
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
-        self.settle(delivery, AckKind::Ack).await
+        Ok(self.jobs.ack(&to_nats(delivery)).await?)
     }
 
     async fn nack(&self, delivery: &Delivery, delay: Duration) -> Result<(), QueueError> {
-        let kind = AckKind::Nak((!delay.is_zero()).then_some(delay));
-        self.settle(delivery, kind).await
+        Ok(self.jobs.nack(&to_nats(delivery), delay).await?)
     }
 
     async fn in_progress(&self, delivery: &Delivery) -> Result<(), QueueError> {
-        let Some(message) = self.message(delivery) else {
-            return Ok(());
-        };
-        message.ack_with(AckKind::Progress).await.map_err(|e| {
-            QueueError::Backend(format!("in-progress ack of job {}: {e}", delivery.id))
-        })
+        Ok(self.jobs.in_progress(&to_nats(delivery)).await?)
     }
 
     async fn depth(&self) -> Result<usize, QueueError> {
-        let info = self
-            .js
-            .jobs
-            .consumer_info(wire::JOBS_CONSUMER)
+        Ok(self.jobs.depth().await?)
+    }
+
+    /// Deletes the job's message from the work queue (a waiting one never reaches a node; one
+    /// in flight cannot be acked any more), then tells every node on `refrain.cancel.<id>`:
+    /// the node running it stops between two steps, reports `cancelled` and terminates it. A
+    /// node that misses the notice finishes the job and its result is ignored (the job is
+    /// terminal).
+    async fn cancel(&self, id: &JobId) -> Result<(), QueueError> {
+        let js = self.jetstream();
+        let subject = wire::job_subject(id);
+        match js.jobs.get_last_raw_message_by_subject(&subject).await {
+            Ok(message) => {
+                if let Err(e) = js.jobs.delete_message(message.sequence).await {
+                    tracing::debug!(job = %id, error = %e, "job message already gone");
+                }
+            }
+            Err(e) => tracing::debug!(job = %id, error = %e, "no job message to delete"),
+        }
+        js.client
+            .publish(wire::cancel_subject(id), bytes::Bytes::new())
             .await
-            .map_err(|e| QueueError::Backend(format!("consumer info: {e}")))?;
-        Ok(usize::try_from(info.num_pending).unwrap_or(usize::MAX))
+            .map_err(|e| QueueError::Backend(format!("publishing the cancel of {id}: {e}")))?;
+        js.client
+            .flush()
+            .await
+            .map_err(|e| QueueError::Backend(format!("publishing the cancel of {id}: {e}")))?;
+        Ok(())
+    }
+
+    /// JetStream hands jobs out in publication order; the orchestrator estimates from the store.
+    async fn position(&self, _id: &JobId) -> Result<Option<usize>, QueueError> {
+        Ok(None)
     }
 
     fn backend(&self) -> &'static str {

@@ -15,15 +15,23 @@
 //!   `flush_async` before the call returns; only progress updates are left to the background
 //!   flush (they are advisory, and the next stage change flushes them).
 //!
+//! - Every change of a record appends the job's next [`JobEvent`] to the outbox (tree
+//!   `job_events`, see [`outbox`]) in the same transaction, with `event_seq` of the record as
+//!   its sequence number: the outbox can never disagree with the record, and a subscriber that
+//!   resumes from a sequence number reads exactly what it missed.
+//!
+//! Only [`crate::jobs::Lifecycle`] calls [`JobStore::insert`] and [`JobStore::transition`].
+//!
 //! All sled-specific code of the job store lives here; `EmbeddedQueue` shares the same
 //! `sled::Db` (see [`JobStore::db`]) so that one flush covers both.
 
 mod keys;
+mod outbox;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use protocol::{JobId, JobRecord, JobState, ProgressEvent};
+use protocol::{JobEvent, JobEventKind, JobId, JobRecord, JobState};
 use sled::transaction::{abort, TransactionError};
 use sled::{IVec, Transactional, Tree};
 
@@ -57,6 +65,7 @@ pub struct JobStore {
     by_state: Tree,
     by_created: Tree,
     by_file: Tree,
+    events: Tree,
     /// Serialises read-check-write sequences of this process (never held across an await).
     writer: Arc<Mutex<()>>,
 }
@@ -79,6 +88,7 @@ const JOBS: &str = "jobs";
 const BY_STATE: &str = "jobs_by_state";
 const BY_CREATED: &str = "jobs_by_created";
 const BY_FILE: &str = "jobs_by_file";
+const EVENTS: &str = "job_events";
 
 impl JobStore {
     /// Opens (or creates) the store at `path`. sled takes an exclusive lock on the directory:
@@ -95,6 +105,7 @@ impl JobStore {
             by_state: db.open_tree(BY_STATE)?,
             by_created: db.open_tree(BY_CREATED)?,
             by_file: db.open_tree(BY_FILE)?,
+            events: db.open_tree(EVENTS)?,
             db,
             writer: Arc::new(Mutex::new(())),
         })
@@ -119,10 +130,20 @@ impl JobStore {
         Ok(())
     }
 
-    /// Inserts a new record (state Queued, attempt 1) and its indexes in one sled transaction,
-    /// then flushes. A record that is not Queued with attempt 1, an id that exists or a result
-    /// file name that is taken is a `Conflict` (nothing written).
-    pub async fn insert(&self, record: &JobRecord) -> Result<(), StoreError> {
+    /// Inserts a new record (state Queued, attempt 1), its indexes and its first outbox event
+    /// (`queued`, seq 1) in one sled transaction, then flushes. A record that is not Queued with
+    /// attempt 1, an id that exists or a result file name that is taken is a `Conflict`
+    /// (nothing written).
+    pub async fn insert(
+        &self,
+        record: &mut JobRecord,
+        queue_position: Option<usize>,
+    ) -> Result<JobEvent, StoreError> {
+        record.event_seq = 1;
+        let mut event = JobEvent::of(record, JobEventKind::Queued, record.created_ms);
+        event.queue_position = queue_position;
+        let event_bytes = outbox::encode(&event)?;
+        let event_key = outbox::key(&record.id, 1);
         if record.state != JobState::Queued || record.attempt != 1 {
             return Err(StoreError::Conflict {
                 id: record.id.clone(),
@@ -137,8 +158,14 @@ impl JobStore {
         let file_key = keys::file_key(record);
         {
             let _writer = self.lock();
-            (&self.jobs, &self.by_state, &self.by_created, &self.by_file)
-                .transaction(|(jobs, by_state, by_created, by_file)| {
+            (
+                &self.jobs,
+                &self.by_state,
+                &self.by_created,
+                &self.by_file,
+                &self.events,
+            )
+                .transaction(|(jobs, by_state, by_created, by_file, events)| {
                     if let Some(existing) = jobs.get(id)? {
                         let found = decode(id, &existing)
                             .map(|r| format!("an existing job, {}", describe(&r)))
@@ -160,11 +187,13 @@ impl JobStore {
                     by_state.insert(state_key.as_slice(), id)?;
                     by_created.insert(created_key.as_slice(), id)?;
                     by_file.insert(file_key.as_bytes(), id)?;
+                    events.insert(event_key.as_slice(), event_bytes.as_slice())?;
                     Ok(())
                 })
                 .map_err(from_tx)?;
         }
-        self.flush().await
+        self.flush().await?;
+        Ok(event)
     }
 
     /// The record of `id`, if any.
@@ -188,22 +217,29 @@ impl JobStore {
     }
 
     /// The compare-and-swap. Applies `f` to the record only if its state is `from` and (when
-    /// given) its attempt is `attempt`; checks `from.can_become(new state)`; writes the record
-    /// and its state index in one transaction; sets `updated_ms`; flushes; returns the new
-    /// record. Any mismatch is `StoreError::Conflict` and nothing is written.
+    /// given) its attempt is `attempt`; checks that `from` may become the new state (a
+    /// `Progress` event keeps the state); writes the record, its state index and the job's next
+    /// outbox event (`kind`, seq = `event_seq + 1`) in one transaction; sets `updated_ms`;
+    /// flushes when `durable`; returns the new record and its event. Any mismatch is
+    /// `StoreError::Conflict` and nothing is written.
     ///
     /// Besides what `f` does, the store also: sets `started_ms` when the job becomes Running
     /// (unless `f` set it), sets `finished_ms` when it becomes terminal (unless `f` did), and
-    /// clears `progress` when it goes back to Queued. `f` must not change `id`, `created_ms`
-    /// or `spec.output_subdir` (the indexes hang on them): that is `StoreError::Transaction`.
+    /// clears `progress` when it goes back to Queued. `f` must not change `id`, `created_ms`,
+    /// `event_seq` or `spec.output_subdir` (the indexes hang on them): that is
+    /// `StoreError::Transaction`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn transition(
         &self,
         id: &JobId,
         from: JobState,
         attempt: Option<u32>,
+        kind: JobEventKind,
+        queue_position: Option<usize>,
+        durable: bool,
         f: impl FnOnce(&mut JobRecord) + Send,
-    ) -> Result<JobRecord, StoreError> {
-        let record = {
+    ) -> Result<(JobRecord, JobEvent), StoreError> {
+        let changed = {
             let _writer = self.lock();
             let key = id.as_str().as_bytes();
             let Some(old_bytes) = self.jobs.get(key)? else {
@@ -221,22 +257,34 @@ impl JobStore {
             f(&mut new);
             if new.id != old.id
                 || new.created_ms != old.created_ms
+                || new.event_seq != old.event_seq
                 || new.spec.output_subdir != old.spec.output_subdir
             {
                 return Err(StoreError::Transaction(format!(
-                    "job {id}: a transition may not change the id, created_ms or output_subdir"
+                    "job {id}: a transition may not change the id, created_ms, event_seq or \
+                     output_subdir"
                 )));
             }
-            if !from.can_become(new.state) {
+            let allowed = if kind == JobEventKind::Progress {
+                new.state == from
+            } else {
+                from.can_become(new.state)
+            };
+            if !allowed {
                 return Err(StoreError::Conflict {
                     id: id.clone(),
-                    expected: format!("a state that {from} may become"),
+                    expected: format!("a state that {from} may become by {}", kind.as_str()),
                     found: new.state.to_string(),
                 });
             }
             let now = now_ms();
-            new.updated_ms = now;
-            if new.state == JobState::Running && new.started_ms == old.started_ms {
+            if kind != JobEventKind::Progress {
+                new.updated_ms = now;
+            }
+            if new.state == JobState::Running
+                && old.state != JobState::Running
+                && new.started_ms == old.started_ms
+            {
                 new.started_ms = Some(now);
             }
             if new.state.is_terminal() && new.finished_ms.is_none() {
@@ -245,28 +293,36 @@ impl JobStore {
             if new.state == JobState::Queued {
                 new.progress = None;
             }
-            self.replace_locked(&old_bytes, &old, &new)?;
-            new
+            new.event_seq = old.event_seq + 1;
+            let mut event = JobEvent::of(&new, kind, now);
+            event.queue_position = queue_position;
+            self.replace_locked(&old_bytes, &old, &new, &event)?;
+            (new, event)
         };
-        self.flush().await?;
-        Ok(record)
+        if durable {
+            self.flush().await?;
+        }
+        Ok(changed)
     }
 
     /// Replaces `old` (whose stored bytes were `old_bytes`) by `new`, moving its state index
-    /// entry, in one transaction that re-checks the stored bytes. Call with the writer lock
-    /// held; `new` keeps `old`'s id and created_ms.
+    /// entry and appending `event` to the outbox, in one transaction that re-checks the stored
+    /// bytes. Call with the writer lock held; `new` keeps `old`'s id and created_ms.
     fn replace_locked(
         &self,
         old_bytes: &IVec,
         old: &JobRecord,
         new: &JobRecord,
+        event: &JobEvent,
     ) -> Result<(), StoreError> {
         let key = old.id.as_str().as_bytes();
         let new_bytes = encode(new)?;
+        let event_bytes = outbox::encode(event)?;
+        let event_key = outbox::key(&new.id, event.seq);
         let old_state_key = keys::state_key(old.state, old.created_ms, &old.id);
         let new_state_key = keys::state_key(new.state, new.created_ms, &new.id);
-        (&self.jobs, &self.by_state)
-            .transaction(|(jobs, by_state)| {
+        (&self.jobs, &self.by_state, &self.events)
+            .transaction(|(jobs, by_state, events)| {
                 let current = jobs.get(key)?;
                 if current.as_ref() != Some(old_bytes) {
                     let found = match &current {
@@ -282,6 +338,7 @@ impl JobStore {
                     });
                 }
                 jobs.insert(key, new_bytes.as_slice())?;
+                events.insert(event_key.as_slice(), event_bytes.as_slice())?;
                 if old_state_key != new_state_key {
                     by_state.remove(old_state_key.as_slice())?;
                     by_state.insert(new_state_key.as_slice(), key)?;
@@ -291,76 +348,10 @@ impl JobStore {
             .map_err(from_tx)
     }
 
-    /// Stores the latest progress event of attempt `attempt` when the record is Running with
-    /// that attempt; otherwise (other state, other attempt, no such job) a no-op returning
-    /// `Ok(false)`. Not flushed: progress is advisory, callers flush on stage changes with
-    /// [`JobStore::flush`]. `updated_ms` is left alone (it tracks state changes).
-    pub fn set_progress(
-        &self,
-        id: &JobId,
-        attempt: u32,
-        event: &ProgressEvent,
-    ) -> Result<bool, StoreError> {
-        let _writer = self.lock();
-        let key = id.as_str().as_bytes();
-        let Some(bytes) = self.jobs.get(key)? else {
-            return Ok(false);
-        };
-        let mut record = decode(key, &bytes)?;
-        if record.state != JobState::Running || record.attempt != attempt {
-            return Ok(false);
-        }
-        record.progress = Some(event.clone());
-        let new_bytes = encode(&record)?;
-        // Only the record changes (no index), and the writer lock orders this with every
-        // other write of this process, so a plain compare-and-swap is enough.
-        match self
-            .jobs
-            .compare_and_swap(key, Some(&bytes), Some(new_bytes))?
-        {
-            Ok(()) => Ok(true),
-            Err(_) => Ok(false),
-        }
-    }
-
-    /// Crash recovery at startup: every Running job goes back to Queued with attempt + 1 (its
-    /// progress and `started_ms` cleared), or to Failed (error "gave up after N attempts")
-    /// when its attempt is already `max_attempts` or more. Flushes. Returns the requeued
-    /// records (oldest first); the caller makes sure the queue holds them.
-    pub async fn recover(&self, max_attempts: u32) -> Result<Vec<JobRecord>, StoreError> {
-        let mut requeued = Vec::new();
-        {
-            let _writer = self.lock();
-            for id in self.ids_in_state(JobState::Running)? {
-                let key = id.as_str().as_bytes();
-                let Some(old_bytes) = self.jobs.get(key)? else {
-                    continue;
-                };
-                let old = decode(key, &old_bytes)?;
-                if old.state != JobState::Running {
-                    continue;
-                }
-                let now = now_ms();
-                let mut new = old.clone();
-                new.updated_ms = now;
-                if old.attempt >= max_attempts {
-                    new.state = JobState::Failed;
-                    new.error = Some(format!("gave up after {} attempts", old.attempt));
-                    new.finished_ms = Some(now);
-                } else {
-                    new.state = JobState::Queued;
-                    new.attempt = old.attempt + 1;
-                    new.progress = None;
-                    new.started_ms = None;
-                }
-                self.replace_locked(&old_bytes, &old, &new)?;
-                if new.state == JobState::Queued {
-                    requeued.push(new);
-                }
-            }
-        }
-        self.flush().await?;
-        Ok(requeued)
+    /// The outbox events of `id` with a sequence number above `after`, in order (all of them
+    /// for `after = 0`). Empty once the job is deleted.
+    pub fn events_after(&self, id: &JobId, after: u64) -> Result<Vec<JobEvent>, StoreError> {
+        outbox::read_after(&self.events, id, after)
     }
 
     /// Ids in a state, oldest first (by created_ms, then id).
@@ -404,6 +395,19 @@ impl JobStore {
             ahead += 1;
         }
         Ok(Some(ahead))
+    }
+
+    /// Records created at or after `since_ms` (creation order).
+    pub fn created_since(&self, since_ms: u64) -> Result<Vec<JobRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.by_created.range(since_ms.to_be_bytes().to_vec()..) {
+            let (key, value) = item?;
+            let id = keys::id_value(BY_CREATED, &key, &value)?;
+            if let Some(record) = self.get(&id)? {
+                out.push(record);
+            }
+        }
+        Ok(out)
     }
 
     /// The most recently created records first, up to `limit`.
@@ -455,7 +459,7 @@ impl JobStore {
         })
     }
 
-    /// Deletes a record and all its index entries (one transaction), then flushes. A record
+    /// Deletes a record, all its index entries and its outbox (one transaction), then flushes. A record
     /// that no longer decodes is deleted too (its index entries are found by value).
     pub async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
         {
@@ -480,8 +484,15 @@ impl JobStore {
                 }
             };
             let [state_keys, created_keys, file_keys] = &index_keys;
-            (&self.jobs, &self.by_state, &self.by_created, &self.by_file)
-                .transaction(|(jobs, by_state, by_created, by_file)| {
+            let event_keys = outbox::keys_of(&self.events, id)?;
+            (
+                &self.jobs,
+                &self.by_state,
+                &self.by_created,
+                &self.by_file,
+                &self.events,
+            )
+                .transaction(|(jobs, by_state, by_created, by_file, events)| {
                     if jobs.get(key)?.as_ref() != Some(&bytes) {
                         return abort(StoreError::Transaction(format!(
                             "job {id} changed while being deleted"
@@ -493,6 +504,9 @@ impl JobStore {
                     }
                     for k in created_keys {
                         by_created.remove(k.as_slice())?;
+                    }
+                    for k in &event_keys {
+                        events.remove(k.as_slice())?;
                     }
                     for k in file_keys {
                         // Only if it still points to this job.

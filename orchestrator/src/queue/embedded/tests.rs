@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::JobId;
+use protocol::{JobId, Owner, Priority};
 
 use super::*;
 
@@ -42,7 +42,7 @@ async fn fifo_and_depth() {
     let q = EmbeddedQueue::open(&open_db(&dir)).unwrap();
     assert_eq!(q.backend(), "embedded");
     for n in 0..5 {
-        q.enqueue(&id(n)).await.unwrap();
+        q.enqueue(&QueueItem::plain(&id(n))).await.unwrap();
     }
     assert_eq!(q.depth().await.unwrap(), 5);
     let mut got = Vec::new();
@@ -97,7 +97,7 @@ async fn each_message_goes_to_exactly_one_consumer() {
         let q = q.clone();
         tokio::spawn(async move {
             for n in 0..MESSAGES {
-                q.enqueue(&id(n)).await.unwrap();
+                q.enqueue(&QueueItem::plain(&id(n))).await.unwrap();
                 if n % 16 == 0 {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
@@ -128,7 +128,7 @@ async fn each_message_goes_to_exactly_one_consumer() {
 async fn nack_redelivers_with_a_higher_count() {
     let dir = tempfile::tempdir().unwrap();
     let q = EmbeddedQueue::open(&open_db(&dir)).unwrap();
-    q.enqueue(&id(1)).await.unwrap();
+    q.enqueue(&QueueItem::plain(&id(1))).await.unwrap();
     let first = next_soon(&q).await;
     assert_eq!(q.depth().await.unwrap(), 0);
     q.nack(&first, Duration::ZERO).await.unwrap();
@@ -145,7 +145,7 @@ async fn nack_redelivers_with_a_higher_count() {
     // With a delay: not before it is over, and a newer message is not held up meanwhile.
     let started = Instant::now();
     q.nack(&second, Duration::from_millis(300)).await.unwrap();
-    q.enqueue(&id(2)).await.unwrap();
+    q.enqueue(&QueueItem::plain(&id(2))).await.unwrap();
     let other = next_soon(&q).await;
     assert_eq!(other.id, id(2));
     let third = next_soon(&q).await;
@@ -160,7 +160,7 @@ async fn nack_redelivers_with_a_higher_count() {
     assert_eq!(q.depth().await.unwrap(), 0);
 
     // After an ack the count starts again.
-    q.enqueue(&id(1)).await.unwrap();
+    q.enqueue(&QueueItem::plain(&id(1))).await.unwrap();
     assert_eq!(next_soon(&q).await.delivered, 1);
 }
 
@@ -171,7 +171,7 @@ async fn unacked_messages_come_back_after_a_restart() {
         let db = open_db(&dir);
         let q = EmbeddedQueue::open(&db).unwrap();
         for n in 0..4 {
-            q.enqueue(&id(n)).await.unwrap();
+            q.enqueue(&QueueItem::plain(&id(n))).await.unwrap();
         }
         let a = next_soon(&q).await;
         let b = next_soon(&q).await;
@@ -196,7 +196,7 @@ async fn unacked_messages_come_back_after_a_restart() {
     assert_eq!((d.id.clone(), d.delivered), (id(3), 1));
     // Keys keep increasing across the restart: a new message goes to the back.
     q.nack(&b, Duration::ZERO).await.unwrap();
-    q.enqueue(&id(9)).await.unwrap();
+    q.enqueue(&QueueItem::plain(&id(9))).await.unwrap();
     assert_eq!(next_soon(&q).await.id, id(1));
     assert_eq!(next_soon(&q).await.id, id(9));
 }
@@ -205,14 +205,14 @@ async fn unacked_messages_come_back_after_a_restart() {
 async fn enqueue_deduplicates() {
     let dir = tempfile::tempdir().unwrap();
     let q = EmbeddedQueue::open(&open_db(&dir)).unwrap();
-    q.enqueue(&id(1)).await.unwrap();
-    q.enqueue(&id(1)).await.unwrap();
+    q.enqueue(&QueueItem::plain(&id(1))).await.unwrap();
+    q.enqueue(&QueueItem::plain(&id(1))).await.unwrap();
     assert_eq!(q.depth().await.unwrap(), 1);
     let d = next_soon(&q).await;
-    q.enqueue(&id(1)).await.unwrap();
+    q.enqueue(&QueueItem::plain(&id(1))).await.unwrap();
     assert_eq!(q.depth().await.unwrap(), 0, "in flight: no second copy");
     q.ack(&d).await.unwrap();
-    q.enqueue(&id(1)).await.unwrap();
+    q.enqueue(&QueueItem::plain(&id(1))).await.unwrap();
     assert_eq!(q.depth().await.unwrap(), 1, "acked: may be queued again");
 }
 
@@ -225,7 +225,7 @@ async fn a_dropped_next_loses_nothing() {
         d = q.next() => panic!("unexpected {d:?}"),
         _ = tokio::time::sleep(Duration::from_millis(20)) => {}
     }
-    q.enqueue(&id(1)).await.unwrap();
+    q.enqueue(&QueueItem::plain(&id(1))).await.unwrap();
     assert_eq!(next_soon(&q).await.id, id(1));
 
     // A consumer that keeps abandoning next() while a producer runs gets every message once.
@@ -234,7 +234,7 @@ async fn a_dropped_next_loses_nothing() {
         let q = q.clone();
         tokio::spawn(async move {
             for n in 100..100 + N {
-                q.enqueue(&id(n)).await.unwrap();
+                q.enqueue(&QueueItem::plain(&id(n))).await.unwrap();
                 tokio::task::yield_now().await;
             }
         })
@@ -270,7 +270,10 @@ async fn close_wakes_waiters() {
         .unwrap()
         .unwrap();
     assert!(matches!(r, Err(QueueError::Closed)));
-    assert!(matches!(q.enqueue(&id(1)).await, Err(QueueError::Closed)));
+    assert!(matches!(
+        q.enqueue(&QueueItem::plain(&id(1))).await,
+        Err(QueueError::Closed)
+    ));
 }
 
 #[tokio::test]
@@ -278,6 +281,103 @@ async fn shares_the_store_database() {
     let dir = tempfile::tempdir().unwrap();
     let store = crate::store::JobStore::open(&dir.path().join("jobs.sled")).unwrap();
     let q = EmbeddedQueue::open(store.db()).unwrap();
-    q.enqueue(&id(1)).await.unwrap();
+    q.enqueue(&QueueItem::plain(&id(1))).await.unwrap();
     assert_eq!(next_soon(&q).await.id, id(1));
+}
+
+fn owned(n: u32, owner: &str, priority: Priority) -> QueueItem {
+    QueueItem {
+        id: id(n),
+        owner: Owner::new("key", owner),
+        priority,
+    }
+}
+
+#[tokio::test]
+async fn owners_take_turns_and_people_go_before_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = EmbeddedQueue::open(&open_db(&dir)).unwrap();
+    // A schedule's batch, then one owner's 50 jobs, then another owner's single job.
+    for n in 0..3 {
+        q.enqueue(&owned(1000 + n, "cron", Priority::Batch))
+            .await
+            .unwrap();
+    }
+    for n in 0..50 {
+        q.enqueue(&owned(n, "alice", Priority::Interactive))
+            .await
+            .unwrap();
+    }
+    q.enqueue(&owned(500, "bob", Priority::Interactive))
+        .await
+        .unwrap();
+
+    // Bob's single job is estimated second and handed out second, not 51st.
+    assert_eq!(q.position(&id(0)).await.unwrap(), Some(0));
+    assert_eq!(q.position(&id(500)).await.unwrap(), Some(1));
+    assert_eq!(q.position(&id(1)).await.unwrap(), Some(2));
+    assert_eq!(q.position(&id(1000)).await.unwrap(), Some(51));
+
+    let mut order = Vec::new();
+    for _ in 0..54 {
+        let d = next_soon(&q).await;
+        order.push(d.id.clone());
+        q.ack(&d).await.unwrap();
+    }
+    assert_eq!(order[0], id(0));
+    assert_eq!(
+        order[1],
+        id(500),
+        "the single job of another owner goes next"
+    );
+    // Alice's jobs stay in her order; the batch comes last, in its order.
+    let alice: Vec<_> = order.iter().filter(|i| **i < id(50)).cloned().collect();
+    assert_eq!(alice, (0..50).map(id).collect::<Vec<_>>());
+    assert_eq!(&order[51..], &[id(1000), id(1001), id(1002)]);
+}
+
+#[tokio::test]
+async fn an_owner_with_a_job_in_flight_waits_behind_idle_owners() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = EmbeddedQueue::open(&open_db(&dir)).unwrap();
+    for n in 0..3 {
+        q.enqueue(&owned(n, "alice", Priority::Interactive))
+            .await
+            .unwrap();
+    }
+    let first = next_soon(&q).await;
+    assert_eq!(first.id, id(0));
+    q.enqueue(&owned(10, "bob", Priority::Interactive))
+        .await
+        .unwrap();
+    q.enqueue(&owned(11, "carol", Priority::Interactive))
+        .await
+        .unwrap();
+    // Alice has a job running: bob and carol go first, then alice again.
+    let (a, b) = (next_soon(&q).await, next_soon(&q).await);
+    assert_eq!([a.id.clone(), b.id.clone()], [id(10), id(11)]);
+    assert_eq!(next_soon(&q).await.id, id(1));
+}
+
+#[tokio::test]
+async fn cancel_removes_a_waiting_message_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(&dir);
+    {
+        let q = EmbeddedQueue::open(&db).unwrap();
+        for n in 0..3 {
+            q.enqueue(&QueueItem::plain(&id(n))).await.unwrap();
+        }
+        let held = next_soon(&q).await;
+        q.cancel(&id(1)).await.unwrap();
+        // One in flight is left to its holder.
+        q.cancel(&held.id).await.unwrap();
+        assert_eq!(q.depth().await.unwrap(), 1);
+        assert_eq!(q.position(&id(1)).await.unwrap(), None);
+    }
+    // A queue opened again from the tree (as after a restart) holds the other two.
+    let q = EmbeddedQueue::open(&db).unwrap();
+    let mut left = vec![next_soon(&q).await.id, next_soon(&q).await.id];
+    left.sort();
+    assert_eq!(left, vec![id(0), id(2)]);
 }

@@ -8,9 +8,10 @@
 //! | node events ([`NodeEvent`]) | `refrain.events.<id>` in stream `REFRAIN_EVENTS` | JetStream, consumed by the orchestrator |
 //! | max-deliveries advisory | `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.REFRAIN_JOBS.refrain-nodes`, captured in `REFRAIN_EVENTS` | JetStream |
 //! | progress ([`ProgressWire`]) | `refrain.progress.<id>` | core NATS |
+//! | cancel a job | `refrain.cancel.<id>` (empty payload; the node running it stops) | core NATS |
 //! | node heartbeat ([`NodeAnnouncement`]) | `refrain.nodes.<node>`; `refrain.registry.ping` asks every node to announce | core NATS |
 //! | inputs (uploads, earlier results) | bucket `refrain-inputs`, `<id>/<name>` | object store |
-//! | results | bucket `refrain-results`, `<id>/<attempt>-<node>.wav` | object store |
+//! | results | bucket `refrain-results`, `<id>/<attempt>-<node>-<variant>.wav` | object store |
 
 use protocol::{JobId, JobSpec, ProgressEvent};
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,8 @@ pub const NODES_PREFIX: &str = "refrain.nodes";
 pub const REGISTRY_PING: &str = "refrain.registry.ping";
 /// Core subject prefix of progress events.
 pub const PROGRESS_PREFIX: &str = "refrain.progress";
+/// Core subject prefix of job cancellations.
+pub const CANCEL_PREFIX: &str = "refrain.cancel";
 
 /// The advisory the server publishes when a job ran out of deliveries.
 pub fn max_deliveries_advisory() -> String {
@@ -56,6 +59,11 @@ pub fn event_subject(id: &JobId) -> String {
 /// The subject of a job's progress.
 pub fn progress_subject(id: &JobId) -> String {
     format!("{PROGRESS_PREFIX}.{id}")
+}
+
+/// The subject on which a job's cancellation is published (core NATS).
+pub fn cancel_subject(id: &JobId) -> String {
+    format!("{CANCEL_PREFIX}.{id}")
 }
 
 /// The subject of a node's heartbeats (node ids are made subject-safe).
@@ -86,10 +94,11 @@ pub fn earlier_result_name(source: &JobId) -> String {
     format!("output-{source}.wav")
 }
 
-/// Object name of the result of one attempt on one node (two nodes may run the same attempt
-/// after a server crash rewound the consumer: their WAVs must not overwrite each other).
-pub fn result_object(job: &JobId, attempt: u32, node: &str) -> String {
-    format!("{job}/{attempt}-{}.wav", subject_token(node))
+/// Object name of one variant (0-based) of the result of one attempt on one node (two nodes may
+/// run the same attempt after a server crash rewound the consumer: their WAVs must not
+/// overwrite each other).
+pub fn result_object(job: &JobId, attempt: u32, node: &str, variant: usize) -> String {
+    format!("{job}/{attempt}-{}-{variant}.wav", subject_token(node))
 }
 
 /// The message id of a node event: publishing it again (a retry after a lost ack) is dropped
@@ -143,16 +152,25 @@ pub struct NodeEvent {
 pub enum EventKind {
     /// The node took the job and starts running it.
     Started,
-    /// The WAV is in the results bucket under `object`.
+    /// The WAVs are in the results bucket, one object per variant (index 0 first).
     Succeeded {
-        object: String,
-        bytes: u64,
+        objects: Vec<ResultObject>,
         duration_seconds: f64,
     },
     /// The attempt failed and the job goes back to the queue (after a delay).
     Retrying { message: String },
     /// The job failed for good (invalid input, or out of attempts).
     Failed { message: String },
+    /// The job was cancelled while this node ran it; it does not run again.
+    Cancelled,
+}
+
+/// One stored result WAV.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultObject {
+    /// Object name in the results bucket.
+    pub object: String,
+    pub bytes: u64,
 }
 
 impl EventKind {
@@ -162,6 +180,7 @@ impl EventKind {
             EventKind::Succeeded { .. } => "succeeded",
             EventKind::Retrying { .. } => "retrying",
             EventKind::Failed { .. } => "failed",
+            EventKind::Cancelled => "cancelled",
         }
     }
 }
@@ -236,7 +255,11 @@ mod tests {
     fn names() {
         let id = JobId::from_bytes([0x1f; 16]);
         assert_eq!(job_subject(&id), format!("refrain.jobs.{id}"));
-        assert_eq!(result_object(&id, 2, "gpu/0"), format!("{id}/2-gpu_0.wav"));
+        assert_eq!(
+            result_object(&id, 2, "gpu/0", 1),
+            format!("{id}/2-gpu_0-1.wav")
+        );
+        assert_eq!(cancel_subject(&id), format!("refrain.cancel.{id}"));
         assert_eq!(
             node_subject("host.a/cuda:0/x"),
             "refrain.nodes.host_a_cuda_0_x"
@@ -255,8 +278,10 @@ mod tests {
             node: "n".into(),
             at_ms: 5,
             kind: EventKind::Succeeded {
-                object: "o".into(),
-                bytes: 10,
+                objects: vec![ResultObject {
+                    object: "o".into(),
+                    bytes: 10,
+                }],
                 duration_seconds: 95.0,
             },
         };

@@ -1,7 +1,7 @@
 //! The JetStream object store buckets that carry files between machines: `refrain-inputs`
 //! (what a job needs: uploads and earlier results, put by the orchestrator before the job is
-//! published) and `refrain-results` (the WAV of each attempt, put by the node before it reports
-//! success). Both live on the server's disk and expire after `nats.max_age_hours`; the
+//! published) and `refrain-results` (the WAVs of each attempt, one per variant, put by the
+//! node before it reports success). Both live on the server's disk and expire after `nats.max_age_hours`; the
 //! orchestrator deletes a job's objects once the job is finished. Reads verify the SHA-256
 //! digest the writer stored.
 
@@ -9,7 +9,7 @@ use async_nats::jetstream::object_store::{self, GetErrorKind, ObjectMetadata, Ob
 use async_nats::jetstream::{stream, Context};
 use tokio::io::AsyncReadExt;
 
-use super::{wire, DistributedError, Settings};
+use crate::{wire, NatsError, Settings};
 
 /// Which bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,12 +37,12 @@ pub struct Objects {
 
 impl Objects {
     /// Opens both buckets, creating those that are missing.
-    pub async fn setup(js: &Context, settings: &Settings) -> Result<Objects, DistributedError> {
+    pub async fn setup(js: &Context, settings: &Settings) -> Result<Objects, NatsError> {
         let open = |bucket: Bucket| async move {
             match js.get_object_store(bucket.name()).await {
                 Ok(store) => Ok(store),
-                Err(_) => {
-                    js.create_object_store(object_store::Config {
+                Err(_) => js
+                    .create_object_store(object_store::Config {
                         bucket: bucket.name().into(),
                         description: Some(match bucket {
                             Bucket::Inputs => {
@@ -55,8 +55,7 @@ impl Objects {
                         ..Default::default()
                     })
                     .await
-                    .map_err(|e| DistributedError::js(format!("object store {}", bucket.name()), e))
-                }
+                    .map_err(|e| NatsError::js(format!("object store {}", bucket.name()), e)),
             }
         };
         Ok(Objects {
@@ -74,12 +73,7 @@ impl Objects {
     }
 
     /// Stores `bytes` under `name` (replacing an object of that name).
-    pub async fn put(
-        &self,
-        bucket: Bucket,
-        name: &str,
-        bytes: &[u8],
-    ) -> Result<(), DistributedError> {
+    pub async fn put(&self, bucket: Bucket, name: &str, bytes: &[u8]) -> Result<(), NatsError> {
         let meta = ObjectMetadata {
             name: name.to_string(),
             chunk_size: Some(self.chunk),
@@ -89,7 +83,7 @@ impl Objects {
         self.store(bucket)
             .put(meta, &mut reader)
             .await
-            .map_err(|e| DistributedError::Object {
+            .map_err(|e| NatsError::Object {
                 bucket: bucket.name().into(),
                 name: name.into(),
                 message: e.to_string(),
@@ -98,17 +92,17 @@ impl Objects {
     }
 
     /// Reads a whole object (its digest is checked).
-    pub async fn get(&self, bucket: Bucket, name: &str) -> Result<Vec<u8>, DistributedError> {
+    pub async fn get(&self, bucket: Bucket, name: &str) -> Result<Vec<u8>, NatsError> {
         let mut object = match self.store(bucket).get(name).await {
             Ok(o) => o,
             Err(e) if e.kind() == GetErrorKind::NotFound => {
-                return Err(DistributedError::ObjectNotFound {
+                return Err(NatsError::ObjectNotFound {
                     bucket: bucket.name().into(),
                     name: name.into(),
                 })
             }
             Err(e) => {
-                return Err(DistributedError::Object {
+                return Err(NatsError::Object {
                     bucket: bucket.name().into(),
                     name: name.into(),
                     message: e.to_string(),
@@ -119,7 +113,7 @@ impl Objects {
         object
             .read_to_end(&mut bytes)
             .await
-            .map_err(|e| DistributedError::Object {
+            .map_err(|e| NatsError::Object {
                 bucket: bucket.name().into(),
                 name: name.into(),
                 message: e.to_string(),
@@ -128,11 +122,11 @@ impl Objects {
     }
 
     /// Deletes an object; one that does not exist is fine.
-    pub async fn delete(&self, bucket: Bucket, name: &str) -> Result<(), DistributedError> {
+    pub async fn delete(&self, bucket: Bucket, name: &str) -> Result<(), NatsError> {
         match self.store(bucket).delete(name).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == object_store::DeleteErrorKind::NotFound => Ok(()),
-            Err(e) => Err(DistributedError::Object {
+            Err(e) => Err(NatsError::Object {
                 bucket: bucket.name().into(),
                 name: name.into(),
                 message: e.to_string(),

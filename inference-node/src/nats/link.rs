@@ -1,7 +1,4 @@
-//! An inference node of the distributed deployment: the common worker loop
-//! (`refrain_inference::worker::run`) on a [`NatsLink`].
-//!
-//! For each job the link:
+//! The NATS [`NodeLink`]. For each job it:
 //!
 //! 1. takes one message from the shared consumer (one-message pull; attempt = the message's
 //!    `attempt_base` + JetStream's delivery count) and checks the job's last durable event: a
@@ -13,38 +10,37 @@
 //!    is settled, so long songs are not delivered to a second node;
 //! 3. publishes a durable `started` event;
 //! 4. hands the job to the loop, forwarding progress on core NATS and reading inputs from the
-//!    object store;
-//! 5. settles it: on success the WAV goes into the results bucket, then the durable `succeeded`
-//!    event, then the double ack; on invalid input a `failed` event, then `+TERM`; on a node
-//!    error a `retrying` event and a delayed `-NAK` — or, on the last allowed delivery, a
-//!    `failed` event and `+TERM`; when interrupted by shutdown a `-NAK` at once.
+//!    object store; a message on `refrain.cancel.<id>` fires the job's token
+//!    ([`NatsLink::listen_for_cancels`]);
+//! 5. settles it: on success every variant goes into the results bucket, then the durable
+//!    `succeeded` event listing them, then the double ack; on invalid input a `failed` event,
+//!    then `+TERM`; on a node error a `retrying` event and a delayed `-NAK` — or, on the last
+//!    allowed delivery, a `failed` event and `+TERM`; when interrupted by shutdown a `-NAK` at
+//!    once; when cancelled a `cancelled` event, then `+TERM`.
 //!
 //! Every durable publish is retried through server restarts (the ticker keeps the job ours
-//! meanwhile). The node announces itself on `refrain.nodes.<node>` every
-//! `nats.heartbeat_seconds`, on every change of state, and when the orchestrator asks.
+//! meanwhile).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
 use futures_util::StreamExt;
+use protocol::node::{Assignment, LinkError, NodeLink, Outcome};
 use protocol::{JobId, ProgressEvent};
-use refrain_inference::pipeline::{Generator, GeneratorConfig};
-use refrain_inference::worker::{self, Assignment, LinkError, NodeLink, Outcome, WorkerSettings};
-use refrain_inference::InferenceError;
+use refrain_nats::jobs::{Delivery, JobConsumer};
+use refrain_nats::objects::Bucket;
+use refrain_nats::progress::publish_progress;
+use refrain_nats::wire::{
+    self, CurrentJob, EventKind, NodeAnnouncement, NodeEvent, NodeState, ProgressWire, ResultObject,
+};
+use refrain_nats::{now_ms, publish_durable, retry, JetStream, NatsError, Role, Settings};
 use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
 
-use super::bus::publish_progress;
-use super::objects::Bucket;
-use super::wire::{
-    self, CurrentJob, EventKind, NodeAnnouncement, NodeEvent, NodeState, ProgressWire,
-};
-use super::{now_ms, publish_durable, retry, DistributedError, JetStream, Role, Settings};
-use crate::queue::nats::NatsQueue;
-use crate::queue::{Delivery, Queue};
+use super::presence::Peers;
+use super::Identity;
 
 /// How long a node keeps trying to report a finished job (the WAV is worth it).
 const REPORT_SUCCESS_FOR: Duration = Duration::from_secs(300);
@@ -52,49 +48,6 @@ const REPORT_SUCCESS_FOR: Duration = Duration::from_secs(300);
 const REPORT_FOR: Duration = Duration::from_secs(60);
 /// How long a node that is shutting down tries to give its job back.
 const GIVE_BACK_FOR: Duration = Duration::from_secs(5);
-
-/// Errors that stop a node.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error(transparent)]
-    Distributed(#[from] DistributedError),
-    #[error(transparent)]
-    Inference(#[from] InferenceError),
-    #[error("inference node: {0}")]
-    Other(String),
-}
-
-/// Who a node is, for its announcements.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub node: String,
-    pub host: String,
-    pub device: String,
-    pub bundle_name: String,
-    pub bundle_version: String,
-}
-
-impl Identity {
-    /// A node name unique to this process: `<host>-<device>-<4 hex>`.
-    pub fn default_name(device: &str) -> String {
-        let suffix: u16 = rand::random();
-        format!(
-            "{}-{}-{suffix:04x}",
-            host_name(),
-            wire::subject_token(device)
-        )
-    }
-}
-
-/// This machine's host name (`unknown` if it cannot be read).
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
-}
 
 struct Held {
     delivery: Delivery,
@@ -106,7 +59,7 @@ struct Held {
 
 /// Gives a taken job back if `next()` is dropped before handing it out (cancel safety).
 struct Taken {
-    queue: Arc<NatsQueue>,
+    queue: Arc<JobConsumer>,
     delivery: Option<Delivery>,
     ticker: CancellationToken,
 }
@@ -136,57 +89,15 @@ impl Drop for Taken {
 
 /// The NATS [`NodeLink`].
 pub struct NatsLink {
-    queue: Arc<NatsQueue>,
+    queue: Arc<JobConsumer>,
     client: Client,
     js: JetStream,
     identity: Identity,
     status: watch::Sender<NodeAnnouncement>,
     held: Mutex<HashMap<u64, Held>>,
-    current: Mutex<Option<JobId>>,
+    /// The job running now and its cancellation token.
+    current: Mutex<Option<(JobId, CancellationToken)>>,
     peers: Peers,
-}
-
-/// What this node last heard from the other nodes (their heartbeats).
-#[derive(Clone, Default)]
-pub struct Peers {
-    seen: Arc<std::sync::Mutex<HashMap<String, (std::time::Instant, NodeAnnouncement)>>>,
-}
-
-impl Peers {
-    /// Listens to every node's heartbeats until `cancel` fires.
-    pub async fn listen(client: &Client, cancel: CancellationToken) -> Peers {
-        let peers = Peers::default();
-        let subject = format!("{}.*", wire::NODES_PREFIX);
-        match client.subscribe(subject).await {
-            Ok(mut sub) => {
-                let seen = peers.seen.clone();
-                tokio::spawn(async move {
-                    loop {
-                        let message = tokio::select! {
-                            _ = cancel.cancelled() => break,
-                            m = sub.next() => match m { Some(m) => m, None => break },
-                        };
-                        if let Ok(a) = serde_json::from_slice::<NodeAnnouncement>(&message.payload)
-                        {
-                            let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-                            seen.insert(a.node.clone(), (std::time::Instant::now(), a));
-                        }
-                    }
-                });
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot listen to other nodes' heartbeats"),
-        }
-        peers
-    }
-
-    /// Whether `node` said recently (within three of its heartbeats) that it runs `job`.
-    pub fn runs(&self, node: &str, job: &JobId) -> bool {
-        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.get(node).is_some_and(|(at, a)| {
-            let fresh = at.elapsed() <= Duration::from_millis(a.heartbeat_ms.max(1000)) * 3;
-            fresh && a.state == NodeState::Busy && a.job.as_ref().is_some_and(|j| &j.id == job)
-        })
-    }
 }
 
 /// What the job's event history says about a fresh delivery.
@@ -214,7 +125,7 @@ impl NatsLink {
         };
         let (status, _) = watch::channel(announcement);
         NatsLink {
-            queue: Arc::new(NatsQueue::node(js.clone())),
+            queue: Arc::new(JobConsumer::new(js.clone(), Role::Node)),
             client: js.client.clone(),
             js,
             identity,
@@ -226,7 +137,7 @@ impl NatsLink {
     }
 
     /// The job's last durable event, if any.
-    async fn last_event(&self, id: &JobId) -> Result<Option<NodeEvent>, DistributedError> {
+    async fn last_event(&self, id: &JobId) -> Result<Option<NodeEvent>, NatsError> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind;
         match self
             .js
@@ -236,7 +147,7 @@ impl NatsLink {
         {
             Ok(m) => Ok(serde_json::from_slice(&m.payload).ok()),
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(DistributedError::js(format!("last event of job {id}"), e)),
+            Err(e) => Err(NatsError::js(format!("last event of job {id}"), e)),
         }
     }
 
@@ -260,7 +171,9 @@ impl NatsLink {
                 return Guard::Run(attempt);
             };
             match last.kind {
-                EventKind::Succeeded { .. } | EventKind::Failed { .. } => return Guard::Finished,
+                EventKind::Succeeded { .. } | EventKind::Failed { .. } | EventKind::Cancelled => {
+                    return Guard::Finished
+                }
                 EventKind::Started
                     if last.node != self.identity.node && self.peers.runs(&last.node, id) =>
                 {
@@ -282,8 +195,8 @@ impl NatsLink {
     }
 
     /// Publishes a durable event, retrying for up to `deadline`.
-    async fn report(&self, event: NodeEvent, deadline: Duration) -> Result<(), DistributedError> {
-        let payload = serde_json::to_vec(&event).map_err(|e| DistributedError::Decode {
+    async fn report(&self, event: NodeEvent, deadline: Duration) -> Result<(), NatsError> {
+        let payload = serde_json::to_vec(&event).map_err(|e| NatsError::Decode {
             subject: wire::event_subject(&event.id),
             message: e.to_string(),
         })?;
@@ -322,7 +235,6 @@ impl NatsLink {
                 Settle::Nack(delay) => self.queue.nack(delivery, delay).await,
                 Settle::Term => self.queue.term(delivery).await,
             }
-            .map_err(|e| DistributedError::js(how.name(), e))
         })
         .await;
         if let Err(e) = result {
@@ -332,7 +244,7 @@ impl NatsLink {
     }
 
     async fn fetch(&self, name: &str) -> Result<Vec<u8>, LinkError> {
-        let current = self.current.lock().await.clone();
+        let current = self.current.lock().await.as_ref().map(|(id, _)| id.clone());
         let Some(job) = current else {
             return Err(LinkError::new("no job is running"));
         };
@@ -345,7 +257,7 @@ impl NatsLink {
             || async {
                 match self.js.objects.get(Bucket::Inputs, &object).await {
                     // Not there is final: no retry.
-                    Err(e @ DistributedError::ObjectNotFound { .. }) => Ok(Err(e)),
+                    Err(e @ NatsError::ObjectNotFound { .. }) => Ok(Err(e)),
                     Err(e) => Err(e),
                     Ok(bytes) => Ok(Ok(bytes)),
                 }
@@ -436,6 +348,7 @@ impl NodeLink for NatsLink {
                 attempt,
                 spec: job.spec,
                 handle: delivery.handle,
+                cancel: CancellationToken::new(),
             };
             if let Err(e) = self
                 .report(self.event(&assignment, EventKind::Started), REPORT_FOR)
@@ -456,7 +369,7 @@ impl NodeLink for NatsLink {
                     max_deliver,
                 },
             );
-            *self.current.lock().await = Some(assignment.id.clone());
+            *self.current.lock().await = Some((assignment.id.clone(), assignment.cancel.clone()));
             self.status.send_modify(|s| {
                 s.state = NodeState::Busy;
                 s.job = Some(CurrentJob {
@@ -508,23 +421,13 @@ impl NodeLink for NatsLink {
         let queue = &self.queue;
         match outcome {
             Outcome::Succeeded {
-                wav,
+                wavs,
                 duration_seconds,
             } => {
-                let object = wire::result_object(&job.id, job.attempt, &self.identity.node);
-                let never = CancellationToken::new();
-                let stored = retry(
-                    &format!("storing {object}"),
-                    &never,
-                    Some(REPORT_SUCCESS_FOR),
-                    || self.js.objects.put(Bucket::Results, &object, &wav),
-                )
-                .await;
-                let reported = match stored {
-                    Ok(()) => {
+                let reported = match self.store_results(&job, &wavs).await {
+                    Ok(objects) => {
                         let kind = EventKind::Succeeded {
-                            object,
-                            bytes: wav.len() as u64,
+                            objects,
                             duration_seconds,
                         };
                         self.report(self.event(&job, kind), REPORT_SUCCESS_FOR)
@@ -568,6 +471,16 @@ impl NodeLink for NatsLink {
                     queue.release(delivery);
                 }
             }
+            Outcome::Cancelled => {
+                // Terminated even if the report is lost: a cancelled job must not run again.
+                if let Err(e) = self
+                    .report(self.event(&job, EventKind::Cancelled), REPORT_FOR)
+                    .await
+                {
+                    tracing::error!(job = %job.id, error = %e, "cannot report the cancellation");
+                }
+                self.settle(delivery, Settle::Term).await;
+            }
         }
         held.ticker.cancel();
         self.idle();
@@ -576,6 +489,67 @@ impl NodeLink for NatsLink {
 }
 
 impl NatsLink {
+    /// Puts every variant into the results bucket (retrying for a while), in order.
+    async fn store_results(
+        &self,
+        job: &Assignment,
+        wavs: &[Vec<u8>],
+    ) -> Result<Vec<ResultObject>, NatsError> {
+        let never = CancellationToken::new();
+        let mut objects = Vec::with_capacity(wavs.len());
+        for (variant, wav) in wavs.iter().enumerate() {
+            let object = wire::result_object(&job.id, job.attempt, &self.identity.node, variant);
+            retry::<_, NatsError, _, _>(
+                &format!("storing {object}"),
+                &never,
+                Some(REPORT_SUCCESS_FOR),
+                || self.js.objects.put(Bucket::Results, &object, wav),
+            )
+            .await?;
+            objects.push(ResultObject {
+                object,
+                bytes: wav.len() as u64,
+            });
+        }
+        Ok(objects)
+    }
+
+    /// Fires the token of the running job if it is `id`.
+    pub async fn cancel(&self, id: &str) -> bool {
+        match self.current.lock().await.as_ref() {
+            Some((job, token)) if job.as_str() == id => {
+                tracing::info!(job = %job, "cancelling the running job");
+                token.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Listens on `refrain.cancel.*` until `stop` fires: a message for the job this node runs
+    /// fires that job's token ([`Assignment::cancel`]); the others are not this node's.
+    pub async fn listen_for_cancels(&self, stop: CancellationToken) {
+        let subject = format!("{}.*", wire::CANCEL_PREFIX);
+        let mut sub = match self.client.subscribe(subject.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, %subject, "cannot listen for job cancellations");
+                return;
+            }
+        };
+        loop {
+            let message = tokio::select! {
+                _ = stop.cancelled() => break,
+                m = sub.next() => match m { Some(m) => m, None => break },
+            };
+            let prefix = format!("{}.", wire::CANCEL_PREFIX);
+            if let Some(id) = message.subject.as_str().strip_prefix(&prefix) {
+                self.cancel(id).await;
+            }
+        }
+        let _ = sub.unsubscribe().await;
+    }
+
     /// Reports a final failure, then stops redelivery. If the report cannot be made the job is
     /// given back instead (a `+TERM` without a recorded failure would leave it running forever).
     async fn fail(&self, job: &Assignment, delivery: &Delivery, message: String) {
@@ -595,7 +569,7 @@ impl NatsLink {
 
 /// Sends `+WPI` for `delivery` every third of `ack_wait` until `stop` fires.
 fn spawn_ticker(
-    queue: Arc<NatsQueue>,
+    queue: Arc<JobConsumer>,
     delivery: Delivery,
     ack_wait: Duration,
     stop: CancellationToken,
@@ -614,129 +588,4 @@ fn spawn_ticker(
             }
         }
     });
-}
-
-/// Publishes the node's announcement every heartbeat, on every change of state and when the
-/// orchestrator pings; the last one says `stopped`.
-pub async fn heartbeat(
-    client: Client,
-    mut status: watch::Receiver<NodeAnnouncement>,
-    every: Duration,
-    cancel: CancellationToken,
-) {
-    let subject = wire::node_subject(&status.borrow().node);
-    let mut ping = match client.subscribe(wire::REGISTRY_PING).await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for registry pings");
-            None
-        }
-    };
-    let mut tick = tokio::time::interval(every);
-    let mut status_open = true;
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tick.tick() => {}
-            changed = status.changed(), if status_open => {
-                if changed.is_err() {
-                    status_open = false;
-                    continue;
-                }
-            }
-            Some(_) = async { match ping.as_mut() { Some(p) => p.next().await, None => None } } => {}
-        }
-        let announcement = status.borrow_and_update().clone();
-        announce(&client, &subject, &announcement).await;
-    }
-    let mut last = status.borrow().clone();
-    last.state = NodeState::Stopped;
-    last.job = None;
-    announce(&client, &subject, &last).await;
-    let _ = client.flush().await;
-}
-
-async fn announce(client: &Client, subject: &str, announcement: &NodeAnnouncement) {
-    match serde_json::to_vec(announcement) {
-        Ok(payload) => {
-            if let Err(e) = client.publish(subject.to_string(), payload.into()).await {
-                tracing::debug!(error = %e, "cannot announce the node");
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "cannot encode the node announcement"),
-    }
-}
-
-/// Runs one node on an existing connection until `cancel` fires: announces it, runs the
-/// worker loop on a [`NatsLink`], and says goodbye.
-pub async fn serve(
-    js: JetStream,
-    generator: Generator,
-    identity: Identity,
-    settings: WorkerSettings,
-    cancel: CancellationToken,
-) {
-    let beat_cancel = CancellationToken::new();
-    let peers = Peers::listen(&js.client, beat_cancel.clone()).await;
-    let link = NatsLink::new(js.clone(), identity, peers);
-    let beat = tokio::spawn(heartbeat(
-        js.client.clone(),
-        link.announcements(),
-        js.settings.heartbeat(),
-        beat_cancel.clone(),
-    ));
-    worker::run(&link, generator, settings, cancel).await;
-    beat_cancel.cancel();
-    let _ = beat.await;
-}
-
-/// Everything `refrain node` needs.
-#[derive(Debug, Clone)]
-pub struct NodeOptions {
-    pub settings: Settings,
-    /// Node name (default: `<host>-<device>-<random>`).
-    pub name: Option<String>,
-    pub bundle: PathBuf,
-    pub generator: GeneratorConfig,
-    pub worker: WorkerSettings,
-}
-
-/// `refrain node`: connects, loads the bundle, and serves jobs until `cancel` fires.
-pub async fn run(options: NodeOptions, cancel: CancellationToken) -> Result<(), NodeError> {
-    let device = options.generator.runtime.device.to_string();
-    let name = options
-        .name
-        .clone()
-        .unwrap_or_else(|| Identity::default_name(&device));
-    let url = options.settings.nats.url.clone();
-    tracing::info!(node = %name, %device, %url, bundle = %options.bundle.display(), "starting inference node");
-    let bundle = options.bundle.clone();
-    let generator_config = options.generator.clone();
-    let loading = tokio::task::spawn_blocking(move || Generator::load(&bundle, generator_config));
-    let client = super::connect(&options.settings.nats, &format!("refrain-node {name}")).await?;
-    let js = JetStream::setup(
-        client.clone(),
-        options.settings.clone(),
-        Role::Node,
-        &cancel,
-    )
-    .await?;
-    let generator = loading
-        .await
-        .map_err(|e| NodeError::Other(format!("loading the bundle: {e}")))??;
-    let manifest = &generator.bundle().manifest;
-    let identity = Identity {
-        node: name,
-        host: host_name(),
-        device,
-        bundle_name: manifest.name.clone(),
-        bundle_version: manifest.version.clone(),
-    };
-    let mut worker = options.worker;
-    worker.name = identity.node.clone();
-    serve(js, generator, identity, worker, cancel).await;
-    if let Err(e) = client.flush().await {
-        tracing::debug!(error = %e, "cannot flush the NATS connection");
-    }
-    Ok(())
 }

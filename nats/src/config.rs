@@ -1,0 +1,96 @@
+//! The `[nats]` configuration section, shared by `refrain serve` (inside its `Config`) and
+//! `refrain node`: the connection and the delivery settings. [`NatsConfig::validate`] checks
+//! them against each other.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The NATS JetStream backend (`queue.backend = "nats"`), shared by `refrain serve` and
+/// `refrain node`. Stream, consumer and bucket names are fixed (see [`crate::wire`]); these
+/// are the connection and the delivery settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    /// Server URL(s), comma-separated, e.g. `nats://127.0.0.1:4222` (`tls://…` requires TLS).
+    pub url: String,
+    /// A NATS credentials file (`.creds`: JWT and NKey seed) to authenticate with.
+    pub credentials_file: Option<PathBuf>,
+    /// A token to authenticate with.
+    pub token: Option<String>,
+    /// User and password to authenticate with.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// A PEM file of CA certificates to trust for TLS (implies TLS).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Seconds a node may hold a job without an in-progress ack before it is delivered again
+    /// (nodes send one every third of it while a job runs).
+    pub ack_wait_seconds: u64,
+    /// Jobs in flight at once over all nodes; must be at least the number of nodes.
+    pub max_ack_pending: i64,
+    /// Seconds within which a second publish of the same job id is dropped.
+    pub duplicate_window_seconds: u64,
+    /// Hours after which undelivered jobs, events and files are dropped by the server.
+    pub max_age_hours: u64,
+    /// Seconds one pull request waits for a job (short, so a lost pull after a server restart
+    /// is noticed soon).
+    pub fetch_expires_seconds: u64,
+    /// Seconds between two node heartbeats; a node unheard for 3 of them is listed as lost.
+    pub heartbeat_seconds: u64,
+    /// Seconds a job waits before it is delivered again after a node error.
+    pub retry_delay_seconds: u64,
+    /// Stored chunk size of result and input files in the object store, bytes.
+    pub object_chunk_bytes: usize,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: "nats://127.0.0.1:4222".into(),
+            credentials_file: None,
+            token: None,
+            user: None,
+            password: None,
+            tls_ca_file: None,
+            ack_wait_seconds: 60,
+            max_ack_pending: 256,
+            duplicate_window_seconds: 120,
+            max_age_hours: 7 * 24,
+            fetch_expires_seconds: 10,
+            heartbeat_seconds: 5,
+            retry_delay_seconds: 2,
+            object_chunk_bytes: 512 * 1024,
+        }
+    }
+}
+
+impl NatsConfig {
+    /// Checks the delivery settings against each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.url.trim().is_empty() {
+            return Err("nats.url must name a server, e.g. nats://127.0.0.1:4222".into());
+        }
+        if self.user.is_some() != self.password.is_some() {
+            return Err("nats.user and nats.password go together".into());
+        }
+        if self.ack_wait_seconds < 3 {
+            return Err("nats.ack_wait_seconds must be at least 3".into());
+        }
+        if self.max_ack_pending < 1 {
+            return Err(
+                "nats.max_ack_pending must be at least 1 (and at least the number of nodes)".into(),
+            );
+        }
+        if self.fetch_expires_seconds == 0 || self.heartbeat_seconds == 0 || self.max_age_hours == 0
+        {
+            return Err(
+                "nats.fetch_expires_seconds, heartbeat_seconds and max_age_hours must be positive"
+                    .into(),
+            );
+        }
+        if !(1024..=1024 * 1024).contains(&self.object_chunk_bytes) {
+            return Err("nats.object_chunk_bytes must be from 1024 to 1048576".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+//! The first routes of Refrain's own job API: look at a job, cancel it, follow its events.
+//!
+//! * `GET /api/v1/jobs/{id}` — the job record as JSON (state, attempt, progress, result files,
+//!   owner, source, the sequence number of its latest event), with `queue_position` while
+//!   queued.
+//! * `DELETE /api/v1/jobs/{id}` — cancels a queued or running job (200 with the record);
+//!   409 once it is finished, 404 for an unknown job.
+//! * `GET /api/v1/jobs/{id}/events` — the job's outbox as Server-Sent Events: `id:` is the
+//!   event's sequence number, `event:` its kind, `data:` the [`protocol::JobEvent`] as JSON.
+//!   `Last-Event-ID` (or `?after=N`) resumes after that number, across restarts too; a
+//!   keep-alive comment is sent every 15 s; the stream ends after the final event.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream};
+use protocol::{JobId, JobState};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::OrchestratorError;
+use crate::jobs::Subscription;
+use crate::service::App;
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/api/v1/jobs/{id}", get(job).delete(cancel))
+        .route("/api/v1/jobs/{id}/events", get(events))
+}
+
+fn parse_id(raw: &str) -> Result<JobId, OrchestratorError> {
+    JobId::parse(raw).ok_or_else(|| OrchestratorError::NotFound(raw.chars().take(64).collect()))
+}
+
+async fn job(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Response, OrchestratorError> {
+    let id = parse_id(&id)?;
+    let record = app
+        .job(&id)?
+        .ok_or_else(|| OrchestratorError::NotFound(id.to_string()))?;
+    let position = if record.state == JobState::Queued {
+        app.queue_position(&id).await?
+    } else {
+        None
+    };
+    let progress = app.progress(&record).await;
+    let mut body = serde_json::to_value(&record).map_err(|e| OrchestratorError::Io {
+        context: "encoding a job".into(),
+        source: std::io::Error::other(e),
+    })?;
+    body["queue_position"] = json!(position);
+    body["progress"] = json!(progress);
+    Ok(Json(body).into_response())
+}
+
+async fn cancel(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Response, OrchestratorError> {
+    let id = parse_id(&id)?;
+    let record = app.cancel(&id).await?;
+    Ok(Json(record).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    after: Option<u64>,
+}
+
+async fn events(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, OrchestratorError> {
+    let id = parse_id(&id)?;
+    let after = match headers.get("last-event-id") {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                OrchestratorError::invalid("Last-Event-ID", "expected an event sequence number")
+            })?,
+        None => query.after.unwrap_or(0),
+    };
+    // An unknown job is a 404 up front; a job deleted later simply ends its stream.
+    if app.job(&id)?.is_none() {
+        return Err(OrchestratorError::NotFound(id.to_string()));
+    }
+    let subscription = app.subscribe(&id, after);
+    Ok(Sse::new(sse_stream(subscription))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+fn sse_stream(subscription: Subscription) -> impl Stream<Item = Result<Event, Infallible>> {
+    stream::unfold(Some(subscription), |state| async move {
+        let mut subscription = state?;
+        match subscription.next().await {
+            Ok(Some(event)) => {
+                let sse = Event::default()
+                    .id(event.seq.to_string())
+                    .event(event.kind.as_str())
+                    .json_data(&event)
+                    .unwrap_or_else(|_| Event::default().comment("unencodable event"));
+                Some((Ok(sse), Some(subscription)))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read job events");
+                None
+            }
+        }
+    })
+}

@@ -1,0 +1,295 @@
+//! [`App`]: the service facade every front end talks to. It holds the job core (lifecycle,
+//! queue, cancel tokens), the stores and the facts about the inference side, and offers the
+//! operations a front end needs — submit, look up, follow, cancel — so that front ends only
+//! translate their requests and answers.
+//!
+//! Admission (`App::submit`) is serialised by one lock so the capacity and owner checks, the
+//! durable insert and the durable enqueue happen as one step: a client that got its 2xx has a
+//! job that is both in the store and in the queue, flushed to disk.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use protocol::{JobId, JobRecord, JobSpec, JobState, Owner, Priority, ProgressEvent, Source};
+use tokio::sync::Mutex;
+
+use crate::blobs::BlobStore;
+use crate::config::Config;
+use crate::distributed::registry::NodeRegistry;
+use crate::error::OrchestratorError;
+use crate::jobs::{Expect, Lifecycle, RunningJobs, Subscription};
+use crate::metrics::Metrics;
+use crate::outputs::OutputStore;
+use crate::progress::{ProgressBoard, ProgressBus};
+use crate::queue::{Queue, QueueItem};
+use crate::service::{NodeInfo, Validator};
+use crate::store::{now_ms, JobStore};
+
+/// Who asks for a job and how it is to be scheduled: what every front end adds to a spec.
+#[derive(Debug, Clone)]
+pub struct JobMeta {
+    pub source: Source,
+    pub owner: Owner,
+    /// `None`: the source's default.
+    pub priority: Option<Priority>,
+    pub idempotency_key: Option<String>,
+}
+
+impl JobMeta {
+    /// An anonymous request from `source`.
+    pub fn anonymous(source: Source) -> JobMeta {
+        JobMeta {
+            source,
+            owner: Owner::anonymous(),
+            priority: None,
+            idempotency_key: None,
+        }
+    }
+}
+
+/// Shared state of the service. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+/// The parts an [`App`] is made of, named so construction cannot mix them up.
+pub struct AppParts {
+    pub config: Config,
+    /// The job core's state changes (holds the job store).
+    pub lifecycle: Lifecycle,
+    pub queue: Arc<dyn Queue>,
+    pub bus: Arc<dyn ProgressBus>,
+    pub board: ProgressBoard,
+    pub blobs: BlobStore,
+    pub outputs: OutputStore,
+    pub metrics: Metrics,
+    pub node: NodeInfo,
+    pub validator: Validator,
+    pub nodes: NodeRegistry,
+    /// Cancel tokens of the jobs running on this process's nodes.
+    pub running: RunningJobs,
+}
+
+struct Inner {
+    parts: AppParts,
+    ready: AtomicBool,
+    started: Instant,
+    admission: Mutex<()>,
+}
+
+impl App {
+    pub fn new(parts: AppParts) -> App {
+        App {
+            inner: Arc::new(Inner {
+                parts,
+                ready: AtomicBool::new(false),
+                started: Instant::now(),
+                admission: Mutex::new(()),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.parts.config
+    }
+    pub fn store(&self) -> &JobStore {
+        self.inner.parts.lifecycle.store()
+    }
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.inner.parts.lifecycle
+    }
+    pub fn running(&self) -> &RunningJobs {
+        &self.inner.parts.running
+    }
+    /// Follows a job's events from the one after `after` (0: all of them).
+    pub fn subscribe(&self, id: &JobId, after: u64) -> Subscription {
+        let lifecycle = &self.inner.parts.lifecycle;
+        lifecycle.hub().subscribe(lifecycle.store(), id, after)
+    }
+    pub fn queue(&self) -> &Arc<dyn Queue> {
+        &self.inner.parts.queue
+    }
+    pub fn bus(&self) -> &Arc<dyn ProgressBus> {
+        &self.inner.parts.bus
+    }
+    pub fn blobs(&self) -> &BlobStore {
+        &self.inner.parts.blobs
+    }
+    pub fn outputs(&self) -> &OutputStore {
+        &self.inner.parts.outputs
+    }
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.parts.metrics
+    }
+    pub fn validator(&self) -> &Validator {
+        &self.inner.parts.validator
+    }
+    pub fn node(&self) -> &NodeInfo {
+        &self.inner.parts.node
+    }
+    /// The inference nodes (in-process ones and, with NATS, the remote ones heard from).
+    pub fn nodes(&self) -> &NodeRegistry {
+        &self.inner.parts.nodes
+    }
+    /// Seconds since the service started.
+    pub fn uptime_seconds(&self) -> f64 {
+        self.inner.started.elapsed().as_secs_f64()
+    }
+
+    /// Ready once every node has loaded its bundle; not ready again while shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::SeqCst)
+    }
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Admits a job: capacity and per-owner checks, durable insert (with its `queued` event),
+    /// durable enqueue — then the caller may answer 2xx. With `queue.capacity = 0` a job is
+    /// admitted only when nothing is queued or running (the reference single-job server).
+    pub async fn submit(
+        &self,
+        spec: JobSpec,
+        meta: JobMeta,
+    ) -> Result<JobRecord, OrchestratorError> {
+        if !self.is_ready() {
+            return Err(OrchestratorError::NotReady(
+                "the model is still loading".into(),
+            ));
+        }
+        let _admission = self.inner.admission.lock().await;
+        let parts = &self.inner.parts;
+        let store = parts.lifecycle.store();
+        let queued = store.count(JobState::Queued)?;
+        let running = store.count(JobState::Running)?;
+        let capacity = parts.config.queue.capacity;
+        let busy = if capacity == 0 {
+            queued + running > 0
+        } else {
+            queued >= capacity
+        };
+        if busy {
+            parts.metrics.rejected_busy.inc();
+            return Err(OrchestratorError::Busy {
+                running,
+                queued,
+                retry_after: parts.config.queue.retry_after_seconds,
+            });
+        }
+        crate::jobs::limits::check_owner(store, &parts.config.limits, &meta.owner)?;
+        let now = now_ms();
+        let record = JobRecord {
+            id: new_job_id(),
+            spec,
+            state: JobState::Queued,
+            attempt: 1,
+            source: meta.source,
+            created_ms: now,
+            updated_ms: now,
+            started_ms: None,
+            finished_ms: None,
+            progress: None,
+            result: None,
+            error: None,
+            priority: meta
+                .priority
+                .unwrap_or_else(|| meta.source.default_priority()),
+            owner: meta.owner,
+            idempotency_key: meta.idempotency_key,
+            event_seq: 0,
+        };
+        let record = parts.lifecycle.submit(record, Some(queued)).await?;
+        if let Err(e) = parts.queue.enqueue(&QueueItem::of(&record)).await {
+            // The job is on disk but no node will see it: fail it, so that nobody waits for it
+            // (the client is told to try again).
+            tracing::error!(job = %record.id, error = %e, "cannot queue the job");
+            let why = format!("the job could not be queued: {e}");
+            let failed = parts
+                .lifecycle
+                .fail(&record.id, Expect::current(&record), record.attempt, why)
+                .await;
+            if let Err(te) = failed {
+                tracing::warn!(job = %record.id, error = %te, "cannot mark the unqueued job failed");
+            }
+            return Err(OrchestratorError::NotReady(format!(
+                "the job queue is unavailable ({e})"
+            )));
+        }
+        tracing::info!(job = %record.id, source = meta.source.as_str(), owner = %record.owner, seconds = record.spec.seconds, "job accepted");
+        Ok(record)
+    }
+
+    /// Cancels a queued or running job: recorded first (durable, `cancelled` event), then the
+    /// queue forgets it and its node, if any, stops between two steps. A finished job is a
+    /// `Conflict`; an unknown one `NotFound`.
+    pub async fn cancel(&self, id: &JobId) -> Result<JobRecord, OrchestratorError> {
+        let parts = &self.inner.parts;
+        let record = match parts.lifecycle.cancel(id, "cancelled by request").await {
+            Ok(r) => r,
+            Err(crate::store::StoreError::NotFound(_)) => {
+                return Err(OrchestratorError::NotFound(id.to_string()))
+            }
+            Err(crate::store::StoreError::Conflict { .. }) => {
+                return Err(OrchestratorError::Conflict(id.clone()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Err(e) = parts.queue.cancel(id).await {
+            // The job is cancelled in the store: a delivery of it is dropped when taken.
+            tracing::warn!(job = %id, error = %e, "cannot remove the cancelled job from the queue");
+        }
+        parts.running.cancel(id);
+        parts.board.forget(id).await;
+        tracing::info!(job = %id, "job cancelled");
+        Ok(record)
+    }
+
+    pub fn job(&self, id: &JobId) -> Result<Option<JobRecord>, OrchestratorError> {
+        Ok(self.store().get(id)?)
+    }
+
+    /// The job whose result file is `file` (`<id>.wav` or `sub/dir/<id>.wav`).
+    pub fn job_by_file(&self, file: &str) -> Result<Option<JobRecord>, OrchestratorError> {
+        Ok(self.store().get_by_file(file)?)
+    }
+
+    /// The freshest progress of a job: the live event of its current attempt, else the last
+    /// persisted one.
+    pub async fn progress(&self, record: &JobRecord) -> Option<ProgressEvent> {
+        match self.inner.parts.board.get(&record.id).await {
+            Some((attempt, event)) if attempt == record.attempt => Some(event),
+            _ => record.progress.clone(),
+        }
+    }
+
+    /// 0-based position among queued jobs: the queue's fair-share estimate, or the creation
+    /// order where the backend cannot tell (NATS).
+    pub async fn queue_position(&self, id: &JobId) -> Result<Option<usize>, OrchestratorError> {
+        if let Some(p) = self.inner.parts.queue.position(id).await? {
+            return Ok(Some(p));
+        }
+        Ok(self.store().queue_position(id)?)
+    }
+
+    /// Number of jobs in each state.
+    pub fn counts(&self) -> Result<HashMap<JobState, usize>, OrchestratorError> {
+        let mut out = HashMap::new();
+        for s in JobState::ALL {
+            out.insert(s, self.store().count(s)?);
+        }
+        Ok(out)
+    }
+
+    /// The board (for workers that want to drop finished entries).
+    pub fn board(&self) -> &ProgressBoard {
+        &self.inner.parts.board
+    }
+}
+
+/// A fresh random job id.
+pub fn new_job_id() -> JobId {
+    JobId::from_bytes(rand::random())
+}
