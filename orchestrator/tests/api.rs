@@ -386,7 +386,7 @@ async fn every_bad_field_is_a_400_naming_it() {
         (base(&[("chunked", "maybe")]), "chunked"),
         (base(&[("edit", "sure")]), "edit"),
         (base(&[("batch_infer_num", "0")]), "batch_infer_num"),
-        (base(&[("batch_infer_num", "5")]), "batch_infer_num"),
+        (base(&[("batch_infer_num", "6")]), "batch_infer_num"),
         (base(&[("batch_infer_num", "x")]), "batch_infer_num"),
         (base(&[("seed", "-1")]), "seed"),
         (base(&[("edit", "true")]), "ref_song"),

@@ -47,7 +47,7 @@ pub struct GenerateArgs {
     /// Decode the VAE in 128-frame chunks (less memory, as the reference's --chunked).
     #[arg(long)]
     chunked: bool,
-    /// Number of variants generated together (1 to 4); variant k > 1 goes to OUT-k.wav.
+    /// Number of variants generated together (1 to 5); variant k > 1 goes to OUT-k.wav.
     #[arg(long, default_value_t = 1)]
     batch: usize,
     /// Edit mode: regenerate --edit-segments of --ref-song and keep the rest.

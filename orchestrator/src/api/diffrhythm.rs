@@ -50,8 +50,7 @@ use crate::store::now_ms;
 
 /// Shortest reference recording accepted for `ref_audio`, seconds (the style clip length).
 pub const MIN_REFERENCE_SECONDS: f64 = audio::STYLE_CLIP_SECONDS as f64;
-/// Largest `batch_infer_num`.
-pub const MAX_BATCH: u32 = 4;
+
 /// Text fields are read up to this many bytes, or `limits.max_lyrics_bytes` if larger.
 const MIN_TEXT_LIMIT: usize = 64 * 1024;
 
@@ -265,18 +264,19 @@ async fn parse(app: &App, mut form: Form) -> Result<Parsed, OrchestratorError> {
         .map(|v| parse_bool("edit", v))
         .transpose()?
         .unwrap_or(false);
+    let max_variants = app.config().limits.max_variants;
     let variants = match form.text("batch_infer_num") {
         None => 1,
         Some(v) => v
             .trim()
             .parse::<u32>()
             .ok()
-            .filter(|n| (1..=MAX_BATCH).contains(n))
+            .filter(|n| (1..=max_variants).contains(n))
             .ok_or_else(|| {
                 OrchestratorError::invalid(
                     "batch_infer_num",
                     format!(
-                        "expected a whole number from 1 to {MAX_BATCH}, not {:?}",
+                        "expected a whole number from 1 to {max_variants}, not {:?}",
                         truncate(v)
                     ),
                 )
