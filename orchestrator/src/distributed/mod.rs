@@ -24,28 +24,12 @@ pub use refrain_nats::{
     connect, host_name, objects, publish_durable, retry, wire, JetStream, NatsError, Role, Settings,
 };
 
-/// What can go wrong talking to NATS.
+/// What can go wrong in the orchestrator's NATS side: NATS itself ([`NatsError`], shared with
+/// the nodes), or the local stores an event is applied to.
 #[derive(Debug, thiserror::Error)]
 pub enum DistributedError {
-    #[error("cannot connect to NATS at {url}: {message}")]
-    Connect { url: String, message: String },
-    /// A JetStream API call (stream, consumer, publish, ack) failed.
-    #[error("JetStream {what}: {message}")]
-    JetStream { what: String, message: String },
-    /// A core NATS call failed.
-    #[error("NATS {what}: {message}")]
-    Nats { what: String, message: String },
-    #[error("object {bucket}/{name}: {message}")]
-    Object {
-        bucket: String,
-        name: String,
-        message: String,
-    },
-    #[error("object {bucket}/{name} does not exist")]
-    ObjectNotFound { bucket: String, name: String },
-    /// A message that does not decode.
-    #[error("undecodable message on {subject}: {message}")]
-    Decode { subject: String, message: String },
+    #[error(transparent)]
+    Nats(#[from] NatsError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -55,30 +39,6 @@ pub enum DistributedError {
     /// Gave up waiting (shutdown or deadline).
     #[error("{0}: gave up")]
     GaveUp(String),
-}
-
-impl From<NatsError> for DistributedError {
-    fn from(e: NatsError) -> DistributedError {
-        match e {
-            NatsError::Connect { url, message } => DistributedError::Connect { url, message },
-            NatsError::JetStream { what, message } => DistributedError::JetStream { what, message },
-            NatsError::Nats { what, message } => DistributedError::Nats { what, message },
-            NatsError::Object {
-                bucket,
-                name,
-                message,
-            } => DistributedError::Object {
-                bucket,
-                name,
-                message,
-            },
-            NatsError::ObjectNotFound { bucket, name } => {
-                DistributedError::ObjectNotFound { bucket, name }
-            }
-            NatsError::Decode { subject, message } => DistributedError::Decode { subject, message },
-            NatsError::GaveUp(what) => DistributedError::GaveUp(what),
-        }
-    }
 }
 
 impl DistributedError {

@@ -122,19 +122,18 @@ impl NatsQueue {
                         .get(source)?
                         .and_then(|r| r.result)
                         .map(|r| r.file)
-                        .ok_or_else(|| DistributedError::ObjectNotFound {
+                        .ok_or_else(|| NatsError::ObjectNotFound {
                             bucket: "outputs".into(),
                             name: format!("result of job {source}"),
                         })?;
                     let path = inputs.outputs.resolve(&file)?;
-                    let bytes =
-                        tokio::fs::read(&path)
-                            .await
-                            .map_err(|e| DistributedError::Object {
-                                bucket: "outputs".into(),
-                                name: file.clone(),
-                                message: e.to_string(),
-                            })?;
+                    let bytes = tokio::fs::read(&path)
+                        .await
+                        .map_err(|e| NatsError::Object {
+                            bucket: "outputs".into(),
+                            name: file.clone(),
+                            message: e.to_string(),
+                        })?;
                     let name = wire::input_object(id, &wire::earlier_result_name(source));
                     self.js.objects.put(Bucket::Inputs, &name, &bytes).await?;
                 }
@@ -161,7 +160,7 @@ impl NatsQueue {
             created_ms: record.created_ms,
             attempt_base: record.attempt.saturating_sub(1),
         };
-        let payload = serde_json::to_vec(&message).map_err(|e| DistributedError::Decode {
+        let payload = serde_json::to_vec(&message).map_err(|e| NatsError::Decode {
             subject: wire::job_subject(id),
             message: e.to_string(),
         })?;
