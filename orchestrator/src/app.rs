@@ -49,6 +49,14 @@ impl JobMeta {
     }
 }
 
+/// What admission returns: the job, and whether this request created it (`false`: an
+/// idempotency key named an existing job for the same request).
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub record: JobRecord,
+    pub created: bool,
+}
+
 /// Shared state of the service. Cheap to clone.
 #[derive(Clone)]
 pub struct App {
@@ -150,17 +158,39 @@ impl App {
     /// Admits a job: capacity and per-owner checks, durable insert (with its `queued` event),
     /// durable enqueue — then the caller may answer 2xx. With `queue.capacity = 0` a job is
     /// admitted only when nothing is queued or running (the reference single-job server).
+    ///
+    /// This takes a spec that is already valid: front ends call [`App::admit`], which checks a
+    /// draft and calls this.
     pub async fn submit(
         &self,
         spec: JobSpec,
         meta: JobMeta,
     ) -> Result<JobRecord, OrchestratorError> {
+        Ok(self.submit_spec(spec, meta, None).await?.record)
+    }
+
+    /// [`App::submit`] with the request's fingerprint: under the admission lock, an
+    /// idempotency key that still names a job answers that job (or a conflict) instead.
+    pub(crate) async fn submit_spec(
+        &self,
+        spec: JobSpec,
+        meta: JobMeta,
+        fingerprint: Option<String>,
+    ) -> Result<Submitted, OrchestratorError> {
         if !self.is_ready() {
             return Err(OrchestratorError::NotReady(
                 "the model is still loading".into(),
             ));
         }
         let _admission = self.inner.admission.lock().await;
+        if let Some(fingerprint) = &fingerprint {
+            if let Some(record) = self.idempotent_job(&meta, fingerprint)? {
+                return Ok(Submitted {
+                    record,
+                    created: false,
+                });
+            }
+        }
         let parts = &self.inner.parts;
         let store = parts.lifecycle.store();
         let queued = store.count(JobState::Queued)?;
@@ -199,6 +229,7 @@ impl App {
                 .unwrap_or_else(|| meta.source.default_priority()),
             owner: meta.owner,
             idempotency_key: meta.idempotency_key,
+            request_hash: fingerprint,
             event_seq: 0,
         };
         let record = parts.lifecycle.submit(record, Some(queued)).await?;
@@ -219,7 +250,10 @@ impl App {
             )));
         }
         tracing::info!(job = %record.id, source = meta.source.as_str(), owner = %record.owner, seconds = record.spec.seconds, "job accepted");
-        Ok(record)
+        Ok(Submitted {
+            record,
+            created: true,
+        })
     }
 
     /// Cancels a queued or running job: recorded first (durable, `cancelled` event), then the

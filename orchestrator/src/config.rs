@@ -34,6 +34,34 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub inference: InferenceConfig,
     pub nats: NatsConfig,
+    /// Bitrates of the lossy output formats (`[formats] mp3_kbps`, `opus_kbps`).
+    pub formats: refrain_formats::EncodeSettings,
+    /// Outbound fetches of client-given audio URLs.
+    pub fetch: FetchConfig,
+}
+
+/// Outbound fetches of audio URLs given by clients (`style.audio_url`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FetchConfig {
+    /// Allow URLs whose host is loopback, private, link-local or otherwise internal. Off by
+    /// default: a client must not make the server call internal addresses. Turn it on only
+    /// where every client is trusted (a private network, tests on loopback).
+    pub allow_private_addresses: bool,
+    /// Deadline for one whole fetch, redirects included (seconds).
+    pub timeout_seconds: u64,
+    /// Redirects followed (each one re-checked).
+    pub max_redirects: usize,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig {
+            allow_private_addresses: false,
+            timeout_seconds: 30,
+            max_redirects: 3,
+        }
+    }
 }
 
 /// The queue in front of the nodes.
@@ -92,6 +120,9 @@ pub struct LimitsConfig {
     pub per_owner_active: usize,
     /// Most jobs one owner may submit in 24 hours; 0: no limit.
     pub per_owner_daily: usize,
+    /// How long an idempotency key names its job (hours): the same key and request within it
+    /// return the same job, a different request with the key is refused (409).
+    pub idempotency_hours: u64,
 }
 
 /// How long results are kept.
@@ -130,6 +161,8 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             inference: InferenceConfig::default(),
             nats: NatsConfig::default(),
+            formats: refrain_formats::EncodeSettings::default(),
+            fetch: FetchConfig::default(),
         }
     }
 }
@@ -156,6 +189,7 @@ impl Default for LimitsConfig {
             max_variants: 5,
             per_owner_active: 0,
             per_owner_daily: 0,
+            idempotency_hours: 24,
         }
     }
 }
@@ -223,6 +257,12 @@ impl Config {
             || self.limits.max_body_bytes < self.limits.max_upload_bytes
         {
             return Err("limits.max_body_bytes must be >= limits.max_upload_bytes > 0".into());
+        }
+        self.formats
+            .validate()
+            .map_err(|e| format!("formats: {e}"))?;
+        if self.fetch.timeout_seconds == 0 {
+            return Err("fetch.timeout_seconds must be at least 1".into());
         }
         Ok(())
     }

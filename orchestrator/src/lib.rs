@@ -5,6 +5,7 @@
 //! Durability rule, everywhere: a state change is a compare-and-swap on the job record followed
 //! by a flush, and only then is anyone told (HTTP reply, queue ack).
 
+pub mod admission;
 pub mod api;
 pub mod app;
 pub mod blobs;

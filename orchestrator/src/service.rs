@@ -12,10 +12,8 @@ use std::sync::Arc;
 use protocol::node::NodeLink;
 use protocol::JobState;
 use refrain_model::bundle::Bundle;
-use refrain_model::lyrics::g2p::LineEncoder;
 use refrain_model::lyrics::lrc::LyricsLimits;
-use refrain_model::prompt::PromptTokenizer;
-use refrain_model::{track, ModelError};
+use refrain_model::ModelError;
 use tokio_util::sync::CancellationToken;
 
 use crate::blobs::BlobStore;
@@ -41,62 +39,6 @@ pub struct NodeInfo {
     pub max_frames: usize,
     /// Supported lengths, e.g. "95 or 96 to 285".
     pub lengths: String,
-}
-
-/// Checks requests at the edge against the bundle (lengths), the lyric front end (limits,
-/// language, LRC shape) and the style text tokenizer (prompt length in tokens), so bad input is
-/// refused with 400 before it becomes a job. Uses `refrain_model`, the same code the nodes run.
-pub struct Validator {
-    bundle: Bundle,
-    encoder: LineEncoder,
-    tokenizer: PromptTokenizer,
-    limits: LyricsLimits,
-}
-
-impl Validator {
-    pub fn new(bundle: Bundle, limits: LyricsLimits) -> Result<Validator, ModelError> {
-        let encoder = track::line_encoder(&bundle, None)?;
-        let tokenizer = PromptTokenizer::for_bundle(&bundle)?;
-        Ok(Validator {
-            bundle,
-            encoder,
-            tokenizer,
-            limits,
-        })
-    }
-
-    pub fn bundle(&self) -> &Bundle {
-        &self.bundle
-    }
-
-    /// Checks `audio_length`.
-    pub fn check_length(&self, seconds: u32) -> Result<(), OrchestratorError> {
-        self.bundle
-            .choose_model(seconds)
-            .map(|_| ())
-            .map_err(|m| OrchestratorError::invalid("audio_length", m))
-    }
-
-    /// Checks lyrics for a song of `seconds` (run the real parser and G2P; cheap).
-    pub fn check_lyrics(&self, lyrics: &str, seconds: u32) -> Result<(), OrchestratorError> {
-        track::lyric_track(&self.bundle, &self.encoder, lyrics, seconds, &self.limits)
-            .map(|_| ())
-            .map_err(|e| {
-                let message = match e {
-                    ModelError::Lyrics(l) => l.to_string(),
-                    other => other.to_string(),
-                };
-                OrchestratorError::invalid("lrc", message)
-            })
-    }
-
-    /// Checks a style prompt: not blank, not too long in characters or in the bundle's
-    /// tokenizer tokens (as the node will).
-    pub fn check_prompt(&self, prompt: &str) -> Result<(), OrchestratorError> {
-        self.tokenizer
-            .check(prompt)
-            .map_err(|e| OrchestratorError::invalid("ref_prompt", e.to_string()))
-    }
 }
 
 impl NodeInfo {
@@ -129,6 +71,7 @@ impl NodeInfo {
     }
 }
 
+pub use crate::admission::Validator;
 pub use crate::app::{new_job_id, App, AppParts, JobMeta};
 
 /// Errors that stop `refrain serve` from starting.

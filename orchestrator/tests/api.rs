@@ -284,7 +284,16 @@ async fn generate_then_poll_processing() {
         elapsed.ends_with(" seconds") && elapsed.split(' ').next().unwrap().parse::<f64>().is_ok(),
         "{p}"
     );
-    assert_eq!(p["estimated_remaining"], "unknown");
+    // Always "N.N seconds" (an estimate from the learnt pace while queued): clients parse it.
+    let remaining = p["estimated_remaining"].as_str().unwrap();
+    let (number, unit) = remaining.split_once(' ').unwrap();
+    assert_eq!(unit, "seconds", "{p}");
+    assert!(number.parse::<f64>().unwrap() > 0.0, "{p}");
+    assert_eq!(
+        p["variants"],
+        serde_json::json!([format!("/output/{id}.wav")]),
+        "{p}"
+    );
     assert_eq!(p["progress_percent"], 0);
     let params = &p["parameters"];
     assert_eq!(

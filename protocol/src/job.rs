@@ -380,6 +380,10 @@ pub struct JobRecord {
     /// The client's idempotency key, if it gave one.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// A digest of the request, to tell a retry (same key, same request) from a misuse of the
+    /// key (same key, another request).
+    #[serde(default)]
+    pub request_hash: Option<String>,
     /// The sequence number of the job's latest event in the outbox (0: none yet).
     #[serde(default)]
     pub event_seq: u64,

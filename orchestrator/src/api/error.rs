@@ -1,17 +1,11 @@
-//! The one mapping of [`OrchestratorError`] (and of axum's extractor rejections) to HTTP.
+//! The one mapping of [`OrchestratorError`] to HTTP: status from the error-code catalogue
+//! ([`ErrorCode::http_status`]), `Retry-After` for the 429/503 cases, internal details logged
+//! and never shown. Each API renders the body in its own format on top of [`Rendered`]:
 //!
-//! | error | status | body |
-//! |---|---|---|
-//! | `Invalid` | 400 | `{"status":"error","error":"<field>: <message>","field":"<field>"}` |
-//! | `TooLarge` | 413 | same shape |
-//! | `Busy` | 503 + `Retry-After` | `{"status":"busy","error":"Server is busy …","retry_after":n}` |
-//! | `OwnerLimit` | 429 + `Retry-After` | `{"status":"busy","error":"…","retry_after":n}` |
-//! | `NotFound` | 404 | `{"status":"not_found","message":"No active job for this file or file does not exist."}` |
-//! | `NotReady` | 503 + `Retry-After` | `{"status":"not_ready","error":"…","retry_after":n}` |
-//! | `Conflict` | 409 | `{"status":"conflict","error":"…"}` |
-//! | `Store`, `Queue`, `Io` | 500 | `{"status":"error","error":"internal error"}` |
+//! * Refrain's own API ([`ApiError`]): `{"error": {"code", "message", "field"}}` with the
+//!   neutral field names of [`Field::name`];
+//! * the DiffRhythm API: `super::diffrhythm::DiffRhythmError`, the reference server's shapes.
 //!
-//! Internal errors are logged with their detail (`tracing::error!`) and never shown to clients.
 //! Multipart errors become 400 (malformed body) or 413 (body over the limit), naming `body`.
 
 use axum::extract::multipart::MultipartError;
@@ -21,118 +15,94 @@ use axum::Json;
 use serde_json::json;
 
 use crate::blobs::BlobError;
-use crate::error::OrchestratorError;
+use crate::error::{ErrorCode, Field, OrchestratorError};
 use crate::outputs::OutputError;
-
-/// The message of every 404 of the DiffRhythm API (the reference server's wording).
-pub const NOT_FOUND_MESSAGE: &str = "No active job for this file or file does not exist.";
 
 /// Seconds a 503 "not ready" asks the client to wait (the model is loading).
 pub const NOT_READY_RETRY_AFTER: u64 = 10;
 
-impl IntoResponse for OrchestratorError {
-    fn into_response(self) -> Response {
-        match self {
-            OrchestratorError::Invalid { field, message } => {
-                field_error(StatusCode::BAD_REQUEST, &field, &message)
+/// What every API needs to render an error: status, code, client-safe message, field and
+/// `Retry-After`.
+#[derive(Debug)]
+pub struct Rendered {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    /// Safe to show: internal errors say only "internal error".
+    pub message: String,
+    pub field: Option<Field>,
+    pub retry_after: Option<u64>,
+}
+
+impl Rendered {
+    /// Classifies `error` (and logs internal ones with their detail).
+    pub fn of(error: &OrchestratorError) -> Rendered {
+        let code = error.code();
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = match error {
+            OrchestratorError::Busy { retry_after, .. }
+            | OrchestratorError::OwnerLimit { retry_after, .. } => Some(*retry_after),
+            OrchestratorError::NotReady(_) => Some(NOT_READY_RETRY_AFTER),
+            _ => None,
+        };
+        let message = match error {
+            OrchestratorError::Invalid { message, .. } => message.clone(),
+            OrchestratorError::TooLarge { limit, .. } => {
+                format!("larger than the limit of {limit} bytes")
             }
-            OrchestratorError::TooLarge { field, limit } => field_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &field,
-                &format!("larger than the limit of {limit} bytes"),
-            ),
-            OrchestratorError::Busy {
-                running,
-                queued,
-                retry_after,
-            } => with_retry_after(
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Json(json!({
-                        "status": "busy",
-                        "error": format!(
-                            "Server is busy ({running} running, {queued} queued). \
-                             Try again in {retry_after} seconds."
-                        ),
-                        "retry_after": retry_after,
-                    })),
-                )
-                    .into_response(),
-                retry_after,
-            ),
-            OrchestratorError::OwnerLimit {
-                message,
-                retry_after,
-            } => with_retry_after(
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    Json(json!({
-                        "status": "busy",
-                        "error": message,
-                        "retry_after": retry_after,
-                    })),
-                )
-                    .into_response(),
-                retry_after,
-            ),
             OrchestratorError::NotFound(what) => {
                 tracing::debug!(%what, "not found");
-                not_found()
+                "no such job or file".to_string()
             }
-            OrchestratorError::NotReady(why) => with_retry_after(
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Json(json!({
-                        "status": "not_ready",
-                        "error": format!("Service not ready: {why}"),
-                        "retry_after": NOT_READY_RETRY_AFTER,
-                    })),
-                )
-                    .into_response(),
-                NOT_READY_RETRY_AFTER,
-            ),
-            e @ OrchestratorError::Conflict(_) => (
-                StatusCode::CONFLICT,
-                Json(json!({"status": "conflict", "error": e.to_string()})),
-            )
-                .into_response(),
-            e @ (OrchestratorError::Store(_)
-            | OrchestratorError::Queue(_)
-            | OrchestratorError::Io { .. }) => internal(&e),
+            e if code == ErrorCode::Internal => {
+                tracing::error!(error = %e, "internal error while serving a request");
+                "internal error".to_string()
+            }
+            e => e.to_string(),
+        };
+        Rendered {
+            status,
+            code,
+            message,
+            field: error.field().cloned(),
+            retry_after,
         }
+    }
+
+    /// `body` with this error's status and `Retry-After`.
+    pub fn respond(&self, body: serde_json::Value) -> Response {
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
-/// 400/413 body naming a field: `{"status":"error","error":"<field>: <message>","field":…}`.
-pub fn field_error(status: StatusCode, field: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({
-            "status": "error",
-            "error": format!("{field}: {message}"),
-            "field": field,
-        })),
-    )
-        .into_response()
+/// An error of Refrain's own API: `{"error": {"code", "message", "field"}}`.
+#[derive(Debug)]
+pub struct ApiError(pub OrchestratorError);
+
+impl<E: Into<OrchestratorError>> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        ApiError(e.into())
+    }
 }
 
-/// The DiffRhythm API's 404.
-pub fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({"status": "not_found", "message": NOT_FOUND_MESSAGE})),
-    )
-        .into_response()
-}
-
-/// A 500 that hides its cause from the client and logs it.
-pub fn internal(error: &dyn std::fmt::Display) -> Response {
-    tracing::error!(error = %error, "internal error while serving a request");
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({"status": "error", "error": "internal error"})),
-    )
-        .into_response()
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let r = Rendered::of(&self.0);
+        let mut error = json!({"code": r.code.as_str(), "message": r.message});
+        if let Some(field) = &r.field {
+            error["field"] = json!(field.name());
+        }
+        if let Some(seconds) = r.retry_after {
+            error["retry_after"] = json!(seconds);
+        }
+        r.respond(json!({ "error": error }))
+    }
 }
 
 /// An I/O failure as the orchestrator error (500, logged with `context`).
@@ -148,48 +118,51 @@ pub fn io_error(context: impl Into<String>, source: std::io::Error) -> Orchestra
 pub fn multipart_error(error: MultipartError, body_limit: usize) -> OrchestratorError {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
         OrchestratorError::TooLarge {
-            field: "body".into(),
+            field: Field::Body,
             limit: body_limit,
         }
     } else {
         OrchestratorError::invalid(
-            "body",
+            Field::Body,
             format!("malformed multipart/form-data body ({})", error.body_text()),
         )
     }
 }
 
-/// Upload store errors: a bad upload id is the client's (400 naming `upload`), a missing one
-/// 404, I/O 500.
+/// Upload store errors: a bad upload id is the client's (400 naming the style audio), a missing
+/// one too (the reference does not resolve), I/O 500.
 impl From<BlobError> for OrchestratorError {
     fn from(e: BlobError) -> Self {
         match e {
             BlobError::Io { context, source } => OrchestratorError::Io { context, source },
-            BlobError::BadId(id) => {
-                OrchestratorError::invalid("upload", format!("invalid upload id {id:?}"))
-            }
-            BlobError::NotFound(id) => OrchestratorError::NotFound(id),
+            BlobError::BadId(id) => OrchestratorError::coded(
+                ErrorCode::InvalidReference,
+                Field::StyleAudio,
+                format!("invalid upload id {id:?}"),
+            ),
+            BlobError::NotFound(id) => OrchestratorError::coded(
+                ErrorCode::InvalidReference,
+                Field::StyleAudio,
+                format!("no upload {id:?}"),
+            ),
         }
     }
 }
 
-/// Output store errors: a bad `output_dir` is 400 naming `output_dir`, a bad result name 400
-/// naming `file`, I/O 500.
+/// Output store errors: a bad `output_dir` is 400 naming it, a bad result name 400 naming
+/// `file`, I/O 500.
 impl From<OutputError> for OrchestratorError {
     fn from(e: OutputError) -> Self {
         match e {
             OutputError::Io { context, source } => OrchestratorError::Io { context, source },
-            OutputError::BadSubdir(why) => OrchestratorError::invalid("output_dir", why),
-            OutputError::BadName(why) => OrchestratorError::invalid("file", why),
+            OutputError::BadSubdir(why) => {
+                OrchestratorError::coded(ErrorCode::InvalidOutputDir, Field::OutputDir, why)
+            }
+            OutputError::BadName(why) => {
+                OrchestratorError::invalid(Field::Named("file".into()), why)
+            }
         }
     }
-}
-
-fn with_retry_after(mut response: Response, seconds: u64) -> Response {
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    response
 }
 
 #[cfg(test)]
@@ -204,52 +177,67 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn shapes() {
-        let (s, _, b) =
-            body(OrchestratorError::invalid("audio_length", "required").into_response()).await;
+    async fn refrain_api_shapes() {
+        let e = OrchestratorError::coded(ErrorCode::InvalidLength, Field::Length, "too long");
+        let (s, _, b) = body(ApiError(e).into_response()).await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
         assert_eq!(
             b,
-            json!({"status":"error","error":"audio_length: required","field":"audio_length"})
+            json!({"error": {"code": "invalid_length", "message": "too long", "field": "length_seconds"}})
         );
 
-        let (s, _, b) = body(
-            OrchestratorError::TooLarge {
-                field: "ref_audio".into(),
-                limit: 10,
-            }
-            .into_response(),
-        )
-        .await;
-        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(b["field"], "ref_audio");
-
-        let (s, h, b) = body(
-            OrchestratorError::Busy {
-                running: 1,
-                queued: 0,
-                retry_after: 7,
-            }
-            .into_response(),
-        )
-        .await;
+        let busy = OrchestratorError::Busy {
+            running: 1,
+            queued: 2,
+            retry_after: 7,
+        };
+        let (s, h, b) = body(ApiError(busy).into_response()).await;
         assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(h[header::RETRY_AFTER], "7");
-        assert_eq!(b["status"], "busy");
-        assert!(b["error"].as_str().unwrap().starts_with("Server is busy"));
+        assert_eq!(b["error"]["code"], "busy");
+        assert_eq!(b["error"]["retry_after"], 7);
 
-        let (s, _, b) = body(OrchestratorError::NotFound("x".into()).into_response()).await;
-        assert_eq!(s, StatusCode::NOT_FOUND);
-        assert_eq!(b, json!({"status":"not_found","message":NOT_FOUND_MESSAGE}));
-
-        let (s, h, _) = body(OrchestratorError::NotReady("loading".into()).into_response()).await;
-        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(h.contains_key(header::RETRY_AFTER));
-
-        let (s, _, b) =
-            body(io_error("/secret/path", std::io::Error::other("disk on fire")).into_response())
-                .await;
+        let (s, _, b) = body(
+            ApiError(io_error(
+                "/secret/path",
+                std::io::Error::other("disk on fire"),
+            ))
+            .into_response(),
+        )
+        .await;
         assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(b, json!({"status":"error","error":"internal error"}));
+        assert_eq!(
+            b,
+            json!({"error": {"code": "internal", "message": "internal error"}})
+        );
+    }
+
+    #[test]
+    fn statuses_come_from_the_catalogue() {
+        let cases = [
+            (OrchestratorError::NotFound("x".into()), 404),
+            (OrchestratorError::NotReady("loading".into()), 503),
+            (
+                OrchestratorError::Conflict(protocol::JobId::from_bytes([0; 16])),
+                409,
+            ),
+            (
+                OrchestratorError::TooLarge {
+                    field: Field::Body,
+                    limit: 1,
+                },
+                413,
+            ),
+            (
+                OrchestratorError::OwnerLimit {
+                    message: "slow down".into(),
+                    retry_after: 1,
+                },
+                429,
+            ),
+        ];
+        for (e, status) in cases {
+            assert_eq!(Rendered::of(&e).status.as_u16(), status, "{e}");
+        }
     }
 }

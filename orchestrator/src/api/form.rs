@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use axum::extract::Multipart;
 
 use super::error::multipart_error;
-use crate::error::OrchestratorError;
+use crate::error::{Field, OrchestratorError};
 
 /// One uploaded file.
 #[derive(Debug, Clone)]
@@ -112,7 +112,10 @@ impl Form {
                 continue; // unknown field: skipped unread
             };
             if seen.contains(&name) {
-                return Err(OrchestratorError::invalid(&name, "given more than once"));
+                return Err(OrchestratorError::invalid(
+                    Field::Named(name),
+                    "given more than once",
+                ));
             }
             seen.push(name.clone());
             let file_name = field.file_name().map(str::to_owned);
@@ -130,7 +133,10 @@ impl Form {
                 .map_err(|e| multipart_error(e, limits.body))?
             {
                 if bytes.len() + chunk.len() > limit {
-                    return Err(OrchestratorError::TooLarge { field: name, limit });
+                    return Err(OrchestratorError::TooLarge {
+                        field: Field::Named(name),
+                        limit,
+                    });
                 }
                 bytes.extend_from_slice(&chunk);
             }
@@ -144,8 +150,9 @@ impl Form {
                     content_type,
                 })
             } else {
-                let text = String::from_utf8(bytes)
-                    .map_err(|_| OrchestratorError::invalid(&name, "not valid UTF-8 text"))?;
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    OrchestratorError::invalid(Field::Named(name.clone()), "not valid UTF-8 text")
+                })?;
                 if text.trim().is_empty() {
                     continue;
                 }
@@ -181,7 +188,7 @@ pub fn parse_bool(field: &str, value: &str) -> Result<bool, OrchestratorError> {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
         _ => Err(OrchestratorError::invalid(
-            field,
+            Field::Named(field.to_string()),
             format!(
                 "expected true or false (or 1/0, yes/no, on/off), not {:?}",
                 truncate(value)

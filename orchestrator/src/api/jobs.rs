@@ -24,7 +24,8 @@ use protocol::{JobId, JobState};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::error::OrchestratorError;
+use crate::api::error::ApiError;
+use crate::error::{Field, OrchestratorError};
 use crate::jobs::Subscription;
 use crate::service::App;
 
@@ -38,10 +39,7 @@ fn parse_id(raw: &str) -> Result<JobId, OrchestratorError> {
     JobId::parse(raw).ok_or_else(|| OrchestratorError::NotFound(raw.chars().take(64).collect()))
 }
 
-async fn job(
-    State(app): State<App>,
-    Path(id): Path<String>,
-) -> Result<Response, OrchestratorError> {
+async fn job(State(app): State<App>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let record = app
         .job(&id)?
@@ -61,10 +59,7 @@ async fn job(
     Ok(Json(body).into_response())
 }
 
-async fn cancel(
-    State(app): State<App>,
-    Path(id): Path<String>,
-) -> Result<Response, OrchestratorError> {
+async fn cancel(State(app): State<App>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let record = app.cancel(&id).await?;
     Ok(Json(record).into_response())
@@ -80,7 +75,7 @@ async fn events(
     Path(id): Path<String>,
     Query(query): Query<EventsQuery>,
     headers: HeaderMap,
-) -> Result<Response, OrchestratorError> {
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let after = match headers.get("last-event-id") {
         Some(v) => v
@@ -88,13 +83,16 @@ async fn events(
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
             .ok_or_else(|| {
-                OrchestratorError::invalid("Last-Event-ID", "expected an event sequence number")
+                OrchestratorError::invalid(
+                    Field::Named("Last-Event-ID".into()),
+                    "expected an event sequence number",
+                )
             })?,
         None => query.after.unwrap_or(0),
     };
     // An unknown job is a 404 up front; a job deleted later simply ends its stream.
     if app.job(&id)?.is_none() {
-        return Err(OrchestratorError::NotFound(id.to_string()));
+        return Err(OrchestratorError::NotFound(id.to_string()).into());
     }
     let subscription = app.subscribe(&id, after);
     Ok(Sse::new(sse_stream(subscription))

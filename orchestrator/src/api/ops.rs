@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::error::OrchestratorError;
+use crate::api::error::ApiError;
 use crate::service::App;
 
 /// The operational routes.
@@ -38,7 +38,7 @@ async fn readyz(State(app): State<App>) -> Response {
     }
 }
 
-async fn metrics(State(app): State<App>) -> Result<Response, OrchestratorError> {
+async fn metrics(State(app): State<App>) -> Result<Response, ApiError> {
     let m = app.metrics();
     for (state, count) in app.counts()? {
         m.jobs

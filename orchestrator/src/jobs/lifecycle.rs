@@ -15,6 +15,7 @@
 use protocol::{JobEvent, JobEventKind, JobId, JobRecord, JobResult, JobState, ProgressEvent};
 
 use super::hub::Hub;
+use super::pace::Pace;
 use crate::metrics::Metrics;
 use crate::store::{now_ms, JobStore, StoreError};
 
@@ -25,6 +26,7 @@ pub struct Lifecycle {
     hub: Hub,
     metrics: Metrics,
     max_attempts: u32,
+    pace: Pace,
 }
 
 /// A compare-and-swap precondition: the state (and attempt) the caller saw.
@@ -64,7 +66,13 @@ impl Lifecycle {
             hub,
             metrics,
             max_attempts: max_attempts.max(1),
+            pace: Pace::default(),
         }
+    }
+
+    /// How fast songs are made here, learnt from successful runs.
+    pub fn pace(&self) -> &Pace {
+        &self.pace
     }
 
     pub fn store(&self) -> &JobStore {
@@ -97,6 +105,9 @@ impl Lifecycle {
             if let Some(started) = record.started_ms {
                 let seconds = now_ms().saturating_sub(started) as f64 / 1000.0;
                 self.metrics.job_seconds.observe(seconds);
+                if record.state == JobState::Succeeded {
+                    self.pace.observe(seconds, record.spec.seconds);
+                }
             }
         }
         if record.state.is_terminal() && !expect.state.is_terminal() {

@@ -2,6 +2,7 @@
 //!
 //! - [`lifecycle`]: the only code that changes a job's state; each change is one store
 //!   transaction with its outbox event, then published.
+//! - [`pace`]: run time per second of song, learnt from successful runs, for estimates.
 //! - [`hub`]: in-process fan-out of those events, and [`hub::Subscription`], which resumes from
 //!   any sequence number.
 //!
@@ -11,6 +12,7 @@
 pub mod hub;
 pub mod lifecycle;
 pub mod limits;
+pub mod pace;
 pub mod results;
 
 pub use hub::{Hub, Subscription};

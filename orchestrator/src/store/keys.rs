@@ -5,6 +5,7 @@
 //! - `jobs_by_state`: `<state>/<created_ms BE>/<id>` → `<id>` (oldest first within a state).
 //! - `jobs_by_created`: `<created_ms BE><id>` → `<id>` (creation order).
 //! - `jobs_by_file`: `<result file name>` → `<id>`.
+//! - `jobs_by_idempotency_key`: `<owner>\0<key>` → `<id>` (owners hold no NUL).
 
 use protocol::{JobId, JobRecord, JobState};
 
@@ -45,6 +46,14 @@ pub(super) fn created_key(created_ms: u64, id: &JobId) -> Vec<u8> {
 /// The result file name a record is indexed under: `<id>.wav` or `sub/dir/<id>.wav`.
 pub(super) fn file_key(record: &JobRecord) -> String {
     OutputStore::relative(record.spec.output_subdir.as_deref(), &record.id)
+}
+
+/// `<owner>\0<idempotency key>`.
+pub(super) fn idempotency_key(owner: &protocol::Owner, key: &str) -> Vec<u8> {
+    let mut k = owner.as_str().as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
 }
 
 /// Reads the id an index entry points to.

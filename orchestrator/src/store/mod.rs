@@ -65,6 +65,7 @@ pub struct JobStore {
     by_state: Tree,
     by_created: Tree,
     by_file: Tree,
+    by_key: Tree,
     events: Tree,
     /// Serialises read-check-write sequences of this process (never held across an await).
     writer: Arc<Mutex<()>>,
@@ -88,6 +89,7 @@ const JOBS: &str = "jobs";
 const BY_STATE: &str = "jobs_by_state";
 const BY_CREATED: &str = "jobs_by_created";
 const BY_FILE: &str = "jobs_by_file";
+const BY_KEY: &str = "jobs_by_idempotency_key";
 const EVENTS: &str = "job_events";
 
 impl JobStore {
@@ -105,6 +107,7 @@ impl JobStore {
             by_state: db.open_tree(BY_STATE)?,
             by_created: db.open_tree(BY_CREATED)?,
             by_file: db.open_tree(BY_FILE)?,
+            by_key: db.open_tree(BY_KEY)?,
             events: db.open_tree(EVENTS)?,
             db,
             writer: Arc::new(Mutex::new(())),
@@ -156,6 +159,10 @@ impl JobStore {
         let state_key = keys::state_key(record.state, record.created_ms, &record.id);
         let created_key = keys::created_key(record.created_ms, &record.id);
         let file_key = keys::file_key(record);
+        let idempotency_key = record
+            .idempotency_key
+            .as_deref()
+            .map(|k| keys::idempotency_key(&record.owner, k));
         {
             let _writer = self.lock();
             (
@@ -164,8 +171,9 @@ impl JobStore {
                 &self.by_created,
                 &self.by_file,
                 &self.events,
+                &self.by_key,
             )
-                .transaction(|(jobs, by_state, by_created, by_file, events)| {
+                .transaction(|(jobs, by_state, by_created, by_file, events, by_key)| {
                     if let Some(existing) = jobs.get(id)? {
                         let found = decode(id, &existing)
                             .map(|r| format!("an existing job, {}", describe(&r)))
@@ -188,6 +196,11 @@ impl JobStore {
                     by_created.insert(created_key.as_slice(), id)?;
                     by_file.insert(file_key.as_bytes(), id)?;
                     events.insert(event_key.as_slice(), event_bytes.as_slice())?;
+                    if let Some(k) = &idempotency_key {
+                        // Admission (serialised) decided that any older job under this key is
+                        // stale or gone: the key now names this job.
+                        by_key.insert(k.as_slice(), id)?;
+                    }
                     Ok(())
                 })
                 .map_err(from_tx)?;
@@ -203,6 +216,20 @@ impl JobStore {
             .get(key)?
             .map(|bytes| decode(key, &bytes))
             .transpose()
+    }
+
+    /// The job an owner created with an idempotency key, if the index still names one.
+    pub fn get_by_idempotency_key(
+        &self,
+        owner: &protocol::Owner,
+        key: &str,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let k = keys::idempotency_key(owner, key);
+        let Some(value) = self.by_key.get(&k)? else {
+            return Ok(None);
+        };
+        let id = keys::id_value(BY_KEY, &k, &value)?;
+        self.get(&id)
     }
 
     /// The job whose result file is `file` (`<id>.wav`, or `sub/dir/<id>.wav` when the job has
@@ -468,11 +495,16 @@ impl JobStore {
             let Some(bytes) = self.jobs.get(key)? else {
                 return Err(StoreError::NotFound(id.clone()));
             };
-            let index_keys: [Vec<Vec<u8>>; 3] = match decode(key, &bytes) {
+            let index_keys: [Vec<Vec<u8>>; 4] = match decode(key, &bytes) {
                 Ok(record) => [
                     vec![keys::state_key(record.state, record.created_ms, id)],
                     vec![keys::created_key(record.created_ms, id)],
                     vec![keys::file_key(&record).into_bytes()],
+                    record
+                        .idempotency_key
+                        .iter()
+                        .map(|k| keys::idempotency_key(&record.owner, k))
+                        .collect(),
                 ],
                 Err(e) => {
                     tracing::warn!(job = %id, error = %e, "deleting an undecodable job record");
@@ -480,10 +512,11 @@ impl JobStore {
                         self.keys_pointing_to(&self.by_state, key)?,
                         self.keys_pointing_to(&self.by_created, key)?,
                         self.keys_pointing_to(&self.by_file, key)?,
+                        self.keys_pointing_to(&self.by_key, key)?,
                     ]
                 }
             };
-            let [state_keys, created_keys, file_keys] = &index_keys;
+            let [state_keys, created_keys, file_keys, idempotency_keys] = &index_keys;
             let event_keys = outbox::keys_of(&self.events, id)?;
             (
                 &self.jobs,
@@ -491,8 +524,9 @@ impl JobStore {
                 &self.by_created,
                 &self.by_file,
                 &self.events,
+                &self.by_key,
             )
-                .transaction(|(jobs, by_state, by_created, by_file, events)| {
+                .transaction(|(jobs, by_state, by_created, by_file, events, by_key)| {
                     if jobs.get(key)?.as_ref() != Some(&bytes) {
                         return abort(StoreError::Transaction(format!(
                             "job {id} changed while being deleted"
@@ -512,6 +546,11 @@ impl JobStore {
                         // Only if it still points to this job.
                         if by_file.get(k.as_slice())?.as_deref() == Some(key) {
                             by_file.remove(k.as_slice())?;
+                        }
+                    }
+                    for k in idempotency_keys {
+                        if by_key.get(k.as_slice())?.as_deref() == Some(key) {
+                            by_key.remove(k.as_slice())?;
                         }
                     }
                     Ok(())

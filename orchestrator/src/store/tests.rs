@@ -103,6 +103,7 @@ pub(crate) fn record_at(created_ms: u64, subdir: Option<&str>) -> JobRecord {
         owner: Default::default(),
         priority: Default::default(),
         idempotency_key: None,
+        request_hash: None,
         // What `insert` gives a new record (its `queued` event), so stored == local.
         event_seq: 1,
     }

@@ -1,0 +1,355 @@
+//! Admission: the one way a request becomes a job, whatever front end it came through.
+//!
+//! A front end translates its request into a [`Draft`] and calls [`App::admit`]. Admission
+//! then, in order: checks every field against the limits and the model ([`Validator`]: length,
+//! lyrics through the real LRC parser and G2P, the style prompt's token count), parses edit
+//! segments, resolves a referenced earlier result, reads and decodes audio (uploads, base64,
+//! URLs through the outbound guard in [`fetch`], stored upload ids), answers a repeated
+//! idempotency key, stores new uploads as blobs, and hands the spec to [`App::submit_spec`],
+//! which applies capacity and per-owner limits and makes the job durable. Every refusal is an
+//! [`OrchestratorError`] with a catalogue code and the neutral [`Field`] at fault; uploads
+//! stored for a refused request are deleted.
+
+pub mod audio;
+pub mod draft;
+pub mod fetch;
+mod validate;
+
+use protocol::{EditSpec, JobId, JobRecord, JobSpec, JobState, SongRef, StyleSpec};
+use sha2::{Digest, Sha256};
+
+pub use self::audio::MIN_REFERENCE_SECONDS;
+pub use self::draft::{AudioInput, Draft, EditInput, SegmentsInput, SongInput, StyleInput};
+pub use self::validate::Validator;
+use crate::app::{App, Submitted};
+use crate::error::{ErrorCode, Field, OrchestratorError};
+use crate::outputs::{OutputError, OutputStore};
+
+/// A checked song to edit.
+enum Song {
+    Job(JobId),
+    Audio(audio::Checked),
+}
+
+impl App {
+    /// Validates `draft`, stores its uploads and admits it as a job. An idempotency key that
+    /// names a live job of the same owner returns that job (`created: false`) when the request
+    /// is the same, and [`OrchestratorError::IdempotencyConflict`] when it is not.
+    pub async fn admit(&self, draft: Draft) -> Result<Submitted, OrchestratorError> {
+        let limits = &self.config().limits;
+        let validator = self.validator();
+
+        let seconds = draft.seconds.ok_or_else(|| {
+            OrchestratorError::missing(
+                Field::Length,
+                format!(
+                    "required: the song length in seconds ({})",
+                    self.node().lengths
+                ),
+            )
+        })?;
+        validator.check_length(seconds)?;
+
+        let variants = draft.variants.unwrap_or(1);
+        if !(1..=limits.max_variants).contains(&variants) {
+            return Err(OrchestratorError::invalid(
+                Field::Variants,
+                format!(
+                    "expected a whole number from 1 to {}, not {variants}",
+                    limits.max_variants
+                ),
+            ));
+        }
+        let output_subdir = draft
+            .output_subdir
+            .as_deref()
+            .map(|d| OutputStore::validate_subdir(d.trim()))
+            .transpose()?;
+        if let Some(key) = &draft.meta.idempotency_key {
+            check_idempotency_key(key)?;
+        }
+        let style = draft.style.clone().ok_or_else(|| {
+            OrchestratorError::missing(
+                Field::Style,
+                "a style is required: a text prompt or a reference recording",
+            )
+        })?;
+        if let StyleInput::Prompt(prompt) = &style {
+            validator.check_prompt(prompt)?;
+        }
+        validator.check_lyrics(&draft.lyrics, seconds)?;
+
+        let edit = match draft.edit.clone() {
+            None => None,
+            Some(edit) => {
+                let segments = match edit.segments {
+                    SegmentsInput::Json(text) => refrain_model::edit::parse_edit_segments(&text)
+                        .map_err(|e| {
+                            let message = match e {
+                                refrain_model::ModelError::InvalidRequest(m) => m,
+                                other => other.to_string(),
+                            };
+                            let message = message
+                                .strip_prefix("edit_segments: ")
+                                .unwrap_or(&message)
+                                .to_string();
+                            OrchestratorError::coded(
+                                ErrorCode::InvalidEdit,
+                                Field::EditSegments,
+                                message,
+                            )
+                        })?,
+                    SegmentsInput::List(list) => {
+                        let json = serde_json::to_string(&list).unwrap_or_default();
+                        refrain_model::edit::parse_edit_segments(&json).map_err(|e| {
+                            OrchestratorError::coded(
+                                ErrorCode::InvalidEdit,
+                                Field::EditSegments,
+                                e.to_string(),
+                            )
+                        })?
+                    }
+                };
+                let song = match edit.song {
+                    SongInput::ResultFile(name) => Song::Job(self.resolve_result(&name).await?),
+                    SongInput::Job(id) => Song::Job(self.resolve_job(&id).await?),
+                    SongInput::Audio(input) => {
+                        Song::Audio(audio::check(self, Field::EditSong, input, None).await?)
+                    }
+                };
+                Some((song, segments))
+            }
+        };
+        let style = match style {
+            StyleInput::Prompt(p) => Ok(p),
+            StyleInput::Audio(input) => {
+                Err(
+                    audio::check(self, Field::StyleAudio, input, Some(MIN_REFERENCE_SECONDS))
+                        .await?,
+                )
+            }
+        };
+
+        // Same key, same request: the same job, before anything is stored.
+        let fingerprint = fingerprint(&draft);
+        if let Some(existing) = self.idempotent_job(&draft.meta, &fingerprint)? {
+            return Ok(Submitted {
+                record: existing,
+                created: false,
+            });
+        }
+
+        let mut stored = audio::Stored::default();
+        let spec = async {
+            let style = match style {
+                Ok(prompt) => StyleSpec::Prompt(prompt),
+                Err(checked) => StyleSpec::Upload(stored.put(self, checked).await?),
+            };
+            let edit = match edit {
+                None => None,
+                Some((song, segments)) => Some(EditSpec {
+                    song: match song {
+                        Song::Job(id) => SongRef::Output(id),
+                        Song::Audio(checked) => SongRef::Upload(stored.put(self, checked).await?),
+                    },
+                    segments,
+                }),
+            };
+            Ok::<_, OrchestratorError>(JobSpec {
+                lyrics: draft.lyrics.clone(),
+                style,
+                seconds,
+                seed: draft.seed.unwrap_or_else(rand::random::<u64>),
+                steps: None,
+                cfg_strength: None,
+                variants,
+                chunked: draft.chunked,
+                edit,
+                format: draft.format,
+                output_subdir,
+            })
+        }
+        .await;
+        let spec = match spec {
+            Ok(spec) => spec,
+            Err(e) => {
+                stored.discard(self).await;
+                return Err(e);
+            }
+        };
+        match self.submit_spec(spec, draft.meta, Some(fingerprint)).await {
+            Ok(submitted) if submitted.created => Ok(submitted),
+            Ok(existing) => {
+                // A concurrent request with the same key won the race.
+                stored.discard(self).await;
+                Ok(existing)
+            }
+            Err(e) => {
+                // Refused before anything was stored: the uploads are nobody's. (After a store
+                // or queue failure the record may exist and be re-enqueued at start: keep them.)
+                if matches!(
+                    e,
+                    OrchestratorError::Busy { .. }
+                        | OrchestratorError::NotReady(_)
+                        | OrchestratorError::OwnerLimit { .. }
+                        | OrchestratorError::Invalid { .. }
+                        | OrchestratorError::IdempotencyConflict(_)
+                ) {
+                    stored.discard(self).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The job an idempotency key names, when it is still remembered: `Ok(Some)` for the same
+    /// request, [`OrchestratorError::IdempotencyConflict`] for another one.
+    pub(crate) fn idempotent_job(
+        &self,
+        meta: &crate::app::JobMeta,
+        fingerprint: &str,
+    ) -> Result<Option<JobRecord>, OrchestratorError> {
+        let Some(key) = &meta.idempotency_key else {
+            return Ok(None);
+        };
+        let Some(record) = self.store().get_by_idempotency_key(&meta.owner, key)? else {
+            return Ok(None);
+        };
+        let ttl_ms = self
+            .config()
+            .limits
+            .idempotency_hours
+            .saturating_mul(3_600_000);
+        if crate::store::now_ms().saturating_sub(record.created_ms) > ttl_ms {
+            return Ok(None);
+        }
+        if record.request_hash.as_deref() == Some(fingerprint) {
+            Ok(Some(record))
+        } else {
+            Err(OrchestratorError::IdempotencyConflict(record.id))
+        }
+    }
+
+    /// A succeeded job by one of its result file names.
+    async fn resolve_result(&self, name: &str) -> Result<JobId, OrchestratorError> {
+        let record = self.job_by_file(name.trim())?.ok_or_else(|| {
+            bad_reference(format!(
+                "{:?} is not a result of this server",
+                shorten(name)
+            ))
+        })?;
+        self.resolve_job(&record.id).await
+    }
+
+    /// A succeeded job whose result file still exists.
+    async fn resolve_job(&self, id: &JobId) -> Result<JobId, OrchestratorError> {
+        let record = self
+            .job(id)?
+            .ok_or_else(|| bad_reference(format!("there is no job {id}")))?;
+        if record.state != JobState::Succeeded {
+            return Err(bad_reference(format!(
+                "job {} has not succeeded (it is {})",
+                record.id, record.state
+            )));
+        }
+        let file = record
+            .result
+            .as_ref()
+            .map(|r| r.file.clone())
+            .unwrap_or_else(|| OutputStore::relative(record.spec.output_subdir.as_deref(), id));
+        let path = match self.outputs().resolve(&file) {
+            Ok(p) => p,
+            Err(OutputError::Io { context, source }) => {
+                return Err(OrchestratorError::Io { context, source })
+            }
+            Err(_) => return Err(bad_reference(format!("{file:?} is not a result file"))),
+        };
+        match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_file() => Ok(record.id),
+            _ => Err(bad_reference(format!(
+                "the result {file:?} no longer exists"
+            ))),
+        }
+    }
+}
+
+fn bad_reference(why: String) -> OrchestratorError {
+    OrchestratorError::coded(
+        ErrorCode::InvalidReference,
+        Field::EditSong,
+        format!("{why}; name a finished result of this server, or upload the song"),
+    )
+}
+
+/// Idempotency keys are printable ASCII, 1 to 255 characters (as the IETF draft suggests).
+fn check_idempotency_key(key: &str) -> Result<(), OrchestratorError> {
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(OrchestratorError::invalid(
+            Field::IdempotencyKey,
+            "expected 1 to 255 printable ASCII characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A value shortened for an error message.
+fn shorten(value: &str) -> String {
+    const MAX: usize = 40;
+    let value = value.trim();
+    if value.chars().count() <= MAX {
+        value.to_string()
+    } else {
+        format!("{}…", value.chars().take(MAX).collect::<String>())
+    }
+}
+
+/// A digest of everything that defines the request (audio by the SHA-256 of its bytes or by its
+/// URL or upload id), so a retry with the same key can be told from a different request.
+fn fingerprint(draft: &Draft) -> String {
+    let mut h = Sha256::new();
+    let mut field = |name: &str, value: &[u8]| {
+        h.update((name.len() as u64).to_be_bytes());
+        h.update(name.as_bytes());
+        h.update((value.len() as u64).to_be_bytes());
+        h.update(value);
+    };
+    let audio = |input: &AudioInput| -> Vec<u8> {
+        match input {
+            AudioInput::Bytes { bytes, .. } => {
+                [b"bytes:".as_slice(), &Sha256::digest(bytes)].concat()
+            }
+            AudioInput::Base64(t) => [b"base64:".as_slice(), &Sha256::digest(t.trim())].concat(),
+            AudioInput::Url(u) => format!("url:{}", u.trim()).into_bytes(),
+            AudioInput::UploadId(id) => format!("upload:{}", id.trim()).into_bytes(),
+        }
+    };
+    field("lyrics", draft.lyrics.as_bytes());
+    match &draft.style {
+        None => field("style", b""),
+        Some(StyleInput::Prompt(p)) => field("style.prompt", p.as_bytes()),
+        Some(StyleInput::Audio(a)) => field("style.audio", &audio(a)),
+    }
+    field("seconds", format!("{:?}", draft.seconds).as_bytes());
+    field("seed", format!("{:?}", draft.seed).as_bytes());
+    field("variants", format!("{:?}", draft.variants).as_bytes());
+    field("chunked", format!("{}", draft.chunked).as_bytes());
+    field("format", draft.format.extension().as_bytes());
+    field(
+        "output_dir",
+        format!("{:?}", draft.output_subdir).as_bytes(),
+    );
+    if let Some(edit) = &draft.edit {
+        match &edit.song {
+            SongInput::ResultFile(f) => field("edit.song", format!("file:{f}").as_bytes()),
+            SongInput::Job(id) => field("edit.song", format!("job:{id}").as_bytes()),
+            SongInput::Audio(a) => field("edit.song", &audio(a)),
+        }
+        match &edit.segments {
+            SegmentsInput::Json(t) => field("edit.segments", t.trim().as_bytes()),
+            SegmentsInput::List(l) => field("edit.segments", format!("{l:?}").as_bytes()),
+        }
+    }
+    field("priority", format!("{:?}", draft.meta.priority).as_bytes());
+    let digest = h.finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

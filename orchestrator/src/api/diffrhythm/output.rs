@@ -1,0 +1,266 @@
+//! `GET`/`HEAD /output/{file}`: a result, or the JSON state of the job that will make it.
+//!
+//! The file name is percent-decoded exactly once and must be plain relative components (see
+//! [`crate::api::paths`]); it is only ever a key for the job store. A succeeded job serves its
+//! first variant's WAV (the other variants are listed in `result.files` of Refrain's own API and
+//! as `variants` here); a queued or running one the reference's `processing` body with real
+//! progress; a failed or cancelled one its `status` and `error`.
+
+use std::path::PathBuf;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use protocol::{JobRecord, JobSpec, JobState, SongRef, StyleSpec};
+use serde_json::{json, Map, Value};
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use super::status::{other_goodies, seconds_text};
+use super::{not_found, DiffRhythmError};
+use crate::api::error::io_error;
+use crate::api::paths::{decode_output_file, output_url};
+use crate::error::{Field, OrchestratorError};
+use crate::outputs::OutputError;
+use crate::service::App;
+use crate::store::now_ms;
+
+pub(super) async fn output(
+    State(app): State<App>,
+    request: Request,
+) -> Result<Response, DiffRhythmError> {
+    let raw = request
+        .uri()
+        .path()
+        .strip_prefix("/output/")
+        .unwrap_or("")
+        .to_string();
+    let file = match decode_output_file(&raw) {
+        Ok(f) => f,
+        Err(why) => return Err(OrchestratorError::invalid(Field::Named("file".into()), why).into()),
+    };
+    let Some(record) = app.job_by_file(&file)? else {
+        return Ok(not_found());
+    };
+    match record.state {
+        JobState::Succeeded => Ok(serve_result(&app, &record, &file, request).await?),
+        JobState::Queued | JobState::Running => Ok(no_store(
+            Json(processing(&app, &record, &file).await?).into_response(),
+        )),
+        JobState::Failed | JobState::Cancelled => Ok(no_store(
+            Json(finished(&app, &record, &file)).into_response(),
+        )),
+    }
+}
+
+/// The path of a succeeded job's result: the record's own result file when it has one.
+fn result_path(app: &App, record: &JobRecord, requested: &str) -> Result<PathBuf, OutputError> {
+    let file = record
+        .result
+        .as_ref()
+        .map_or(requested, |r| r.file.as_str());
+    app.outputs().resolve(file)
+}
+
+async fn serve_result(
+    app: &App,
+    record: &JobRecord,
+    file: &str,
+    request: Request,
+) -> Result<Response, OrchestratorError> {
+    let path = match result_path(app, record, file) {
+        Ok(p) => p,
+        Err(OutputError::Io { context, source }) => {
+            return Err(OrchestratorError::Io { context, source })
+        }
+        Err(e) => {
+            tracing::warn!(job = %record.id, error = %e, "a succeeded job's result name does not resolve");
+            return Ok(not_found());
+        }
+    };
+    match tokio::fs::metadata(&path).await {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Ok(not_found()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(not_found()),
+        Err(e) => return Err(io_error(format!("reading {}", path.display()), e)),
+    }
+    let mut response = match ServeFile::new(&path).oneshot(request).await {
+        Ok(r) => r.map(Body::new),
+        Err(never) => match never {},
+    };
+    let status = response.status();
+    if status == StatusCode::NOT_FOUND {
+        return Ok(not_found()); // deleted between the check and the open
+    }
+    if status.is_success() || status == StatusCode::NOT_MODIFIED {
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=86400"),
+        );
+    }
+    Ok(response)
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A whole number as an integer in JSON (`-1`, `30`), anything else as a float.
+fn number(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        json!(x as i64)
+    } else {
+        json!(x)
+    }
+}
+
+/// The request parameters of a job, with the DiffRhythm API's field names.
+pub fn parameters(spec: &JobSpec) -> Value {
+    let mut p = Map::new();
+    p.insert("lrc".into(), json!(spec.lyrics));
+    match &spec.style {
+        StyleSpec::Prompt(prompt) => p.insert("ref_prompt".into(), json!(prompt)),
+        StyleSpec::Upload(_) => p.insert("ref_audio".into(), json!("<uploaded>")),
+    };
+    p.insert("audio_length".into(), json!(spec.seconds));
+    p.insert("chunked".into(), json!(spec.chunked));
+    p.insert("batch_infer_num".into(), json!(spec.variants));
+    p.insert("edit".into(), json!(spec.edit.is_some()));
+    match &spec.edit {
+        Some(edit) => {
+            p.insert(
+                "ref_song".into(),
+                match &edit.song {
+                    SongRef::Output(id) => json!(format!("job:{id}")),
+                    SongRef::Upload(_) => json!("<uploaded>"),
+                },
+            );
+            p.insert(
+                "edit_segments".into(),
+                Value::Array(
+                    edit.segments
+                        .iter()
+                        .map(|&(s, e)| json!([number(s), number(e)]))
+                        .collect(),
+                ),
+            );
+        }
+        None => {
+            p.insert("edit_segments".into(), Value::Null);
+        }
+    }
+    p.insert("output_dir".into(), json!(spec.output_subdir));
+    p.insert("seed".into(), json!(spec.seed));
+    Value::Object(p)
+}
+
+/// The `processing` body of a queued or running job.
+async fn processing(app: &App, record: &JobRecord, file: &str) -> Result<Value, OrchestratorError> {
+    let event = app.progress(record).await;
+    let queue_position = if record.state == JobState::Queued {
+        app.queue_position(&record.id).await?
+    } else {
+        None
+    };
+    let elapsed = now_ms().saturating_sub(record.created_ms) as f64 / 1000.0;
+    let percent = event
+        .as_ref()
+        .map_or(0, |e| e.percent.clamp(0.0, 100.0).floor() as u32);
+    let remaining = seconds_text(estimate_remaining(
+        app,
+        record,
+        event.as_ref(),
+        queue_position,
+    ));
+    let mut body = json!({
+        "status": "processing",
+        "job_id": record.id,
+        "file": file,
+        "elapsed_time": seconds_text(elapsed),
+        "estimated_remaining": remaining,
+        "progress_percent": percent,
+        "parameters": parameters(&record.spec),
+        "server_busy": true,
+        "other_goodies": other_goodies(app),
+        "state": record.state.as_str(),
+        "stage": event.as_ref().map(|e| e.stage.as_str()),
+        "step": event.as_ref().map(|e| e.step),
+        "total_steps": event.as_ref().map(|e| e.total),
+        "attempt": record.attempt,
+        "variants": variant_urls(record),
+    });
+    if let Some(position) = queue_position {
+        body["queue_position"] = json!(position);
+    }
+    Ok(body)
+}
+
+/// Seconds until a queued or running job is done: the node's ETA while it runs (else the
+/// learnt pace applied to what is left), and for a queued job its share of the jobs ahead plus
+/// its own run at the learnt pace ([`crate::jobs::pace::Pace`]). Always a number: the
+/// reference's clients parse `estimated_remaining`.
+fn estimate_remaining(
+    app: &App,
+    record: &JobRecord,
+    event: Option<&protocol::ProgressEvent>,
+    queue_position: Option<usize>,
+) -> f64 {
+    let pace = app.lifecycle().pace();
+    let nodes = app.nodes().live();
+    match record.state {
+        JobState::Running => event
+            .and_then(|e| e.eta_seconds)
+            .filter(|s| s.is_finite())
+            .unwrap_or_else(|| {
+                let done = event.map_or(0.0, |e| f64::from(e.percent.clamp(0.0, 100.0)) / 100.0);
+                pace.per_song_second() * f64::from(record.spec.seconds) * (1.0 - done)
+            }),
+        _ => pace.queued_remaining(record.spec.seconds, queue_position.unwrap_or(0), nodes),
+    }
+}
+
+/// Where each variant of the job is (or will be) served, first variant first.
+fn variant_urls(record: &JobRecord) -> Vec<String> {
+    (1..=record.spec.variants.max(1))
+        .map(|v| {
+            output_url(&crate::outputs::OutputStore::variant_relative(
+                record.spec.output_subdir.as_deref(),
+                &record.id,
+                v,
+                protocol::AudioFormat::Wav,
+            ))
+        })
+        .collect()
+}
+
+/// The body of a failed or cancelled job.
+fn finished(app: &App, record: &JobRecord, file: &str) -> Value {
+    let error = record.error.clone().unwrap_or_else(|| match record.state {
+        JobState::Cancelled => "the job was cancelled".into(),
+        _ => "the job failed".into(),
+    });
+    let ran = record
+        .finished_ms
+        .unwrap_or(record.updated_ms)
+        .saturating_sub(record.created_ms) as f64
+        / 1000.0;
+    json!({
+        "status": record.state.as_str(),
+        "job_id": record.id,
+        "file": file,
+        "error": error,
+        "elapsed_time": seconds_text(ran),
+        "parameters": parameters(&record.spec),
+        "state": record.state.as_str(),
+        "attempt": record.attempt,
+        "server_busy": false,
+        "other_goodies": other_goodies(app),
+    })
+}
