@@ -35,6 +35,10 @@ pub struct OutputStore {
     root: PathBuf,
     /// `root` with symlinks resolved: every resolved path must stay under it.
     canonical_root: PathBuf,
+    /// Bitrates for MP3 and Ogg/Opus results.
+    encoding: refrain_formats::EncodeSettings,
+    /// Held while a lossy file is made, so each is transcoded once (see `jobs::results`).
+    transcoding: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Most folder levels an `output_dir` may have.
@@ -55,7 +59,24 @@ impl OutputStore {
         Ok(OutputStore {
             root: root.to_path_buf(),
             canonical_root,
+            encoding: refrain_formats::EncodeSettings::default(),
+            transcoding: Default::default(),
         })
+    }
+
+    /// The same store, encoding lossy formats with `encoding` (`[formats]` of the config).
+    pub fn with_encoding(mut self, encoding: refrain_formats::EncodeSettings) -> OutputStore {
+        self.encoding = encoding;
+        self
+    }
+
+    pub fn encoding(&self) -> &refrain_formats::EncodeSettings {
+        &self.encoding
+    }
+
+    /// The lock that makes each transcode happen once.
+    pub(crate) fn transcoding(&self) -> &tokio::sync::Mutex<()> {
+        &self.transcoding
     }
 
     /// The output root, as configured.

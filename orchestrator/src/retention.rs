@@ -101,10 +101,9 @@ async fn delete_files(
     kept_uploads: &HashSet<String>,
 ) -> bool {
     let mut ok = true;
-    let mut files = vec![OutputStore::relative(
-        record.spec.output_subdir.as_deref(),
-        &record.id,
-    )];
+    // Every name the job's files can have (variants × formats, transcoded copies included),
+    // then whatever its result lists besides.
+    let mut files = crate::jobs::results::all_file_names(record);
     if let Some(result) = &record.result {
         let all = std::iter::once(&result.file).chain(result.files.iter().map(|f| &f.file));
         for file in all {

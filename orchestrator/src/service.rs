@@ -239,8 +239,9 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
     let store = JobStore::open(&config.store_dir())?;
     let blobs =
         BlobStore::open(&config.blobs_dir()).map_err(|e| ServeError::Storage(e.to_string()))?;
-    let outputs =
-        OutputStore::open(&config.output_root()).map_err(|e| ServeError::Storage(e.to_string()))?;
+    let outputs = OutputStore::open(&config.output_root())
+        .map_err(|e| ServeError::Storage(e.to_string()))?
+        .with_encoding(config.formats);
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let metrics = Metrics::new();

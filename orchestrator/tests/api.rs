@@ -946,3 +946,57 @@ async fn running_jobs_show_real_progress() {
     assert_eq!(p["server_busy"], true);
     assert!(p.get("queue_position").is_none(), "{p}");
 }
+
+#[tokio::test]
+async fn every_variant_is_served_in_every_format() {
+    let s = start().await;
+    let body = s.accepted(basic_form().text("batch_infer_num", "2")).await;
+    let id = job_id(&body);
+    let record = s.app.store().get(&id).unwrap().unwrap();
+    let lifecycle = s.app.lifecycle();
+    lifecycle.start(&id, 1, 1).await.unwrap();
+    let wavs = vec![wav(1.0, 44_100), wav(1.0, 44_100)];
+    let result = refrain_orchestrator::jobs::results::store_variants(
+        s.app.outputs(),
+        &id,
+        &record.spec,
+        1,
+        &wavs,
+        1.0,
+    )
+    .await
+    .unwrap();
+    lifecycle.succeed(&id, 1, result).await.unwrap();
+
+    let get = |path: String| {
+        let url = format!("{}/output/{path}", s.base);
+        let client = s.client.clone();
+        async move { client.get(url).send().await.unwrap() }
+    };
+    let r = get(format!("{id}-2.wav")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "audio/wav");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), wavs[1].as_slice());
+    for (path, content_type, magic) in [
+        (format!("{id}.mp3"), "audio/mpeg", None),
+        (format!("{id}-2.ogg"), "audio/ogg", Some(b"OggS")),
+    ] {
+        let r = get(path.clone()).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert_eq!(r.headers()["content-type"], content_type, "{path}");
+        let bytes = r.bytes().await.unwrap();
+        assert!(bytes.len() > 100, "{path}");
+        if let Some(magic) = magic {
+            assert_eq!(&bytes[..4], magic, "{path}");
+        }
+    }
+    for missing in [format!("{id}-3.wav"), format!("{id}-0.wav")] {
+        assert_eq!(
+            get(missing.clone()).await.status(),
+            StatusCode::NOT_FOUND,
+            "{missing}"
+        );
+    }
+    let flac = format!("{id}.flac");
+    assert_eq!(get(flac).await.status(), StatusCode::BAD_REQUEST);
+}

@@ -11,6 +11,7 @@
 //! `limits.max_upload_bytes` (413 naming the field). Requests are traced with
 //! `tower_http::trace::TraceLayer`.
 
+pub mod audio;
 pub mod diffrhythm;
 pub mod error;
 pub mod form;

@@ -43,12 +43,18 @@ pub fn check_plain_relative(path: &str) -> Result<(), String> {
 }
 
 /// Decodes the raw (still percent-encoded) part of a request path after `/output/` once and
-/// checks it: plain relative components, ending in `.wav`.
+/// checks it: plain relative components, ending in `.wav`, `.mp3` or `.ogg`.
 pub fn decode_output_file(raw: &str) -> Result<String, String> {
     let decoded = percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| "the file name is not valid UTF-8".to_string())?;
-    check_result_name(&decoded)?;
+    check_plain_relative(&decoded)?;
+    let served = protocol::AudioFormat::ALL
+        .iter()
+        .any(|f| decoded.ends_with(&format!(".{}", f.extension())));
+    if !served {
+        return Err("only .wav, .mp3 and .ogg result files are served".into());
+    }
     Ok(decoded.into_owned())
 }
 

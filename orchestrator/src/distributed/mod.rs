@@ -35,6 +35,8 @@ pub enum DistributedError {
     #[error(transparent)]
     Output(#[from] crate::outputs::OutputError),
     #[error(transparent)]
+    Result(#[from] crate::jobs::results::ResultError),
+    #[error(transparent)]
     Blob(#[from] crate::blobs::BlobError),
     /// Gave up waiting (shutdown or deadline).
     #[error("{0}: gave up")]

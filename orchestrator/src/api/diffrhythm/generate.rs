@@ -245,7 +245,11 @@ fn result_name(name: &str) -> Result<String, OrchestratorError> {
         )
     };
     match name.strip_prefix("/output/") {
-        Some(rest) => decode_output_file(rest).map_err(bad),
+        Some(rest) => {
+            let file = decode_output_file(rest).map_err(bad)?;
+            check_result_name(&file).map_err(bad)?;
+            Ok(file)
+        }
         None => {
             check_result_name(name).map_err(bad)?;
             Ok(name.to_string())

@@ -6,23 +6,19 @@
 //! as `variants` here); a queued or running one the reference's `processing` body with real
 //! progress; a failed or cancelled one its `status` and `error`.
 
-use std::path::PathBuf;
-
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use protocol::{JobRecord, JobSpec, JobState, SongRef, StyleSpec};
+use protocol::{AudioFormat, JobRecord, JobSpec, JobState, SongRef, StyleSpec};
 use serde_json::{json, Map, Value};
-use tower::ServiceExt;
-use tower_http::services::ServeFile;
 
 use super::status::{other_goodies, seconds_text};
 use super::{not_found, DiffRhythmError};
-use crate::api::error::io_error;
+use crate::api::audio;
 use crate::api::paths::{decode_output_file, output_url};
 use crate::error::{Field, OrchestratorError};
+use crate::jobs::results::{self, ResultError};
 use crate::outputs::OutputError;
 use crate::service::App;
 use crate::store::now_ms;
@@ -41,11 +37,36 @@ pub(super) async fn output(
         Ok(f) => f,
         Err(why) => return Err(OrchestratorError::invalid(Field::Named("file".into()), why).into()),
     };
-    let Some(record) = app.job_by_file(&file)? else {
-        return Ok(not_found());
+    // `<id>.wav` is the job's own name; `<id>-<n>.wav`, `<id>.mp3`, `<id>-<n>.ogg`… name the
+    // same job's other variants and formats.
+    let (record, variant, format) = match app.job_by_file(&file)? {
+        Some(record) => (record, 1, AudioFormat::Wav),
+        None => match variant_of(&file) {
+            Some((base, variant, format)) => match app.job_by_file(&base)? {
+                Some(record) if variant <= record.spec.variants.max(1) => (record, variant, format),
+                _ => return Ok(not_found()),
+            },
+            None => return Ok(not_found()),
+        },
     };
     match record.state {
-        JobState::Succeeded => Ok(serve_result(&app, &record, &file, request).await?),
+        JobState::Succeeded => {
+            let served = match results::audio_file(app.outputs(), &record, variant, format).await {
+                Ok(f) => match app.outputs().resolve(&f.file) {
+                    Ok(path) => audio::serve(&path, format, request).await?,
+                    Err(e) => return Err(OrchestratorError::from(e).into()),
+                },
+                Err(ResultError::NoVariant { .. }) => None,
+                Err(ResultError::Output(OutputError::Io { context, source })) => {
+                    return Err(OrchestratorError::Io { context, source }.into())
+                }
+                Err(e) => {
+                    tracing::warn!(job = %record.id, error = %e, "cannot serve a result");
+                    None
+                }
+            };
+            Ok(served.unwrap_or_else(not_found))
+        }
         JobState::Queued | JobState::Running => Ok(no_store(
             Json(processing(&app, &record, &file).await?).into_response(),
         )),
@@ -55,54 +76,26 @@ pub(super) async fn output(
     }
 }
 
-/// The path of a succeeded job's result: the record's own result file when it has one.
-fn result_path(app: &App, record: &JobRecord, requested: &str) -> Result<PathBuf, OutputError> {
-    let file = record
-        .result
-        .as_ref()
-        .map_or(requested, |r| r.file.as_str());
-    app.outputs().resolve(file)
-}
-
-async fn serve_result(
-    app: &App,
-    record: &JobRecord,
-    file: &str,
-    request: Request,
-) -> Result<Response, OrchestratorError> {
-    let path = match result_path(app, record, file) {
-        Ok(p) => p,
-        Err(OutputError::Io { context, source }) => {
-            return Err(OrchestratorError::Io { context, source })
-        }
-        Err(e) => {
-            tracing::warn!(job = %record.id, error = %e, "a succeeded job's result name does not resolve");
-            return Ok(not_found());
-        }
+/// `[dir/]<id>-<n>.<ext>` or `[dir/]<id>.<ext>` → (`[dir/]<id>.wav`, n, format).
+fn variant_of(file: &str) -> Option<(String, u32, AudioFormat)> {
+    let (dir, name) = match file.rsplit_once('/') {
+        Some((dir, name)) => (Some(dir), name),
+        None => (None, file),
     };
-    match tokio::fs::metadata(&path).await {
-        Ok(m) if m.is_file() => {}
-        Ok(_) => return Ok(not_found()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(not_found()),
-        Err(e) => return Err(io_error(format!("reading {}", path.display()), e)),
-    }
-    let mut response = match ServeFile::new(&path).oneshot(request).await {
-        Ok(r) => r.map(Body::new),
-        Err(never) => match never {},
+    let (stem, ext) = name.rsplit_once('.')?;
+    let format = AudioFormat::ALL
+        .into_iter()
+        .find(|f| f.extension() == ext)?;
+    let (id, variant) = match stem.split_once('-') {
+        Some((id, n)) => (id, n.parse::<u32>().ok().filter(|n| *n >= 1)?),
+        None => (stem, 1),
     };
-    let status = response.status();
-    if status == StatusCode::NOT_FOUND {
-        return Ok(not_found()); // deleted between the check and the open
-    }
-    if status.is_success() || status == StatusCode::NOT_MODIFIED {
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
-        headers.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=86400"),
-        );
-    }
-    Ok(response)
+    let id = protocol::JobId::parse(id)?;
+    let base = match dir {
+        Some(dir) => format!("{dir}/{}", id.file_name()),
+        None => id.file_name(),
+    };
+    Some((base, variant, format))
 }
 
 fn no_store(mut response: Response) -> Response {
@@ -263,4 +256,36 @@ fn finished(app: &App, record: &JobRecord, file: &str) -> Value {
         "server_busy": false,
         "other_goodies": other_goodies(app),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variant_names() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            variant_of(&format!("{id}-2.wav")),
+            Some((format!("{id}.wav"), 2, AudioFormat::Wav))
+        );
+        assert_eq!(
+            variant_of(&format!("a/b/{id}.mp3")),
+            Some((format!("a/b/{id}.wav"), 1, AudioFormat::Mp3))
+        );
+        assert_eq!(
+            variant_of(&format!("{id}-3.ogg")),
+            Some((format!("{id}.wav"), 3, AudioFormat::Opus))
+        );
+        for bad in [
+            format!("{id}-0.wav"),
+            format!("{id}-x.wav"),
+            format!("{id}.flac"),
+            format!("{id}.opus"),
+            "nothex.wav".to_string(),
+            format!("{id}"),
+        ] {
+            assert_eq!(variant_of(&bad), None, "{bad}");
+        }
+    }
 }
