@@ -42,6 +42,12 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_level(&cli))),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: logs piped to files, journald or a test
+        // harness carry no ANSI escape codes. `NO_COLOR` (any value) turns colour off too.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .init();
     let result = match cli.command {
         Command::Serve(args) => cli::serve::run(args),
