@@ -39,7 +39,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 const GENEROUS: Duration = Duration::from_secs(120);
 const PROMPT: &str = "bright acoustic pop with piano";
 const LYRICS: &str = "[00:01.00]hello from the server\n[00:05.00]la la la\n";
-const STEPS: &str = "REFRAIN_INFERENCE__STEPS";
 
 /// The spec's request: text fields plus the `_dummy` part its Python client sends to force
 /// multipart, and our `seed` extension.
@@ -170,12 +169,11 @@ fn raw_get(base: &str, path: &str) -> (u16, String) {
 #[test]
 fn spec_client_flow_over_http() {
     let _serial = serial();
-    if !ort_available() {
-        return;
-    }
-    let dir = TestDir::new();
     // 199 Euler steps of a 130 s song: about a second of sampling, so polls see it move.
-    let server = Server::start(dir.path(), &[(STEPS, "200")]);
+    let Some(app) = TestApp::embedded().steps(200).start() else {
+        return;
+    };
+    let server = &app.server;
     let api = server.api();
     let http = &api.http;
 
@@ -404,14 +402,14 @@ fn spec_client_flow_over_http() {
 #[test]
 fn error_answers_over_the_wire() {
     let _serial = serial();
-    if !ort_available() {
+    let Some(app) = TestApp::embedded()
+        .steps(2)
+        .env("REFRAIN_LIMITS__MAX_UPLOAD_BYTES", 100000)
+        .start()
+    else {
         return;
-    }
-    let dir = TestDir::new();
-    let server = Server::start(
-        dir.path(),
-        &[(STEPS, "2"), ("REFRAIN_LIMITS__MAX_UPLOAD_BYTES", "100000")],
-    );
+    };
+    let server = &app.server;
     let api = server.api();
     let http = &api.http;
     let post = |form: Form| -> (u16, Value) {
@@ -539,13 +537,12 @@ fn error_answers_over_the_wire() {
 #[test]
 fn many_parallel_submissions_and_polls() {
     let _serial = serial();
-    if !ort_available() {
-        return;
-    }
     const SUBMITTERS: usize = 24;
     const POLLERS: usize = 16;
-    let dir = TestDir::new();
-    let server = Server::start(dir.path(), &[(STEPS, "2")]);
+    let Some(app) = TestApp::embedded().steps(2).start() else {
+        return;
+    };
+    let server = &app.server;
     let base = server.base.clone();
 
     let urls: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -714,14 +711,14 @@ fn many_parallel_submissions_and_polls() {
 #[test]
 fn capacity_zero_is_the_single_job_server() {
     let _serial = serial();
-    if !ort_available() {
+    let Some(app) = TestApp::embedded()
+        .steps(300)
+        .env("REFRAIN_QUEUE__CAPACITY", 0)
+        .start()
+    else {
         return;
-    }
-    let dir = TestDir::new();
-    let server = Server::start(
-        dir.path(),
-        &[(STEPS, "300"), ("REFRAIN_QUEUE__CAPACITY", "0")],
-    );
+    };
+    let server = &app.server;
     let api = server.api();
     let http = &api.http;
     let (_, url) = accepted(
@@ -779,12 +776,11 @@ fn capacity_zero_is_the_single_job_server() {
 #[test]
 fn sigterm_stops_gracefully_and_the_job_finishes_after_a_restart() {
     let _serial = serial();
-    if !ort_available() {
-        return;
-    }
     const N: u32 = 400;
-    let dir = TestDir::new();
-    let mut server = Server::start(dir.path(), &[(STEPS, &N.to_string())]);
+    let Some(mut app) = TestApp::embedded().steps(N).start() else {
+        return;
+    };
+    let server = &mut app.server;
     let api = server.api();
     let r = api
         .http
@@ -825,7 +821,7 @@ fn sigterm_stops_gracefully_and_the_job_finishes_after_a_restart() {
     // A graceful hand-back is not a failed attempt: the job runs again as attempt 1.
     assert_eq!(runs, vec![(id, 1)], "the second run: {runs:?}");
     // The interrupted job gives the bytes of an uninterrupted run of the same request.
-    let reference = generate_reference(dir.path(), LYRICS, PROMPT, 285, 42, N);
+    let reference = generate_reference(app.dir(), LYRICS, PROMPT, 285, 42, N);
     assert!(
         wav == reference,
         "the resumed job's WAV differs from `refrain generate`"
