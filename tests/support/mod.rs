@@ -14,6 +14,7 @@
 //! * [`events`]: a client of a job's Server-Sent Events (`GET /api/v1/jobs/{id}/events`);
 //! * [`logs`]: what a node's log says it ran (for what no job's events tell: which node, one
 //!   job at a time);
+//! * [`spec`]: the seed-000 DiffRhythm API's request and the checks of its answers;
 //! * [`audio`]: WAV inputs and checks, and reference runs of `refrain generate`;
 //! * [`prereq`]: the external pieces (ONNX Runtime, nats-server) and the test directory.
 
@@ -29,6 +30,7 @@ pub mod node;
 pub mod prereq;
 pub mod process;
 pub mod server;
+pub mod spec;
 
 pub use app::{TestApp, TestAppBuilder};
 pub use audio::{assert_song_wav, generate_reference, latent_frames, sine_wav};
