@@ -144,7 +144,10 @@ fn object_store(url: &str) {
 }
 
 fn main() {
-    let Some(nats_bin) = prerequisites() else {
+    if !ort_available() {
+        return;
+    }
+    let Some(nats_bin) = nats_server_binary() else {
         return;
     };
     let jobs = env_number("BENCH_JOBS", 24);
@@ -157,14 +160,13 @@ fn main() {
     // 1. Throughput.
     println!("\n1. throughput, {jobs} jobs of 95 s at steps = 2, two nodes, one thread each");
     {
-        let dir = TestDir::new();
-        let nats = NatsServer::start(&nats_bin, &dir.path().join("nats"));
-        let env = Env::new(2, 60);
-        let orchestrator = Orchestrator::start(dir.path(), &nats.url(), &env);
-        let _a = start_node(dir.path(), &nats.url(), "a", &env);
-        let _b = start_node(dir.path(), &nats.url(), "b", &env);
-        let api = Api::new(&orchestrator.base);
-        api.wait_nodes(2, Duration::from_secs(300));
+        let app = TestApp::nats()
+            .steps(2)
+            .ack_wait(60)
+            .nodes(&["a", "b"])
+            .start()
+            .expect("nats-server and ONNX Runtime");
+        let api = app.api();
         throughput(&api, 2); // warm-up
         println!(
             "   NATS, 2 node processes:       {:.2} jobs/s",
@@ -172,14 +174,13 @@ fn main() {
         );
     }
     {
-        let dir = TestDir::new();
-        let env = Env::new(2, 60)
-            .with("REFRAIN_DEVICES", "[\"cpu\", \"cpu\"]")
-            .with("REFRAIN_INTRA_THREADS", "1");
-        let orchestrator =
-            Orchestrator::start_with(dir.path(), "config/default.toml", "nats://unused", &env);
-        let api = Api::new(&orchestrator.base);
-        wait_ready(&api);
+        let app = TestApp::embedded()
+            .steps(2)
+            .env("REFRAIN_DEVICES", "[\"cpu\", \"cpu\"]")
+            .env("REFRAIN_INTRA_THREADS", 1)
+            .start()
+            .expect("ONNX Runtime");
+        let api = app.api();
         throughput(&api, 2);
         println!(
             "   embedded, 2 in-process nodes: {:.2} jobs/s",
@@ -190,23 +191,23 @@ fn main() {
     // 2. Latency.
     println!("\n2. submit to first sampling step (polling every 2 ms), {runs} runs at steps = 200, one node");
     let nats_ms = {
-        let dir = TestDir::new();
-        let nats = NatsServer::start(&nats_bin, &dir.path().join("nats"));
-        let env = Env::new(200, 60);
-        let orchestrator = Orchestrator::start(dir.path(), &nats.url(), &env);
-        let _a = start_node(dir.path(), &nats.url(), "a", &env);
-        let api = Api::new(&orchestrator.base);
-        api.wait_nodes(1, Duration::from_secs(300));
+        let app = TestApp::nats()
+            .steps(200)
+            .ack_wait(60)
+            .nodes(&["a"])
+            .start()
+            .expect("nats-server and ONNX Runtime");
+        let api = app.api();
         first_step_latency(&api, 2);
         first_step_latency(&api, runs)
     };
     let embedded_ms = {
-        let dir = TestDir::new();
-        let env = Env::new(200, 60).with("REFRAIN_INTRA_THREADS", "1");
-        let orchestrator =
-            Orchestrator::start_with(dir.path(), "config/default.toml", "nats://unused", &env);
-        let api = Api::new(&orchestrator.base);
-        wait_ready(&api);
+        let app = TestApp::embedded()
+            .steps(200)
+            .env("REFRAIN_INTRA_THREADS", 1)
+            .start()
+            .expect("ONNX Runtime");
+        let api = app.api();
         first_step_latency(&api, 2);
         first_step_latency(&api, runs)
     };
@@ -229,15 +230,4 @@ fn main() {
     let dir = TestDir::new();
     let nats = NatsServer::start(&nats_bin, &dir.path().join("nats"));
     object_store(&nats.url());
-}
-
-fn wait_ready(api: &Api) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while api.get_json("/readyz")["ready"] != true {
-        assert!(
-            Instant::now() < deadline,
-            "the embedded service did not get ready"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }

@@ -387,24 +387,20 @@ fn cpu_model() -> String {
 }
 
 fn main() {
-    if !ort_available() {
+    let Some(app) = TestApp::embedded()
+        .steps(2)
+        .env("REFRAIN_QUEUE__CAPACITY", 1_000_000)
+        .start()
+    else {
         return;
-    }
-    let dir = TestDir::new();
-    let server = Server::start(
-        dir.path(),
-        &[
-            ("REFRAIN_INFERENCE__STEPS", "2"),
-            ("REFRAIN_QUEUE__CAPACITY", "1000000"),
-        ],
-    );
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let rows = runtime.block_on(run(server.base.clone()));
+    let rows = runtime.block_on(run(app.base().to_string()));
     drop(runtime);
-    drop(server);
+    drop(app);
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!();

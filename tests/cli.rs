@@ -12,15 +12,11 @@ use std::process::{Command, Output};
 use tempfile::TempDir;
 
 mod support;
-use support::ort_available;
+use support::{ort_available, workspace};
 
 const PROMPT: &str = "bright acoustic pop with piano";
 const SAMPLE_RATE: u32 = 44100;
 const HOP: usize = 2048;
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn demo_lrc() -> PathBuf {
     workspace().join("examples/demo.lrc")

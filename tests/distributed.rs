@@ -6,9 +6,11 @@
 //! They cover the client flow and the faults the design must survive: two nodes sharing many
 //! jobs (each exactly once, one at a time per node), a node killed mid-job, a nats-server
 //! restart, an orchestrator killed while nodes work, a job a node rejects, and a job out of
-//! deliveries. What a node did is read from its log (the worker loop's `job started` /
-//! `job succeeded` lines). The tests run one at a time (they time fault windows on 2 cores) and
-//! each has its own directory, server and ports. Without nats-server (tools/fetch-nats-server.sh)
+//! deliveries. Jobs are followed on their event streams (`GET /api/v1/jobs/{id}/events`); what
+//! no job's events tell — which node ran a job, one job at a time per node, what the nodes did
+//! while the orchestrator was down — is read from the nodes' logs (the worker loop's
+//! `job started` / `job succeeded` lines). The tests run one at a time (they time fault windows
+//! on 2 cores) and each has its own directory, server and ports. Without nats-server (tools/fetch-nats-server.sh)
 //! or ONNX Runtime (tools/fetch-onnxruntime.sh) they are skipped with a message, except in CI
 //! (`CI` set), where they fail.
 
@@ -31,17 +33,26 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 const GENEROUS: Duration = Duration::from_secs(240);
 
-/// All `job started` lines of some nodes: job → [(node, attempt)].
-fn starts(nodes: &[(&str, &Proc)]) -> HashMap<String, Vec<(String, u32)>> {
+/// All `job started` lines of the nodes: job → [(node, attempt)].
+fn starts(app: &TestApp) -> HashMap<String, Vec<(String, u32)>> {
     let mut out: HashMap<String, Vec<(String, u32)>> = HashMap::new();
-    for (name, proc) in nodes {
-        for (job, attempt) in one_at_a_time(name, &node_events(&proc.log_text())) {
+    for node in app.nodes() {
+        for (job, attempt) in one_at_a_time(&node.name, &node.log_events()) {
             out.entry(job)
                 .or_default()
-                .push((name.to_string(), attempt));
+                .push((node.name.clone(), attempt));
         }
     }
     out
+}
+
+/// The attempts a job started, from its events.
+fn started_attempts(api: &Api, id: &str) -> Vec<u64> {
+    api.history(id)
+        .iter()
+        .filter(|e| e.kind == "started")
+        .map(JobEvent::attempt)
+        .collect()
 }
 
 fn wav(done: Done, what: &str) -> Vec<u8> {
@@ -60,17 +71,11 @@ fn wav(done: Done, what: &str) -> Vec<u8> {
 #[test]
 fn two_nodes_share_many_jobs_each_exactly_once() {
     let _serial = serial();
-    let Some(nats_bin) = prerequisites() else {
+    let Some(mut app) = TestApp::nats().steps(2).nodes(&["a", "b"]).start() else {
         return;
     };
-    let dir = TestDir::new();
-    let mut nats = NatsServer::start(&nats_bin, &dir.path().join("nats"));
-    let env = Env::new(2, 30);
-    let orchestrator = Orchestrator::start(dir.path(), &nats.url(), &env);
-    let a = start_node(dir.path(), &nats.url(), "a", &env);
-    let b = start_node(dir.path(), &nats.url(), "b", &env);
-    let api = Api::new(&orchestrator.base);
-    let nodes = api.wait_nodes(2, GENEROUS);
+    let api = app.api();
+    let nodes = app.wait_nodes(2);
     assert!(
         nodes["nodes"]
             .as_array()
@@ -106,7 +111,7 @@ fn two_nodes_share_many_jobs_each_exactly_once() {
     wav(api.wait(&edit_url, GENEROUS), &edit_id);
     wav(api.wait(&styled_url, GENEROUS), &styled_id);
 
-    let started = starts(&[("a", &a), ("b", &b)]);
+    let started = starts(&app);
     let all: Vec<&String> = jobs
         .iter()
         .map(|(id, _)| id)
@@ -116,6 +121,7 @@ fn two_nodes_share_many_jobs_each_exactly_once() {
         let runs = started.get(*id).cloned().unwrap_or_default();
         assert_eq!(runs.len(), 1, "job {id} ran {runs:?}");
         assert_eq!(runs[0].1, 1, "job {id} was delivered again: {runs:?}");
+        assert_eq!(started_attempts(&api, id), [1], "job {id}");
     }
     assert_eq!(
         started.len(),
@@ -141,78 +147,50 @@ fn two_nodes_share_many_jobs_each_exactly_once() {
     );
     let status = api.get_json("/status");
     assert_eq!(status["jobs"]["succeeded"], all.len(), "{status}");
-    nats.kill();
+    app.nats_server().kill();
 }
 
 #[test]
 fn killed_node_job_is_redelivered_and_progress_restarts() {
     let _serial = serial();
-    let Some(nats_bin) = prerequisites() else {
+    // A long job (285 s song, 1000 steps: several seconds of sampling) and a short ack_wait.
+    let Some(mut app) = TestApp::nats()
+        .steps(1000)
+        .ack_wait(4)
+        .nodes(&["a"])
+        .start()
+    else {
         return;
     };
-    let dir = TestDir::new();
-    let nats = NatsServer::start(&nats_bin, &dir.path().join("nats"));
-    // A long job (285 s song, 1000 steps: several seconds of sampling) and a short ack_wait.
-    let env = Env::new(1000, 4);
-    let orchestrator = Orchestrator::start(dir.path(), &nats.url(), &env);
-    let api = Api::new(&orchestrator.base);
-    let mut a = start_node(dir.path(), &nats.url(), "a", &env);
-    api.wait_nodes(1, GENEROUS);
+    let api = app.api();
     let (id, url) = api.submit_prompt(285, 7);
 
     // Node a runs it: wait for real sampling progress of attempt 1.
-    let deadline = Instant::now() + GENEROUS;
-    let first_percent = loop {
-        match api.poll(&url) {
-            Err(body)
-                if body["attempt"] == 1
-                    && body["stage"] == "sampling"
-                    && body["progress_percent"].as_u64() >= Some(10) =>
-            {
-                break body["progress_percent"].as_u64().unwrap();
-            }
-            Err(_) => {}
-            Ok(done) => panic!("finished before the node was killed: {done:?}"),
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no progress from node a:\n{}",
-            a.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let b = start_node(dir.path(), &nats.url(), "b", &env);
-    api.wait_nodes(2, GENEROUS);
-    a.kill();
+    let mut events = api.events(&id);
+    let progress = events.wait_for("sampling progress of attempt 1 at 10 %", |e| {
+        e.kind == "progress"
+            && e.attempt() == 1
+            && e.stage() == Some("sampling")
+            && e.percent() >= Some(10.0)
+    });
+    let first_percent = progress.percent().unwrap();
+    let killed_at = progress.seq;
+    app.add_node("b");
+    app.wait_nodes(2);
+    app.node_mut("a").kill();
 
     // The job comes back to node b after ack_wait, as attempt 2, and its progress starts over.
-    let mut samples: Vec<(u64, u64)> = Vec::new();
-    let deadline = Instant::now() + GENEROUS;
-    let result = loop {
-        match api.poll(&url) {
-            Ok(done) => break done,
-            Err(body) => {
-                if let (Some(attempt), Some(percent)) =
-                    (body["attempt"].as_u64(), body["progress_percent"].as_u64())
-                {
-                    samples.push((attempt, percent));
-                }
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job not finished after the kill:\n{}",
-            b.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    wav(result, &id);
-    let second: Vec<u64> = samples
+    let events = events.read_all();
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, "succeeded", "{:?}", last.data);
+    wav(api.wait(&url, GENEROUS), &id);
+    let after: Vec<&JobEvent> = events.iter().filter(|e| e.seq > killed_at).collect();
+    let second: Vec<f64> = after
         .iter()
-        .filter(|(a, _)| *a == 2)
-        .map(|(_, p)| *p)
+        .filter(|e| e.kind == "progress" && e.attempt() == 2)
+        .filter_map(|e| e.percent())
         .collect();
-    assert!(!second.is_empty(), "attempt 2 never showed: {samples:?}");
+    assert!(!second.is_empty(), "attempt 2 never showed: {after:?}");
     assert!(
         second[0] < first_percent,
         "progress did not restart: attempt 1 was at {first_percent}%, attempt 2 began at {}%",
@@ -222,54 +200,37 @@ fn killed_node_job_is_redelivered_and_progress_restarts() {
         second.windows(2).all(|w| w[0] <= w[1]),
         "attempt 2 progress went back: {second:?}"
     );
-    let first_two = samples.iter().position(|(a, _)| *a == 2).unwrap();
+    let first_two = after.iter().position(|e| e.attempt() == 2).unwrap();
     assert!(
-        samples[first_two..].iter().all(|(a, _)| *a == 2),
-        "an older attempt showed again: {samples:?}"
+        after[first_two..].iter().all(|e| e.attempt() == 2),
+        "an older attempt showed again: {after:?}"
     );
-    assert!(samples.iter().all(|(a, _)| *a <= 2), "{samples:?}");
+    assert_eq!(started_attempts(&api, &id), [1, 2]);
 
-    let on_a: Vec<_> = node_events(&a.log_text());
+    // Which node ran which attempt: only the nodes' logs tell.
     assert_eq!(
-        on_a,
+        app.node("a").log_events(),
         vec![NodeLogEvent::Started {
             job: id.clone(),
             attempt: 1
         }],
         "node a"
     );
-    let on_b = one_at_a_time("b", &node_events(&b.log_text()));
+    let on_b = one_at_a_time("b", &app.node("b").log_events());
     assert_eq!(on_b, vec![(id.clone(), 2)], "node b");
 }
 
 #[test]
 fn nats_restart_loses_and_duplicates_nothing() {
     let _serial = serial();
-    let Some(nats_bin) = prerequisites() else {
+    let Some(mut app) = TestApp::nats().steps(200).nodes(&["a", "b"]).start() else {
         return;
     };
-    let dir = TestDir::new();
-    let mut nats = NatsServer::start(&nats_bin, &dir.path().join("nats"));
-    let env = Env::new(200, 30);
-    let orchestrator = Orchestrator::start(dir.path(), &nats.url(), &env);
-    let a = start_node(dir.path(), &nats.url(), "a", &env);
-    let b = start_node(dir.path(), &nats.url(), "b", &env);
-    let api = Api::new(&orchestrator.base);
-    api.wait_nodes(2, GENEROUS);
+    let api = app.api();
 
     let jobs: Vec<(String, String)> = (0..8).map(|i| api.submit_prompt(95, 100 + i)).collect();
     // Restart the server while one job runs and others wait.
-    let deadline = Instant::now() + GENEROUS;
-    loop {
-        let running = jobs
-            .iter()
-            .any(|(_, url)| matches!(api.poll(url), Err(b) if b["state"] == "running"));
-        if running {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no job started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    api.events(&jobs[0].0).wait_kind("started");
     let waiting = jobs
         .iter()
         .filter(|(_, url)| matches!(api.poll(url), Err(b) if b["state"] == "queued"))
@@ -278,16 +239,18 @@ fn nats_restart_loses_and_duplicates_nothing() {
         waiting > 0,
         "every job already left the queue: the test did not restart with jobs waiting"
     );
-    nats.restart();
+    app.nats_server().restart();
 
     for (id, url) in &jobs {
+        assert_eq!(api.events(id).final_event().kind, "succeeded", "job {id}");
         wav(api.wait(url, GENEROUS), id);
     }
-    let started = starts(&[("a", &a), ("b", &b)]);
+    let started = starts(&app);
     for (id, _) in &jobs {
         let runs = started.get(id).cloned().unwrap_or_default();
         assert_eq!(runs.len(), 1, "job {id} ran {runs:?}");
         assert_eq!(runs[0].1, 1, "job {id} was delivered again: {runs:?}");
+        assert_eq!(started_attempts(&api, id), [1], "job {id}");
     }
     assert_eq!(started.len(), jobs.len(), "{started:?}");
     let status = api.get_json("/status");
@@ -297,36 +260,24 @@ fn nats_restart_loses_and_duplicates_nothing() {
 #[test]
 fn results_arriving_while_the_orchestrator_is_down_are_recorded() {
     let _serial = serial();
-    let Some(nats_bin) = prerequisites() else {
+    let Some(mut app) = TestApp::nats().steps(200).nodes(&["a", "b"]).start() else {
         return;
     };
-    let dir = TestDir::new();
-    let nats = NatsServer::start(&nats_bin, &dir.path().join("nats"));
-    let env = Env::new(200, 30);
-    let mut orchestrator = Orchestrator::start(dir.path(), &nats.url(), &env);
-    let a = start_node(dir.path(), &nats.url(), "a", &env);
-    let b = start_node(dir.path(), &nats.url(), "b", &env);
-    let api = Api::new(&orchestrator.base);
-    api.wait_nodes(2, GENEROUS);
+    let api = app.api();
 
     let jobs: Vec<(String, String)> = (0..6).map(|i| api.submit_prompt(95, 200 + i)).collect();
-    let deadline = Instant::now() + GENEROUS;
-    while !jobs
-        .iter()
-        .any(|(_, url)| matches!(api.poll(url), Err(b) if b["state"] == "running"))
-    {
-        assert!(Instant::now() < deadline, "no job started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    orchestrator.proc.kill();
+    api.events(&jobs[0].0).wait_kind("started");
+    app.server.kill();
 
-    // The nodes finish every job while the orchestrator is down.
+    // The nodes finish every job while the orchestrator is down: no event stream to follow
+    // then, only the nodes' logs.
     let deadline = Instant::now() + GENEROUS;
     loop {
-        let succeeded: usize = [&a, &b]
+        let succeeded: usize = app
+            .nodes()
             .iter()
-            .map(|p| {
-                node_events(&p.log_text())
+            .map(|node| {
+                node.log_events()
                     .iter()
                     .filter(
                         |e| matches!(e, NodeLogEvent::Finished { how, .. } if how == "succeeded"),
@@ -340,24 +291,27 @@ fn results_arriving_while_the_orchestrator_is_down_are_recorded() {
         assert!(
             Instant::now() < deadline,
             "nodes did not finish the jobs:\n{}\n{}",
-            a.log_text(),
-            b.log_text()
+            app.node("a").log_text(),
+            app.node("b").log_text()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let orchestrator = Orchestrator::start(dir.path(), &nats.url(), &env);
-    let api = Api::new(&orchestrator.base);
+    // The orchestrator again, on the same data directory: it records what the nodes did.
+    app.server.restart();
+    let api = app.api();
     for (id, url) in &jobs {
+        assert_eq!(api.events(id).final_event().kind, "succeeded", "job {id}");
         wav(api.wait(url, GENEROUS), id);
     }
-    let started = starts(&[("a", &a), ("b", &b)]);
+    let started = starts(&app);
     for (id, _) in &jobs {
         assert_eq!(
             started.get(id).map(Vec::len),
             Some(1),
             "job {id}: {started:?}"
         );
+        assert_eq!(started_attempts(&api, id), [1], "job {id}");
     }
     let status = api.get_json("/status");
     assert_eq!(status["jobs"]["succeeded"], jobs.len(), "{status}");
@@ -366,19 +320,25 @@ fn results_arriving_while_the_orchestrator_is_down_are_recorded() {
 #[test]
 fn a_job_the_node_rejects_fails_with_its_message_once() {
     let _serial = serial();
-    let Some(nats_bin) = prerequisites() else {
+    let Some(app) = TestApp::nats().steps(2).ack_wait(5).nodes(&["a"]).start() else {
         return;
     };
-    let dir = TestDir::new();
-    let nats = NatsServer::start(&nats_bin, &dir.path().join("nats"));
-    let env = Env::new(2, 5);
-    let orchestrator = Orchestrator::start(dir.path(), &nats.url(), &env);
-    let a = start_node(dir.path(), &nats.url(), "a", &env);
-    let api = Api::new(&orchestrator.base);
-    api.wait_nodes(1, GENEROUS);
+    let api = app.api();
 
     // A valid recording, but shorter than the song to generate: only the node finds out.
     let (id, url) = api.submit(rejected_at_run_time_form());
+    let failed = api.events(&id).final_event();
+    assert_eq!(failed.kind, "failed", "{:?}", failed.data);
+    assert!(
+        failed.data["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("shorter than")),
+        "{:?}",
+        failed.data
+    );
+    let kinds = api.history_kinds(&id);
+    assert_eq!(started_attempts(&api, &id), [1], "{kinds:?}");
+    assert!(!kinds.iter().any(|k| k == "retrying"), "{kinds:?}");
     let body = match api.wait(&url, GENEROUS) {
         Done::Failed(body) => body,
         Done::Wav(_) => panic!("a 5 s reference song cannot be edited into a 95 s song"),
@@ -386,9 +346,10 @@ fn a_job_the_node_rejects_fails_with_its_message_once() {
     let error = body["error"].as_str().unwrap_or_default();
     assert!(error.contains("shorter than"), "the node's message: {body}");
 
-    // Not delivered again (wait past ack_wait and a retry delay).
+    // Not delivered again to the node (wait past ack_wait and a retry delay): the job's events
+    // end with `failed`, so only the node's log could show a redelivery.
     std::thread::sleep(Duration::from_secs(8));
-    let runs = one_at_a_time("a", &node_events(&a.log_text()));
+    let runs = one_at_a_time("a", &app.node("a").log_events());
     assert_eq!(runs, vec![(id.clone(), 1)], "node a ran: {runs:?}");
     assert!(matches!(api.poll(&url), Ok(Done::Failed(_))));
     let metrics = api.metrics();
@@ -402,30 +363,26 @@ fn a_job_the_node_rejects_fails_with_its_message_once() {
 #[test]
 fn a_job_out_of_deliveries_ends_failed() {
     let _serial = serial();
-    let Some(nats_bin) = prerequisites() else {
+    // One attempt allowed; the node running it dies.
+    let Some(mut app) = TestApp::nats()
+        .steps(1000)
+        .ack_wait(3)
+        .max_attempts(1)
+        .nodes(&["a"])
+        .start()
+    else {
         return;
     };
-    let dir = TestDir::new();
-    let nats = NatsServer::start(&nats_bin, &dir.path().join("nats"));
-    // One attempt allowed; the node running it dies.
-    let env = Env::new(1000, 3).with("REFRAIN_INFERENCE__MAX_ATTEMPTS", "1");
-    let orchestrator = Orchestrator::start(dir.path(), &nats.url(), &env);
-    let api = Api::new(&orchestrator.base);
-    let mut a = start_node(dir.path(), &nats.url(), "a", &env);
-    api.wait_nodes(1, GENEROUS);
+    let api = app.api();
     let (id, url) = api.submit_prompt(285, 9);
-    let deadline = Instant::now() + GENEROUS;
-    while !matches!(api.poll(&url), Err(b) if b["state"] == "running") {
-        assert!(
-            Instant::now() < deadline,
-            "the job did not start:\n{}",
-            a.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let b = start_node(dir.path(), &nats.url(), "b", &env);
-    api.wait_nodes(2, GENEROUS);
-    a.kill();
+    let mut events = api.events(&id);
+    events.wait_kind("started");
+    app.add_node("b");
+    app.wait_nodes(2);
+    app.node_mut("a").kill();
+    let failed = events.final_event();
+    assert_eq!(failed.kind, "failed", "{:?}", failed.data);
+    assert_eq!(started_attempts(&api, &id), [1]);
     let body: Value = match api.wait(&url, GENEROUS) {
         Done::Failed(body) => body,
         Done::Wav(_) => panic!("job {id} ran again though one attempt was allowed"),
@@ -437,8 +394,9 @@ fn a_job_out_of_deliveries_ends_failed() {
             .contains("gave up after 1 attempt"),
         "{body}"
     );
+    let b = app.node("b");
     assert!(
-        node_events(&b.log_text()).is_empty(),
+        b.log_events().is_empty(),
         "node b must not run it:\n{}",
         b.log_text()
     );

@@ -1,20 +1,15 @@
 //! The job core end to end on the embedded deployment (`refrain serve` as a child process):
 //! the per-job event stream (`GET /api/v1/jobs/{id}/events`, Server-Sent Events) and its resume
 //! across a `kill -9` of the server, and cancel (`DELETE /api/v1/jobs/{id}`) of a queued and of
-//! a running job. Jobs are observed through the event stream, never through logs.
+//! a running job. Jobs are observed through the event stream; a log is read only for what a
+//! node did, which no job's events tell (that it stopped a cancelled generation).
 //!
 //! Skipped with a message without ONNX Runtime, except in CI.
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::time::{Duration, Instant};
-
 use reqwest::blocking::multipart::Form;
-use serde_json::Value;
 use support::*;
-
-const STEPS: &str = "REFRAIN_INFERENCE__STEPS";
 
 fn form(seconds: u32, seed: u64) -> Form {
     Form::new()
@@ -24,77 +19,27 @@ fn form(seconds: u32, seed: u64) -> Form {
         .text("seed", seed.to_string())
 }
 
-/// One SSE event: (id, event name, data).
-type Sse = (u64, String, Value);
-
-/// Reads the whole event stream of `id` (it ends after the final event), resuming after
-/// `after` when given. `on_event` sees each event as it arrives.
-fn read_events(
-    api: &Api,
-    id: &str,
-    after: Option<u64>,
-    mut on_event: impl FnMut(&Sse),
-) -> Vec<Sse> {
-    let http = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(300))
-        .build()
-        .unwrap();
-    let mut request = http.get(format!("{}/api/v1/jobs/{id}/events", api.base));
-    if let Some(after) = after {
-        request = request.header("Last-Event-ID", after.to_string());
+fn assert_contiguous(events: &[JobEvent], from: u64) {
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event.seq, from + i as u64, "{events:?}");
+        assert_eq!(event.data["seq"].as_u64(), Some(event.seq));
+        assert_eq!(event.data["kind"].as_str(), Some(event.kind.as_str()));
     }
-    let response = request.send().unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers()["content-type"].to_str().unwrap(),
-        "text/event-stream"
-    );
-    let mut events = Vec::new();
-    let (mut seq, mut name, mut data) = (None, String::new(), String::new());
-    for line in BufReader::new(response).lines() {
-        let line = line.unwrap();
-        if line.is_empty() {
-            if let Some(s) = seq.take() {
-                let event = (
-                    s,
-                    std::mem::take(&mut name),
-                    serde_json::from_str(&data).unwrap(),
-                );
-                on_event(&event);
-                events.push(event);
-            }
-            data.clear();
-        } else if let Some(v) = line.strip_prefix("id:") {
-            seq = Some(v.trim().parse().unwrap());
-        } else if let Some(v) = line.strip_prefix("event:") {
-            name = v.trim().to_string();
-        } else if let Some(v) = line.strip_prefix("data:") {
-            data.push_str(v.trim_start());
-        }
-    }
-    events
 }
 
-fn assert_contiguous(events: &[Sse], from: u64) {
-    for (i, (seq, name, data)) in events.iter().enumerate() {
-        assert_eq!(*seq, from + i as u64, "{events:?}");
-        assert_eq!(data["seq"].as_u64(), Some(*seq));
-        assert_eq!(data["kind"].as_str(), Some(name.as_str()));
-    }
+fn kinds(events: &[JobEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.kind.as_str()).collect()
 }
 
 #[test]
 fn events_stream_in_order_and_resume_after_a_restart() {
-    if !ort_available() {
+    let Some(mut app) = TestApp::embedded().steps(200).start() else {
         return;
-    }
-    let dir = TestDir::new();
-    let mut server = Server::start(dir.path(), &[(STEPS, "200")]);
-    let (id, url) = server.api().submit(form(130, 3));
-    let events = read_events(&server.api(), &id, None, |_| {});
+    };
+    let (id, url) = app.api().submit(form(130, 3));
+    let events = app.events(&id).read_all();
     assert_contiguous(&events, 1);
-    let kinds: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+    let kinds = kinds(&events);
     assert_eq!(kinds.first(), Some(&"queued"));
     assert_eq!(kinds.get(1), Some(&"started"));
     assert_eq!(kinds.last(), Some(&"succeeded"), "{kinds:?}");
@@ -102,95 +47,103 @@ fn events_stream_in_order_and_resume_after_a_restart() {
         kinds.iter().filter(|k| **k == "progress").count() >= 2,
         "{kinds:?}"
     );
-    let done = &events.last().unwrap().2;
+    let done = &events.last().unwrap().data;
     assert_eq!(done["state"], "succeeded");
     assert_eq!(done["result"]["files"][0]["file"], format!("{id}.wav"));
     // Progress is ordered within the attempt.
-    let percents: Vec<f64> = events
-        .iter()
-        .filter_map(|e| e.2["percent"].as_f64())
-        .collect();
+    let percents: Vec<f64> = events.iter().filter_map(JobEvent::percent).collect();
     assert!(percents.windows(2).all(|w| w[0] <= w[1]), "{percents:?}");
 
     // kill -9, start again: a subscriber that saw up to seq 2 gets exactly the rest.
-    server.restart();
-    let rest = read_events(&server.api(), &id, Some(2), |_| {});
+    app.server.restart();
+    let rest = app.api().events_after(&id, 2).read_all();
     assert_eq!(rest, events[2..].to_vec());
     // The seed-000 URL still serves the song.
-    assert!(server.api().poll(&url).is_ok());
+    assert!(app.api().poll(&url).is_ok());
 }
 
+/// One in-process node: while job 1 runs, job 2 can only wait. 1000 sampler steps (the most a
+/// job may take) of a 285 s song keep job 1 sampling for seconds, far longer than the few
+/// requests between its first sampling step and its cancel.
 #[test]
-#[ignore = "the second job starts before the DELETE: STEPS=3000 does not keep the first job busy; to be fixed"]
 fn cancel_a_queued_and_a_running_job() {
-    if !ort_available() {
+    let Some(app) = TestApp::embedded().steps(1000).start() else {
         return;
-    }
-    let dir = TestDir::new();
-    // About ten seconds of sampling for a 285 s song on the test bundle.
-    let server = Server::start(dir.path(), &[(STEPS, "3000")]);
-    let api = server.api();
+    };
+    let api = app.api();
     let (running, _) = api.submit(form(285, 1));
+    let mut running_events = api.events(&running);
+    let started = running_events.wait_kind("started");
+    assert_eq!(started.attempt(), 1);
+    running_events.wait_sampling(1);
+
+    // The node is busy with job 1: job 2 waits in the queue.
     let (queued, queued_url) = api.submit(form(285, 2));
-    let http = &api.http;
+    let mut queued_events = api.events(&queued);
+    let first = queued_events.next_event().expect("a first event");
+    assert_eq!(first.kind, "queued");
+    let job = api.job(&queued);
+    assert_eq!(job["state"], "queued", "{job}");
+    assert_eq!(job["queue_position"], 0, "{job}");
 
     // The queued job is cancelled at once and never starts.
-    let response = http
-        .delete(format!("{}/api/v1/jobs/{queued}", api.base))
-        .send()
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let kinds: Vec<String> = read_events(&api, &queued, None, |_| {})
-        .into_iter()
-        .map(|e| e.1)
-        .collect();
-    assert_eq!(kinds, ["queued", "cancelled"]);
+    let (status, record) = api.cancel(&queued);
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["state"], "cancelled", "{record}");
+    let last = queued_events.final_event();
+    assert_eq!(last.kind, "cancelled");
+    assert_eq!(api.history_kinds(&queued), ["queued", "cancelled"]);
     let status = api.get_json(&queued_url);
-    assert_eq!(status["status"], "failed");
+    assert_eq!(status["status"], "cancelled");
     assert_eq!(status["state"], "cancelled");
 
     // The running job stops between two steps once cancelled.
-    let started = Instant::now();
-    let mut cancelled_at = None;
-    let events = read_events(&api, &running, None, |(_, name, data)| {
-        if name == "progress" && data["stage"] == "sampling" && cancelled_at.is_none() {
-            let r = reqwest::blocking::Client::new()
-                .delete(format!(
-                    "{}/api/v1/jobs/{}",
-                    api.base,
-                    data["job"].as_str().unwrap()
-                ))
-                .send()
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            cancelled_at = Some(Instant::now());
-        }
-    });
-    assert!(cancelled_at.is_some(), "never saw a sampling step");
-    let last = events.last().unwrap();
-    assert_eq!(last.1, "cancelled");
-    assert_eq!(last.2["attempt"], 1);
-    // Cancelling again is a conflict; the record stays cancelled and is never retried.
-    let again = http
-        .delete(format!("{}/api/v1/jobs/{running}", api.base))
-        .send()
-        .unwrap();
-    assert_eq!(again.status(), 409);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let job = api.get_json(&format!("/api/v1/jobs/{running}"));
-        assert_eq!(job["state"], "cancelled");
-        assert_eq!(job["attempt"], 1);
-        // The node is idle again (the generation stopped, it did not run to the end).
-        let nodes = api.get_json("/api/v1/nodes");
-        if nodes["nodes"][0]["state"] == "idle" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the node kept running: {nodes}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(started.elapsed() < Duration::from_secs(300));
-    assert!(!server
+    let (status, record) = api.cancel(&running);
+    assert_eq!(
+        status, 200,
+        "job 1 must still run when cancelled (did it finish first?): {record}"
+    );
+    let last = running_events.final_event();
+    assert_eq!(last.kind, "cancelled", "{:?}", api.history_kinds(&running));
+    assert_eq!(last.attempt(), 1);
+    // Cancelling again is a conflict.
+    let (again, _) = api.cancel(&running);
+    assert_eq!(again, 409);
+
+    // The node is free: a third job runs to success.
+    let (third, third_url) = api.submit(form(95, 3));
+    assert_eq!(api.events(&third).final_event().kind, "succeeded");
+    assert!(matches!(api.poll(&third_url), Ok(Done::Wav(_))));
+
+    // Neither cancelled job ran again: job 1 started once and was not retried, job 2 never
+    // started; job 1 left no result.
+    let history = api.history(&running);
+    let kinds = kinds(&history);
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "started").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert!(
+        !kinds.iter().any(|k| matches!(*k, "retrying" | "requeued")),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.last(), Some(&"cancelled"), "{kinds:?}");
+    let job = api.job(&running);
+    assert_eq!(job["state"], "cancelled", "{job}");
+    assert_eq!(job["attempt"], 1, "{job}");
+    assert_eq!(api.history_kinds(&queued), ["queued", "cancelled"]);
+    // What the node did, which no job's events tell: it stopped job 1 between two steps (it
+    // did not run it to the end), then ran the third job; it never ran job 2.
+    let log = node_events(&app.server.proc.log_text());
+    let runs = one_at_a_time("cpu", &log);
+    assert_eq!(runs, [(running.clone(), 1), (third.clone(), 1)], "{log:?}");
+    let stopped = NodeLogEvent::Finished {
+        job: running.clone(),
+        how: "cancelled".into(),
+    };
+    assert!(log.contains(&stopped), "{log:?}");
+    assert!(!app
         .data_dir()
         .join(format!("outputs/{running}.wav"))
         .exists());

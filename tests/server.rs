@@ -17,16 +17,14 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::multipart::{Form, Part};
-use reqwest::blocking::Response;
 use reqwest::header;
 use serde_json::Value;
+use support::spec::*;
 use support::*;
 
 /// The tests of this file run one after another.
@@ -37,145 +35,15 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 const GENEROUS: Duration = Duration::from_secs(120);
-const PROMPT: &str = "bright acoustic pop with piano";
-const LYRICS: &str = "[00:01.00]hello from the server\n[00:05.00]la la la\n";
-const STEPS: &str = "REFRAIN_INFERENCE__STEPS";
-
-/// The spec's request: text fields plus the `_dummy` part its Python client sends to force
-/// multipart, and our `seed` extension.
-fn song_form(seconds: u32, seed: u64) -> Form {
-    Form::new()
-        .text("_dummy", "")
-        .text("ref_prompt", PROMPT)
-        .text("audio_length", seconds.to_string())
-        .text("lrc", LYRICS)
-        .text("seed", seed.to_string())
-}
-
-fn header_of(r: &Response, name: header::HeaderName) -> String {
-    r.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
-}
-
-/// Checks a 202 answer against the spec; returns (job id, url).
-fn accepted(r: Response) -> (String, String) {
-    assert_eq!(r.status().as_u16(), 202, "POST /generate");
-    assert!(header_of(&r, header::CONTENT_TYPE).starts_with("application/json"));
-    let body: Value = r.json().expect("JSON 202 body");
-    let keys: BTreeSet<&str> = body
-        .as_object()
-        .expect("an object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        keys,
-        BTreeSet::from(["status", "url", "job_id", "message"]),
-        "{body}"
-    );
-    assert_eq!(body["status"], "accepted");
-    assert_eq!(
-        body["message"],
-        "Generation started. Check the URL later for the result."
-    );
-    let id = body["job_id"].as_str().expect("job_id").to_string();
-    let url = body["url"].as_str().expect("url").to_string();
-    assert!(!id.is_empty());
-    assert!(
-        url.starts_with("/output/") && url.ends_with(".wav"),
-        "{url}"
-    );
-    (id, url)
-}
-
-fn seconds_text(v: &Value, what: &str) -> f64 {
-    let s = v
-        .as_str()
-        .unwrap_or_else(|| panic!("{what} is a string: {v}"));
-    s.strip_suffix(" seconds")
-        .and_then(|n| n.parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("{what} is \"<x> seconds\": {s:?}"))
-}
-
-/// Checks a `processing` answer against the spec's example; returns its `progress_percent`.
-fn check_processing(body: &Value, id: &str, file: &str, seconds: u32) -> u64 {
-    assert_eq!(body["status"], "processing", "{body}");
-    assert_eq!(body["job_id"], id, "{body}");
-    assert_eq!(body["file"], file, "{body}");
-    seconds_text(&body["elapsed_time"], "elapsed_time");
-    if body["estimated_remaining"] != "unknown" {
-        seconds_text(&body["estimated_remaining"], "estimated_remaining");
-    }
-    let percent = body["progress_percent"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("progress_percent is a whole number: {body}"));
-    assert!(percent <= 100, "{body}");
-    let p = &body["parameters"];
-    assert_eq!(p["lrc"], LYRICS, "{body}");
-    assert_eq!(p["ref_prompt"], PROMPT, "{body}");
-    assert_eq!(p["audio_length"], seconds, "{body}");
-    assert_eq!(body["server_busy"], true, "{body}");
-    let g = &body["other_goodies"];
-    assert_eq!(g["device"], "cpu", "{body}");
-    assert!(
-        g["max_frames"].as_u64().is_some_and(|f| f >= 2048),
-        "{body}"
-    );
-    assert!(
-        g["current_time"]
-            .as_str()
-            .is_some_and(|t| t.ends_with(" UTC")),
-        "{body}"
-    );
-    seconds_text(&g["uptime"], "uptime");
-    assert!(
-        matches!(body["state"].as_str(), Some("queued" | "running")),
-        "{body}"
-    );
-    percent
-}
-
-/// One metric's value from the Prometheus text.
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
-/// `GET` with a raw request line (no client-side normalisation of the path).
-fn raw_get(base: &str, path: &str) -> (u16, String) {
-    let addr = base.strip_prefix("http://").expect("http base");
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let text = String::from_utf8_lossy(&answer).to_string();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, text)
-}
 
 #[test]
 fn spec_client_flow_over_http() {
     let _serial = serial();
-    if !ort_available() {
-        return;
-    }
-    let dir = TestDir::new();
     // 199 Euler steps of a 130 s song: about a second of sampling, so polls see it move.
-    let server = Server::start(dir.path(), &[(STEPS, "200")]);
+    let Some(app) = TestApp::embedded().steps(200).start() else {
+        return;
+    };
+    let server = &app.server;
     let api = server.api();
     let http = &api.http;
 
@@ -404,14 +272,14 @@ fn spec_client_flow_over_http() {
 #[test]
 fn error_answers_over_the_wire() {
     let _serial = serial();
-    if !ort_available() {
+    let Some(app) = TestApp::embedded()
+        .steps(2)
+        .env("REFRAIN_LIMITS__MAX_UPLOAD_BYTES", 100000)
+        .start()
+    else {
         return;
-    }
-    let dir = TestDir::new();
-    let server = Server::start(
-        dir.path(),
-        &[(STEPS, "2"), ("REFRAIN_LIMITS__MAX_UPLOAD_BYTES", "100000")],
-    );
+    };
+    let server = &app.server;
     let api = server.api();
     let http = &api.http;
     let post = |form: Form| -> (u16, Value) {
@@ -539,13 +407,12 @@ fn error_answers_over_the_wire() {
 #[test]
 fn many_parallel_submissions_and_polls() {
     let _serial = serial();
-    if !ort_available() {
-        return;
-    }
     const SUBMITTERS: usize = 24;
     const POLLERS: usize = 16;
-    let dir = TestDir::new();
-    let server = Server::start(dir.path(), &[(STEPS, "2")]);
+    let Some(app) = TestApp::embedded().steps(2).start() else {
+        return;
+    };
+    let server = &app.server;
     let base = server.base.clone();
 
     let urls: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -714,14 +581,14 @@ fn many_parallel_submissions_and_polls() {
 #[test]
 fn capacity_zero_is_the_single_job_server() {
     let _serial = serial();
-    if !ort_available() {
+    let Some(app) = TestApp::embedded()
+        .steps(300)
+        .env("REFRAIN_QUEUE__CAPACITY", 0)
+        .start()
+    else {
         return;
-    }
-    let dir = TestDir::new();
-    let server = Server::start(
-        dir.path(),
-        &[(STEPS, "300"), ("REFRAIN_QUEUE__CAPACITY", "0")],
-    );
+    };
+    let server = &app.server;
     let api = server.api();
     let http = &api.http;
     let (_, url) = accepted(
@@ -779,12 +646,11 @@ fn capacity_zero_is_the_single_job_server() {
 #[test]
 fn sigterm_stops_gracefully_and_the_job_finishes_after_a_restart() {
     let _serial = serial();
-    if !ort_available() {
-        return;
-    }
     const N: u32 = 400;
-    let dir = TestDir::new();
-    let mut server = Server::start(dir.path(), &[(STEPS, &N.to_string())]);
+    let Some(mut app) = TestApp::embedded().steps(N).start() else {
+        return;
+    };
+    let server = &mut app.server;
     let api = server.api();
     let r = api
         .http
@@ -825,7 +691,7 @@ fn sigterm_stops_gracefully_and_the_job_finishes_after_a_restart() {
     // A graceful hand-back is not a failed attempt: the job runs again as attempt 1.
     assert_eq!(runs, vec![(id, 1)], "the second run: {runs:?}");
     // The interrupted job gives the bytes of an uninterrupted run of the same request.
-    let reference = generate_reference(dir.path(), LYRICS, PROMPT, 285, 42, N);
+    let reference = generate_reference(app.dir(), LYRICS, PROMPT, 285, 42, N);
     assert!(
         wav == reference,
         "the resumed job's WAV differs from `refrain generate`"
