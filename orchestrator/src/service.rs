@@ -1,10 +1,8 @@
-//! The service facade every API handler talks to ([`App`]), and [`serve`], which wires the
-//! store, the queue, the progress board, the inference workers, the background tasks and the
-//! HTTP server together and shuts them down gracefully.
-//!
-//! Admission (`App::submit`) is serialised by one lock so the capacity check, the durable insert
-//! and the durable enqueue happen as one step: a client that got 202 has a job that is both in
-//! the store and in the queue, flushed to disk.
+//! [`start`]: wires the store, the queue, the progress board, the node links (in-process nodes
+//! come from the binary as a [`NodeRunner`]), the background tasks and the HTTP server together
+//! into a [`Running`] service that shuts down gracefully. Also [`NodeInfo`], the facts about
+//! the inference side that status endpoints show, and re-exports of the facade ([`App`],
+//! [`JobMeta`]) and of admission's [`Validator`].
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -100,6 +100,20 @@ fn parse_timestamp(s: &str) -> Option<(f64, &str)> {
     Some((minutes * 60.0 + secs, rest))
 }
 
+/// Whether `s` starts with a tag shaped like a timestamp (`[digits:digits…]`, only digits,
+/// `:` and `.` inside) that [`parse_timestamp`] refused: an impossible time such as
+/// `[00:75.00]` or a malformed one such as `[0:5]`. Such a line is an error, not lyrics.
+fn bad_timestamp(s: &str) -> Option<&str> {
+    let end = s.find(']')?;
+    let inner = s.strip_prefix('[')?.get(..end - 1)?;
+    let shaped = inner.starts_with(|c: char| c.is_ascii_digit())
+        && inner.contains(':')
+        && inner
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == ':' || c == '.');
+    (shaped && parse_timestamp(s).is_none()).then(|| &s[..=end])
+}
+
 /// Whether a bracketed tag looks like LRC metadata (`[ti:Title]`, `[offset:+120]`, …).
 fn is_metadata(line: &str) -> bool {
     line.strip_prefix('[')
@@ -130,6 +144,14 @@ pub fn parse(text: &str, limits: &LyricsLimits) -> Result<ParsedLrc, LyricsError
         while let Some((t, r)) = parse_timestamp(rest) {
             stamps.push(t);
             rest = r.trim_start();
+        }
+        if let Some(tag) = bad_timestamp(rest) {
+            return Err(LyricsError::BadLine {
+                line: line_no,
+                reason: format!(
+                    "{tag} is not a valid timestamp: use [mm:ss.xx] with seconds below 60"
+                ),
+            });
         }
         if stamps.is_empty() {
             if is_metadata(line) {
@@ -199,6 +221,32 @@ mod tests {
 
     fn p(text: &str) -> ParsedLrc {
         parse(text, &LyricsLimits::default()).unwrap()
+    }
+
+    #[test]
+    fn impossible_timestamps_are_errors_naming_the_line() {
+        let limits = LyricsLimits {
+            max_bytes: 10_000,
+            max_lines: 100,
+            max_line_chars: 200,
+        };
+        for (text, line) in [
+            ("[00:75.00] impossible", 1),
+            ("[00:01.00] fine\n[01:60.00] no", 2),
+            ("[00:01.00][0:5] short", 1),
+            ("[00:01.00] ok\n\n[00:02.0000] too fine", 3),
+        ] {
+            match parse(text, &limits) {
+                Err(LyricsError::BadLine { line: l, reason }) => {
+                    assert_eq!(l, line, "{text}");
+                    assert!(reason.contains("not a valid timestamp"), "{reason}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        // Metadata and words in brackets stay what they were.
+        assert!(parse("[ti:Song]\n[00:01.00] a", &limits).is_ok());
+        assert!(parse("[Chorus] la la", &limits).is_ok());
     }
 
     #[test]
