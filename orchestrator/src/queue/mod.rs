@@ -6,12 +6,13 @@
 //! The contract both backends keep: durable (an `enqueue` that returned is on disk),
 //! at-least-once (a message not acked comes back, after a crash too), and one consumer per
 //! message at a time. The embedded queue hands messages out in fair-share order (interactive
-//! before batch, owners taking turns, FIFO within an owner: see [`embedded`]); the NATS work
-//! queue in publication order. A message carries only a job id (the NATS message
+//! before batch, owners taking turns, FIFO within an owner), decided by [`fair::FairQueue`];
+//! the NATS work queue in publication order. A message carries only a job id (the NATS message
 //! also carries the spec, for nodes without the store); the job store is the truth about the
 //! job, and completion is idempotent on (job id, attempt).
 
 pub mod embedded;
+pub mod fair;
 pub mod nats;
 
 use std::time::Duration;
