@@ -265,8 +265,9 @@ impl App {
         }
     }
 
-    /// 0-based position among queued jobs: the queue's fair-share estimate, or the creation
-    /// order where the backend cannot tell (NATS).
+    /// 0-based position among queued jobs: the queue's fair-share estimate (both backends),
+    /// or the creation order where the queue does not know the job (e.g. while the NATS
+    /// backlog is being rebuilt at startup).
     pub async fn queue_position(&self, id: &JobId) -> Result<Option<usize>, OrchestratorError> {
         if let Some(p) = self.inner.parts.queue.position(id).await? {
             return Ok(Some(p));

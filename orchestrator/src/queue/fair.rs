@@ -1,7 +1,7 @@
 //! The fair-share order of waiting jobs, in one place for both queue backends: the embedded
 //! queue hands its messages to in-process nodes in this order ([`super::embedded`]), and the
 //! NATS dispatcher publishes jobs into the JetStream work queue in this order
-//! (`super::dispatch`), so both deployments schedule alike.
+//! ([`super::dispatch`]), so both deployments schedule alike.
 //!
 //! [`FairQueue::choose`] picks, among the waiting jobs available now: the highest priority class
 //! first (interactive before batch); within it the owner with the fewest jobs in flight, then
