@@ -16,7 +16,9 @@
 //!   node that appears gets work at once;
 //! * the end of each publish, one at a time so the stream's order is the chosen order;
 //! * a sweep every few seconds that checks the jobs it tracks against the store (an event
-//!   missed by a lagging subscriber cannot hold a slot forever).
+//!   missed by a lagging subscriber cannot hold a slot forever), and the published jobs no
+//!   node has started against the stream: one the server lost (its data, not a restart) goes
+//!   back into the backlog instead of holding a slot until the next start.
 //!
 //! Nothing is lost: a job is in the store (flushed) before it is enqueued, and at startup the
 //! backlog is rebuilt from the store's queued jobs that the stream does not hold
@@ -226,6 +228,27 @@ impl Backlog {
         self.fair.waiting() + self.unstarted.len()
     }
 
+    /// Published jobs no node has started, except the one being published: to be looked up
+    /// in the stream.
+    pub fn unstarted(&self) -> Vec<JobId> {
+        self.unstarted
+            .iter()
+            .filter(|id| self.publishing.as_ref() != Some(*id))
+            .cloned()
+            .collect()
+    }
+
+    /// The stream does not hold published job `id`. If no node has started it (a node that
+    /// took and finished it has its events on the way), it goes back into the backlog in its
+    /// old place, to be published again. True if it did.
+    pub fn lost(&mut self, id: &JobId) -> bool {
+        if self.publishing.as_ref() == Some(id) || !self.unstarted.contains(id) {
+            return false;
+        }
+        self.unstarted.retain(|j| j != id);
+        self.fair.give_back(id, None)
+    }
+
     /// Every job tracked, with whether it is in flight.
     pub fn tracked(&self) -> Vec<(JobId, bool)> {
         self.fair
@@ -273,6 +296,8 @@ impl Dispatcher {
     /// Publishes whenever a slot is free, and follows commands, job events and nodes.
     pub async fn run(mut self, cancel: CancellationToken) {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let (lost_tx, mut lost_rx) = mpsc::unbounded_channel::<Vec<JobId>>();
+        let mut looking = false;
         let mut retry_at: Option<Instant> = None;
         let mut backoff = MIN_BACKOFF;
         let mut sweep = tokio::time::interval(SWEEP);
@@ -313,7 +338,20 @@ impl Dispatcher {
                 _ = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
                     retry_at = None;
                 }
-                _ = sweep.tick() => self.sweep(),
+                Some(lost) = lost_rx.recv() => {
+                    looking = false;
+                    for id in lost {
+                        if self.backlog.lost(&id) {
+                            tracing::warn!(job = %id, "the work queue lost a published job; publishing it again");
+                        }
+                    }
+                }
+                _ = sweep.tick() => {
+                    self.sweep();
+                    if !looking {
+                        looking = self.look_up_unstarted(lost_tx.clone());
+                    }
+                }
             }
         }
         tracing::debug!(backlog = self.backlog.depth(), "job dispatcher stopped");
@@ -389,6 +427,31 @@ impl Dispatcher {
         {
             tracing::warn!(job = %id, error = %e, "cannot mark an unpublishable job failed");
         }
+    }
+
+    /// Looks up the published jobs no node has started in the stream, off this task; the
+    /// ones it does not hold are sent on `lost` (once, all together). False if there are none.
+    fn look_up_unstarted(&self, lost: mpsc::UnboundedSender<Vec<JobId>>) -> bool {
+        let ids = self.backlog.unstarted();
+        if ids.is_empty() {
+            return false;
+        }
+        let publisher = self.publisher.clone();
+        tokio::spawn(async move {
+            let mut gone = Vec::new();
+            for id in ids {
+                match publisher.holds(&id).await {
+                    Ok(true) => {}
+                    Ok(false) => gone.push(id),
+                    Err(e) => {
+                        tracing::debug!(job = %id, error = %e, "cannot look up a published job");
+                        break;
+                    }
+                }
+            }
+            let _ = lost.send(gone);
+        });
+        true
     }
 
     /// Checks every tracked job against the store: finished or deleted ones are forgotten,

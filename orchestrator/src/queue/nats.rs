@@ -74,12 +74,20 @@ pub enum Published {
 /// Publishes jobs of the store, with the files they name, and withdraws cancelled ones.
 pub struct Publisher {
     js: JetStream,
+    /// For look-ups only (the orchestrator takes no jobs).
+    jobs: JobConsumer,
     store: JobStore,
     blobs: BlobStore,
     outputs: OutputStore,
 }
 
 impl Publisher {
+    /// Whether the stream still holds a message of this job (waiting, in flight, or out of
+    /// deliveries).
+    pub async fn holds(&self, id: &JobId) -> Result<bool, DistributedError> {
+        Ok(self.jobs.holds(id).await?)
+    }
+
     fn input_error(id: &JobId, message: impl std::fmt::Display) -> PublishError {
         PublishError::Input {
             id: id.clone(),
@@ -237,6 +245,7 @@ impl NatsQueue {
         prefetch: usize,
     ) -> (NatsQueue, Dispatcher) {
         let publisher = Arc::new(Publisher {
+            jobs: JobConsumer::new(js.clone(), Role::Orchestrator),
             js: js.clone(),
             store: lifecycle.store().clone(),
             blobs,
@@ -266,7 +275,7 @@ impl NatsQueue {
     /// Whether the stream still holds a message of this job (waiting, in flight, or out of
     /// deliveries).
     pub async fn holds(&self, id: &JobId) -> Result<bool, DistributedError> {
-        Ok(self.jobs.holds(id).await?)
+        self.publisher.holds(id).await
     }
 
     /// Tells the dispatcher which jobs the work stream holds at startup (with whether a node

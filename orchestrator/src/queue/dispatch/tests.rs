@@ -222,3 +222,27 @@ fn jobs_found_in_the_stream_at_startup_hold_their_slots_and_shares() {
     // Alice still has a job in flight: bob goes first.
     assert_eq!(publish_all(&mut b, 2), [id(11)]);
 }
+
+#[test]
+fn a_published_job_the_stream_lost_is_published_again_in_its_place() {
+    let mut b = Backlog::new(1);
+    b.seed(Vec::new());
+    for n in 0..3 {
+        b.enqueue(item(n, "alice", Priority::Interactive));
+    }
+    let first = b.next(1).unwrap();
+    // The one being published is not looked up.
+    assert_eq!(b.unstarted(), Vec::<JobId>::new());
+    assert!(!b.lost(&first.id));
+    b.published(&first.id, Outcome::InStream);
+    assert_eq!(publish_all(&mut b, 1), [id(1)]);
+    b.job_event(&event(0, JobEventKind::Started));
+    assert_eq!(b.unstarted(), [id(1)]);
+    // A started job is not lost (its node holds it); an unstarted one goes back, ahead of
+    // alice's newer job.
+    assert!(!b.lost(&id(0)));
+    assert!(b.lost(&id(1)));
+    assert_eq!(b.position(&id(1)), Some(0));
+    assert_eq!(publish_all(&mut b, 1), [id(1)]);
+    assert_eq!(b.position(&id(2)), Some(1));
+}
