@@ -5,7 +5,8 @@
 //!
 //! Admission (`App::submit`) is serialised by one lock so the capacity and owner checks, the
 //! durable insert and the durable enqueue happen as one step: a client that got its 2xx has a
-//! job that is both in the store and in the queue, flushed to disk.
+//! job that is in the store, flushed to disk, and in the queue (the embedded queue's tree,
+//! flushed too, or the NATS dispatcher's backlog, which is rebuilt from the store at startup).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,8 +3,8 @@
 //! HTTP server together and shuts them down gracefully.
 //!
 //! Admission (`App::submit`) is serialised by one lock so the capacity check, the durable insert
-//! and the durable enqueue happen as one step: a client that got 202 has a job that is both in
-//! the store and in the queue, flushed to disk.
+//! and the durable enqueue happen as one step: a client that got 202 has a job that is in the
+//! store, flushed to disk, and in the queue (see `App::submit`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
