@@ -5,7 +5,8 @@
 //!
 //! Admission (`App::submit`) is serialised by one lock so the capacity and owner checks, the
 //! durable insert and the durable enqueue happen as one step: a client that got its 2xx has a
-//! job that is both in the store and in the queue, flushed to disk.
+//! job that is in the store, flushed to disk, and in the queue (the embedded queue's tree,
+//! flushed too, or the NATS dispatcher's backlog, which is rebuilt from the store at startup).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -299,8 +300,9 @@ impl App {
         }
     }
 
-    /// 0-based position among queued jobs: the queue's fair-share estimate, or the creation
-    /// order where the backend cannot tell (NATS).
+    /// 0-based position among queued jobs: the queue's fair-share estimate (both backends),
+    /// or the creation order where the queue does not know the job (e.g. while the NATS
+    /// backlog is being rebuilt at startup).
     pub async fn queue_position(&self, id: &JobId) -> Result<Option<usize>, OrchestratorError> {
         if let Some(p) = self.inner.parts.queue.position(id).await? {
             return Ok(Some(p));

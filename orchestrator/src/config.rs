@@ -75,6 +75,12 @@ pub struct QueueConfig {
     pub capacity: usize,
     /// Seconds a 503 asks the client to wait (`Retry-After`).
     pub retry_after_seconds: u64,
+    /// NATS backend: jobs published into the work stream ahead of need, beyond one per live
+    /// node. Published jobs run in stream order, so a later interactive job or another owner's
+    /// turn can only overtake what is not published yet; 1 keeps one job ready for the first
+    /// node that finishes, 0 publishes only on demand (a node waits one round trip through
+    /// the orchestrator between jobs).
+    pub prefetch: usize,
 }
 
 /// The queue backend (`queue.backend`).
@@ -173,6 +179,7 @@ impl Default for QueueConfig {
             backend: Backend::Embedded,
             capacity: 100,
             retry_after_seconds: 30,
+            prefetch: 1,
         }
     }
 }

@@ -198,7 +198,8 @@ pub type NodeRunner = Arc<dyn Fn(InProcessNode) -> NodeFuture + Send + Sync>;
 ///
 /// With `queue.backend = "nats"` the queue, the progress bus and the results go through NATS
 /// JetStream (see [`crate::distributed`]): the store is not recovered here (running jobs belong
-/// to remote nodes; their events decide), node events are applied by a durable consumer, and
+/// to remote nodes; their events decide), the dispatcher ([`crate::queue::dispatch`]) publishes
+/// from the fair-share backlog, node events are applied by a durable consumer, and
 /// configured devices run as in-process NATS nodes (none is needed: the service is ready once
 /// NATS is set up).
 pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeError> {
@@ -250,6 +251,7 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
         config.inference.max_attempts,
     );
 
+    let registry = NodeRegistry::new(metrics.nodes.clone());
     let (queue, bus, nats): (Arc<dyn Queue>, Arc<dyn ProgressBus>, _) = if config.queue.backend
         == Backend::Nats
     {
@@ -264,12 +266,16 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
         let js = JetStream::setup(client.clone(), settings, Role::Orchestrator, &cancel)
             .await
             .map_err(distributed::DistributedError::from)?;
-        let queue = Arc::new(NatsQueue::orchestrator(
+        let (queue, dispatcher) = NatsQueue::orchestrator(
             js.clone(),
-            store.clone(),
+            &lifecycle,
             blobs.clone(),
             outputs.clone(),
-        ));
+            registry.watch_live(),
+            config.queue.prefetch,
+        );
+        dispatcher.spawn(&tracker, cancel.clone());
+        let queue = Arc::new(queue);
         let bus =
             Arc::new(distributed::bus::NatsBus::start(client, &tracker, cancel.clone()).await?);
         (
@@ -298,7 +304,6 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
     };
 
     let board = ProgressBoard::spawn(bus.as_ref(), lifecycle.clone(), &tracker, cancel.clone());
-    let registry = NodeRegistry::new(metrics.nodes.clone());
     match &nats {
         Some((js, queue)) => {
             registry
@@ -315,9 +320,7 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
             tracker.spawn(async move {
                 match events::reconcile(&queue, &lifecycle, &cancel).await {
                     Ok(0) => {}
-                    Ok(n) => {
-                        tracing::warn!(jobs = n, "published jobs that were missing from the queue")
-                    }
+                    Ok(n) => tracing::info!(jobs = n, "queued jobs back in the backlog"),
                     Err(e) => {
                         tracing::error!(error = %e, "cannot reconcile the job store with the queue")
                     }

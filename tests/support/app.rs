@@ -234,3 +234,56 @@ impl TestApp {
         self.nats.as_mut().expect("the NATS deployment")
     }
 }
+
+/// The NATS deployment without `refrain serve`: a private nats-server and `refrain node`
+/// processes, for tests that run the orchestrator in their own process (`service::start`) so
+/// they can admit jobs with owners and priorities, as keyed front ends will. Same quick NATS
+/// timings as [`TestApp::nats`]. Dropping it kills the nodes and the nats-server.
+pub struct NatsFabric {
+    nodes: Vec<Node>,
+    nats: NatsServer,
+    vars: Vec<(String, String)>,
+    /// Last: removed after the processes are gone.
+    dir: TestDir,
+}
+
+impl NatsFabric {
+    /// Starts the nats-server; `None` (with a message) when ONNX Runtime or the nats-server is
+    /// missing — the test is then skipped, except in CI, where this panics.
+    pub fn start() -> Option<NatsFabric> {
+        if !ort_available() {
+            return None;
+        }
+        let binary = nats_server_binary()?;
+        let dir = TestDir::new();
+        let nats = NatsServer::start(&binary, &dir.path().join("nats"));
+        let vars = TestApp::nats().env("REFRAIN_NATS__URL", nats.url()).vars;
+        Some(NatsFabric {
+            nodes: Vec::new(),
+            nats,
+            vars,
+            dir,
+        })
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        self.nats.url()
+    }
+
+    /// The test's directory (logs, scratch files; an orchestrator's data may go under it).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts a `refrain node` named `name`; `steps` overrides every job's sampler steps.
+    pub fn add_node(&mut self, name: &str, steps: Option<u32>) -> &mut Node {
+        let mut vars = self.vars.clone();
+        if let Some(steps) = steps {
+            vars.push(("REFRAIN_INFERENCE__STEPS".into(), steps.to_string()));
+        }
+        let node = Node::start(self.dir.path(), name, &self.nats.url(), vars);
+        self.nodes.push(node);
+        self.nodes.last_mut().expect("the node just added")
+    }
+}

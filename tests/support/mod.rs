@@ -32,7 +32,7 @@ pub mod process;
 pub mod server;
 pub mod spec;
 
-pub use app::{TestApp, TestAppBuilder};
+pub use app::{NatsFabric, TestApp, TestAppBuilder};
 pub use audio::{assert_song_wav, generate_reference, latent_frames, sine_wav};
 pub use events::{EventStream, JobEvent};
 pub use http::{local_client, rejected_at_run_time_form, wait_json, Api, Done};

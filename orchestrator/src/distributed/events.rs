@@ -19,9 +19,9 @@
 //!   cancelled (nothing to change).
 //!
 //! Events published while the orchestrator was down wait in the stream and are applied when it
-//! starts again. At startup [`reconcile`] also makes sure that every Queued or Running job in
-//! the store is still in the work queue, and publishes the ones that are not (a crash between
-//! the durable insert and the publish, or a server that lost its data).
+//! starts again. At startup [`reconcile`] also rebuilds the dispatcher's view: the Queued and
+//! Running jobs the work queue holds count as in flight, and every other one goes back into the
+//! backlog (jobs not yet published when the process stopped, or lost by the server).
 
 use std::time::Duration;
 
@@ -416,12 +416,14 @@ impl Applier {
     }
 }
 
-/// Startup reconciliation: every Queued or Running job of the store must have a message in the
-/// work queue. A job without one — never published (a crash between the durable insert and the
-/// publish) or lost by the server — is published again, after the node events that were already
-/// in the stream have been applied (a job that finished while this process was down has no
-/// message either, but its events say so). A Running job published again becomes Queued with
-/// the next attempt number.
+/// Startup reconciliation. First the jobs the work queue still holds: every Queued or Running
+/// job of the store is looked up in the stream (retried until NATS answers), and the ones found
+/// are handed to the dispatcher as in flight ([`NatsQueue::seed`], which lets it publish). Every
+/// other one goes back into the backlog, after the node events that were already in the
+/// stream have been applied (a job that finished while this process was down has no message
+/// either, but its events say so): a job never published (it waited in the backlog), or lost
+/// by the server. A Running job without a message becomes Queued with the next attempt number.
+/// Returns how many jobs went back into the backlog.
 pub async fn reconcile(
     queue: &NatsQueue,
     lifecycle: &Lifecycle,
@@ -429,17 +431,35 @@ pub async fn reconcile(
 ) -> Result<usize, DistributedError> {
     let store = lifecycle.store();
     let js = queue.jetstream();
-    let mut missing = Vec::new();
-    for state in [JobState::Queued, JobState::Running] {
-        for id in store.ids_in_state(state)? {
-            let Some(record) = store.get(&id)? else {
-                continue;
-            };
-            if record.state == state && !queue.holds(&id).await? {
-                missing.push(record);
+    let (held, missing) = retry(
+        "looking up the queued jobs in the work queue",
+        cancel,
+        None,
+        || async move {
+            let mut held = Vec::new();
+            let mut missing = Vec::new();
+            for state in [JobState::Queued, JobState::Running] {
+                for id in store.ids_in_state(state)? {
+                    let Some(record) = store.get(&id)? else {
+                        continue;
+                    };
+                    if record.state != state {
+                        continue;
+                    }
+                    if queue.holds(&id).await? {
+                        held.push((QueueItem::of(&record), state == JobState::Running));
+                    } else {
+                        missing.push(record);
+                    }
+                }
             }
-        }
-    }
+            Ok::<_, DistributedError>((held, missing))
+        },
+    )
+    .await?;
+    queue
+        .seed(held)
+        .map_err(|e| DistributedError::GaveUp(format!("seeding the dispatcher: {e}")))?;
     if missing.is_empty() {
         return Ok(0);
     }
@@ -471,7 +491,7 @@ pub async fn reconcile(
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
-    let mut published = 0;
+    let mut restored = 0;
     for old in missing {
         let Some(record) = store.get(&old.id)? else {
             continue;
@@ -486,7 +506,7 @@ pub async fn reconcile(
                 .requeue_lost(id, record.attempt, record.attempt + 1)
                 .await?;
         } else {
-            tracing::warn!(job = %id, "queued job is not in the queue; publishing it");
+            tracing::debug!(job = %id, "queued job back in the backlog");
         }
         let item = match store.get(id)? {
             Some(now) => QueueItem::of(&now),
@@ -495,8 +515,8 @@ pub async fn reconcile(
         queue
             .enqueue(&item)
             .await
-            .map_err(|e| DistributedError::GaveUp(format!("publishing job {id}: {e}")))?;
-        published += 1;
+            .map_err(|e| DistributedError::GaveUp(format!("queuing job {id}: {e}")))?;
+        restored += 1;
     }
-    Ok(published)
+    Ok(restored)
 }

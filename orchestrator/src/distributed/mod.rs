@@ -3,8 +3,10 @@
 //! `refrain_inference::nats`) and one orchestrator (`refrain serve` with
 //! `queue.backend = "nats"`), with no shared filesystem.
 //!
-//! * [`crate::queue::nats`] — the job queue: publishes jobs (the message carries the whole
-//!   [`wire::JobMessage`]) on the shared work-queue consumer of `refrain_nats::jobs`.
+//! * [`crate::queue::nats`] — the job queue: the dispatcher ([`crate::queue::dispatch`]) keeps
+//!   the fair-share backlog and publishes jobs (the message carries the whole
+//!   [`wire::JobMessage`]) as nodes free up, on the shared work-queue consumer of
+//!   `refrain_nats::jobs`.
 //! * [`events`] — its durable consumer of node events applies the job store's compare-and-swap
 //!   transitions, idempotent on (job id, attempt), and moves result WAVs from the object store
 //!   into the output store; it also reconciles at startup.

@@ -6,7 +6,8 @@
 //! announce at once when it starts (`refrain.registry.ping`). A node unheard for three of its
 //! heartbeat intervals is listed as `lost`, and forgotten after ten minutes; a node that shut
 //! down cleanly says so (`stopped`) and is forgotten after a minute. In-process nodes of the
-//! embedded deployment are listed too, always live.
+//! embedded deployment are listed too, always live. [`NodeRegistry::watch_live`] follows the
+//! number of live nodes (the NATS dispatcher publishes one job per live node).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,6 +17,7 @@ use async_nats::Client;
 use futures_util::StreamExt;
 use prometheus::IntGauge;
 use serde::Serialize;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -72,6 +74,7 @@ impl Entry {
 pub struct NodeRegistry {
     nodes: Arc<Mutex<HashMap<String, Entry>>>,
     gauge: IntGauge,
+    live: watch::Sender<usize>,
 }
 
 impl std::fmt::Debug for NodeRegistry {
@@ -87,7 +90,14 @@ impl NodeRegistry {
         NodeRegistry {
             nodes: Arc::new(Mutex::new(HashMap::new())),
             gauge,
+            live: watch::channel(0).0,
         }
+    }
+
+    /// The number of live nodes, updated whenever it changes (a node announces itself, stops,
+    /// or is found lost by the sweep every second).
+    pub fn watch_live(&self) -> watch::Receiver<usize> {
+        self.live.subscribe()
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
@@ -211,6 +221,8 @@ impl NodeRegistry {
         let live = nodes.values().filter(|e| e.live(now)).count();
         drop(nodes);
         self.gauge.set(i64::try_from(live).unwrap_or(i64::MAX));
+        self.live
+            .send_if_modified(|n| std::mem::replace(n, live) != live);
     }
 
     /// Listens to node announcements until `cancel` fires, and asks every node to announce.
@@ -274,11 +286,14 @@ mod tests {
     fn live_lost_and_stopped() {
         let gauge = IntGauge::new("t_nodes", "t").unwrap();
         let r = NodeRegistry::new(gauge.clone());
+        let mut live = r.watch_live();
         r.record(announcement("a", NodeState::Idle, 5000));
         r.record(announcement("b", NodeState::Busy, 5000));
         assert_eq!((r.live(), gauge.get()), (2, 2));
+        assert!(live.has_changed().unwrap());
+        assert_eq!(*live.borrow_and_update(), 2);
         r.record(announcement("b", NodeState::Stopped, 5000));
-        assert_eq!((r.live(), gauge.get()), (1, 1));
+        assert_eq!((r.live(), gauge.get(), *live.borrow()), (1, 1, 1));
         // A node whose heartbeats stopped: pretend it was last seen long ago.
         r.lock().get_mut("a").unwrap().seen = Instant::now() - Duration::from_secs(16);
         let list = r.list();

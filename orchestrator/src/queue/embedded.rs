@@ -8,33 +8,33 @@
 //! set of un-acked messages, and what is in flight is only known in memory. So after a restart
 //! every message is waiting again, which is exactly at-least-once.
 //!
-//! In memory: a mirror of the tree (key order = FIFO order), which messages are in flight (with
-//! the handle of their current delivery, so a stale ack or nack does nothing), and the earliest
-//! time a nacked message may be handed out again. The mirror is changed only together with the
-//! tree, under one mutex that is never held across an await; `next()` takes a message in one
-//! synchronous step, which makes it cancel-safe.
+//! In memory: a mirror of the tree (key order = FIFO order) in a [`FairQueue`], which knows
+//! which messages are in flight and the earliest time a nacked message may be handed out again,
+//! and the handle of each current delivery (so a stale ack or nack does nothing). The mirror is
+//! changed only together with the tree, under one mutex that is never held across an await;
+//! `next()` takes a message in one synchronous step, which makes it cancel-safe.
 //!
 //! **Fair share.** Each message carries its job's owner and priority (the tree's value is the
 //! [`QueueItem`] as JSON; a bare job id from an older version reads as anonymous and
-//! interactive). [`Inner::try_take`] hands out, among the messages available now: the highest
-//! priority class first (interactive before batch); within it the owner with the fewest jobs in
-//! flight, then the owner served longest ago; within an owner, the oldest message. So one owner
-//! with 50 queued jobs and another with one take turns, and a schedule's batch waits for the
-//! people. [`Inner::position`] estimates a job's place under that rule from per-owner counts.
+//! interactive). The in-memory state is a [`FairQueue`] (the choice shared with the NATS
+//! dispatcher): [`Inner::try_take`] hands out the message [`FairQueue::choose`] picks —
+//! interactive before batch, the owner with the fewest jobs in flight, then the owner served
+//! longest ago, FIFO within an owner — and [`FairQueue::position`] estimates a job's place.
 //!
 //! A nack keeps the message's key (it is redelivered ahead of newer messages once its delay is
 //! over); the delay itself is not persisted: after a restart it is delivered at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use protocol::{JobId, Owner, Priority};
+use protocol::JobId;
 use sled::transaction::{ConflictableTransactionResult, TransactionError};
 use sled::{Transactional, Tree};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::fair::{Choice, FairQueue};
 use super::{Delivery, Queue, QueueError, QueueItem};
 
 const MESSAGES: &str = "queue";
@@ -63,42 +63,13 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    /// Every un-acked message, by key: FIFO order.
-    entries: BTreeMap<u64, Entry>,
-    by_id: HashMap<JobId, u64>,
-    in_flight: usize,
+    /// Every un-acked message, by key (FIFO order), waiting or in flight.
+    fair: FairQueue,
+    /// The handle of the current delivery of each message in flight, by key.
+    handles: HashMap<u64, u64>,
     next_handle: u64,
     closed: bool,
-    /// When each owner was last handed a message (a counter, not a time).
-    served: HashMap<Owner, u64>,
-    tick: u64,
 }
-
-struct Entry {
-    id: JobId,
-    owner: Owner,
-    priority: Priority,
-    /// The handle of the current delivery while in flight.
-    handle: Option<u64>,
-    /// Not to be handed out before this (after a nack with a delay).
-    not_before: Option<Instant>,
-}
-
-impl Entry {
-    fn new(item: QueueItem) -> Entry {
-        Entry {
-            id: item.id,
-            owner: item.owner,
-            priority: item.priority,
-            handle: None,
-            not_before: None,
-        }
-    }
-}
-
-/// Fair-share order of a waiting message: priority class, owner's jobs in flight, when the
-/// owner was last served. Lower goes first; ties go to the oldest message.
-type Rank = (Priority, usize, u64);
 
 enum Take {
     Got(Delivery),
@@ -132,9 +103,8 @@ impl EmbeddedQueue {
                 .ok()
                 .map(u64::from_be_bytes);
             match (seq, item) {
-                (Some(seq), Some(item)) if !state.by_id.contains_key(&item.id) => {
-                    state.by_id.insert(item.id.clone(), seq);
-                    state.entries.insert(seq, Entry::new(item));
+                (Some(seq), Some(item)) if !state.fair.contains(&item.id) => {
+                    state.fair.insert(seq, item);
                 }
                 (Some(_), Some(QueueItem { id, .. })) => {
                     tracing::warn!(job = %id, "dropping a duplicate queue entry");
@@ -155,7 +125,7 @@ impl EmbeddedQueue {
             let known = std::str::from_utf8(&key)
                 .ok()
                 .and_then(JobId::parse)
-                .is_some_and(|id| state.by_id.contains_key(&id));
+                .is_some_and(|id| state.fair.contains(&id));
             if !known {
                 stale.push(key);
             }
@@ -163,7 +133,7 @@ impl EmbeddedQueue {
         for key in stale {
             delivered.remove(key)?;
         }
-        tracing::debug!(waiting = state.entries.len(), "embedded queue opened");
+        tracing::debug!(waiting = state.fair.waiting(), "embedded queue opened");
         Ok(EmbeddedQueue {
             inner: Arc::new(Inner {
                 db: db.clone(),
@@ -184,7 +154,7 @@ impl EmbeddedQueue {
 
     /// Messages handed out and not yet acked or nacked.
     pub fn in_flight(&self) -> usize {
-        self.inner.lock().in_flight
+        self.inner.lock().fair.in_flight()
     }
 }
 
@@ -202,25 +172,24 @@ impl Inner {
         if st.closed {
             return Err(QueueError::Closed);
         }
-        if st.by_id.contains_key(&item.id) {
+        if st.fair.contains(&item.id) {
             return Ok(false);
         }
         let value = serde_json::to_vec(item)
             .map_err(|e| QueueError::Backend(format!("encoding a queue item: {e}")))?;
         let seq = self.db.generate_id()?;
         self.messages.insert(seq.to_be_bytes(), value)?;
-        st.by_id.insert(item.id.clone(), seq);
-        st.entries.insert(seq, Entry::new(item.clone()));
+        st.fair.insert(seq, item.clone());
         Ok(true)
     }
 
     /// Removes a waiting message (not one in flight: its holder acks it). True if removed.
     fn remove_waiting(&self, id: &JobId) -> Result<bool, QueueError> {
         let mut st = self.lock();
-        let Some(&seq) = st.by_id.get(id) else {
+        let Some(seq) = st.fair.seq(id) else {
             return Ok(false);
         };
-        if st.entries.get(&seq).is_some_and(|e| e.handle.is_some()) {
+        if st.fair.is_in_flight(id) != Some(false) {
             return Ok(false);
         }
         let key = id.as_str().as_bytes();
@@ -238,117 +207,26 @@ impl Inner {
                     QueueError::Backend("cancel transaction aborted".into())
                 }
             })?;
-        st.entries.remove(&seq);
-        st.by_id.remove(id);
+        st.fair.remove(id);
         Ok(true)
     }
 
-    /// The fair-share order of a waiting entry: lower is handed out first.
-    fn rank(st: &State, entry: &Entry, busy: &HashMap<&Owner, usize>) -> Rank {
-        (
-            entry.priority,
-            busy.get(&entry.owner).copied().unwrap_or(0),
-            st.served.get(&entry.owner).copied().unwrap_or(0),
-        )
-    }
-
-    /// Jobs in flight per owner.
-    fn busy(st: &State) -> HashMap<&Owner, usize> {
-        let mut busy = HashMap::new();
-        for entry in st.entries.values().filter(|e| e.handle.is_some()) {
-            *busy.entry(&entry.owner).or_insert(0) += 1;
-        }
-        busy
-    }
-
-    /// The estimated 0-based position of waiting job `id` (see the module docs): every
-    /// waiting job of a higher class, the owner's own older jobs, and, from every other owner
-    /// of the same class, as many jobs as turns pass before this one (one more when that owner
-    /// comes earlier in the rotation). Exact when nothing else arrives and no job is retried.
-    fn position(&self, id: &JobId) -> Option<usize> {
-        let st = self.lock();
-        let seq = *st.by_id.get(id)?;
-        let own = st.entries.get(&seq)?;
-        if own.handle.is_some() {
-            return None;
-        }
-        let busy = Self::busy(&st);
-        // An owner's turn comes by rank, then by its oldest waiting message (the FIFO tie-break
-        // of `try_take`).
-        let own_turn = |oldest: u64| (Self::rank(&st, own, &busy), oldest);
-        let mut ahead = 0usize;
-        let mut own_before = 0usize;
-        let mut own_oldest = seq;
-        let mut others: HashMap<&Owner, (usize, Rank, u64)> = HashMap::new();
-        for (&s, e) in &st.entries {
-            if e.handle.is_some() || e.id == own.id {
-                continue;
-            }
-            if e.priority < own.priority {
-                ahead += 1;
-            } else if e.priority == own.priority {
-                if e.owner == own.owner {
-                    if s < seq {
-                        own_before += 1;
-                        own_oldest = own_oldest.min(s);
-                    }
-                } else {
-                    // Entries iterate in key order: the first seen is the owner's oldest.
-                    let rank = Self::rank(&st, e, &busy);
-                    others.entry(&e.owner).or_insert((0, rank, s)).0 += 1;
-                }
-            }
-        }
-        let own_turn = own_turn(own_oldest);
-        let turns = own_before;
-        for (count, rank, oldest) in others.values() {
-            let earlier = (*rank, *oldest) < own_turn;
-            ahead += (*count).min(turns + usize::from(earlier));
-        }
-        Some(ahead + own_before)
-    }
-
-    /// Hands out the oldest available message, in one synchronous step (cancel safety).
+    /// Hands out the message the fair-share order picks, in one synchronous step (cancel
+    /// safety).
     fn try_take(&self) -> Result<Take, QueueError> {
         let mut st = self.lock();
         if st.closed {
             return Err(QueueError::Closed);
         }
-        let now = Instant::now();
-        let mut soonest: Option<Instant> = None;
-        let busy = Self::busy(&st);
-        // Entries are in key (FIFO) order, so the first available entry of each rank wins.
-        let mut chosen: Option<(Rank, u64)> = None;
-        for (&seq, entry) in &st.entries {
-            if entry.handle.is_some() {
-                continue;
-            }
-            match entry.not_before {
-                Some(at) if at > now => soonest = Some(soonest.map_or(at, |s| s.min(at))),
-                _ => {
-                    let rank = Self::rank(&st, entry, &busy);
-                    if chosen.as_ref().is_none_or(|(best, _)| rank < *best) {
-                        chosen = Some((rank, seq));
-                    }
-                }
-            }
-        }
-        drop(busy);
-        let Some((_, seq)) = chosen else {
-            return Ok(Take::Wait(soonest));
+        let seq = match st.fair.choose(Instant::now()) {
+            Choice::Next(seq) => seq,
+            Choice::Wait(at) => return Ok(Take::Wait(at)),
         };
-        let Some((id, owner)) = st
-            .entries
-            .get(&seq)
-            .map(|e| (e.id.clone(), e.owner.clone()))
-        else {
+        let Some(id) = st.fair.item(seq).map(|i| i.id.clone()) else {
             return Err(QueueError::Backend(format!(
                 "queue entry {seq} vanished under the lock"
             )));
         };
-        st.tick += 1;
-        let tick = st.tick;
-        st.served.insert(owner, tick);
         let delivered = self.delivered_count(&id)?.saturating_add(1);
         // Not flushed here (that would need an await, and next() must stay cancel-safe): the
         // count reaches the disk with the next flush (an ack, a store transition) or sled's
@@ -356,16 +234,10 @@ impl Inner {
         // authoritative count.
         self.delivered
             .insert(id.as_str().as_bytes(), &delivered.to_be_bytes())?;
+        st.fair.take(seq);
         let handle = st.next_handle;
         st.next_handle += 1;
-        let Some(entry) = st.entries.get_mut(&seq) else {
-            return Err(QueueError::Backend(format!(
-                "queue entry {seq} vanished under the lock"
-            )));
-        };
-        entry.handle = Some(handle);
-        entry.not_before = None;
-        st.in_flight += 1;
+        st.handles.insert(seq, handle);
         Ok(Take::Got(Delivery {
             id,
             delivered,
@@ -383,9 +255,8 @@ impl Inner {
 
     /// The key of `delivery`'s message if that delivery is the current one.
     fn current(st: &State, delivery: &Delivery) -> Option<u64> {
-        let seq = *st.by_id.get(&delivery.id)?;
-        let entry = st.entries.get(&seq)?;
-        (entry.handle == Some(delivery.handle)).then_some(seq)
+        let seq = st.fair.seq(&delivery.id)?;
+        (st.handles.get(&seq) == Some(&delivery.handle)).then_some(seq)
     }
 
     fn ack(&self, delivery: &Delivery) -> Result<bool, QueueError> {
@@ -408,9 +279,8 @@ impl Inner {
                     QueueError::Backend("ack transaction aborted".into())
                 }
             })?;
-        st.entries.remove(&seq);
-        st.by_id.remove(&delivery.id);
-        st.in_flight -= 1;
+        st.fair.remove(&delivery.id);
+        st.handles.remove(&seq);
         Ok(true)
     }
 
@@ -424,12 +294,8 @@ impl Inner {
             now.checked_add(delay)
                 .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
         });
-        if let Some(entry) = st.entries.get_mut(&seq) {
-            entry.handle = None;
-            entry.not_before = not_before;
-        }
-        st.in_flight -= 1;
-        true
+        st.handles.remove(&seq);
+        st.fair.give_back(&delivery.id, not_before)
     }
 }
 
@@ -497,12 +363,11 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn position(&self, id: &JobId) -> Result<Option<usize>, QueueError> {
-        Ok(self.inner.position(id))
+        Ok(self.inner.lock().fair.position(id))
     }
 
     async fn depth(&self) -> Result<usize, QueueError> {
-        let st = self.inner.lock();
-        Ok(st.entries.len() - st.in_flight)
+        Ok(self.inner.lock().fair.waiting())
     }
 
     fn backend(&self) -> &'static str {

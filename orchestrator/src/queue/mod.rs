@@ -3,15 +3,19 @@
 //! nodes on other machines). Everything above it — APIs, workers, scheduler — is written
 //! against [`Queue`] and does not know which one runs.
 //!
-//! The contract both backends keep: durable (an `enqueue` that returned is on disk),
+//! The contract both backends keep: durable (an `enqueue` that returned survives a crash),
 //! at-least-once (a message not acked comes back, after a crash too), and one consumer per
-//! message at a time. The embedded queue hands messages out in fair-share order (interactive
-//! before batch, owners taking turns, FIFO within an owner: see [`embedded`]); the NATS work
-//! queue in publication order. A message carries only a job id (the NATS message
-//! also carries the spec, for nodes without the store); the job store is the truth about the
-//! job, and completion is idempotent on (job id, attempt).
+//! message at a time. Both hand jobs out in the same fair-share order, decided by one piece of
+//! code, [`fair::FairQueue`]: interactive before batch, owners taking turns, FIFO within an
+//! owner. The embedded queue applies it to each `next()` ([`embedded`]); in NATS mode the
+//! orchestrator keeps the backlog and the [`dispatch`] task publishes into the JetStream work
+//! queue only as many jobs as nodes can take, in that order ([`nats`]). A message carries only
+//! a job id (the NATS message also carries the spec, for nodes without the store); the job
+//! store is the truth about the job, and completion is idempotent on (job id, attempt).
 
+pub mod dispatch;
 pub mod embedded;
+pub mod fair;
 pub mod nats;
 
 use std::time::Duration;
@@ -76,11 +80,12 @@ pub struct Delivery {
     pub handle: u64,
 }
 
-/// The queue between the orchestrator and inference nodes: durable, at-least-once, FIFO.
+/// The queue between the orchestrator and inference nodes: durable, at-least-once, fair.
 #[async_trait::async_trait]
 pub trait Queue: Send + Sync + 'static {
-    /// Durably enqueues (flushed before returning). Enqueuing an id already waiting or in
-    /// flight is a no-op (de-duplication).
+    /// Durably enqueues a job whose record is already in the job store: the embedded queue
+    /// flushes its tree before returning; the NATS backlog is rebuilt from the store's queued
+    /// jobs at startup. Enqueuing an id already waiting or in flight is a no-op.
     async fn enqueue(&self, item: &QueueItem) -> Result<(), QueueError>;
     /// Removes a waiting job durably and tells whoever runs it to stop (the NATS nodes; the
     /// embedded nodes are stopped through [`crate::jobs::RunningJobs`]). Idempotent.

@@ -6,28 +6,35 @@
 //! the whole [`JobMessage`] (nodes have no access to the job store) and its `Nats-Msg-Id` is the
 //! job id, so publishing a job twice within the window is a no-op.
 //!
-//! [`NatsQueue::orchestrator`] implements `enqueue`: it reads the job record (already flushed to
-//! sled), puts the files the job needs into the inputs bucket, then publishes and waits for the
-//! stream's acknowledgement — only then may the client get 202. Taking and settling jobs
-//! (`next`, `ack`, `nack`, `in_progress`) go through `refrain_nats::jobs::JobConsumer`, the
-//! same consumer the nodes use (`refrain_inference::nats`).
+//! Jobs are not published when they are admitted: [`NatsQueue::enqueue`] hands them to the
+//! dispatcher ([`super::dispatch`]), which keeps the fair-share backlog and publishes a job only
+//! when a node slot is free, so the order nodes get jobs in is the same fair order as the
+//! embedded queue's. The job record, flushed to sled before `enqueue` is called, is what makes
+//! the backlog durable: it is rebuilt from the store at startup
+//! (`crate::distributed::events::reconcile`, then [`NatsQueue::seed`]).
+//!
+//! [`Publisher::publish`] reads the job record, puts the files the job needs into the inputs
+//! bucket, then publishes and waits for the stream's acknowledgement. [`Publisher::withdraw`]
+//! deletes a cancelled job's message and tells the nodes. Taking and settling jobs (`next`,
+//! `ack`, `nack`, `in_progress`) go through `refrain_nats::jobs::JobConsumer`, the same consumer
+//! the nodes use (`refrain_inference::nats`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::{JobId, JobRecord, SongRef, StyleSpec};
+use protocol::{JobId, JobRecord, JobState, SongRef, StyleSpec};
 use refrain_nats::jobs::{self, JobConsumer};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{mpsc, oneshot, watch};
 
+use super::dispatch::{Cancelled, Command, Dispatcher};
 use super::{Delivery, Queue, QueueError, QueueItem};
 use crate::blobs::BlobStore;
 use crate::distributed::objects::Bucket;
 use crate::distributed::wire::{self, JobMessage};
-use crate::distributed::{publish_durable, retry, DistributedError, JetStream, NatsError, Role};
+use crate::distributed::{publish_durable, DistributedError, JetStream, NatsError, Role};
+use crate::jobs::Lifecycle;
 use crate::outputs::OutputStore;
 use crate::store::JobStore;
-
-/// How long `enqueue` keeps trying to reach the server before the submission fails.
-const ENQUEUE_DEADLINE: Duration = Duration::from_secs(15);
 
 impl From<DistributedError> for QueueError {
     fn from(e: DistributedError) -> QueueError {
@@ -44,19 +51,171 @@ impl From<NatsError> for QueueError {
     }
 }
 
-/// Where the orchestrator reads what it publishes.
-#[derive(Clone)]
-struct Inputs {
+/// Why a job could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// A file the job needs is gone or unreadable: it can never run.
+    #[error("job {id}: {message}")]
+    Input { id: JobId, message: String },
+    /// NATS or the store failed: worth trying again.
+    #[error(transparent)]
+    Distributed(#[from] DistributedError),
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// The job's message is in the work stream.
+    InStream,
+    /// The job is not queued any more (cancelled, finished, deleted): nothing was published.
+    NotQueued,
+}
+
+/// Publishes jobs of the store, with the files they name, and withdraws cancelled ones.
+pub struct Publisher {
+    js: JetStream,
+    /// For look-ups only (the orchestrator takes no jobs).
+    jobs: JobConsumer,
     store: JobStore,
     blobs: BlobStore,
     outputs: OutputStore,
 }
 
-/// The JetStream work queue.
+impl Publisher {
+    /// Whether the stream still holds a message of this job (waiting, in flight, or out of
+    /// deliveries).
+    pub async fn holds(&self, id: &JobId) -> Result<bool, DistributedError> {
+        Ok(self.jobs.holds(id).await?)
+    }
+
+    fn input_error(id: &JobId, message: impl std::fmt::Display) -> PublishError {
+        PublishError::Input {
+            id: id.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Puts the files a job names into the inputs bucket.
+    async fn put_inputs(&self, record: &JobRecord) -> Result<(), PublishError> {
+        let id = &record.id;
+        let mut uploads = Vec::new();
+        if let StyleSpec::Upload(name) = &record.spec.style {
+            uploads.push(name.clone());
+        }
+        if let Some(edit) = &record.spec.edit {
+            match &edit.song {
+                SongRef::Upload(name) => uploads.push(name.clone()),
+                SongRef::Output(source) => {
+                    let file = self
+                        .store
+                        .get(source)
+                        .map_err(DistributedError::from)?
+                        .and_then(|r| r.result)
+                        .map(|r| r.file)
+                        .ok_or_else(|| {
+                            Self::input_error(id, format!("the result of job {source} is gone"))
+                        })?;
+                    let path = self
+                        .outputs
+                        .resolve(&file)
+                        .map_err(|e| Self::input_error(id, e))?;
+                    let bytes = tokio::fs::read(&path).await.map_err(|e| {
+                        Self::input_error(id, format!("reading the result of job {source}: {e}"))
+                    })?;
+                    let name = wire::input_object(id, &wire::earlier_result_name(source));
+                    self.js
+                        .objects
+                        .put(Bucket::Inputs, &name, &bytes)
+                        .await
+                        .map_err(DistributedError::from)?;
+                }
+            }
+        }
+        for blob in uploads {
+            let bytes = self
+                .blobs
+                .read(&blob)
+                .await
+                .map_err(|e| Self::input_error(id, e))?;
+            self.js
+                .objects
+                .put(Bucket::Inputs, &wire::input_object(id, &blob), &bytes)
+                .await
+                .map_err(DistributedError::from)?;
+        }
+        Ok(())
+    }
+
+    /// Publishes a queued job (one try; the dispatcher tries again later on an error) and
+    /// waits for the stream's acknowledgement.
+    pub async fn publish(&self, id: &JobId) -> Result<Published, PublishError> {
+        let Some(record) = self.store.get(id).map_err(DistributedError::from)? else {
+            return Ok(Published::NotQueued);
+        };
+        if record.state != JobState::Queued {
+            return Ok(Published::NotQueued);
+        }
+        self.put_inputs(&record).await?;
+        let message = JobMessage {
+            id: record.id.clone(),
+            spec: record.spec.clone(),
+            created_ms: record.created_ms,
+            attempt_base: record.attempt.saturating_sub(1),
+        };
+        let payload = serde_json::to_vec(&message).map_err(|e| {
+            DistributedError::from(NatsError::Decode {
+                subject: wire::job_subject(id),
+                message: e.to_string(),
+            })
+        })?;
+        let duplicate = publish_durable(
+            &self.js.js,
+            wire::job_subject(id),
+            &message.message_id(),
+            payload,
+        )
+        .await
+        .map_err(DistributedError::from)?;
+        if duplicate {
+            tracing::debug!(job = %id, "job was already published");
+        }
+        Ok(Published::InStream)
+    }
+
+    /// Deletes the job's message from the work queue (a waiting one never reaches a node; one
+    /// in flight cannot be acked any more), then tells every node on `refrain.cancel.<id>`:
+    /// the node running it stops between two steps, reports `cancelled` and terminates it. A
+    /// node that misses the notice finishes the job and its result is ignored (the job is
+    /// terminal).
+    pub async fn withdraw(&self, id: &JobId) -> Result<(), QueueError> {
+        let js = &self.js;
+        let subject = wire::job_subject(id);
+        match js.jobs.get_last_raw_message_by_subject(&subject).await {
+            Ok(message) => {
+                if let Err(e) = js.jobs.delete_message(message.sequence).await {
+                    tracing::debug!(job = %id, error = %e, "job message already gone");
+                }
+            }
+            Err(e) => tracing::debug!(job = %id, error = %e, "no job message to delete"),
+        }
+        js.client
+            .publish(wire::cancel_subject(id), bytes::Bytes::new())
+            .await
+            .map_err(|e| QueueError::Backend(format!("publishing the cancel of {id}: {e}")))?;
+        js.client
+            .flush()
+            .await
+            .map_err(|e| QueueError::Backend(format!("publishing the cancel of {id}: {e}")))?;
+        Ok(())
+    }
+}
+
+/// The JetStream work queue, with the orchestrator's fair-share backlog in front of it.
 pub struct NatsQueue {
     js: JetStream,
     jobs: JobConsumer,
-    inputs: Inputs,
+    publisher: Arc<Publisher>,
+    commands: mpsc::UnboundedSender<Command>,
 }
 
 impl std::fmt::Debug for NatsQueue {
@@ -74,22 +233,39 @@ fn to_nats(d: &Delivery) -> jobs::Delivery {
 }
 
 impl NatsQueue {
-    /// The orchestrator's queue: publishes jobs of `store`, with the files they name.
+    /// The orchestrator's queue over the jobs of `lifecycle`'s store, and the dispatcher that
+    /// publishes them (to be spawned: [`Dispatcher::spawn`]). `live_nodes` follows the number of
+    /// live nodes; `prefetch` is how many jobs may wait in the stream beyond one per live node.
     pub fn orchestrator(
         js: JetStream,
-        store: JobStore,
+        lifecycle: &Lifecycle,
         blobs: BlobStore,
         outputs: OutputStore,
-    ) -> NatsQueue {
-        NatsQueue {
+        live_nodes: watch::Receiver<usize>,
+        prefetch: usize,
+    ) -> (NatsQueue, Dispatcher) {
+        let publisher = Arc::new(Publisher {
+            jobs: JobConsumer::new(js.clone(), Role::Orchestrator),
+            js: js.clone(),
+            store: lifecycle.store().clone(),
+            blobs,
+            outputs,
+        });
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let dispatcher = Dispatcher::new(
+            receiver,
+            publisher.clone(),
+            lifecycle.clone(),
+            live_nodes,
+            prefetch,
+        );
+        let queue = NatsQueue {
             jobs: JobConsumer::new(js.clone(), Role::Orchestrator),
             js,
-            inputs: Inputs {
-                store,
-                blobs,
-                outputs,
-            },
-        }
+            publisher,
+            commands,
+        };
+        (queue, dispatcher)
     }
 
     pub fn jetstream(&self) -> &JetStream {
@@ -99,98 +275,34 @@ impl NatsQueue {
     /// Whether the stream still holds a message of this job (waiting, in flight, or out of
     /// deliveries).
     pub async fn holds(&self, id: &JobId) -> Result<bool, DistributedError> {
-        Ok(self.jobs.holds(id).await?)
+        self.publisher.holds(id).await
     }
 
-    /// Puts the files a job names into the inputs bucket.
-    async fn put_inputs(
+    /// Tells the dispatcher which jobs the work stream holds at startup (with whether a node
+    /// started each): they count as in flight. The dispatcher publishes nothing before this.
+    pub fn seed(&self, held: Vec<(QueueItem, bool)>) -> Result<(), QueueError> {
+        self.send(Command::Seed(held))
+    }
+
+    fn send(&self, command: Command) -> Result<(), QueueError> {
+        self.commands.send(command).map_err(|_| QueueError::Closed)
+    }
+
+    async fn ask<T>(
         &self,
-        inputs: &Inputs,
-        record: &JobRecord,
-    ) -> Result<(), DistributedError> {
-        let id = &record.id;
-        let mut uploads = Vec::new();
-        if let StyleSpec::Upload(name) = &record.spec.style {
-            uploads.push(name.clone());
-        }
-        if let Some(edit) = &record.spec.edit {
-            match &edit.song {
-                SongRef::Upload(name) => uploads.push(name.clone()),
-                SongRef::Output(source) => {
-                    let file = inputs
-                        .store
-                        .get(source)?
-                        .and_then(|r| r.result)
-                        .map(|r| r.file)
-                        .ok_or_else(|| NatsError::ObjectNotFound {
-                            bucket: "outputs".into(),
-                            name: format!("result of job {source}"),
-                        })?;
-                    let path = inputs.outputs.resolve(&file)?;
-                    let bytes = tokio::fs::read(&path)
-                        .await
-                        .map_err(|e| NatsError::Object {
-                            bucket: "outputs".into(),
-                            name: file.clone(),
-                            message: e.to_string(),
-                        })?;
-                    let name = wire::input_object(id, &wire::earlier_result_name(source));
-                    self.js.objects.put(Bucket::Inputs, &name, &bytes).await?;
-                }
-            }
-        }
-        for blob in uploads {
-            let bytes = inputs.blobs.read(&blob).await?;
-            self.js
-                .objects
-                .put(Bucket::Inputs, &wire::input_object(id, &blob), &bytes)
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn publish(&self, inputs: &Inputs, id: &JobId) -> Result<(), DistributedError> {
-        let record = inputs.store.get(id)?.ok_or_else(|| {
-            DistributedError::GaveUp(format!("job {id} has no record to publish"))
-        })?;
-        self.put_inputs(inputs, &record).await?;
-        let message = JobMessage {
-            id: record.id.clone(),
-            spec: record.spec.clone(),
-            created_ms: record.created_ms,
-            attempt_base: record.attempt.saturating_sub(1),
-        };
-        let payload = serde_json::to_vec(&message).map_err(|e| NatsError::Decode {
-            subject: wire::job_subject(id),
-            message: e.to_string(),
-        })?;
-        let duplicate = publish_durable(
-            &self.js.js,
-            wire::job_subject(id),
-            &message.message_id(),
-            payload,
-        )
-        .await?;
-        if duplicate {
-            tracing::debug!(job = %id, "job was already published");
-        }
-        Ok(())
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, QueueError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx))?;
+        rx.await.map_err(|_| QueueError::Closed)
     }
 }
 
 #[async_trait::async_trait]
 impl Queue for NatsQueue {
+    /// Into the dispatcher's backlog (the record is already durable in the store).
     async fn enqueue(&self, item: &QueueItem) -> Result<(), QueueError> {
-        let id = &item.id;
-        let never = CancellationToken::new();
-        retry(
-            &format!("publishing job {id}"),
-            &never,
-            Some(ENQUEUE_DEADLINE),
-            || self.publish(&self.inputs, id),
-        )
-        .await
-        .map_err(QueueError::from)
+        self.send(Command::Enqueue(item.clone()))
     }
 
     async fn next(&self) -> Result<Delivery, QueueError> {
@@ -217,40 +329,25 @@ impl Queue for NatsQueue {
         Ok(self.jobs.in_progress(&to_nats(delivery)).await?)
     }
 
+    /// Jobs in the backlog plus jobs published that no node has started yet.
     async fn depth(&self) -> Result<usize, QueueError> {
-        Ok(self.jobs.depth().await?)
+        self.ask(Command::Depth).await
     }
 
-    /// Deletes the job's message from the work queue (a waiting one never reaches a node; one
-    /// in flight cannot be acked any more), then tells every node on `refrain.cancel.<id>`:
-    /// the node running it stops between two steps, reports `cancelled` and terminates it. A
-    /// node that misses the notice finishes the job and its result is ignored (the job is
-    /// terminal).
+    /// A job still in the backlog is only removed from it (it was never published); a
+    /// published one is withdrawn from the stream and its node told to stop
+    /// ([`Publisher::withdraw`]).
     async fn cancel(&self, id: &JobId) -> Result<(), QueueError> {
-        let js = self.jetstream();
-        let subject = wire::job_subject(id);
-        match js.jobs.get_last_raw_message_by_subject(&subject).await {
-            Ok(message) => {
-                if let Err(e) = js.jobs.delete_message(message.sequence).await {
-                    tracing::debug!(job = %id, error = %e, "job message already gone");
-                }
-            }
-            Err(e) => tracing::debug!(job = %id, error = %e, "no job message to delete"),
+        match self.ask(|tx| Command::Cancel(id.clone(), tx)).await? {
+            Cancelled::Waiting => Ok(()),
+            Cancelled::Published | Cancelled::Unknown => self.publisher.withdraw(id).await,
         }
-        js.client
-            .publish(wire::cancel_subject(id), bytes::Bytes::new())
-            .await
-            .map_err(|e| QueueError::Backend(format!("publishing the cancel of {id}: {e}")))?;
-        js.client
-            .flush()
-            .await
-            .map_err(|e| QueueError::Backend(format!("publishing the cancel of {id}: {e}")))?;
-        Ok(())
     }
 
-    /// JetStream hands jobs out in publication order; the orchestrator estimates from the store.
-    async fn position(&self, _id: &JobId) -> Result<Option<usize>, QueueError> {
-        Ok(None)
+    /// From the dispatcher: published jobs not started yet in publication order, then the
+    /// backlog in fair-share order.
+    async fn position(&self, id: &JobId) -> Result<Option<usize>, QueueError> {
+        self.ask(|tx| Command::Position(id.clone(), tx)).await
     }
 
     fn backend(&self) -> &'static str {
