@@ -164,7 +164,8 @@ async fn internal_urls_are_refused_by_default() {
 async fn refusals_carry_codes_and_neutral_fields_and_leave_no_uploads() {
     let s = start_with(|c| c.limits.per_owner_active = 1).await;
     s.app.set_ready(true);
-    let cases: Vec<(Box<dyn Fn(&mut Draft)>, ErrorCode, Field)> = vec![
+    type Change = Box<dyn Fn(&mut Draft)>;
+    let cases: Vec<(Change, ErrorCode, Field)> = vec![
         (
             Box::new(|d| d.seconds = None),
             ErrorCode::MissingField,

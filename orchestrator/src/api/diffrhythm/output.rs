@@ -283,7 +283,7 @@ mod tests {
             format!("{id}.flac"),
             format!("{id}.opus"),
             "nothex.wav".to_string(),
-            format!("{id}"),
+            id.to_string(),
         ] {
             assert_eq!(variant_of(&bad), None, "{bad}");
         }
