@@ -147,6 +147,18 @@ pub async fn run(base: &str, table: &mut Table) {
         )
         .await;
         let shown = "/output/<queued>.wav";
-        poll(&client, output, shown, stored, pollers, polls, table).await;
+        poll(
+            &client,
+            output.clone(),
+            shown,
+            stored,
+            pollers,
+            polls,
+            table,
+        )
+        .await;
+        // The server's node may have run jobs meanwhile, but never this one.
+        let status = get_json(&client, &output).await;
+        assert_eq!(status["state"], "queued", "{status}");
     }
 }
