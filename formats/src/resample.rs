@@ -3,27 +3,16 @@
 //! 48 kHz float samples come out through a callback, aligned with the input (the resampler's
 //! delay is removed) and exactly `ceil(frames * to / from)` frames long in total.
 //!
-//! Uses rubato's synchronous FFT resampler (band-limited, Blackman-Harris² window; 44100:48000
-//! reduces to 147:160) for every source rate up to 131 072 Hz, and its asynchronous
-//! windowed-sinc resampler beyond, as the inference node does.
+//! The resampler itself is the pipeline's, [`refrain_model::audio::new_resampler`], so both
+//! resample the same way: rubato's synchronous FFT resampler (band-limited, Blackman-Harris²
+//! window; 44100:48000 reduces to 147:160) for ordinary rate pairs and its asynchronous
+//! windowed-sinc resampler for exotic ones. This module only streams through it.
 
+use refrain_model::audio::new_resampler;
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{
-    Async, Fft, FixedAsync, FixedSync, Indexing, Resampler, SincInterpolationParameters,
-    WindowFunction,
-};
+use rubato::{Indexing, Resampler};
 
 use crate::error::FormatError;
-
-/// Largest reduced-ratio block (`rate / gcd(from, to)`) handled by the FFT resampler: every
-/// source rate up to this value, however odd (44101 Hz, say), takes the FFT path, which is
-/// aligned to the sample. Beyond it the sinc resampler is used, whose alignment is only within
-/// about a sample (no practical source has such a rate).
-const FFT_MAX_BLOCK: u32 = 131_072;
-/// Minimum FFT chunk in input frames.
-const FFT_CHUNK: usize = 2048;
-/// Input chunk of the sinc resampler.
-const SINC_CHUNK: usize = 1024;
 
 /// Converts interleaved 16-bit blocks at `from` Hz into interleaved `f32` at `to` Hz.
 pub(crate) struct StreamResampler {
@@ -63,7 +52,7 @@ impl StreamResampler {
         let inner = if from == to {
             None
         } else {
-            let resampler = make_resampler(from, to, channels).map_err(fail)?;
+            let resampler = new_resampler(from, to, channels).map_err(|e| fail(e.to_string()))?;
             let chunk_in = resampler.input_frames_next();
             let out_max = resampler.output_frames_max();
             Some(Inner {
@@ -207,49 +196,10 @@ fn to_f32(s: i16) -> f32 {
     f32::from(s) / 32768.0
 }
 
-fn make_resampler(from: u32, to: u32, ch: usize) -> Result<Box<dyn Resampler<f32>>, String> {
-    let g = gcd(from, to);
-    let (min_in, min_out) = (from / g, to / g);
-    if min_in.max(min_out) <= FFT_MAX_BLOCK {
-        // An even number of minimal blocks keeps both FFT sizes even, so that the delay rubato
-        // trims (`fft_size_out / 2`) is a whole number of frames.
-        let blocks = FFT_CHUNK.div_ceil(min_in as usize).next_multiple_of(2);
-        let fft = Fft::<f32>::new_custom(
-            from as usize,
-            to as usize,
-            blocks * min_in as usize,
-            1,
-            ch,
-            WindowFunction::BlackmanHarris2,
-            FixedSync::Both,
-        )
-        .map_err(|e| e.to_string())?;
-        Ok(Box::new(fft))
-    } else {
-        let params = SincInterpolationParameters::new(256, WindowFunction::BlackmanHarris2)
-            .oversampling_factor(256);
-        let sinc = Async::<f32>::new_sinc(
-            f64::from(to) / f64::from(from),
-            1.0,
-            &params,
-            SINC_CHUNK,
-            ch,
-            FixedAsync::Input,
-        )
-        .map_err(|e| e.to_string())?;
-        Ok(Box::new(sinc))
-    }
-}
-
-fn gcd(mut a: u32, mut b: u32) -> u32 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
 #[cfg(test)]
 mod tests {
+    use refrain_model::audio::FFT_RESAMPLER_MAX_BLOCK;
+
     use super::*;
 
     /// Resamples `input` (mono) in blocks of `block` samples and returns the output.
@@ -291,7 +241,7 @@ mod tests {
             let out = run(from, to, &input, block);
             let want = (frames as u64 * u64::from(to)).div_ceil(u64::from(from)) as usize;
             assert_eq!(out.len(), want, "{from} -> {to}, {frames} frames");
-            if frames >= 5_000 && from <= FFT_MAX_BLOCK {
+            if frames >= 5_000 && from <= FFT_RESAMPLER_MAX_BLOCK {
                 // Aligned: the resampled sine matches the analytic sine at the new rate (away
                 // from the edges, where the band-limited filter rings).
                 let mut max_err = 0f64;

@@ -1,0 +1,150 @@
+//! Benchmarks of the job core (`cargo bench -p refrain-orchestrator --bench jobcore`): the
+//! numbers behind `docs/benchmarks.md`. It needs no GPU and no ONNX Runtime.
+//!
+//! The service is started with [`refrain_orchestrator::service::start`], the wiring of
+//! `refrain serve` (sled store and embedded queue in a temporary directory, the committed test
+//! bundle, the HTTP server on 127.0.0.1), with one in-process node that reports its bundle
+//! loaded and then takes no job: submitted jobs stay queued. Then, printed as one table:
+//!
+//! * **fan-out** ([`fanout`]): `BENCH_SUBSCRIBERS` (1,000) subscriptions follow one running job
+//!   (`App::subscribe`); `BENCH_EVENTS` (200) progress events and the final `succeeded` go
+//!   through `Lifecycle`, paced (`BENCH_EVENT_INTERVAL_MS`, 5 ms, about a real sampler step)
+//!   and in a burst. Every subscriber must receive every event, in order; the delay is from
+//!   just before the `Lifecycle` call to the subscriber's receipt.
+//! * **submit** ([`submit`]): `App::submit` (durable insert with its outbox event, durable
+//!   enqueue) from 16 concurrent submitters until the store holds each size of
+//!   `BENCH_STORE_SIZES` (`1000,10000`).
+//! * **status polling** ([`poll`]): at each store size, `GET /status` and
+//!   `GET /output/<id>.wav` of the newest queued job (its JSON status, with `queue_position`)
+//!   through the real router (`tower::ServiceExt::oneshot`, no sockets) from `BENCH_POLLERS`
+//!   (16) concurrent pollers, `BENCH_POLLS` (2,000) requests per endpoint.
+//!
+//! With `REFRAIN_BENCH_URL=http://127.0.0.1:PORT` it instead drives an already-running
+//! `refrain serve` over HTTP ([`http`]): it submits `POST /generate` jobs from 16 concurrent
+//! clients up to each store size, then polls `GET /status` and `GET /output/<id>.wav` of the
+//! newest job. This is how `docs/benchmarks.md` compares builds of different commits.
+
+mod fanout;
+mod http;
+mod poll;
+mod stats;
+mod submit;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use refrain_orchestrator::service::{self, InProcessNode, NodeRunner, Running};
+use refrain_orchestrator::Config;
+
+use stats::Table;
+
+/// A `usize` knob from the environment.
+pub fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// The store sizes to measure at, ascending (`BENCH_STORE_SIZES`, comma-separated).
+pub fn store_sizes() -> Vec<usize> {
+    let mut sizes: Vec<usize> = std::env::var("BENCH_STORE_SIZES")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().replace('_', "").parse().ok())
+        .filter(|&n| n > 0)
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+}
+
+/// A node that loads nothing, reports its bundle loaded and takes no job until the service
+/// stops: the service becomes ready and every submitted job stays queued.
+fn idle_node() -> NodeRunner {
+    Arc::new(|node: InProcessNode| {
+        Box::pin(async move {
+            node.report.loaded();
+            node.cancel.cancelled().await;
+        })
+    })
+}
+
+async fn start_service(data_dir: PathBuf) -> Running {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("loopback address"),
+        data_dir,
+        bundle: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/test-bundle"),
+        devices: vec!["cpu".into()],
+        ..Config::default()
+    };
+    let mut config = config;
+    // No submission of the benchmark may be refused for capacity.
+    config.queue.capacity = usize::MAX / 2;
+    let running = service::start(config, idle_node())
+        .await
+        .expect("the service starts");
+    while !running.app.is_ready() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    running
+}
+
+async fn in_process(table: &mut Table) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let running = start_service(dir.path().join("data")).await;
+    let app = running.app.clone();
+
+    let subscribers = knob("BENCH_SUBSCRIBERS", 1000);
+    let events = knob("BENCH_EVENTS", 200);
+    let interval = Duration::from_millis(knob("BENCH_EVENT_INTERVAL_MS", 5) as u64);
+    fanout::run(&app, subscribers, events, Some(interval), table).await;
+    fanout::run(&app, subscribers, events, None, table).await;
+
+    let submitters = knob("BENCH_SUBMITTERS", 16);
+    let pollers = knob("BENCH_POLLERS", 16);
+    let polls = knob("BENCH_POLLS", 2000);
+    let router = refrain_orchestrator::api::router(app.clone());
+    // The fan-out jobs are in the store too.
+    let mut stored = app.counts().expect("counts").values().sum::<usize>();
+    for size in store_sizes() {
+        let Some(newest) = submit::run(&app, submitters, stored, size, table).await else {
+            continue;
+        };
+        stored = size;
+        let output = format!("/output/{}", newest.file_name());
+        for uri in ["/status", output.as_str()] {
+            poll::router(&router, uri, size, pollers, polls, table).await;
+        }
+    }
+
+    running.cancel_token().cancel();
+    running.wait().await.expect("the service stops cleanly");
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let build = if cfg!(debug_assertions) {
+        "debug build"
+    } else {
+        "release build"
+    };
+    let mut table = Table::default();
+    match std::env::var("REFRAIN_BENCH_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            let url = url.trim().trim_end_matches('/').to_string();
+            println!("job core over HTTP against {url} ({build} of the client, {cores} cores)");
+            runtime.block_on(http::run(&url, &mut table));
+        }
+        _ => {
+            println!("job core, in process ({build}, {cores} cores, sled in a temp dir)");
+            runtime.block_on(in_process(&mut table));
+        }
+    }
+    table.print();
+}
