@@ -40,5 +40,5 @@ pub use logs::{node_events, one_at_a_time, NodeLogEvent};
 pub use nats::NatsServer;
 pub use node::Node;
 pub use prereq::{nats_server_binary, ort_available, workspace, TestDir};
-pub use process::{strip_ansi, Proc};
+pub use process::{read_log, Proc};
 pub use server::Server;

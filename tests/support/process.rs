@@ -38,9 +38,9 @@ impl Proc {
         }
     }
 
-    /// The log so far, without colour codes.
+    /// The log so far (checked to hold no colour codes).
     pub fn log_text(&self) -> String {
-        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
+        read_log(&self.log)
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -127,20 +127,14 @@ pub fn listening_url(child: &mut Child) -> mpsc::Receiver<String> {
     rx
 }
 
-/// Removes terminal colour codes.
-pub fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+/// Reads a log written by a `refrain` process, checking that it holds no terminal colour codes:
+/// with stderr redirected to a file, `refrain` must not colour its logs.
+pub fn read_log(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        !text.contains('\u{1b}'),
+        "{} holds ANSI escape codes although stderr is not a terminal",
+        path.display()
+    );
+    text
 }

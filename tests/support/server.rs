@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use super::http::{local_client, Api};
-use super::process::{listening_url, log_file, refrain_command, strip_ansi, Proc};
+use super::process::{listening_url, log_file, read_log, refrain_command, Proc};
 
 /// How long a start may take before the test fails (a debug build loading the bundle on a
 /// loaded machine): only against hangs.
@@ -139,9 +139,7 @@ impl Server {
 
     /// The log of run `n` (1-based).
     pub fn log_of_run(&self, n: usize) -> String {
-        strip_ansi(
-            &std::fs::read_to_string(self.dir.join(format!("serve-{n}.log"))).unwrap_or_default(),
-        )
+        read_log(&self.dir.join(format!("serve-{n}.log")))
     }
 
     /// The logs of every run so far, in order.

@@ -1,4 +1,4 @@
-//! The seed-000 DiffRhythm API as `shared/specs/diffrhythm-server-api.md` describes it, for
+//! The seed-000 DiffRhythm server API as the README describes it, for
 //! the tests that hold `refrain serve` to it: the spec client's request (the `_dummy` part
 //! its Python client sends, plus our `seed`), and the checks of the spec's answers — the 202,
 //! a `processing` body, headers, metrics lines — and a raw `GET` for paths a URL library
