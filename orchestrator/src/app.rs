@@ -84,6 +84,7 @@ pub struct AppParts {
 
 struct Inner {
     parts: AppParts,
+    api_keys: crate::api::v1::auth::ApiKeys,
     ready: AtomicBool,
     started: Instant,
     admission: Mutex<()>,
@@ -93,12 +94,18 @@ impl App {
     pub fn new(parts: AppParts) -> App {
         App {
             inner: Arc::new(Inner {
+                api_keys: crate::api::v1::auth::ApiKeys::new(parts.config.api_keys_path()),
                 parts,
                 ready: AtomicBool::new(false),
                 started: Instant::now(),
                 admission: Mutex::new(()),
             }),
         }
+    }
+
+    /// The API keys of Refrain's own API (`<data_dir>/api-keys.json`).
+    pub fn api_keys(&self) -> &crate::api::v1::auth::ApiKeys {
+        &self.inner.api_keys
     }
 
     pub fn config(&self) -> &Config {

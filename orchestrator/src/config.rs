@@ -38,6 +38,17 @@ pub struct Config {
     pub formats: refrain_formats::EncodeSettings,
     /// Outbound fetches of client-given audio URLs.
     pub fetch: FetchConfig,
+    /// Refrain's own API.
+    pub api: ApiConfig,
+}
+
+/// Refrain's own API (`[api]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Serve `/api/v1` without API keys on a non-loopback address. Off: `refrain serve`
+    /// refuses to listen beyond loopback while `<data_dir>/api-keys.json` holds no key.
+    pub allow_unauthenticated: bool,
 }
 
 /// Outbound fetches of audio URLs given by clients (`style.audio_url`).
@@ -169,6 +180,7 @@ impl Default for Config {
             nats: NatsConfig::default(),
             formats: refrain_formats::EncodeSettings::default(),
             fetch: FetchConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -272,6 +284,11 @@ impl Config {
             return Err("fetch.timeout_seconds must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// The API key file of Refrain's own API (`refrain keys add`).
+    pub fn api_keys_path(&self) -> PathBuf {
+        self.data_dir.join("api-keys.json")
     }
 
     /// The job store directory.

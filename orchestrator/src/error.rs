@@ -134,6 +134,8 @@ catalogue! {
     JobFinished = "job_finished", 409;
     /// No such job, file or route.
     NotFound = "not_found", 404;
+    /// An API key is needed, or the one given is not valid.
+    Unauthorized = "unauthorized", 401;
     /// The queue is full.
     Busy = "busy", 503;
     /// The owner is over a per-owner limit.
@@ -169,6 +171,9 @@ pub enum OrchestratorError {
     /// The idempotency key was used before for another request (409).
     #[error("the Idempotency-Key was already used for a different request (job {0})")]
     IdempotencyConflict(JobId),
+    /// No valid API key (401).
+    #[error("{0}")]
+    Unauthorized(String),
     /// No such job or file (404).
     #[error("no job or file {0}")]
     NotFound(String),
@@ -218,6 +223,7 @@ impl OrchestratorError {
             OrchestratorError::OwnerLimit { .. } => ErrorCode::OwnerLimit,
             OrchestratorError::IdempotencyConflict(_) => ErrorCode::IdempotencyConflict,
             OrchestratorError::NotFound(_) => ErrorCode::NotFound,
+            OrchestratorError::Unauthorized(_) => ErrorCode::Unauthorized,
             OrchestratorError::NotReady(_) => ErrorCode::NotReady,
             OrchestratorError::Conflict(_) => ErrorCode::JobFinished,
             OrchestratorError::Store(_)

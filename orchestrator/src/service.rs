@@ -210,6 +210,19 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
     use crate::queue::nats::NatsQueue;
     use tokio_util::task::TaskTracker;
 
+    let keys = crate::api::v1::auth::ApiKeys::new(config.api_keys_path());
+    if !config.listen.ip().is_loopback()
+        && !config.api.allow_unauthenticated
+        && keys.current().is_empty()
+    {
+        return Err(ServeError::Config(format!(
+            "refusing to serve /api/v1 on {} without API keys: add one with `refrain keys add \
+             NAME` (keys live in {}), or set api.allow_unauthenticated = true to serve it open",
+            config.listen,
+            config.api_keys_path().display()
+        )));
+    }
+
     let devices = config.devices.clone();
     for dir in [
         config.data_dir.clone(),

@@ -237,6 +237,22 @@ pub enum Source {
 }
 
 impl Source {
+    pub const ALL: [Source; 8] = [
+        Source::DiffRhythmApi,
+        Source::TaskApi,
+        Source::RiffusionApi,
+        Source::Discord,
+        Source::Telegram,
+        Source::Schedule,
+        Source::Cli,
+        Source::RefrainApi,
+    ];
+
+    /// The source named `name` (its [`Source::as_str`]).
+    pub fn parse(name: &str) -> Option<Source> {
+        Source::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Source::DiffRhythmApi => "diff_rhythm_api",

@@ -19,8 +19,12 @@ pub const MIN_REFERENCE_SECONDS: f64 = audio::STYLE_CLIP_SECONDS as f64;
 /// Checked audio, stored or not yet.
 #[derive(Debug)]
 pub(crate) enum Checked {
-    /// New bytes, to be stored as a blob with this extension.
-    Bytes { bytes: Vec<u8>, ext: String },
+    /// New bytes, to be stored as a blob with this extension; they decode to `seconds` of audio.
+    Bytes {
+        bytes: Vec<u8>,
+        ext: String,
+        seconds: f64,
+    },
     /// An upload stored earlier: the job refers to it as it is.
     Blob(String),
 }
@@ -96,7 +100,7 @@ pub(crate) async fn check(
         (bytes, result)
     })
     .await;
-    let bytes = match joined {
+    let (bytes, seconds) = match joined {
         Ok((bytes, Ok(duration))) => {
             if let Some(min) = min_seconds.filter(|min| duration < *min) {
                 let e = AudioError::TooShort {
@@ -109,7 +113,7 @@ pub(crate) async fn check(
                     e.to_string(),
                 ));
             }
-            bytes
+            (bytes, duration)
         }
         Ok((_, Err(e))) => {
             return Err(OrchestratorError::coded(
@@ -132,6 +136,7 @@ pub(crate) async fn check(
         None => Checked::Bytes {
             bytes,
             ext: hint.unwrap_or_else(|| "bin".into()),
+            seconds,
         },
     })
 }
@@ -205,7 +210,7 @@ impl Stored {
     ) -> Result<String, OrchestratorError> {
         match checked {
             Checked::Blob(id) => Ok(id),
-            Checked::Bytes { bytes, ext } => {
+            Checked::Bytes { bytes, ext, .. } => {
                 let name = app.blobs().put(&bytes, &ext).await?;
                 self.new.push(name.clone());
                 Ok(name)

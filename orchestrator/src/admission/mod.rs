@@ -202,6 +202,23 @@ impl App {
         }
     }
 
+    /// Stores a reference recording for later use by id (`POST /api/v1/uploads`) after
+    /// decoding it; returns the upload id and its duration in seconds.
+    pub async fn store_upload(
+        &self,
+        bytes: Vec<u8>,
+        hint: Option<String>,
+    ) -> Result<(String, f64), OrchestratorError> {
+        let field = Field::Named("file".into());
+        let checked = audio::check(self, field, AudioInput::Bytes { bytes, hint }, None).await?;
+        let seconds = match &checked {
+            audio::Checked::Bytes { seconds, .. } => *seconds,
+            audio::Checked::Blob(_) => 0.0,
+        };
+        let mut stored = audio::Stored::default();
+        Ok((stored.put(self, checked).await?, seconds))
+    }
+
     /// The job an idempotency key names, when it is still remembered: `Ok(Some)` for the same
     /// request, [`OrchestratorError::IdempotencyConflict`] for another one.
     pub(crate) fn idempotent_job(

@@ -4,7 +4,8 @@
 //!   `GET /status`, `GET /files`);
 //! * [`ops`] — `GET /healthz`, `GET /readyz`, `GET /metrics`;
 //! * [`nodes`] — `GET /api/v1/nodes`, the inference nodes and their state;
-//! * [`jobs`] — `GET`/`DELETE /api/v1/jobs/{id}` and `GET /api/v1/jobs/{id}/events` (SSE).
+//! * [`v1`] — Refrain's own API under `/api/v1` (jobs, events, audio, uploads, nodes), behind
+//!   API keys when they are configured.
 //!
 //! Every error goes through [`error`], the one mapping of `OrchestratorError` to HTTP. The whole
 //! request body is bounded by `limits.max_body_bytes` (413), each upload by
@@ -15,10 +16,11 @@ pub mod audio;
 pub mod diffrhythm;
 pub mod error;
 pub mod form;
-pub mod jobs;
 pub mod nodes;
 pub mod ops;
 pub mod paths;
+pub mod v1;
+pub mod web;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -35,8 +37,8 @@ pub fn router(app: App) -> Router {
     Router::new()
         .merge(diffrhythm::routes())
         .merge(ops::routes())
-        .merge(nodes::routes())
-        .merge(jobs::routes())
+        .merge(web::routes())
+        .merge(v1::routes(app.clone()))
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())

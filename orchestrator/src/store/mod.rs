@@ -26,6 +26,7 @@
 //! `sled::Db` (see [`JobStore::db`]) so that one flush covers both.
 
 mod keys;
+pub mod list;
 mod outbox;
 
 use std::path::Path;

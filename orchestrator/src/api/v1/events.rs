@@ -1,14 +1,7 @@
-//! The first routes of Refrain's own job API: look at a job, cancel it, follow its events.
-//!
-//! * `GET /api/v1/jobs/{id}` — the job record as JSON (state, attempt, progress, result files,
-//!   owner, source, the sequence number of its latest event), with `queue_position` while
-//!   queued.
-//! * `DELETE /api/v1/jobs/{id}` — cancels a queued or running job (200 with the record);
-//!   409 once it is finished, 404 for an unknown job.
-//! * `GET /api/v1/jobs/{id}/events` — the job's outbox as Server-Sent Events: `id:` is the
-//!   event's sequence number, `event:` its kind, `data:` the [`protocol::JobEvent`] as JSON.
-//!   `Last-Event-ID` (or `?after=N`) resumes after that number, across restarts too; a
-//!   keep-alive comment is sent every 15 s; the stream ends after the final event.
+//! `GET /api/v1/jobs/{id}/events`: the job's outbox as Server-Sent Events. `id:` is the
+//! event's sequence number, `event:` its kind, `data:` the [`protocol::JobEvent`] as JSON.
+//! `Last-Event-ID` (or `?after=N`) resumes after that number, across restarts too; a
+//! keep-alive comment is sent every 15 s; the stream ends after the final event.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -17,66 +10,26 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use futures_util::stream::{self, Stream};
-use protocol::{JobId, JobState};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::api::error::ApiError;
 use crate::error::{Field, OrchestratorError};
 use crate::jobs::Subscription;
 use crate::service::App;
 
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/api/v1/jobs/{id}", get(job).delete(cancel))
-        .route("/api/v1/jobs/{id}/events", get(events))
-}
-
-fn parse_id(raw: &str) -> Result<JobId, OrchestratorError> {
-    JobId::parse(raw).ok_or_else(|| OrchestratorError::NotFound(raw.chars().take(64).collect()))
-}
-
-async fn job(State(app): State<App>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
-    let record = app
-        .job(&id)?
-        .ok_or_else(|| OrchestratorError::NotFound(id.to_string()))?;
-    let position = if record.state == JobState::Queued {
-        app.queue_position(&id).await?
-    } else {
-        None
-    };
-    let progress = app.progress(&record).await;
-    let mut body = serde_json::to_value(&record).map_err(|e| OrchestratorError::Io {
-        context: "encoding a job".into(),
-        source: std::io::Error::other(e),
-    })?;
-    body["queue_position"] = json!(position);
-    body["progress"] = json!(progress);
-    Ok(Json(body).into_response())
-}
-
-async fn cancel(State(app): State<App>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
-    let record = app.cancel(&id).await?;
-    Ok(Json(record).into_response())
-}
-
 #[derive(Debug, Deserialize)]
-struct EventsQuery {
+pub(super) struct EventsQuery {
     after: Option<u64>,
 }
 
-async fn events(
+pub(super) async fn events(
     State(app): State<App>,
     Path(id): Path<String>,
     Query(query): Query<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
+    let id = super::jobs::parse_id(&id)?;
     let after = match headers.get("last-event-id") {
         Some(v) => v
             .to_str()

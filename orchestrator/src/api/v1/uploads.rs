@@ -1,0 +1,91 @@
+//! `POST /api/v1/uploads`: a reference recording stored once and used by id
+//! (`style.upload_id`, `edit.song.upload_id`). Either `multipart/form-data` with a `file` part
+//! or the raw body with an `audio/*` (or `application/octet-stream`) Content-Type. The audio is
+//! decoded before it is kept, so an id always names usable audio.
+
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::admission::fetch::hint_from_content_type;
+use crate::api::error::{multipart_error, ApiError};
+use crate::app::App;
+use crate::error::{Field, OrchestratorError};
+
+pub(super) async fn upload(State(app): State<App>, request: Request) -> Result<Response, ApiError> {
+    let limit = app.config().limits.max_upload_bytes;
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let (bytes, hint) = if content_type.starts_with("multipart/form-data") {
+        let body_limit = app.config().limits.max_body_bytes;
+        let mut multipart = Multipart::from_request(request, &app)
+            .await
+            .map_err(|r| OrchestratorError::invalid(Field::Body, r.body_text()))?;
+        let mut found = None;
+        while let Some(mut field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| multipart_error(e, body_limit))?
+        {
+            if field.name() != Some("file") {
+                continue;
+            }
+            let hint = field
+                .file_name()
+                .and_then(crate::admission::fetch::hint_from_path)
+                .or_else(|| field.content_type().and_then(hint_from_content_type));
+            let mut bytes = Vec::new();
+            while let Some(chunk) = field
+                .chunk()
+                .await
+                .map_err(|e| multipart_error(e, body_limit))?
+            {
+                if bytes.len() + chunk.len() > limit {
+                    return Err(too_large(limit).into());
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            found = Some((bytes, hint));
+            break;
+        }
+        found.ok_or_else(|| {
+            OrchestratorError::missing(Field::Named("file".into()), "a `file` part is required")
+        })?
+    } else if content_type.starts_with("audio/")
+        || content_type.starts_with("application/octet-stream")
+    {
+        let hint = hint_from_content_type(&content_type);
+        let body = axum::body::to_bytes(request.into_body(), limit)
+            .await
+            .map_err(|_| too_large(limit))?;
+        (body.to_vec(), hint)
+    } else {
+        return Err(OrchestratorError::invalid(
+            Field::Named("Content-Type".into()),
+            "send multipart/form-data with a `file` part, or the audio as the body with an audio/* type",
+        )
+        .into());
+    };
+    if bytes.is_empty() {
+        return Err(OrchestratorError::missing(Field::Body, "the upload is empty").into());
+    }
+    let (id, duration_seconds) = app.store_upload(bytes.clone(), hint).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"upload_id": id, "bytes": bytes.len(), "duration_seconds": duration_seconds})),
+    )
+        .into_response())
+}
+
+fn too_large(limit: usize) -> OrchestratorError {
+    OrchestratorError::TooLarge {
+        field: Field::Named("file".into()),
+        limit,
+    }
+}

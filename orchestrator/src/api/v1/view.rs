@@ -1,0 +1,169 @@
+//! [`JobView`]: how Refrain's own API shows a job — a stable JSON shape for clients (the web
+//! page, the CLI, bots), built from the stored record and its live progress. The stored
+//! [`JobRecord`] stays an internal format.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use protocol::{EditSpec, JobRecord, JobState, ProgressEvent, SongRef, StyleSpec};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::app::App;
+use crate::error::OrchestratorError;
+
+/// A job as Refrain's API shows it (see `docs/api.md`).
+#[derive(Debug, Serialize)]
+pub struct JobView {
+    pub id: String,
+    pub state: &'static str,
+    pub source: &'static str,
+    pub owner: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub attempt: u32,
+    pub queue_position: Option<usize>,
+    pub progress: Option<ProgressView>,
+    pub error: Option<String>,
+    pub request: Value,
+    pub result: Option<ResultView>,
+    pub last_event: u64,
+    pub links: Links,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProgressView {
+    pub stage: &'static str,
+    pub step: u32,
+    pub total: u32,
+    pub percent: f32,
+    pub eta_seconds: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ResultView {
+    pub duration_seconds: f64,
+    pub files: Vec<FileView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FileView {
+    pub variant: u32,
+    pub format: &'static str,
+    pub bytes: u64,
+    pub url: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Links {
+    #[serde(rename = "self")]
+    pub this: String,
+    pub events: String,
+    pub audio: String,
+}
+
+/// RFC 3339 with milliseconds, UTC.
+pub fn timestamp(ms: u64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(i64::try_from(ms).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl JobView {
+    /// The view of `record`, with its live progress and queue position.
+    pub async fn of(app: &App, record: &JobRecord) -> Result<JobView, OrchestratorError> {
+        let queue_position = if record.state == JobState::Queued {
+            app.queue_position(&record.id).await?
+        } else {
+            None
+        };
+        let progress = match record.state {
+            JobState::Queued | JobState::Running => app.progress(record).await,
+            _ => record.progress.clone(),
+        };
+        Ok(JobView::build(record, queue_position, progress))
+    }
+
+    /// The view without live data (for lists: no per-job queue lookups).
+    pub fn stored(record: &JobRecord) -> JobView {
+        JobView::build(record, None, record.progress.clone())
+    }
+
+    fn build(
+        record: &JobRecord,
+        queue_position: Option<usize>,
+        progress: Option<ProgressEvent>,
+    ) -> JobView {
+        let id = record.id.to_string();
+        let base = format!("/api/v1/jobs/{id}");
+        let result = record.result.as_ref().map(|r| ResultView {
+            duration_seconds: r.duration_seconds,
+            files: r
+                .files
+                .iter()
+                .map(|f| FileView {
+                    variant: f.variant,
+                    format: f.format.extension(),
+                    bytes: f.bytes,
+                    url: format!("{base}/audio/{}?format={}", f.variant, f.format.extension()),
+                })
+                .collect(),
+        });
+        JobView {
+            state: record.state.as_str(),
+            source: record.source.as_str(),
+            owner: record.owner.to_string(),
+            created_at: timestamp(record.created_ms),
+            started_at: record.started_ms.map(timestamp),
+            finished_at: record.finished_ms.map(timestamp),
+            attempt: record.attempt,
+            queue_position,
+            progress: progress.map(|p| ProgressView {
+                stage: p.stage.as_str(),
+                step: p.step,
+                total: p.total,
+                percent: p.percent,
+                eta_seconds: p.eta_seconds.filter(|s| s.is_finite()),
+            }),
+            error: record.error.clone(),
+            request: request(record),
+            result: if record.state == JobState::Succeeded {
+                result
+            } else {
+                None
+            },
+            last_event: record.event_seq,
+            links: Links {
+                this: base.clone(),
+                events: format!("{base}/events"),
+                audio: format!("{base}/audio"),
+            },
+            id,
+        }
+    }
+}
+
+/// The request parameters, in this API's field names (uploaded audio is not echoed).
+fn request(record: &JobRecord) -> Value {
+    let spec = &record.spec;
+    let style = match &spec.style {
+        StyleSpec::Prompt(p) => json!({"prompt": p}),
+        StyleSpec::Upload(_) => json!({"audio": "uploaded"}),
+    };
+    let edit = spec.edit.as_ref().map(|EditSpec { song, segments }| {
+        let song = match song {
+            SongRef::Output(id) => json!({"job": id}),
+            SongRef::Upload(_) => json!({"audio": "uploaded"}),
+        };
+        json!({"song": song, "segments": segments})
+    });
+    json!({
+        "lyrics": spec.lyrics,
+        "style": style,
+        "length_seconds": spec.seconds,
+        "seed": spec.seed,
+        "variants": spec.variants,
+        "format": spec.format.extension(),
+        "chunked": spec.chunked,
+        "edit": edit,
+    })
+}

@@ -1,0 +1,834 @@
+// Refrain's web page: a client of Refrain's own API (/api/v1, docs/api.md). No framework, no
+// build step. The job being shown is followed through its Server-Sent Events, read with fetch()
+// so that the API key, when one is set, travels as an Authorization header (EventSource cannot
+// send headers, and a key in the URL would end up in logs).
+"use strict";
+
+const API = "/api/v1";
+const KEY_STORE = "refrain.apiKey";
+const RECENT_STORE = "refrain.recentJobs";
+const CURRENT_STORE = "refrain.currentJob";
+const RECENT_MAX = 20;
+const FORMATS = ["wav", "mp3", "ogg"];
+const FINAL_STATES = new Set(["succeeded", "failed", "cancelled"]);
+const FINAL_KINDS = new Set(["succeeded", "failed", "cancelled", "expired"]);
+const STAGES = {
+  tokenize: "Reading the lyrics",
+  style: "Working out the style",
+  encode: "Encoding the reference song",
+  sampling: "Sampling",
+  decode: "Decoding the audio",
+  done: "Writing the file",
+};
+// Where the API's error fields are shown: the id of the input they belong to.
+const FIELD_INPUTS = {
+  lyrics: "lyrics",
+  "style.prompt": "prompt",
+  "style.audio": "reference",
+  "style.upload_id": "reference",
+  style: "style",
+  length_seconds: "length",
+  seed: "seed",
+  variants: "variants",
+  format: "format",
+  file: "reference",
+};
+
+const $ = (id) => document.getElementById(id);
+
+// ---------------------------------------------------------------------------------------------
+// Storage (localStorage may be unavailable: private windows, disabled storage).
+
+function load(key, fallback) {
+  try {
+    const raw = localStorage.getItem(key);
+    return raw === null ? fallback : JSON.parse(raw);
+  } catch {
+    return fallback;
+  }
+}
+
+function save(key, value) {
+  try {
+    if (value === null || value === undefined || value === "") localStorage.removeItem(key);
+    else localStorage.setItem(key, JSON.stringify(value));
+  } catch {
+    // Not kept across reloads; the page still works.
+  }
+}
+
+function recentIds() {
+  const ids = load(RECENT_STORE, []);
+  return Array.isArray(ids) ? ids.filter((id) => typeof id === "string") : [];
+}
+
+function remember(id) {
+  save(RECENT_STORE, [id, ...recentIds().filter((x) => x !== id)].slice(0, RECENT_MAX));
+}
+
+function forget(id) {
+  save(RECENT_STORE, recentIds().filter((x) => x !== id));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The API.
+
+class ApiError extends Error {
+  constructor(status, code, message, field) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+}
+
+function authHeaders() {
+  const key = load(KEY_STORE, "");
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+async function api(method, path, { json, body, signal, headers } = {}) {
+  const init = { method, signal, headers: { Accept: "application/json", ...authHeaders(), ...headers } };
+  if (json !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(json);
+  } else if (body !== undefined) {
+    init.body = body;
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (e) {
+    if (e.name === "AbortError") throw e;
+    throw new ApiError(0, "network", "The server cannot be reached.", null);
+  }
+  return readAnswer(response);
+}
+
+async function readAnswer(response) {
+  let data = null;
+  const text = await response.text();
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (response.ok) return data;
+  const error = (data && data.error) || {};
+  const message =
+    error.message || (data && data.message) || `The server answered ${response.status} ${response.statusText}.`;
+  throw new ApiError(response.status, error.code || "http_error", message, error.field || null);
+}
+
+function jobPath(id) {
+  return `${API}/jobs/${encodeURIComponent(id)}`;
+}
+
+function audioPath(id, variant, format) {
+  return `${jobPath(id)}/audio/${variant}?format=${format}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors next to their fields.
+
+function clearErrors() {
+  for (const el of document.querySelectorAll(".field-error")) {
+    el.textContent = "";
+    el.hidden = true;
+  }
+  for (const el of document.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+}
+
+// Shows `message` under the input `inputId` (or the form) and returns the element to focus.
+function showError(inputId, message) {
+  const target = inputId && $(`${inputId}-error`) ? inputId : "form";
+  const box = $(`${target}-error`);
+  box.textContent = message;
+  box.hidden = false;
+  const input = $(target);
+  if (input && target !== "form") {
+    input.setAttribute("aria-invalid", "true");
+    if (target === "api-key") $("key-box").open = true;
+    if (target === "reference") chooseStyle("upload");
+    if (target === "prompt") chooseStyle("prompt");
+    return input.tagName === "FIELDSET" ? input.querySelector("input:checked") : input;
+  }
+  return box;
+}
+
+function showApiError(error, fallbackInput) {
+  if (error.name === "AbortError") return null;
+  let input = FIELD_INPUTS[error.field] || null;
+  if (error.status === 401 || error.status === 403) input = "api-key";
+  if (!input && error.field === "body") input = fallbackInput || null;
+  const text = error.field && !FIELD_INPUTS[error.field] ? `${error.message} (${error.field})` : error.message;
+  return showError(input || fallbackInput || null, text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The form.
+
+function chooseStyle(kind) {
+  $(`style-kind-${kind}`).checked = true;
+  $("prompt-box").hidden = kind !== "prompt";
+  $("upload-box").hidden = kind !== "upload";
+}
+
+function styleKind() {
+  return $("style-kind-upload").checked ? "upload" : "prompt";
+}
+
+function pad(n, width) {
+  return String(n).padStart(width, "0");
+}
+
+function stamp(seconds) {
+  const hundredths = Math.round(seconds * 100);
+  const minutes = Math.floor(hundredths / 6000);
+  const rest = hundredths - minutes * 6000;
+  return `[${pad(minutes, 2)}:${pad(Math.floor(rest / 100), 2)}.${pad(rest % 100, 2)}]`;
+}
+
+const TIMESTAMP = /^\s*(\[\d{1,3}:\d{1,2}(?:[.:]\d{1,3})?\]\s*)+/;
+const METADATA = /^\s*\[[a-z#]+:[^\]]*\]\s*$/i;
+
+// Spreads the lyric lines evenly over `length` seconds: a short intro first (a tenth of the
+// song, at most 10 s) and a few seconds of room after the last line. Timestamps the lines
+// already have are replaced; metadata tags and blank lines are dropped.
+function spreadLines(text, length) {
+  const lines = text
+    .split(/\r?\n/)
+    .filter((line) => !METADATA.test(line))
+    .map((line) => line.replace(TIMESTAMP, "").trim())
+    .filter((line) => line.length > 0);
+  if (lines.length === 0) return null;
+  const intro = Math.min(10, length / 10);
+  const outro = Math.min(5, length / 20);
+  const span = (length - intro - outro) / lines.length;
+  return lines.map((line, i) => `${stamp(intro + i * span)} ${line}`).join("\n");
+}
+
+function chosenLength() {
+  const value = $("length").value.trim();
+  if (!/^\d+$/.test(value)) return null;
+  const n = Number(value);
+  return n >= 95 && n <= 285 ? n : null;
+}
+
+function onSpread() {
+  clearErrors();
+  const length = chosenLength();
+  if (length === null) {
+    showError("length", "Choose a length of 95, or 96 to 285 seconds, first.")?.focus();
+    return;
+  }
+  const spread = spreadLines($("lyrics").value, length);
+  if (spread === null) {
+    showError("lyrics", "Write some lyric lines first, one per line.")?.focus();
+    return;
+  }
+  $("lyrics").value = spread;
+  $("lyrics").focus();
+}
+
+// The request body, or null after showing what is wrong with the form.
+function readForm() {
+  const errors = [];
+  const lyrics = $("lyrics").value;
+  if (!lyrics.trim()) errors.push(["lyrics", "Write the lyrics (LRC lines, or plain lines and spread them)."]);
+  const length = chosenLength();
+  if (length === null) errors.push(["length", "The length is 95, or 96 to 285 seconds."]);
+  const body = { lyrics, length_seconds: length, format: $("format").value };
+  const seed = $("seed").value.trim();
+  if (seed) {
+    if (!/^\d+$/.test(seed) || !Number.isSafeInteger(Number(seed))) {
+      errors.push(["seed", `The seed is a whole number from 0 to ${Number.MAX_SAFE_INTEGER}.`]);
+    } else {
+      body.seed = Number(seed);
+    }
+  }
+  const variants = $("variants").value.trim();
+  if (!/^[1-5]$/.test(variants)) errors.push(["variants", "Between 1 and 5 variants."]);
+  else body.variants = Number(variants);
+  if (styleKind() === "prompt") {
+    const prompt = $("prompt").value.trim();
+    if (!prompt) errors.push(["prompt", "Describe the style, e.g. “bright acoustic pop with piano”."]);
+    body.style = { prompt };
+  } else if ($("reference").files.length !== 1) {
+    errors.push(["reference", "Choose a reference recording."]);
+  }
+  if (errors.length) {
+    const focus = errors.map(([input, message]) => showError(input, message))[0];
+    focus?.focus();
+    return null;
+  }
+  return body;
+}
+
+// Uploads of this page, by file, so a second song from the same recording does not send it again.
+const uploaded = new WeakMap();
+
+async function uploadReference() {
+  const file = $("reference").files[0];
+  if (uploaded.has(file)) return uploaded.get(file);
+  const form = new FormData();
+  form.append("file", file, file.name);
+  $("submit").textContent = "Uploading…";
+  const answer = await api("POST", `${API}/uploads`, { body: form });
+  uploaded.set(file, answer.upload_id);
+  return answer.upload_id;
+}
+
+async function onSubmit(event) {
+  event.preventDefault();
+  clearErrors();
+  const body = readForm();
+  if (!body) return;
+  const button = $("submit");
+  button.disabled = true;
+  button.textContent = "Starting…";
+  try {
+    if (styleKind() === "upload") {
+      try {
+        body.style = { upload_id: await uploadReference() };
+        button.textContent = "Starting…";
+      } catch (e) {
+        if (!(e instanceof ApiError)) throw e;
+        showApiError(e, "reference")?.focus();
+        return;
+      }
+    }
+    let job;
+    try {
+      job = await api("POST", `${API}/jobs`, { json: body });
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      if (e.field && e.field.startsWith("style") && styleKind() === "upload") {
+        uploaded.delete($("reference").files[0]);
+      }
+      showApiError(e)?.focus();
+      return;
+    }
+    remember(job.id);
+    follow(job.id, job);
+    renderRecent();
+  } finally {
+    button.disabled = false;
+    button.textContent = "Generate";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The job being shown: its state, progress, result and cancel button.
+
+let current = null; // { id, controller, lastSeq, final, poll }
+
+function setStatus({ line, detail = "", percent = null, busy = false }) {
+  $("status-line").textContent = line || "";
+  $("status-detail").textContent = detail;
+  const bar = $("progress");
+  if (percent === null || percent === undefined) {
+    if (busy) bar.removeAttribute("value");
+    else bar.value = 0;
+  } else {
+    bar.value = Math.max(0, Math.min(100, percent));
+  }
+}
+
+function duration(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  return s % 60 ? `${m} min ${s % 60} s` : `${m} min`;
+}
+
+function queueText(position) {
+  if (position === null || position === undefined) return "Waiting in the queue.";
+  if (position === 0) return "Waiting in the queue: next in line.";
+  return `Waiting in the queue: ${position} ${position === 1 ? "job" : "jobs"} ahead.`;
+}
+
+// What a progress report (a job's `progress` or a progress event) says, for the status lines.
+function progressTexts(p, attempt) {
+  const stage = STAGES[p.stage] || p.stage || "Working";
+  const parts = [];
+  if (p.total) parts.push(`step ${p.step ?? 0} of ${p.total}`);
+  if (typeof p.percent === "number") parts.push(`${Math.floor(p.percent)} %`);
+  if (typeof p.eta_seconds === "number" && p.stage !== "done") parts.push(`about ${duration(p.eta_seconds)} left`);
+  if (attempt > 1) parts.push(`attempt ${attempt}`);
+  return { line: `Running: ${stage}.`, detail: parts.join(" · ") };
+}
+
+function setState(state) {
+  $("current").dataset.state = state;
+  const badge = $("job-state");
+  badge.textContent = state;
+  badge.className = `badge ${state}`;
+  $("cancel").hidden = !(state === "queued" || state === "running");
+  if (current) current.state = state;
+}
+
+// Shows a job record (GET /api/v1/jobs/{id}).
+function showJob(job) {
+  setState(job.state);
+  const attempt = job.attempt || 1;
+  if (job.state === "queued") {
+    setStatus({
+      line: queueText(job.queue_position),
+      detail: job.error ? `The last attempt failed: ${job.error}` : "",
+      busy: true,
+    });
+  } else if (job.state === "running") {
+    if (job.progress) {
+      const t = progressTexts(job.progress, attempt);
+      setStatus({ ...t, percent: job.progress.percent ?? null, busy: true });
+    } else {
+      setStatus({ line: "Running: starting.", busy: true });
+    }
+  } else if (job.state === "succeeded") {
+    const took = job.result && job.result.duration_seconds ? `A ${duration(job.result.duration_seconds)} song.` : "";
+    setStatus({ line: "Done.", detail: took, percent: 100 });
+    showResult(job);
+  } else if (job.state === "failed") {
+    setStatus({ line: `Failed: ${job.error || "the generation did not finish"}.`, percent: 0 });
+  } else if (job.state === "cancelled") {
+    setStatus({ line: "Cancelled.", percent: 0 });
+  }
+}
+
+// Shows one event of the stream.
+function showEvent(kind, data) {
+  if (data.state) setState(data.state);
+  const attempt = data.attempt || 1;
+  switch (kind) {
+    case "queued":
+      setStatus({ line: queueText(data.queue_position), busy: true });
+      break;
+    case "started":
+      setStatus({ line: "Running: starting.", detail: attempt > 1 ? `attempt ${attempt}` : "", busy: true });
+      break;
+    case "progress": {
+      const t = progressTexts(data, attempt);
+      setStatus({ ...t, percent: data.percent ?? null, busy: true });
+      break;
+    }
+    case "retrying":
+    case "requeued":
+      setStatus({
+        line: kind === "retrying" ? "Trying again after a failed attempt." : "Back in the queue.",
+        detail: data.error || "",
+        busy: true,
+      });
+      break;
+    case "failed":
+      setStatus({ line: `Failed: ${data.error || "the generation did not finish"}.`, percent: 0 });
+      break;
+    case "cancelled":
+      setStatus({ line: "Cancelled.", percent: 0 });
+      break;
+    case "expired":
+      setState(data.state || "failed");
+      setStatus({ line: "Expired: the job and its files were deleted.", percent: 0 });
+      break;
+    default:
+      break;
+  }
+}
+
+function variantsOf(job) {
+  const files = (job.result && job.result.files) || [];
+  const variants = new Set(files.map((f) => f.variant).filter((v) => Number.isInteger(v)));
+  const asked = job.request && job.request.variants;
+  if (variants.size === 0) for (let v = 1; v <= (asked || 1); v++) variants.add(v);
+  return [...variants].sort((a, b) => a - b);
+}
+
+function jobFormat(job) {
+  const asked = job.request && job.request.format;
+  return FORMATS.includes(asked) ? asked : "wav";
+}
+
+// A link to a file of the job; with an API key, the file is fetched with the key and saved
+// from memory (a plain link cannot send the Authorization header).
+function downloadLink(id, variant, format, text) {
+  const a = document.createElement("a");
+  a.href = audioPath(id, variant, format);
+  a.textContent = text;
+  a.className = "download";
+  a.setAttribute("download", "");
+  a.dataset.format = format;
+  a.addEventListener("click", async (event) => {
+    if (!load(KEY_STORE, "")) return;
+    event.preventDefault();
+    try {
+      const response = await fetch(a.href, { headers: authHeaders() });
+      if (!response.ok) await readAnswer(response);
+      const blob = await response.blob();
+      const url = URL.createObjectURL(blob);
+      const anchor = document.createElement("a");
+      anchor.href = url;
+      anchor.download = `refrain-${id.slice(0, 8)}-${variant}.${format}`;
+      document.body.append(anchor);
+      anchor.click();
+      anchor.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    } catch (e) {
+      if (e instanceof ApiError) showApiError(e)?.focus();
+    }
+  });
+  return a;
+}
+
+async function attachAudio(audio, path) {
+  if (!load(KEY_STORE, "")) {
+    audio.src = path;
+    return;
+  }
+  try {
+    const response = await fetch(path, { headers: authHeaders() });
+    if (!response.ok) await readAnswer(response);
+    audio.src = URL.createObjectURL(await response.blob());
+  } catch (e) {
+    if (e instanceof ApiError) showApiError(e);
+  }
+}
+
+function showResult(job) {
+  const box = $("result");
+  if (box.dataset.job === job.id) return;
+  box.dataset.job = job.id;
+  box.replaceChildren();
+  const format = jobFormat(job);
+  for (const variant of variantsOf(job)) {
+    const figure = document.createElement("figure");
+    figure.className = "variant";
+    const caption = document.createElement("figcaption");
+    caption.id = `variant-${variant}-title`;
+    caption.textContent = `Variant ${variant}`;
+    const audio = document.createElement("audio");
+    audio.controls = true;
+    audio.preload = "metadata";
+    audio.setAttribute("aria-labelledby", caption.id);
+    audio.dataset.variant = String(variant);
+    attachAudio(audio, audioPath(job.id, variant, format));
+    const links = document.createElement("p");
+    links.className = "downloads";
+    links.append("Download: ");
+    FORMATS.forEach((f, i) => {
+      if (i) links.append(" · ");
+      const link = downloadLink(job.id, variant, f, f.toUpperCase());
+      link.setAttribute("aria-label", `Download variant ${variant} as ${f.toUpperCase()}`);
+      links.append(link);
+    });
+    figure.append(caption, audio, links);
+    box.append(figure);
+  }
+}
+
+function stopFollowing() {
+  if (!current) return;
+  current.controller.abort();
+  clearInterval(current.poll);
+  current = null;
+}
+
+// Shows job `id` (a record already at hand may be passed) and follows its events until it ends.
+function follow(id, job) {
+  stopFollowing();
+  // With the record at hand, its events so far need not be replayed.
+  const lastSeq = job && Number.isInteger(job.last_event) ? job.last_event : 0;
+  current = { id, controller: new AbortController(), lastSeq, final: false, poll: null, state: null };
+  save(CURRENT_STORE, id);
+  $("current").hidden = false;
+  $("current").dataset.job = id;
+  $("job-id").textContent = id;
+  $("result").replaceChildren();
+  delete $("result").dataset.job;
+  setState(job ? job.state : "queued");
+  setStatus({ line: "Loading…", busy: true });
+  const me = current;
+  if (job) showJob(job);
+  else refreshCurrent(me);
+  // While queued, the position moves without events: look again now and then.
+  me.poll = setInterval(() => {
+    if (current === me && me.state === "queued") refreshCurrent(me);
+  }, 3000);
+  readEvents(me);
+}
+
+async function refreshCurrent(me) {
+  try {
+    const job = await api("GET", jobPath(me.id), { signal: me.controller.signal });
+    if (current !== me) return;
+    showJob(job);
+    if (FINAL_STATES.has(job.state)) finish(me);
+  } catch (e) {
+    if (current !== me || e.name === "AbortError") return;
+    if (e.status === 404) {
+      setState("gone");
+      setStatus({ line: "This job no longer exists (results are deleted after a while).", percent: 0 });
+      $("cancel").hidden = true;
+      finish(me);
+    } else if (e instanceof ApiError) {
+      setStatus({ line: e.message, busy: false });
+      if (e.status === 401 || e.status === 403) showApiError(e);
+    }
+  }
+}
+
+function finish(me) {
+  if (me.final) return;
+  me.final = true;
+  clearInterval(me.poll);
+  me.controller.abort();
+  renderRecent();
+}
+
+// Reads the job's Server-Sent Events with fetch(), resuming after the last seen event when the
+// connection drops, until a final event or until another job is shown.
+async function readEvents(me) {
+  let delay = 1000;
+  while (current === me && !me.final) {
+    try {
+      const headers = { Accept: "text/event-stream", ...authHeaders() };
+      if (me.lastSeq) headers["Last-Event-ID"] = String(me.lastSeq);
+      const response = await fetch(`${jobPath(me.id)}/events`, { headers, signal: me.controller.signal });
+      if (!response.ok) await readAnswer(response);
+      delay = 1000;
+      await parseEvents(response.body, (event) => onEvent(me, event));
+    } catch (e) {
+      if (e.name === "AbortError" || current !== me) return;
+      if (e instanceof ApiError && e.status >= 400 && e.status < 500) {
+        await refreshCurrent(me);
+        return;
+      }
+    }
+    if (current !== me || me.final) return;
+    // The stream ended without a final event (the server restarted, the network dropped): see
+    // where the job is, then resume.
+    await refreshCurrent(me);
+    if (me.final) return;
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    delay = Math.min(delay * 2, 15000);
+  }
+}
+
+async function parseEvents(stream, handle) {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replace(/\r\n?/g, "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const event = { id: null, kind: "message", data: [] };
+      for (const line of block.split("\n")) {
+        if (!line || line.startsWith(":")) continue;
+        const colon = line.indexOf(":");
+        const name = colon < 0 ? line : line.slice(0, colon);
+        let field = colon < 0 ? "" : line.slice(colon + 1);
+        if (field.startsWith(" ")) field = field.slice(1);
+        if (name === "id") event.id = field;
+        else if (name === "event") event.kind = field;
+        else if (name === "data") event.data.push(field);
+      }
+      if (event.data.length) handle(event);
+    }
+  }
+}
+
+function onEvent(me, event) {
+  if (current !== me) return;
+  const seq = Number(event.id);
+  if (Number.isInteger(seq) && seq > me.lastSeq) me.lastSeq = seq;
+  let data;
+  try {
+    data = JSON.parse(event.data.join("\n"));
+  } catch {
+    return;
+  }
+  showEvent(event.kind, data);
+  if (FINAL_KINDS.has(event.kind)) {
+    if (event.kind === "succeeded") {
+      // The record has the result's files and the request (variants, format).
+      me.final = true;
+      clearInterval(me.poll);
+      me.controller.abort();
+      api("GET", jobPath(me.id))
+        .then((job) => current === me && showJob(job))
+        .catch((e) => current === me && e instanceof ApiError && setStatus({ line: e.message }))
+        .finally(() => renderRecent());
+    } else {
+      finish(me);
+    }
+  }
+}
+
+async function onCancel() {
+  if (!current) return;
+  const me = current;
+  const button = $("cancel");
+  button.disabled = true;
+  try {
+    const job = await api("DELETE", jobPath(me.id));
+    if (current === me) {
+      showJob(job);
+      if (FINAL_STATES.has(job.state)) finish(me);
+    }
+  } catch (e) {
+    if (e instanceof ApiError && current === me) {
+      setStatus({ line: e.code === "job_finished" ? "The job had already finished." : e.message });
+      refreshCurrent(me);
+    }
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recent jobs (their ids are kept in this browser).
+
+function firstLyric(job) {
+  const lyrics = (job.request && job.request.lyrics) || "";
+  for (const line of lyrics.split(/\r?\n/)) {
+    const text = line.replace(TIMESTAMP, "").trim();
+    if (text && !METADATA.test(line)) return text;
+  }
+  return "";
+}
+
+function when(job) {
+  const raw = job.created_at || (job.created_ms ? new Date(job.created_ms).toISOString() : null);
+  if (!raw) return "";
+  const date = new Date(raw);
+  return Number.isNaN(date.getTime()) ? "" : date.toLocaleString();
+}
+
+let recentRender = 0;
+
+async function renderRecent() {
+  const turn = ++recentRender;
+  const ids = recentIds();
+  const list = $("recent-list");
+  $("recent-empty").hidden = ids.length > 0;
+  $("recent-clear").hidden = ids.length === 0;
+  const jobs = await Promise.all(
+    ids.map((id) =>
+      api("GET", jobPath(id)).then(
+        (job) => ({ id, job }),
+        (error) => ({ id, error }),
+      ),
+    ),
+  );
+  if (turn !== recentRender) return;
+  list.replaceChildren(...jobs.map(recentItem));
+}
+
+function recentItem({ id, job, error }) {
+  const li = document.createElement("li");
+  li.dataset.job = id;
+  const head = document.createElement("div");
+  head.className = "recent-head";
+  const title = document.createElement("span");
+  title.className = "recent-title";
+  const badge = document.createElement("span");
+  const state = job ? job.state : error && error.status === 404 ? "gone" : "unknown";
+  li.dataset.state = state;
+  badge.className = `badge ${state}`;
+  badge.textContent = state;
+  title.textContent = job ? firstLyric(job) || `Job ${id.slice(0, 8)}` : `Job ${id.slice(0, 8)}`;
+  head.append(title, " ", badge);
+  const meta = document.createElement("p");
+  meta.className = "hint";
+  if (job) {
+    const bits = [when(job)];
+    if (job.request && job.request.length_seconds) bits.push(`${job.request.length_seconds} s`);
+    if (job.state === "queued" && job.queue_position !== null && job.queue_position !== undefined) {
+      bits.push(job.queue_position === 0 ? "next in line" : `${job.queue_position} ahead`);
+    }
+    if (job.state === "running" && job.progress && typeof job.progress.percent === "number") {
+      bits.push(`${Math.floor(job.progress.percent)} %`);
+    }
+    if (job.state === "failed" && job.error) bits.push(job.error);
+    meta.textContent = bits.filter(Boolean).join(" · ");
+  } else {
+    meta.textContent = error && error.status === 404 ? "No longer on the server." : (error && error.message) || "";
+  }
+  const actions = document.createElement("p");
+  actions.className = "recent-actions";
+  if (job) {
+    const show = document.createElement("button");
+    show.type = "button";
+    show.className = "secondary small";
+    show.textContent = "Show";
+    show.setAttribute("aria-label", `Show job ${id.slice(0, 8)}`);
+    show.addEventListener("click", () => {
+      follow(id);
+      $("current").scrollIntoView({ behavior: "smooth", block: "start" });
+      $("current-title").setAttribute("tabindex", "-1");
+      $("current-title").focus({ preventScroll: true });
+    });
+    actions.append(show);
+    if (job.state === "succeeded") {
+      const format = jobFormat(job);
+      for (const variant of variantsOf(job)) {
+        actions.append(" ", downloadLink(id, variant, format, `Variant ${variant} (${format.toUpperCase()})`));
+      }
+    }
+  }
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "secondary small";
+  remove.textContent = "Remove";
+  remove.setAttribute("aria-label", `Remove job ${id.slice(0, 8)} from this list`);
+  remove.addEventListener("click", () => {
+    forget(id);
+    renderRecent();
+    $("recent-title").setAttribute("tabindex", "-1");
+    $("recent-title").focus();
+  });
+  actions.append(" ", remove);
+  li.append(head, meta, actions);
+  return li;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start.
+
+function start() {
+  $("song-form").addEventListener("submit", onSubmit);
+  $("spread").addEventListener("click", onSpread);
+  $("cancel").addEventListener("click", onCancel);
+  $("style-kind-prompt").addEventListener("change", () => chooseStyle("prompt"));
+  $("style-kind-upload").addEventListener("change", () => chooseStyle("upload"));
+  chooseStyle(styleKind());
+  const key = $("api-key");
+  key.value = load(KEY_STORE, "");
+  key.addEventListener("change", () => {
+    save(KEY_STORE, key.value.trim());
+    renderRecent();
+  });
+  $("recent-refresh").addEventListener("click", renderRecent);
+  $("recent-clear").addEventListener("click", () => {
+    save(RECENT_STORE, null);
+    renderRecent();
+  });
+  // Clearing an error once the field is edited.
+  for (const input of document.querySelectorAll("#song-form input, #song-form textarea, #song-form select")) {
+    input.addEventListener("input", () => {
+      const box = $(`${input.id}-error`);
+      if (box && !box.hidden) {
+        box.hidden = true;
+        input.removeAttribute("aria-invalid");
+      }
+    });
+  }
+  renderRecent();
+  const last = load(CURRENT_STORE, null);
+  if (typeof last === "string" && recentIds().includes(last)) follow(last);
+}
+
+start();

@@ -1,0 +1,78 @@
+//! The web page at `/`: a song form, live progress, players and downloads, and a list of recent
+//! jobs, all on top of Refrain's own API (`/api/v1`, `docs/api.md`). Three static files built
+//! into the binary with `include_str!` — plain HTML, CSS and JavaScript, no build step, nothing
+//! fetched from elsewhere:
+//!
+//! * `GET /` — `index.html`;
+//! * `GET /app.js` — the page's script;
+//! * `GET /style.css` — its style sheet.
+//!
+//! Each is served with its content type and `Cache-Control: no-cache` (browsers revalidate, so
+//! a new binary's page is seen at once); the page with a `Content-Security-Policy` that allows
+//! this origin only (and `blob:` audio, for files fetched with an API key). The page itself
+//! needs no API key; the API calls it makes send the key the user typed in (kept in the
+//! browser) as `Authorization: Bearer`.
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::service::App;
+
+const INDEX_HTML: &str = include_str!("index.html");
+const APP_JS: &str = include_str!("app.js");
+const STYLE_CSS: &str = include_str!("style.css");
+
+/// `GET /`, `GET /app.js` and `GET /style.css`.
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/", get(index))
+        .route(
+            "/app.js",
+            get(|| async { page("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { page("text/css; charset=utf-8", STYLE_CSS) }),
+        )
+}
+
+/// Where the page may load from and connect to: its own origin only.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; media-src 'self' blob:; \
+     img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'";
+
+async fn index() -> Response {
+    let mut response = page("text/html; charset=utf-8", INDEX_HTML).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    response
+}
+
+fn page(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_loads_only_its_own_files() {
+        assert!(INDEX_HTML.contains(r#"src="/app.js""#));
+        assert!(INDEX_HTML.contains(r#"href="/style.css""#));
+        for text in [INDEX_HTML, APP_JS, STYLE_CSS] {
+            assert!(!text.contains("http://") && !text.contains("https://"));
+        }
+    }
+}

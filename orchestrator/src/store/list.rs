@@ -1,0 +1,142 @@
+//! Listing jobs newest first, a page at a time, for Refrain's API (`GET /api/v1/jobs`). Pages
+//! walk the creation index (`<created_ms BE><id>`) backwards from a cursor — the index key of
+//! the last job of the previous page, hex-encoded — so a page costs the jobs it returns plus
+//! the ones its filter skips, and a page is stable while new jobs arrive.
+
+use protocol::{JobRecord, JobState, Source};
+
+use super::{keys, JobStore, StoreError, BY_CREATED};
+
+/// Which jobs a listing shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListFilter {
+    pub state: Option<JobState>,
+    pub source: Option<Source>,
+}
+
+/// One page: the jobs, and the cursor of the next page if there may be one.
+#[derive(Debug)]
+pub struct Page {
+    pub jobs: Vec<JobRecord>,
+    pub next_cursor: Option<String>,
+}
+
+/// Why a cursor was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("not a cursor of this server")]
+pub struct BadCursor;
+
+impl JobStore {
+    /// Up to `limit` jobs created before `cursor` (newest first) that pass `filter`.
+    pub fn list(
+        &self,
+        filter: ListFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Result<Page, BadCursor>, StoreError> {
+        let end = match cursor {
+            None => None,
+            Some(c) => match decode_cursor(c) {
+                Some(key) => Some(key),
+                None => return Ok(Err(BadCursor)),
+            },
+        };
+        let range = match &end {
+            Some(end) => self.by_created.range(..end.clone()),
+            None => self.by_created.range::<Vec<u8>, _>(..),
+        };
+        let mut jobs = Vec::new();
+        let mut last_key = None;
+        for item in range.rev() {
+            let (key, value) = item?;
+            let id = keys::id_value(BY_CREATED, &key, &value)?;
+            let Some(record) = self.get(&id)? else {
+                continue; // deleted between the index read and the record read
+            };
+            if filter.state.is_some_and(|s| s != record.state)
+                || filter.source.is_some_and(|s| s != record.source)
+            {
+                continue;
+            }
+            jobs.push(record);
+            if jobs.len() == limit {
+                last_key = Some(key.to_vec());
+                break;
+            }
+        }
+        Ok(Ok(Page {
+            jobs,
+            next_cursor: last_key.map(|k| encode_cursor(&k)),
+        }))
+    }
+}
+
+fn encode_cursor(key: &[u8]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_cursor(cursor: &str) -> Option<Vec<u8>> {
+    if cursor.len() % 2 != 0 || cursor.len() > 200 {
+        return None;
+    }
+    (0..cursor.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(cursor.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::record_at;
+    use super::*;
+
+    #[tokio::test]
+    async fn pages_newest_first_with_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(&dir.path().join("db")).unwrap();
+        let mut ids = Vec::new();
+        for t in 1..=5u64 {
+            let mut r = record_at(t * 1000, None);
+            if t == 3 {
+                r.source = Source::Discord;
+            }
+            store.insert(&mut r, None).await.unwrap();
+            ids.push(r.id);
+        }
+        let all = ListFilter::default();
+        let page = store.list(all, None, 2).unwrap().unwrap();
+        let got: Vec<_> = page.jobs.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(got, [ids[4].clone(), ids[3].clone()]);
+        let page2 = store
+            .list(all, page.next_cursor.as_deref(), 2)
+            .unwrap()
+            .unwrap();
+        let got: Vec<_> = page2.jobs.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(got, [ids[2].clone(), ids[1].clone()]);
+        let page3 = store
+            .list(all, page2.next_cursor.as_deref(), 2)
+            .unwrap()
+            .unwrap();
+        assert_eq!(page3.jobs.len(), 1);
+        assert!(page3.next_cursor.is_none());
+
+        let discord = ListFilter {
+            source: Some(Source::Discord),
+            ..ListFilter::default()
+        };
+        let page = store.list(discord, None, 10).unwrap().unwrap();
+        assert_eq!(page.jobs.len(), 1);
+        assert_eq!(page.jobs[0].id, ids[2]);
+        let succeeded = ListFilter {
+            state: Some(JobState::Succeeded),
+            ..ListFilter::default()
+        };
+        assert!(store
+            .list(succeeded, None, 10)
+            .unwrap()
+            .unwrap()
+            .jobs
+            .is_empty());
+        assert!(store.list(all, Some("zz"), 10).unwrap().is_err());
+    }
+}
