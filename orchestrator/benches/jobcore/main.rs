@@ -11,6 +11,9 @@
 //!   through `Lifecycle`, paced (`BENCH_EVENT_INTERVAL_MS`, 5 ms, about a real sampler step)
 //!   and in a burst. Every subscriber must receive every event, in order; the delay is from
 //!   just before the `Lifecycle` call to the subscriber's receipt.
+//! * **SSE over HTTP** ([`sse`]): `BENCH_SSE_STREAMS` (1,000) clients on
+//!   `GET /api/v1/jobs/{id}/events` of one running job, `BENCH_SSE_EVENTS` (50) progress events
+//!   and the end; every stream must receive every event; delay and memory per stream.
 //! * **submit** ([`submit`]): `App::submit` (durable insert with its outbox event, durable
 //!   enqueue) from 16 concurrent submitters until the store holds each size of
 //!   `BENCH_STORE_SIZES` (`1000,10000`).
@@ -27,6 +30,7 @@
 mod fanout;
 mod http;
 mod poll;
+mod sse;
 mod stats;
 mod submit;
 
@@ -101,6 +105,10 @@ async fn in_process(table: &mut Table) {
     let interval = Duration::from_millis(knob("BENCH_EVENT_INTERVAL_MS", 5) as u64);
     fanout::run(&app, subscribers, events, Some(interval), table).await;
     fanout::run(&app, subscribers, events, None, table).await;
+    let streams = knob("BENCH_SSE_STREAMS", 1000);
+    let sse_events = knob("BENCH_SSE_EVENTS", 50);
+    let base_url = format!("http://{}", running.addr);
+    sse::run(&app, &base_url, streams, sse_events, table).await;
 
     let submitters = knob("BENCH_SUBMITTERS", 16);
     let pollers = knob("BENCH_POLLERS", 16);
