@@ -240,6 +240,13 @@ async fn uploads_downloads_and_formats() {
     assert_eq!(done["state"], "succeeded");
     let files = done["result"]["files"].as_array().unwrap();
     assert_eq!(files.len(), 4, "{done}"); // 2 variants × (wav + the asked-for mp3)
+                                          // The succeeded event carries the download URL of each file.
+    let event = s.wait_event(&id.to_string(), "succeeded").await;
+    assert_eq!(
+        event["result"]["files"][1]["url"],
+        format!("/api/v1/jobs/{id}/audio/2?format=wav"),
+        "{event}"
+    );
 
     let get = |path: String| {
         let client = s.client.clone();

@@ -1,34 +1,68 @@
 //! `GET /api/v1/jobs/{id}/events`: the job's outbox as Server-Sent Events. `id:` is the
 //! event's sequence number, `event:` its kind, `data:` the [`protocol::JobEvent`] as JSON.
 //! `Last-Event-ID` (or `?after=N`) resumes after that number, across restarts too; a
-//! keep-alive comment is sent every 15 s; the stream ends after the final event.
+//! keep-alive comment is sent every 15 s; the stream ends after the final event. A
+//! `succeeded` event's result files carry the `url` they are downloaded from.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
+use protocol::JobEvent;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorBody};
 use crate::error::{Field, OrchestratorError};
 use crate::jobs::Subscription;
 use crate::service::App;
 
-#[derive(Debug, Deserialize)]
-pub(super) struct EventsQuery {
+/// Where to resume.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventsQuery {
+    /// Send the events after this sequence number (default 0: all); `Last-Event-ID` wins.
     after: Option<u64>,
 }
 
-pub(super) async fn events(
+/// The job's events as Server-Sent Events: `id:` is the event's sequence number, `event:` its
+/// kind, `data:` the event as JSON. A keep-alive comment comes every 15 s; the stream ends
+/// after the final event (`succeeded`, `failed`, `cancelled`, `expired`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}/events",
+    tag = "jobs",
+    security(("bearer" = []), ("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The job's id."),
+        ("Last-Event-ID" = Option<u64>, Header,
+            description = "Resume after this sequence number (what a reconnecting \
+                `EventSource` sends)."),
+        EventsQuery,
+    ),
+    responses(
+        (status = 200, description = "The event stream; each `data:` is one `JobEvent`.",
+            body = JobEvent, content_type = "text/event-stream"),
+        (status = 400, description = "`invalid_field`: a `Last-Event-ID` or `after` that is \
+            not a sequence number.", body = ErrorBody),
+        (status = 401, description = "API keys are configured and none valid was given.",
+            body = ErrorBody),
+        (status = 404, description = "`not_found`: no such job.", body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn events(
     State(app): State<App>,
     Path(id): Path<String>,
-    Query(query): Query<EventsQuery>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(super::jobs::query_error)?;
     let id = super::jobs::parse_id(&id)?;
     let after = match headers.get("last-event-id") {
         Some(v) => v
@@ -61,7 +95,7 @@ fn sse_stream(subscription: Subscription) -> impl Stream<Item = Result<Event, In
                 let sse = Event::default()
                     .id(event.seq.to_string())
                     .event(event.kind.as_str())
-                    .json_data(&event)
+                    .json_data(with_urls(&event))
                     .unwrap_or_else(|_| Event::default().comment("unencodable event"));
                 Some((Ok(sse), Some(subscription)))
             }
@@ -72,4 +106,31 @@ fn sse_stream(subscription: Subscription) -> impl Stream<Item = Result<Event, In
             }
         }
     })
+}
+
+/// The event as JSON, each result file with the `url` this API serves it at.
+fn with_urls(event: &protocol::JobEvent) -> serde_json::Value {
+    let mut value = serde_json::to_value(event).unwrap_or_default();
+    if let Some(files) = value
+        .get_mut("result")
+        .and_then(|r| r.get_mut("files"))
+        .and_then(|f| f.as_array_mut())
+    {
+        for file in files {
+            let (Some(variant), Some(format)) = (
+                file.get("variant").and_then(|v| v.as_u64()),
+                file.get("format")
+                    .and_then(|f| f.as_str())
+                    .and_then(protocol::AudioFormat::parse),
+            ) else {
+                continue;
+            };
+            file["url"] = serde_json::json!(format!(
+                "/api/v1/jobs/{}/audio/{variant}?format={}",
+                event.job,
+                format.extension()
+            ));
+        }
+    }
+    value
 }
