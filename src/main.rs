@@ -23,6 +23,10 @@ enum Command {
     Generate(cli::generate::GenerateArgs),
     /// Print the frame-aligned lyric token ids of an LRC file as a JSON array.
     Lyrics(cli::lyrics::LyricsArgs),
+    /// Ask a Refrain server for a song (its HTTP API); optionally wait and download it.
+    Submit(cli::client::submit::SubmitArgs),
+    /// List, show, cancel and download the jobs of a Refrain server.
+    Jobs(cli::client::jobs::JobsArgs),
 }
 
 /// The service and nodes log their work (ONNX Runtime's session details only as warnings);
@@ -54,6 +58,8 @@ fn main() -> std::process::ExitCode {
         Command::Node(args) => cli::node::run(args),
         Command::Generate(args) => cli::generate::run(args),
         Command::Lyrics(args) => cli::lyrics::run(args),
+        Command::Submit(args) => cli::client::submit::run(args),
+        Command::Jobs(args) => cli::client::jobs::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! The subcommands of the `refrain` binary.
 
+pub mod client;
 pub mod generate;
 pub mod lyrics;
 pub mod node;
