@@ -312,6 +312,8 @@ async function onSubmit(event) {
     remember(job.id);
     follow(job.id, job);
     renderRecent();
+    // On a phone the song panel is below the form.
+    $("current").scrollIntoView({ block: "nearest" });
   } finally {
     button.disabled = false;
     button.textContent = "Generate";

@@ -1,0 +1,773 @@
+//! The web page at `/` end to end, in headless Chromium driven through the Chrome DevTools
+//! Protocol: the page is filled in and submitted like a person would (mouse clicks at the
+//! elements' positions, Enter on a focused button), its song plays in an `<audio>` player with
+//! download links per format, a queued and a running job are cancelled from the page, the
+//! running one shown with its progress, the list of recent jobs survives a reload, and the
+//! layout is one column on a phone. Screenshots go to `target/test-artifacts/`: `web.png`,
+//! `web-progress.png` and `web-phone.png`.
+//!
+//! Chromium is talked to over `--remote-debugging-pipe` (NUL-terminated JSON messages on file
+//! descriptors 3 and 4), so no WebSocket client and no port are needed. It comes from
+//! `CHROMIUM`, else `chromium`, `chromium-browser`, `google-chrome` or `google-chrome-stable` on
+//! `PATH` (`apt-get install chromium`); without one the test is skipped with a message, except
+//! in CI (`CI` set), where it fails.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::process::log_file;
+use support::*;
+
+/// Waits on the browser and the page: only against hangs.
+const GENEROUS: Duration = Duration::from_secs(300);
+
+/// One in-process node, and 1000 sampler steps (the most a job may take): four variants of a
+/// 285 s song keep the node sampling for many seconds, far longer than the few page actions
+/// between its first sampling step and its cancel. A job submitted from the page meanwhile can
+/// only wait in the queue, where it is cancelled from the page; the running job is then shown
+/// with its progress and cancelled from the page too; the page's own 95 s song runs to the end.
+#[test]
+fn the_page_makes_a_song_and_cancels_a_queued_one() {
+    let Some(chromium) = chromium_binary() else {
+        return;
+    };
+    let Some(app) = TestApp::embedded().steps(1000).start() else {
+        return;
+    };
+    let api = app.api();
+
+    // The three static files, with their types, revalidated on every load.
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/style.css", "text/css"),
+    ] {
+        let response = api.http.get(app.url(path)).send().expect("GET");
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(header("content-type").starts_with(kind), "{path}");
+        assert_eq!(header("cache-control"), "no-cache", "{path}");
+    }
+
+    let mut browser = Browser::launch(&chromium, app.dir());
+    let page = app.url("/");
+    browser.open(&page);
+
+    // Every control has a label.
+    let unlabelled = browser.eval(
+        "[...document.querySelectorAll('input, select, textarea')]\
+         .filter((e) => e.labels.length === 0).map((e) => e.id || e.name)",
+    );
+    assert_eq!(unlabelled, json!([]), "controls without a label");
+
+    // --- A job from the page waits behind a running one and is cancelled from the page.
+    let blocker = create_job(&api, 285, 4);
+    let mut blocker_events = app.events(&blocker);
+    blocker_events.wait_sampling(1);
+
+    browser.fill(
+        "#lyrics",
+        "[00:10.00] wait for your turn\n[00:20.00] in line",
+    );
+    browser.fill("#prompt", "slow piano ballad");
+    browser.fill("#length", "95");
+    browser.press_enter_on("#submit");
+    browser.wait_for(
+        "the page's job queued",
+        "document.getElementById('current').dataset.state === 'queued'",
+    );
+    let queued = browser.eval("document.getElementById('current').dataset.job");
+    let queued = queued.as_str().expect("the job id on the page").to_string();
+    assert_ne!(queued, blocker);
+    browser.wait_for(
+        "the queue position shown",
+        "document.getElementById('status-line').textContent.includes('next in line')",
+    );
+    browser.click("#cancel");
+    browser.wait_for(
+        "the page's job cancelled",
+        "document.getElementById('current').dataset.state === 'cancelled' \
+         && document.getElementById('status-line').textContent.includes('Cancelled')",
+    );
+    assert_eq!(api.job(&queued)["state"], "cancelled");
+    assert_eq!(api.history_kinds(&queued), ["queued", "cancelled"]);
+
+    // --- The running job, as a page that followed it before a reload shows it: its progress,
+    // then cancelled from the page.
+    browser.eval(&format!(
+        "localStorage.setItem('refrain.recentJobs', JSON.stringify([{b}, {q}])); \
+         localStorage.setItem('refrain.currentJob', JSON.stringify({b}))",
+        b = json!(blocker),
+        q = json!(queued),
+    ));
+    browser.open(&page);
+    browser.wait_for(
+        "the running job's progress",
+        "document.getElementById('current').dataset.state === 'running' \
+         && document.getElementById('status-line').textContent.includes('Sampling') \
+         && /step \\d+ of \\d+/.test(document.getElementById('status-detail').textContent) \
+         && document.getElementById('progress').value > 0",
+    );
+    browser.screenshot(&artifacts().join("web-progress.png"));
+    browser.click("#cancel");
+    browser.wait_for(
+        "the running job cancelled",
+        "document.getElementById('current').dataset.state === 'cancelled'",
+    );
+    let last = blocker_events.final_event();
+    assert_eq!(
+        last.kind, "cancelled",
+        "the running job must not finish first"
+    );
+    assert_eq!(last.attempt(), 1);
+    assert_eq!(api.cancel(&blocker).0, 409, "cancelled once");
+
+    // --- The API's refusal is shown next to the field it names.
+    browser.fill("#lyrics", "[00:75.00] no such second");
+    browser.fill("#prompt", "bright acoustic pop with piano");
+    browser.click("#submit");
+    let error = browser.wait_for(
+        "the lyrics error",
+        "!document.getElementById('lyrics-error').hidden \
+         && document.getElementById('lyrics').getAttribute('aria-invalid') === 'true' \
+         && document.getElementById('lyrics-error').textContent",
+    );
+    assert!(error.as_str().unwrap_or_default().contains("75"), "{error}");
+    assert_eq!(
+        browser.eval("document.activeElement.id"),
+        "lyrics",
+        "the field in error takes the focus"
+    );
+
+    // --- A song from plain lines, spread over 95 s by the page.
+    browser.fill(
+        "#lyrics",
+        "hello from the web page\nsinging on the loopback\nla la la",
+    );
+    browser.fill("#length", "95");
+    browser.click("#spread");
+    let lyrics = browser.eval("document.getElementById('lyrics').value");
+    let lyrics = lyrics.as_str().expect("lyrics").to_string();
+    let lines: Vec<&str> = lyrics.lines().collect();
+    assert_eq!(lines.len(), 3, "{lyrics}");
+    assert!(lines[0].starts_with("[00:09.50] hello"), "{lyrics}");
+    assert!(lines.iter().all(|l| l.starts_with("[0")), "{lyrics}");
+    browser.fill("#seed", "7");
+    browser.fill("#format", "wav");
+    browser.click("#submit");
+    let src = browser.wait_for(
+        "the song's player",
+        "document.getElementById('current').dataset.state === 'succeeded' \
+         && document.querySelector('#result audio')?.src",
+    );
+    let src = src.as_str().expect("audio src").to_string();
+    let song = browser.eval("document.getElementById('current').dataset.job");
+    let song = song.as_str().expect("the job id on the page").to_string();
+    assert!(src.starts_with(&app.url("/api/v1/jobs/")), "{src}");
+    assert!(src.contains(&song), "{src}");
+    let audio = api.http.get(&src).send().expect("GET audio");
+    assert_eq!(audio.status().as_u16(), 200, "{src}");
+    let kind = audio.headers()[reqwest::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(kind.starts_with("audio/wav"), "{src}: {kind}");
+    assert_song_wav(&audio.bytes().expect("WAV"), latent_frames(95));
+    // The player reads it.
+    browser.wait_for(
+        "the player's metadata",
+        "(() => { const a = document.querySelector('#result audio'); \
+         return a.error ? 'error ' + a.error.code : a.readyState >= 1; })()",
+    );
+    let duration = browser.eval("document.querySelector('#result audio').duration");
+    assert!(duration.as_f64().unwrap_or(0.0) > 90.0, "{duration}");
+    // A download link per format, each answering with audio.
+    let links =
+        browser.eval("[...document.querySelectorAll('#result a.download')].map((a) => a.href)");
+    let links: Vec<String> = serde_json::from_value(links).expect("links");
+    assert_eq!(links.len(), 3, "{links:?}");
+    for (link, format) in links.iter().zip(["wav", "mp3", "ogg"]) {
+        assert!(link.ends_with(&format!("?format={format}")), "{link}");
+        let response = api.http.get(link).send().expect("GET download");
+        assert_eq!(response.status().as_u16(), 200, "{link}");
+        let kind = response.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(kind.starts_with("audio/"), "{link}: {kind}");
+    }
+
+    // --- After a reload: both jobs listed with their states, the song shown again.
+    browser.open(&page);
+    let states = browser.wait_for(
+        "the recent jobs",
+        "document.querySelectorAll('#recent-list li').length === 3 \
+         && [...document.querySelectorAll('#recent-list li')].map((li) => li.dataset.job + ' ' \
+         + li.dataset.state)",
+    );
+    assert_eq!(
+        states,
+        json!([
+            format!("{song} succeeded"),
+            format!("{blocker} cancelled"),
+            format!("{queued} cancelled"),
+        ])
+    );
+    browser.wait_for(
+        "the song shown again",
+        "document.querySelector('#result audio')?.src",
+    );
+    browser.screenshot(&artifacts().join("web.png"));
+
+    // --- A phone: one column.
+    browser.phone();
+    browser.open(&page);
+    browser.wait_for(
+        "the recent jobs on a phone",
+        "document.querySelectorAll('#recent-list li').length === 3",
+    );
+    let columns = browser.eval(
+        "getComputedStyle(document.querySelector('.layout')).gridTemplateColumns.split(' ').length",
+    );
+    assert_eq!(columns, 1, "one column on a phone");
+    browser.screenshot(&artifacts().join("web-phone.png"));
+
+    let errors = browser.page_errors();
+    assert!(errors.is_empty(), "errors in the page: {errors:?}");
+}
+
+/// With API keys configured, the page sends the key typed in as `Authorization: Bearer` on every
+/// call — the job, its events (read with fetch, not EventSource), its audio (fetched into the
+/// player) — and never in a URL; without it, the API's 401 is shown at the key field.
+#[test]
+fn the_page_sends_the_api_key() {
+    let Some(chromium) = chromium_binary() else {
+        return;
+    };
+    let Some(app) = TestApp::embedded().steps(2).start() else {
+        return;
+    };
+    // What `refrain keys add web-test` does; the server re-reads the file.
+    let key = refrain_orchestrator::api::v1::auth::add_key(
+        &app.data_dir().join("api-keys.json"),
+        "web-test",
+    )
+    .expect("an API key");
+    assert!(!key.is_empty());
+
+    let mut browser = Browser::launch(&chromium, app.dir());
+    let page = app.url("/");
+    browser.open(&page);
+    browser.fill("#lyrics", "[00:10.00] let me in\n[00:20.00] with my key");
+    browser.fill("#prompt", "bright acoustic pop with piano");
+    browser.click("#submit");
+    browser.wait_for(
+        "the key refused",
+        "!document.getElementById('api-key-error').hidden \
+         && document.getElementById('key-box').open",
+    );
+
+    browser.fill("#api-key", &key);
+    browser.click("#submit");
+    let src = browser.wait_for(
+        "the song's player",
+        "document.getElementById('current').dataset.state === 'succeeded' \
+         && document.querySelector('#result audio')?.src",
+    );
+    assert!(
+        src.as_str().unwrap_or_default().starts_with("blob:"),
+        "{src}"
+    );
+    browser.wait_for(
+        "the player's metadata",
+        "(() => { const a = document.querySelector('#result audio'); \
+         return a.error ? 'error ' + a.error.code : a.readyState >= 1; })()",
+    );
+    let duration = browser.eval("document.querySelector('#result audio').duration");
+    assert!(duration.as_f64().unwrap_or(0.0) > 90.0, "{duration}");
+    let song = browser.eval("document.getElementById('current').dataset.job");
+    let song = song.as_str().expect("the job id on the page").to_string();
+    let job: Value = app
+        .api()
+        .http
+        .get(app.url(&format!("/api/v1/jobs/{song}")))
+        .bearer_auth(&key)
+        .send()
+        .and_then(|r| r.json())
+        .expect("GET the job");
+    assert_eq!(job["owner"], "key:web-test", "{job}");
+
+    // The key is kept in the browser: after a reload the list still reads the job.
+    browser.open(&page);
+    browser.wait_for(
+        "the recent job",
+        &format!(
+            "document.querySelector('#recent-list li[data-job={}]')?.dataset.state === 'succeeded'",
+            json!(song)
+        ),
+    );
+    let errors = browser.page_errors();
+    assert!(errors.is_empty(), "errors in the page: {errors:?}");
+    // Every API call carried the key in its header, none in its URL.
+    let requests = browser.requests();
+    let api_calls: Vec<&(String, Value)> = requests
+        .iter()
+        .filter(|(url, _)| url.contains("/api/v1/"))
+        .collect();
+    assert!(
+        api_calls.iter().all(|(url, _)| !url.contains(&key)),
+        "the key must never travel in a URL: {api_calls:?}"
+    );
+    let bearer = format!("Bearer {key}");
+    for what in ["/events", "/audio/", &format!("/api/v1/jobs/{song}")] {
+        assert!(
+            api_calls
+                .iter()
+                .any(|(url, headers)| url.contains(what) && headers["Authorization"] == bearer),
+            "no {what} request with the key: {api_calls:?}"
+        );
+    }
+}
+
+/// `POST /api/v1/jobs` with a text prompt; the job's id.
+fn create_job(api: &Api, seconds: u32, variants: u32) -> String {
+    let response = api
+        .http
+        .post(format!("{}/api/v1/jobs", api.base))
+        .json(&json!({
+            "lyrics": "[00:05.00] the long one\n[00:15.00] keeps the node busy",
+            "style": {"prompt": "slow ambient drone"},
+            "length_seconds": seconds,
+            "seed": 1,
+            "variants": variants,
+        }))
+        .send()
+        .expect("POST /api/v1/jobs");
+    let status = response.status().as_u16();
+    let body: Value = response.json().expect("JSON");
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().expect("id").to_string()
+}
+
+/// `target/test-artifacts/`, created.
+fn artifacts() -> PathBuf {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target directory")
+        .to_path_buf();
+    let dir = target.join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("target/test-artifacts");
+    dir
+}
+
+/// Chromium: `CHROMIUM`, else the first of the usual names on `PATH`. Missing: `None` with a
+/// message, or a panic in CI.
+fn chromium_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("CHROMIUM") {
+        return Some(PathBuf::from(path));
+    }
+    let names = [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ];
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for name in names {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("Chromium not found in CI: apt-get install chromium (or set CHROMIUM)");
+    }
+    eprintln!("skipped: Chromium not found (apt-get install chromium, or set CHROMIUM)");
+    None
+}
+
+/// Headless Chromium with one page, driven over the DevTools protocol on a pipe.
+struct Browser {
+    child: Child,
+    to: ChildStdin,
+    from: Receiver<Value>,
+    next_id: u64,
+    session: String,
+    /// Uncaught exceptions and console errors of the page.
+    errors: Vec<String>,
+    /// The URL and headers of every request the page made.
+    requests: Vec<(String, Value)>,
+    log: PathBuf,
+}
+
+impl Browser {
+    /// Starts Chromium (its profile and log under `dir`) and opens a blank page.
+    fn launch(binary: &Path, dir: &Path) -> Browser {
+        let profile = dir.join("chromium-profile");
+        let log = dir.join("chromium.log");
+        // The shell hands our pipes to Chromium as descriptors 3 (commands) and 4 (answers).
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec "$0" "$@" 3<&0 4>&1 </dev/null >&2"#)
+            .arg(binary)
+            .args([
+                "--headless",
+                "--remote-debugging-pipe",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-extensions",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--no-proxy-server",
+                "--mute-audio",
+                "--hide-scrollbars",
+                "--autoplay-policy=no-user-gesture-required",
+                "--window-size=1280,1000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("about:blank")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log_file(&log))
+            .spawn()
+            .expect("start Chromium");
+        let mut child = child;
+        let to = child.stdin.take().expect("piped stdin");
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        let (tx, from) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut pending = Vec::new();
+            let mut buf = [0u8; 64 * 1024];
+            loop {
+                let n = match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                pending.extend_from_slice(&buf[..n]);
+                while let Some(end) = pending.iter().position(|b| *b == 0) {
+                    let message: Vec<u8> = pending.drain(..=end).collect();
+                    match serde_json::from_slice(&message[..end]) {
+                        Ok(value) => {
+                            if tx.send(value).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => eprintln!("unreadable DevTools message: {e}"),
+                    }
+                }
+            }
+        });
+        let mut browser = Browser {
+            child,
+            to,
+            from,
+            next_id: 0,
+            session: String::new(),
+            errors: Vec::new(),
+            requests: Vec::new(),
+            log,
+        };
+        let target = browser.send("Target.createTarget", json!({"url": "about:blank"}));
+        let target = target["targetId"].as_str().expect("targetId").to_string();
+        let attached = browser.send(
+            "Target.attachToTarget",
+            json!({"targetId": target, "flatten": true}),
+        );
+        browser.session = attached["sessionId"]
+            .as_str()
+            .expect("sessionId")
+            .to_string();
+        browser.call("Page.enable", json!({}));
+        browser.call("Runtime.enable", json!({}));
+        browser.call("Log.enable", json!({}));
+        browser.call("Network.enable", json!({}));
+        browser
+    }
+
+    /// A command to the browser (no session yet) or, once attached, to the page.
+    fn send(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut message = json!({"id": id, "method": method, "params": params});
+        if !self.session.is_empty() {
+            message["sessionId"] = json!(self.session);
+        }
+        let mut bytes = serde_json::to_vec(&message).expect("JSON");
+        bytes.push(0);
+        if let Err(e) = self.to.write_all(&bytes).and_then(|()| self.to.flush()) {
+            panic!(
+                "{method}: Chromium is gone ({e}); its log: {}",
+                self.log_text()
+            );
+        }
+        let deadline = Instant::now() + GENEROUS;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = match self.from.recv_timeout(left) {
+                Ok(message) => message,
+                Err(RecvTimeoutError::Timeout) => panic!("{method}: no answer from Chromium"),
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("{method}: Chromium is gone; its log: {}", self.log_text())
+                }
+            };
+            if message["id"].as_u64() == Some(id) {
+                if let Some(error) = message.get("error") {
+                    panic!("{method}: {error}");
+                }
+                return message["result"].clone();
+            }
+            self.note(&message);
+        }
+    }
+
+    /// A command to the page.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        assert!(!self.session.is_empty(), "no page attached");
+        self.send(method, params)
+    }
+
+    /// Keeps what an event says about errors in the page.
+    fn note(&mut self, event: &Value) {
+        let params = &event["params"];
+        match event["method"].as_str() {
+            Some("Runtime.exceptionThrown") => {
+                let details = &params["exceptionDetails"];
+                let text = details["exception"]["description"]
+                    .as_str()
+                    .or(details["text"].as_str())
+                    .unwrap_or("an exception");
+                self.errors.push(text.to_string());
+            }
+            Some("Runtime.consoleAPICalled") if params["type"] == "error" => {
+                self.errors.push(params["args"].to_string());
+            }
+            // Refused content (the page's Content-Security-Policy) and the like; not the API's
+            // error answers the test provokes (network entries).
+            Some("Log.entryAdded")
+                if params["entry"]["level"] == "error"
+                    && params["entry"]["source"] != "network" =>
+            {
+                let entry = &params["entry"];
+                self.errors
+                    .push(format!("{}: {}", entry["url"], entry["text"]).replace('"', ""));
+            }
+            Some("Network.requestWillBeSent") => {
+                let request = &params["request"];
+                let url = request["url"].as_str().unwrap_or_default().to_string();
+                self.requests.push((url, request["headers"].clone()));
+            }
+            _ => {}
+        }
+    }
+
+    fn requests(&mut self) -> Vec<(String, Value)> {
+        while let Ok(message) = self.from.try_recv() {
+            self.note(&message);
+        }
+        self.requests.clone()
+    }
+
+    fn page_errors(&mut self) -> Vec<String> {
+        // Collect what arrived since the last command.
+        while let Ok(message) = self.from.try_recv() {
+            self.note(&message);
+        }
+        self.errors.clone()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Loads `url` and waits until the page's script has run.
+    fn open(&mut self, url: &str) {
+        self.call("Page.navigate", json!({"url": url}));
+        self.wait_for(
+            &format!("{url} loaded"),
+            "document.readyState === 'complete' && !!document.getElementById('song-form') \
+             && document.getElementById('api-key') !== null",
+        );
+    }
+
+    /// The value of a JavaScript expression (promises awaited); panics on an exception.
+    fn eval(&mut self, expression: &str) -> Value {
+        let answer = self.call(
+            "Runtime.evaluate",
+            json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+        );
+        if let Some(details) = answer.get("exceptionDetails") {
+            panic!("{expression}: {details}");
+        }
+        answer["result"]["value"].clone()
+    }
+
+    /// Evaluates `expression` until it is truthy and returns its value; panics (with what the
+    /// page shows) after a generous time, only against hangs.
+    fn wait_for(&mut self, what: &str, expression: &str) -> Value {
+        let deadline = Instant::now() + GENEROUS;
+        loop {
+            let value = self.eval(expression);
+            let truthy = match &value {
+                Value::Null => false,
+                Value::Bool(b) => *b,
+                Value::String(s) => !s.is_empty(),
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                _ => true,
+            };
+            if truthy {
+                return value;
+            }
+            if Instant::now() > deadline {
+                let shown = self.eval(
+                    "(() => { const t = (id) => document.getElementById(id)?.textContent; \
+                     return {state: document.getElementById('current')?.dataset.state, \
+                     status: t('status-line'), detail: t('status-detail'), \
+                     errors: [...document.querySelectorAll('.field-error')] \
+                     .filter((e) => !e.hidden).map((e) => e.id + ': ' + e.textContent)}; })()",
+                );
+                panic!(
+                    "waited in vain for {what} ({expression}); the page shows {shown}; \
+                     errors: {:?}",
+                    self.page_errors()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sets a field's value as typing would (an `input` and a `change` event).
+    fn fill(&mut self, selector: &str, value: &str) {
+        let script = format!(
+            "(() => {{ const e = document.querySelector({sel}); e.focus(); e.value = {val}; \
+             e.dispatchEvent(new Event('input', {{bubbles: true}})); \
+             e.dispatchEvent(new Event('change', {{bubbles: true}})); return e.value; }})()",
+            sel = json!(selector),
+            val = json!(value),
+        );
+        assert_eq!(self.eval(&script), json!(value), "{selector}");
+    }
+
+    /// Clicks the middle of an element with the mouse (it must be visible and on top).
+    fn click(&mut self, selector: &str) {
+        let script = format!(
+            "(() => {{ const e = document.querySelector({sel}); \
+             e.scrollIntoView({{block: 'center'}}); const r = e.getBoundingClientRect(); \
+             const x = r.left + r.width / 2, y = r.top + r.height / 2; \
+             const top = document.elementFromPoint(x, y); \
+             return {{x, y, hit: top === e || e.contains(top)}}; }})()",
+            sel = json!(selector),
+        );
+        let point = self.eval(&script);
+        assert_eq!(
+            point["hit"], true,
+            "{selector} is hidden or covered: {point}"
+        );
+        for kind in ["mousePressed", "mouseReleased"] {
+            self.call(
+                "Input.dispatchMouseEvent",
+                json!({"type": kind, "x": point["x"], "y": point["y"],
+                       "button": "left", "clickCount": 1}),
+            );
+        }
+    }
+
+    /// Focuses an element and presses Enter, as a keyboard user would.
+    fn press_enter_on(&mut self, selector: &str) {
+        let script = format!(
+            "(() => {{ const e = document.querySelector({sel}); e.focus(); \
+             return document.activeElement === e; }})()",
+            sel = json!(selector),
+        );
+        assert_eq!(
+            self.eval(&script),
+            json!(true),
+            "{selector} takes the focus"
+        );
+        for kind in ["keyDown", "keyUp"] {
+            let mut event = json!({"type": kind, "key": "Enter", "code": "Enter",
+                                   "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13});
+            if kind == "keyDown" {
+                event["text"] = json!("\r");
+            }
+            self.call("Input.dispatchKeyEvent", event);
+        }
+    }
+
+    /// A phone-sized viewport from now on.
+    fn phone(&mut self) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true}),
+        );
+    }
+
+    /// A PNG of the whole page.
+    fn screenshot(&mut self, path: &Path) {
+        let metrics = self.call("Page.getLayoutMetrics", json!({}));
+        let size = &metrics["cssContentSize"];
+        let shot = self.call(
+            "Page.captureScreenshot",
+            json!({"format": "png", "captureBeyondViewport": true,
+                   "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"],
+                            "scale": 1}}),
+        );
+        let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        std::fs::write(path, png).expect("write the screenshot");
+        eprintln!("screenshot: {}", path.display());
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Standard base64 (the screenshot).
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        }
+    };
+    let bytes: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for chunk in bytes.chunks(4) {
+        let data: Vec<u8> = chunk.iter().copied().take_while(|c| *c != b'=').collect();
+        let mut n = 0u32;
+        for (i, c) in data.iter().enumerate() {
+            n |= value(*c) << (18 - 6 * i);
+        }
+        let produced = data.len().saturating_sub(1);
+        for i in 0..produced {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
