@@ -27,6 +27,8 @@ enum Command {
     Submit(cli::client::submit::SubmitArgs),
     /// List, show, cancel and download the jobs of a Refrain server.
     Jobs(cli::client::jobs::JobsArgs),
+    /// Manage the API keys of Refrain's own API (`add NAME`, `list`).
+    Keys(cli::keys::KeysArgs),
 }
 
 /// The service and nodes log their work (ONNX Runtime's session details only as warnings);
@@ -60,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Command::Lyrics(args) => cli::lyrics::run(args),
         Command::Submit(args) => cli::client::submit::run(args),
         Command::Jobs(args) => cli::client::jobs::run(args),
+        Command::Keys(args) => cli::keys::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -347,8 +347,8 @@ fn bad_requests_fail_with_a_message() {
         (&["--length", "60"], &["length 60", "95"]),
         (&["--length", "300"], &["length 300", "285"]),
         (&["--steps", "1"], &["steps", "got 1"]),
-        (&["--batch", "5"], &["between 1 and 4", "got 5"]),
-        (&["--batch", "0"], &["between 1 and 4", "got 0"]),
+        (&["--batch", "6"], &["between 1 and 5", "got 6"]),
+        (&["--batch", "0"], &["between 1 and 5", "got 0"]),
     ];
     for (args, needles) in cases {
         let mut all = vec!["--prompt", PROMPT];
@@ -550,4 +550,30 @@ fn lyrics_command_prints_the_token_track() {
     assert!(base[last..].iter().all(|&t| t == 0), "{:?}", &base[last..]);
     assert_eq!(base[..last], full[..last]);
     assert!(base.iter().all(|&t| (0..=363).contains(&t)));
+}
+
+#[test]
+fn keys_add_prints_a_key_once_and_stores_only_its_hash() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let out = refrain(["keys", "add", "alice", "--data-dir", data]);
+    assert_ok(&out);
+    let key = stdout(&out).trim().to_string();
+    assert!(key.starts_with("rf_") && key.len() > 40, "{key}");
+    let stored = std::fs::read_to_string(dir.path().join("data/api-keys.json")).unwrap();
+    assert!(
+        stored.contains("\"alice\"") && !stored.contains(&key),
+        "{stored}"
+    );
+    let out = refrain(["keys", "list", "--data-dir", data]);
+    assert_ok(&out);
+    assert!(stdout(&out).starts_with("alice\t"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains(&key));
+    for bad in [["keys", "add", "alice"], ["keys", "add", "no spaces"]] {
+        let out = refrain(bad.iter().copied().chain(["--data-dir", data]));
+        assert!(!out.status.success(), "{bad:?}");
+        assert!(!stderr(&out).is_empty(), "{bad:?}");
+        assert_no_panic(&out);
+    }
 }

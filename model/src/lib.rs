@@ -20,5 +20,5 @@ pub mod track;
 
 pub use error::ModelError;
 
-/// Most variants one request may ask for (`batch_infer_num`).
-pub const MAX_VARIANTS: usize = 4;
+/// Most variants one request may ask for (`batch_infer_num`; the reference scripts use 5).
+pub const MAX_VARIANTS: usize = 5;

@@ -254,7 +254,11 @@ impl Config {
             fig = fig.merge(Toml::file_exact(f));
         }
         let config: Config = fig
-            .merge(Env::prefixed("REFRAIN_").ignore(&["device"]).split("__"))
+            .merge(
+                Env::prefixed("REFRAIN_")
+                    .ignore(&["device", "server", "api_key", "config"])
+                    .split("__"),
+            )
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(|e| format!("invalid configuration: {e}"))?;
@@ -280,6 +284,12 @@ impl Config {
         self.formats
             .validate()
             .map_err(|e| format!("formats: {e}"))?;
+        if !(1..=refrain_model::MAX_VARIANTS as u32).contains(&self.limits.max_variants) {
+            return Err(format!(
+                "limits.max_variants must be 1 to {} (what a node generates in one batch)",
+                refrain_model::MAX_VARIANTS
+            ));
+        }
         if self.fetch.timeout_seconds == 0 {
             return Err("fetch.timeout_seconds must be at least 1".into());
         }

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod generate;
+pub mod keys;
 pub mod lyrics;
 pub mod node;
 pub mod serve;
