@@ -146,6 +146,28 @@ catalogue! {
     Internal = "internal", 500;
 }
 
+/// A code is its stable name in JSON.
+impl serde::Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// In the OpenAPI document: a string, one of the catalogue's names.
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(ErrorCode::ALL.iter().map(|code| code.as_str())))
+            .description(Some(
+                "The error-code catalogue: stable names clients branch on (README, \"Error codes\").",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorCode {}
+
 #[derive(Debug, Error)]
 pub enum OrchestratorError {
     /// A request field is missing or invalid (400).

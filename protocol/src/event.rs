@@ -11,6 +11,7 @@ use crate::progress::Stage;
 
 /// What happened to the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobEventKind {
     /// Accepted and waiting in the queue.
@@ -59,6 +60,7 @@ impl JobEventKind {
 
 /// One entry of a job's outbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobEvent {
     pub job: JobId,
     /// Per-job sequence number, from 1, without gaps.

@@ -12,6 +12,7 @@ use crate::progress::ProgressEvent;
 
 /// A job's id: 32 lower-case hex digits (a random UUID without dashes).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct JobId(String);
 
@@ -104,6 +105,7 @@ pub struct JobSpec {
 /// An output audio format. Every job produces WAVs; other formats are transcoded from them once
 /// and cached beside them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum AudioFormat {
     /// 16-bit PCM WAV, 44.1 kHz stereo (what the model produces).
@@ -220,6 +222,7 @@ impl Priority {
 
 /// The front end a job came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// The DiffRhythm server API (`POST /generate`).
@@ -277,6 +280,7 @@ impl Source {
 
 /// Where a job is in its life cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Queued,
@@ -338,6 +342,7 @@ impl std::fmt::Display for JobState {
 
 /// The result of a finished job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobResult {
     /// The first variant's WAV under the output store (`<id>.wav` or `sub/dir/<id>.wav`).
     pub file: String,
@@ -353,6 +358,7 @@ pub struct JobResult {
 
 /// One file of a job's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResultFile {
     /// 1-based variant number.
     pub variant: u32,

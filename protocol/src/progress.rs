@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// The stage a generation is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// Lyrics parsed, phonemised and placed on frames.

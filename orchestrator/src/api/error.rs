@@ -12,7 +12,8 @@ use axum::extract::multipart::MultipartError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::blobs::BlobError;
 use crate::error::{ErrorCode, Field, OrchestratorError};
@@ -81,7 +82,28 @@ impl Rendered {
     }
 }
 
-/// An error of Refrain's own API: `{"error": {"code", "message", "field"}}`.
+/// The body of every error of Refrain's own API.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong: the code clients branch on, a message to show, the field at fault.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// Safe to show to a person; internal errors say only "internal error".
+    pub message: String,
+    /// The request field at fault, in this API's names (`lyrics`, `style.prompt`,
+    /// `length_seconds`, `edit.segments`, `Idempotency-Key`, `body`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Seconds to wait before trying again, as in the `Retry-After` header (429 and 503).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+/// An error of Refrain's own API: [`ErrorBody`], `{"error": {"code", "message", "field"}}`.
 #[derive(Debug)]
 pub struct ApiError(pub OrchestratorError);
 
@@ -94,14 +116,15 @@ impl<E: Into<OrchestratorError>> From<E> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let r = Rendered::of(&self.0);
-        let mut error = json!({"code": r.code.as_str(), "message": r.message});
-        if let Some(field) = &r.field {
-            error["field"] = json!(field.name());
-        }
-        if let Some(seconds) = r.retry_after {
-            error["retry_after"] = json!(seconds);
-        }
-        r.respond(json!({ "error": error }))
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: r.code,
+                message: r.message.clone(),
+                field: r.field.as_ref().map(|f| f.name().to_string()),
+                retry_after: r.retry_after,
+            },
+        };
+        r.respond(serde_json::to_value(body).unwrap_or_default())
     }
 }
 
@@ -167,6 +190,8 @@ impl From<OutputError> for OrchestratorError {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     async fn body(r: Response) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {

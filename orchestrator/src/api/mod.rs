@@ -5,7 +5,13 @@
 //! * [`ops`] — `GET /healthz`, `GET /readyz`, `GET /metrics`;
 //! * [`nodes`] — `GET /api/v1/nodes`, the inference nodes and their state;
 //! * [`v1`] — Refrain's own API under `/api/v1` (jobs, events, audio, uploads, nodes), behind
-//!   API keys when they are configured.
+//!   API keys when they are configured;
+//! * [`web`] — the web page at `/`;
+//! * [`openapi`] — `GET /openapi.json`, the OpenAPI 3.1 document of all of these, generated from
+//!   the handlers and their types, and `GET /docs`, Swagger UI on it.
+//!
+//! Every route is registered through [`routing::Routes`], which keeps the table of methods and
+//! paths the tests hold the OpenAPI document to.
 //!
 //! Every error goes through [`error`], the one mapping of `OrchestratorError` to HTTP. The whole
 //! request body is bounded by `limits.max_body_bytes` (413), each upload by
@@ -17,8 +23,10 @@ pub mod diffrhythm;
 pub mod error;
 pub mod form;
 pub mod nodes;
+pub mod openapi;
 pub mod ops;
 pub mod paths;
+pub mod routing;
 pub mod v1;
 pub mod web;
 
@@ -29,21 +37,33 @@ use axum::{Json, Router};
 use serde_json::json;
 use tower_http::trace::TraceLayer;
 
+use self::routing::Routes;
 use crate::service::App;
 
 /// Every route of the service, with the body limit and request tracing.
 pub fn router(app: App) -> Router {
     let body_limit = app.config().limits.max_body_bytes;
-    Router::new()
-        .merge(diffrhythm::routes())
-        .merge(ops::routes())
-        .merge(web::routes())
-        .merge(v1::routes(app.clone()))
+    routes(app.clone())
+        .into_router()
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
         .with_state(app)
 }
+
+/// Every route of the service, each recorded with its method and path ([`Routes`]): the OpenAPI
+/// document ([`openapi`]) must have an operation for each (`tests/openapi.rs`).
+pub fn routes(app: App) -> Routes {
+    Routes::new()
+        .merge(diffrhythm::routes())
+        .merge(ops::routes())
+        .merge_router(web::routes(), WEB_ROUTES)
+        .merge(v1::routes(app))
+        .merge(openapi::routes())
+}
+
+/// The routes of the plain router [`web::routes`] builds.
+const WEB_ROUTES: &[(&str, &str)] = &[("GET", "/"), ("GET", "/app.js"), ("GET", "/style.css")];
 
 async fn unknown_route() -> Response {
     (

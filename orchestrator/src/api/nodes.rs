@@ -13,19 +13,46 @@
 //! for three intervals); `live` counts the nodes that are neither, like `refrain_nodes`.
 
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
+use crate::api::error::ErrorBody;
+use crate::api::routing::Routes;
+use crate::distributed::registry::NodeView;
 use crate::service::App;
 
 /// The node routes.
-pub fn routes() -> Router<App> {
-    Router::new().route("/api/v1/nodes", get(nodes))
+pub fn routes() -> Routes {
+    Routes::new().get("/api/v1/nodes", nodes)
 }
 
-async fn nodes(State(app): State<App>) -> Response {
+/// The body of `GET /api/v1/nodes`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeList {
+    /// Nodes neither `stopped` nor `lost` (the `refrain_nodes` gauge).
+    pub live: usize,
+    pub nodes: Vec<NodeView>,
+}
+
+/// The inference nodes and what they do.
+#[utoipa::path(
+    get,
+    path = "/api/v1/nodes",
+    operation_id = "listNodes",
+    tag = "nodes",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Every node heard from, in-process ones included.",
+            body = NodeList),
+        (status = 401, description = "API keys are configured and none valid was given.",
+            body = ErrorBody),
+    ),
+)]
+pub(crate) async fn nodes(State(app): State<App>) -> Json<NodeList> {
     let registry = app.nodes();
-    Json(json!({"live": registry.live(), "nodes": registry.list()})).into_response()
+    Json(NodeList {
+        live: registry.live(),
+        nodes: registry.list(),
+    })
 }

@@ -32,7 +32,7 @@ const FORGET_LOST: Duration = Duration::from_secs(600);
 const FORGET_STOPPED: Duration = Duration::from_secs(60);
 
 /// One node as `GET /api/v1/nodes` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
     pub node: String,
     pub host: String,
@@ -40,7 +40,10 @@ pub struct NodeView {
     pub bundle_name: String,
     pub bundle_version: String,
     /// `starting`, `idle`, `busy`, `stopped` or `lost` (no heartbeat for a while).
+    #[schema(example = "busy")]
     pub state: String,
+    /// The job it is running: `{"id", "attempt", "percent"}`.
+    #[schema(value_type = Option<Object>, example = json!({"id": "3f0c9a1e8b7d4c2f9e6a5b4c3d2e1f00", "attempt": 1, "percent": 42.0}))]
     pub job: Option<CurrentJob>,
     pub jobs_done: u64,
     /// Seconds since the last heartbeat.

@@ -76,7 +76,7 @@ fn encode_cursor(key: &[u8]) -> String {
 }
 
 fn decode_cursor(cursor: &str) -> Option<Vec<u8>> {
-    if cursor.len() % 2 != 0 || cursor.len() > 200 {
+    if !cursor.len().is_multiple_of(2) || cursor.len() > 200 {
         return None;
     }
     (0..cursor.len())

@@ -8,9 +8,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use protocol::Source;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::DiffRhythmError;
+use super::{DiffRhythmError, DiffRhythmErrorBody};
 use crate::admission::{AudioInput, Draft, EditInput, SegmentsInput, SongInput, StyleInput};
 use crate::api::form::{parse_bool, truncate, Form, FormLimits, Kind, Part, Upload};
 use crate::api::paths::{check_result_name, decode_output_file, output_url};
@@ -36,7 +37,77 @@ const FIELDS: &[(&str, Kind)] = &[
     ("seed", Kind::Text),
 ];
 
-pub(super) async fn generate(
+/// The fields of `POST /generate` (anything else is ignored).
+#[derive(ToSchema)]
+#[allow(dead_code)] // the form's shape for the OpenAPI document; `FIELDS` is what is read
+pub(crate) struct GenerateForm {
+    /// LRC lyrics.
+    lrc: Option<String>,
+    /// A text prompt for the style (this or `ref_audio`).
+    ref_prompt: Option<String>,
+    /// A reference recording for the style (this or `ref_prompt`).
+    #[schema(value_type = Option<String>, format = Binary)]
+    ref_audio: Option<Vec<u8>>,
+    /// Seconds: 95, or 96 to 285.
+    #[schema(example = "95")]
+    audio_length: String,
+    /// `true`/`false`: decode in chunks.
+    chunked: Option<String>,
+    /// `true` to change `edit_segments` of `ref_song`.
+    edit: Option<String>,
+    /// With `edit=true`: an earlier result of this server (`<id>.wav`, `sub/<id>.wav`,
+    /// `/output/<id>.wav`) or an uploaded file; never a server path.
+    #[schema(value_type = Option<String>, format = Binary)]
+    ref_song: Option<Vec<u8>>,
+    /// With `edit=true`: `[[start, end], …]` in seconds, `-1` = song start or end.
+    #[schema(example = "[[10, 30], [60, -1]]")]
+    edit_segments: Option<String>,
+    /// Variants, 1 to 5.
+    batch_infer_num: Option<String>,
+    /// A sub-folder of the output root for the result.
+    output_dir: Option<String>,
+    /// An extension: the seed (default random, fixed at admission).
+    seed: Option<String>,
+}
+
+/// The 202 body of `POST /generate`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Accepted {
+    /// `accepted`.
+    #[schema(example = "accepted")]
+    status: &'static str,
+    /// Where the result will be: `/output/[<dir>/]<id>.wav`.
+    url: String,
+    job_id: protocol::JobId,
+    message: &'static str,
+}
+
+/// Starts a generation.
+///
+/// The reference server's request; every field is validated before a job exists, and a 503
+/// comes only when the queue is at capacity.
+#[utoipa::path(
+    post,
+    path = "/generate",
+    operation_id = "generate",
+    tag = "diffrhythm",
+    request_body(content = GenerateForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, description = "Accepted: poll `url`.", body = Accepted),
+        (status = 400, description = "Bad input: the body names the field.",
+            body = DiffRhythmErrorBody),
+        (status = 409, description = "`conflict`.", body = DiffRhythmErrorBody),
+        (status = 413, description = "The body or a file is over its limit.",
+            body = DiffRhythmErrorBody),
+        (status = 429, description = "Over a per-owner limit.", body = DiffRhythmErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds."))),
+        (status = 503, description = "The queue is full (`busy`) or the service is not ready.",
+            body = DiffRhythmErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds."))),
+        (status = 500, description = "Internal error.", body = DiffRhythmErrorBody),
+    ),
+)]
+pub(crate) async fn generate(
     State(app): State<App>,
     request: Request,
 ) -> Result<Response, DiffRhythmError> {
@@ -45,16 +116,13 @@ pub(super) async fn generate(
     let submitted = app.admit(draft).await?;
     let record = submitted.record;
     let file = OutputStore::relative(record.spec.output_subdir.as_deref(), &record.id);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({
-            "status": "accepted",
-            "url": output_url(&file),
-            "job_id": record.id,
-            "message": "Generation started. Check the URL later for the result.",
-        })),
-    )
-        .into_response())
+    let accepted = Accepted {
+        status: "accepted",
+        url: output_url(&file),
+        job_id: record.id,
+        message: "Generation started. Check the URL later for the result.",
+    };
+    Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
 /// Checks the content type and the declared length, then reads the known fields.

@@ -19,30 +19,51 @@
 //! Errors are rendered by [`DiffRhythmError`] in the reference's shapes, with this API's field
 //! names ([`field_name`]) and the catalogue code added as `code`.
 
-mod generate;
-mod output;
-mod status;
+pub(crate) mod generate;
+pub(crate) mod output;
+pub(crate) mod status;
 
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use serde_json::json;
+use utoipa::ToSchema;
 
 pub use self::output::parameters;
 use super::error::Rendered;
+use super::routing::Routes;
 use crate::error::{ErrorCode, Field, OrchestratorError};
-use crate::service::App;
 
 /// The message of every 404 of the DiffRhythm API (the reference server's wording).
 pub const NOT_FOUND_MESSAGE: &str = "No active job for this file or file does not exist.";
 
 /// The DiffRhythm API routes.
-pub fn routes() -> Router<App> {
-    Router::new()
-        .route("/generate", post(generate::generate))
-        .route("/output/{*file}", get(output::output))
-        .route("/status", get(status::status))
-        .route("/files", get(status::files))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/generate", generate::generate)
+        .get("/output/{*file}", output::output)
+        .get("/status", status::status)
+        .get("/files", status::files)
+}
+
+/// Every error body of the DiffRhythm API; which fields come with which status is in
+/// [`DiffRhythmError`].
+#[derive(ToSchema)]
+#[allow(dead_code)] // the bodies' shape for the OpenAPI document; `DiffRhythmError` builds them
+pub(crate) struct DiffRhythmErrorBody {
+    /// `error` (bad input, 400/413, or 500), `busy` (503 queue full, 429 over a per-owner
+    /// limit), `not_ready` (503), `not_found` (404) or `conflict` (409).
+    #[schema(example = "error")]
+    status: String,
+    /// What went wrong; for bad input `<field>: <message>`.
+    #[schema(example = "audio_length: required")]
+    error: Option<String>,
+    /// 404 only: "No active job for this file or file does not exist."
+    message: Option<String>,
+    /// The field at fault, in this API's names (`lrc`, `ref_prompt`, `ref_audio`,
+    /// `audio_length`, `batch_infer_num`, `ref_song`, `edit_segments`, `output_dir`, …).
+    field: Option<String>,
+    code: Option<ErrorCode>,
+    /// Seconds to wait, as in `Retry-After` (429, 503).
+    retry_after: Option<u64>,
 }
 
 /// How this API spells a field.

@@ -14,8 +14,9 @@ use protocol::{AudioFormat, JobRecord, JobSpec, JobState, SongRef, StyleSpec};
 use serde_json::{json, Map, Value};
 
 use super::status::{other_goodies, seconds_text};
-use super::{not_found, DiffRhythmError};
+use super::{not_found, DiffRhythmError, DiffRhythmErrorBody};
 use crate::api::audio;
+use crate::api::openapi::Binary;
 use crate::api::paths::{decode_output_file, output_url};
 use crate::error::{Field, OrchestratorError};
 use crate::jobs::results::{self, ResultError};
@@ -23,7 +24,44 @@ use crate::outputs::OutputError;
 use crate::service::App;
 use crate::store::now_ms;
 
-pub(super) async fn output(
+/// A result, or the state of the job that will make it.
+///
+/// `file` is `[<dir>/]<id>.wav` (the first variant), `<id>-<n>.wav` for variant n, or
+/// `.mp3`/`.ogg` for the other formats; it may contain `/`. `HEAD` answers the same headers.
+#[utoipa::path(
+    get,
+    path = "/output/{file}",
+    operation_id = "output",
+    tag = "diffrhythm",
+    params(("file" = String, Path, description = "The result's name under the output root \
+        (percent-decoded once; `/` allowed).", example = "3f0c9a1e8b7d4c2f9e6a5b4c3d2e1f00.wav")),
+    responses(
+        (status = 200, description = "The audio once the job succeeded (`Range`, \
+            `Last-Modified`, `Cache-Control: public, max-age=86400`); while it is queued or \
+            running the reference's `processing` body with real progress, and for a failed or \
+            cancelled job its `status` (`failed`, `cancelled`) and `error` (`Cache-Control: \
+            no-store`).",
+            content(
+                (Binary = "audio/wav"), (Binary = "audio/mpeg"), (Binary = "audio/ogg"),
+                (Object = "application/json", example = json!({
+                    "status": "processing", "job_id": "3f0c9a1e8b7d4c2f9e6a5b4c3d2e1f00",
+                    "file": "3f0c9a1e8b7d4c2f9e6a5b4c3d2e1f00.wav",
+                    "elapsed_time": "4.2 seconds", "estimated_remaining": "20.5 seconds",
+                    "progress_percent": 17, "parameters": {"lrc": "…", "audio_length": 95},
+                    "server_busy": true, "other_goodies": {}, "state": "running",
+                    "stage": "sampling", "step": 5, "total_steps": 32, "attempt": 1,
+                    "variants": ["/output/3f0c9a1e8b7d4c2f9e6a5b4c3d2e1f00.wav"]})),
+            )),
+        (status = 206, description = "The `Range` asked for.", content(
+            (Binary = "audio/wav"), (Binary = "audio/mpeg"), (Binary = "audio/ogg"))),
+        (status = 304, description = "Not modified (`If-Modified-Since`)."),
+        (status = 400, description = "A malformed file name.", body = DiffRhythmErrorBody),
+        (status = 404, description = "No such job or file.", body = DiffRhythmErrorBody),
+        (status = 416, description = "The `Range` is outside the file."),
+        (status = 500, description = "Internal error.", body = DiffRhythmErrorBody),
+    ),
+)]
+pub(crate) async fn output(
     State(app): State<App>,
     request: Request,
 ) -> Result<Response, DiffRhythmError> {

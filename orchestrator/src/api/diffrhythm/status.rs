@@ -5,9 +5,11 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use protocol::JobState;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
 
-use super::DiffRhythmError;
+use super::{DiffRhythmError, DiffRhythmErrorBody};
 use crate::api::paths::output_url;
 use crate::service::App;
 
@@ -36,7 +38,25 @@ pub(super) fn other_goodies(app: &App) -> Value {
     })
 }
 
-pub(super) async fn status(State(app): State<App>) -> Result<Response, DiffRhythmError> {
+/// The service's state: jobs per state, queue, device, bundle, lengths, uptime.
+#[utoipa::path(
+    get,
+    path = "/status",
+    operation_id = "status",
+    tag = "diffrhythm",
+    responses(
+        (status = 200, description = "The state.", body = Object, example = json!({
+            "status": "ok", "ready": true, "server_busy": false,
+            "jobs": {"queued": 0, "running": 0, "succeeded": 3, "failed": 0, "cancelled": 0},
+            "queue": {"depth": 0, "capacity": 16, "backend": "embedded"},
+            "device": "cuda:0", "bundle": {"name": "…", "version": "…"},
+            "max_frames": 6144, "lengths": "95 or 96 to 285", "uptime": "12.3 seconds",
+            "current_time": "2026-12-02 14:00:00 UTC"})),
+        (status = 500, description = "Internal error.", body = DiffRhythmErrorBody),
+        (status = 503, description = "The queue cannot be reached.", body = DiffRhythmErrorBody),
+    ),
+)]
+pub(crate) async fn status(State(app): State<App>) -> Result<Response, DiffRhythmError> {
     let counts = app.counts()?;
     let count = |s: JobState| counts.get(&s).copied().unwrap_or(0);
     let jobs: Map<String, Value> = JobState::ALL
@@ -65,11 +85,42 @@ pub(super) async fn status(State(app): State<App>) -> Result<Response, DiffRhyth
     .into_response())
 }
 
-pub(super) async fn files(State(app): State<App>) -> Result<Response, DiffRhythmError> {
+/// One result file.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OutputFile {
+    /// The name under the output root.
+    file: String,
+    /// `/output/<file>`.
+    url: String,
+    size_bytes: u64,
+}
+
+/// The body of `GET /files`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct FileList {
+    files: Vec<OutputFile>,
+}
+
+/// Every result file under the output root.
+#[utoipa::path(
+    get,
+    path = "/files",
+    operation_id = "files",
+    tag = "diffrhythm",
+    responses(
+        (status = 200, description = "The files.", body = FileList),
+        (status = 500, description = "Internal error.", body = DiffRhythmErrorBody),
+    ),
+)]
+pub(crate) async fn files(State(app): State<App>) -> Result<Response, DiffRhythmError> {
     let list = app.outputs().list().await?;
-    let files: Vec<Value> = list
+    let files = list
         .into_iter()
-        .map(|(file, size)| json!({"file": file, "url": output_url(&file), "size_bytes": size}))
+        .map(|(file, size_bytes)| OutputFile {
+            url: output_url(&file),
+            file,
+            size_bytes,
+        })
         .collect();
-    Ok(Json(json!({"files": files})).into_response())
+    Ok(Json(FileList { files }).into_response())
 }

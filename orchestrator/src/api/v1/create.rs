@@ -9,57 +9,126 @@ use axum::{Extension, Json};
 use bytes::Bytes;
 use protocol::{AudioFormat, JobId, Source};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::view::JobView;
 use crate::admission::{AudioInput, Draft, EditInput, SegmentsInput, SongInput, StyleInput};
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorBody};
 use crate::app::{App, JobMeta};
 use crate::error::{ErrorCode, Field, OrchestratorError};
 
-/// The JSON body of `POST /api/v1/jobs`.
-#[derive(Debug, Deserialize)]
+/// The JSON body of `POST /api/v1/jobs`. Unknown fields are refused (400 `invalid_field`,
+/// `body`).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "lyrics": "[00:10.00] first line\n[00:15.00] second line",
+    "style": {"prompt": "bright acoustic pop with piano"},
+    "length_seconds": 95,
+    "variants": 1,
+    "format": "mp3"
+}))]
 pub struct CreateJob {
+    /// LRC lyrics: `[mm:ss.xx]` time tags, one line each.
     #[serde(default)]
     pub lyrics: String,
+    /// The style: exactly one of a text prompt or reference audio.
     pub style: Option<StyleBody>,
+    /// 95, or 96 to 285 (what the bundle can make).
+    #[schema(example = 95)]
     pub length_seconds: Option<u32>,
+    /// Default: random, fixed at admission and shown in the job.
     pub seed: Option<u64>,
+    /// How many songs to make from the request, 1 to 5 (default 1).
+    #[schema(minimum = 1, maximum = 5)]
     pub variants: Option<u32>,
+    /// `wav` (default), `mp3` or `ogg`.
+    #[schema(example = "mp3")]
     pub format: Option<String>,
+    /// Decode the latent in chunks (less memory, a little slower).
     #[serde(default)]
     pub chunked: bool,
+    /// Change parts of an existing song instead of making a new one.
     pub edit: Option<EditBody>,
 }
 
 /// Exactly one way of giving audio or a prompt.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StyleBody {
+    /// A text prompt for the style encoder.
     pub prompt: Option<String>,
+    /// An `http(s)` URL of a reference recording the server fetches.
     pub audio_url: Option<String>,
+    /// A reference recording, base64 or a `data:audio/…;base64,` URL.
     pub audio_base64: Option<String>,
+    /// A recording uploaded with `POST /api/v1/uploads`.
     pub upload_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// An edit: which song, and which of its segments to make anew.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditBody {
     pub song: SongBody,
+    /// `[start, end]` pairs in seconds; `-1` is the song's start or end.
+    #[schema(example = json!([[10, 30], [60, -1]]))]
     pub segments: Vec<(f64, f64)>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The song to edit: exactly one of these.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SongBody {
+    /// A succeeded job of this server.
     pub job: Option<String>,
+    /// A recording uploaded with `POST /api/v1/uploads`.
     pub upload_id: Option<String>,
+    /// An `http(s)` URL the server fetches.
     pub audio_url: Option<String>,
+    /// Base64 audio or a `data:audio/…;base64,` URL.
     pub audio_base64: Option<String>,
 }
 
-pub(super) async fn create(
+/// Creates a job.
+///
+/// Everything is checked before the job exists: a 400 names the field at fault. The job starts
+/// `queued`; follow it with `GET /api/v1/jobs/{id}/events` or by polling `GET /api/v1/jobs/{id}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs",
+    operation_id = "createJob",
+    tag = "jobs",
+    security(("bearer" = []), ("api_key" = [])),
+    request_body = CreateJob,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 255,
+            description = "Printable ASCII, at most 255: the same key and body return the same \
+                job (200); the same key with another body is 409 `idempotency_conflict`."),
+    ),
+    responses(
+        (status = 201, description = "Created.", body = JobView,
+            headers(("Location" = String, description = "`/api/v1/jobs/<id>`"))),
+        (status = 200, description = "The job this Idempotency-Key already created.",
+            body = JobView, headers(("Location" = String, description = "`/api/v1/jobs/<id>`"))),
+        (status = 400, description = "A field is missing or invalid (`missing_field`, \
+            `invalid_field`, `invalid_length`, `invalid_lyrics`, `invalid_style_prompt`, \
+            `invalid_audio`, `invalid_edit`, `invalid_reference`, `invalid_format`, \
+            `invalid_url`, `fetch_failed`).", body = ErrorBody),
+        (status = 401, description = "API keys are configured and none valid was given.",
+            body = ErrorBody),
+        (status = 409, description = "`idempotency_conflict`.", body = ErrorBody),
+        (status = 413, description = "`too_large`: the body or audio is over its limit.",
+            body = ErrorBody),
+        (status = 429, description = "`owner_limit`: the caller is over a per-owner limit.",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds."))),
+        (status = 503, description = "`busy` (the queue is full) or `not_ready`.",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds."))),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn create(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,

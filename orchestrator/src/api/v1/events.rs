@@ -30,17 +30,20 @@ pub(crate) struct EventsQuery {
     after: Option<u64>,
 }
 
-/// The job's events as Server-Sent Events: `id:` is the event's sequence number, `event:` its
-/// kind, `data:` the event as JSON. A keep-alive comment comes every 15 s; the stream ends
-/// after the final event (`succeeded`, `failed`, `cancelled`, `expired`).
+/// The job's events, as Server-Sent Events.
+///
+/// `id:` is the event's sequence number, `event:` its kind, `data:` the event as JSON
+/// (`JobEvent`). A keep-alive comment comes every 15 s; the stream ends after the final event
+/// (`succeeded`, `failed`, `cancelled`, `expired`). A job deleted later simply ends its stream.
 #[utoipa::path(
     get,
     path = "/api/v1/jobs/{id}/events",
+    operation_id = "jobEvents",
     tag = "jobs",
     security(("bearer" = []), ("api_key" = [])),
     params(
         ("id" = String, Path, description = "The job's id."),
-        ("Last-Event-ID" = Option<u64>, Header,
+        ("Last-Event-ID" = Option<u64>, Header, nullable = false,
             description = "Resume after this sequence number (what a reconnecting \
                 `EventSource` sends)."),
         EventsQuery,

@@ -1,17 +1,18 @@
 //! Reading, listing, cancelling and downloading jobs in Refrain's own API:
 //! `GET /api/v1/jobs`, `GET`/`DELETE /api/v1/jobs/{id}`, `GET /api/v1/jobs/{id}/audio[/{n}]`.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use protocol::{AudioFormat, JobId, JobRecord, JobState, Source};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::view::JobView;
 use crate::api::audio;
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorBody};
 use crate::app::App;
 use crate::error::{ErrorCode, Field, OrchestratorError};
 use crate::jobs::results::{self, ResultError};
@@ -19,6 +20,11 @@ use crate::store::list::ListFilter;
 
 /// Most jobs one page lists.
 pub const MAX_PAGE: usize = 100;
+
+/// A query string that does not parse (an unknown parameter, a wrong type) as this API's 400.
+pub(super) fn query_error(rejection: QueryRejection) -> OrchestratorError {
+    OrchestratorError::invalid(Field::Named("query".into()), rejection.body_text())
+}
 
 pub(super) fn parse_id(raw: &str) -> Result<JobId, OrchestratorError> {
     JobId::parse(raw).ok_or_else(|| OrchestratorError::NotFound(raw.chars().take(64).collect()))
@@ -30,7 +36,23 @@ pub(super) fn find(app: &App, raw: &str) -> Result<JobRecord, OrchestratorError>
         .ok_or_else(|| OrchestratorError::NotFound(id.to_string()))
 }
 
-pub(super) async fn get(
+/// The job.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}",
+    operation_id = "getJob",
+    tag = "jobs",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "The job's id.")),
+    responses(
+        (status = 200, description = "The job.", body = JobView),
+        (status = 401, description = "API keys are configured and none valid was given.",
+            body = ErrorBody),
+        (status = 404, description = "`not_found`: no such job.", body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn get(
     State(app): State<App>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -38,7 +60,26 @@ pub(super) async fn get(
     Ok(Json(JobView::of(&app, &record).await?).into_response())
 }
 
-pub(super) async fn cancel(
+/// Cancels a queued or running job.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/jobs/{id}",
+    operation_id = "cancelJob",
+    tag = "jobs",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "The job's id.")),
+    responses(
+        (status = 200, description = "Cancelled: the job.", body = JobView),
+        (status = 401, description = "API keys are configured and none valid was given.",
+            body = ErrorBody),
+        (status = 404, description = "`not_found`: no such job.", body = ErrorBody),
+        (status = 409, description = "`job_finished`: it has already ended.", body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+        (status = 503, description = "`not_ready`: the queue cannot be reached.",
+            body = ErrorBody),
+    ),
+)]
+pub(crate) async fn cancel(
     State(app): State<App>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -47,19 +88,55 @@ pub(super) async fn cancel(
     Ok(Json(JobView::of(&app, &record).await?).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// The filters and page of `GET /api/v1/jobs` (unknown parameters are refused).
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Only jobs in this state.
+    #[param(value_type = Option<JobState>)]
     state: Option<String>,
+    /// Only jobs from this front end.
+    #[param(value_type = Option<Source>)]
     source: Option<String>,
+    /// Jobs per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-pub(super) async fn list(
+/// One page of `GET /api/v1/jobs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    /// Newest first; without live queue positions.
+    pub jobs: Vec<JobView>,
+    /// The `cursor` of the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// The jobs, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    operation_id = "listJobs",
+    tag = "jobs",
+    security(("bearer" = []), ("api_key" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of jobs.", body = JobList),
+        (status = 400, description = "`invalid_field`: a bad filter, limit or cursor, or an \
+            unknown parameter.", body = ErrorBody),
+        (status = 401, description = "API keys are configured and none valid was given.",
+            body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn list(
     State(app): State<App>,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
     let named = |field: &str| Field::Named(field.to_string());
     let state = match q.state.as_deref() {
         None | Some("") => None,
@@ -94,32 +171,106 @@ pub(super) async fn list(
         .list(ListFilter { state, source }, q.cursor.as_deref(), limit)?
         .map_err(|e| OrchestratorError::invalid(named("cursor"), e.to_string()))?;
     let jobs: Vec<JobView> = page.jobs.iter().map(JobView::stored).collect();
-    Ok(Json(json!({"jobs": jobs, "next_cursor": page.next_cursor})).into_response())
+    Ok(Json(JobList {
+        jobs,
+        next_cursor: page.next_cursor,
+    })
+    .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// The format of a download.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-pub(super) struct AudioQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct AudioQuery {
+    /// `wav`, `mp3` or `ogg` (default: the job's own format); made on first request.
+    #[param(example = "mp3")]
     format: Option<String>,
 }
 
-pub(super) async fn audio_first(
+/// The job's first song.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}/audio",
+    operation_id = "jobAudio",
+    tag = "jobs",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "The job's id."), AudioQuery),
+    responses(
+        (status = 200, description = AUDIO_OK, headers(
+            ("ETag" = String), ("Last-Modified" = String),
+            ("Content-Disposition" = String,
+                description = "`attachment; filename=\"<first lyric line>.<ext>\"`")),
+            content(
+                (Vec<u8> = "audio/wav"), (Vec<u8> = "audio/mpeg"), (Vec<u8> = "audio/ogg"))),
+        (status = 206, description = "The `Range` asked for.", content(
+            (Vec<u8> = "audio/wav"), (Vec<u8> = "audio/mpeg"), (Vec<u8> = "audio/ogg"))),
+        (status = 304, description = "Not modified (`If-None-Match`, `If-Modified-Since`)."),
+        (status = 400, description = "`invalid_format`.", body = ErrorBody),
+        (status = 401, description = "API keys are configured and none valid was given.",
+            body = ErrorBody),
+        (status = 404, description = AUDIO_NOT_FOUND, body = ErrorBody),
+        (status = 416, description = "The `Range` is outside the file."),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn audio_first(
     State(app): State<App>,
     Path(id): Path<String>,
-    Query(q): Query<AudioQuery>,
+    q: Result<Query<AudioQuery>, QueryRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
     serve_audio(&app, &id, 1, q, request).await
 }
 
-pub(super) async fn audio_variant(
+/// One song of the job.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}/audio/{variant}",
+    operation_id = "jobAudioVariant",
+    tag = "jobs",
+    security(("bearer" = []), ("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The job's id."),
+        ("variant" = u32, Path, minimum = 1, description = "1-based variant number."),
+        AudioQuery,
+    ),
+    responses(
+        (status = 200, description = AUDIO_OK, headers(
+            ("ETag" = String), ("Last-Modified" = String),
+            ("Content-Disposition" = String,
+                description = "`attachment; filename=\"<first lyric line>-<n>.<ext>\"`")),
+            content(
+                (Vec<u8> = "audio/wav"), (Vec<u8> = "audio/mpeg"), (Vec<u8> = "audio/ogg"))),
+        (status = 206, description = "The `Range` asked for.", content(
+            (Vec<u8> = "audio/wav"), (Vec<u8> = "audio/mpeg"), (Vec<u8> = "audio/ogg"))),
+        (status = 304, description = "Not modified (`If-None-Match`, `If-Modified-Since`)."),
+        (status = 400, description = "`invalid_format`.", body = ErrorBody),
+        (status = 401, description = "API keys are configured and none valid was given.",
+            body = ErrorBody),
+        (status = 404, description = AUDIO_NOT_FOUND, body = ErrorBody),
+        (status = 416, description = "The `Range` is outside the file."),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn audio_variant(
     State(app): State<App>,
-    Path((id, variant)): Path<(String, u32)>,
-    Query(q): Query<AudioQuery>,
+    Path((id, variant)): Path<(String, String)>,
+    q: Result<Query<AudioQuery>, QueryRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
+    let variant = variant
+        .parse::<u32>()
+        .map_err(|_| OrchestratorError::NotFound(format!("{id} variant {variant}")))?;
     serve_audio(&app, &id, variant, q, request).await
 }
+
+const AUDIO_OK: &str = "The song, with `Range`, `ETag` and `Last-Modified` support; \
+    `Cache-Control: public`.";
+const AUDIO_NOT_FOUND: &str = "`not_found`: no such job or variant, or the job has not \
+    succeeded (yet).";
 
 async fn serve_audio(
     app: &App,

@@ -18,23 +18,23 @@ pub mod uploads;
 pub mod view;
 
 use axum::middleware;
-use axum::routing::{get, post};
-use axum::Router;
 
+use crate::api::routing::Routes;
 use crate::app::App;
 
 /// The `/api/v1` job routes, behind the API-key check.
-pub fn routes(app: App) -> Router<App> {
-    Router::new()
-        .route("/api/v1/jobs", post(create::create).get(jobs::list))
-        .route("/api/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
-        .route("/api/v1/jobs/{id}/events", get(events::events))
-        .route("/api/v1/jobs/{id}/audio", get(jobs::audio_first))
-        .route(
-            "/api/v1/jobs/{id}/audio/{variant}",
-            get(jobs::audio_variant),
-        )
-        .route("/api/v1/uploads", post(uploads::upload))
+pub fn routes(app: App) -> Routes {
+    Routes::new()
+        .post("/api/v1/jobs", create::create)
+        .get("/api/v1/jobs", jobs::list)
+        .get("/api/v1/jobs/{id}", jobs::get)
+        .delete("/api/v1/jobs/{id}", jobs::cancel)
+        .get("/api/v1/jobs/{id}/events", events::events)
+        .get("/api/v1/jobs/{id}/audio", jobs::audio_first)
+        .get("/api/v1/jobs/{id}/audio/{variant}", jobs::audio_variant)
+        .post("/api/v1/uploads", uploads::upload)
         .merge(crate::api::nodes::routes())
-        .route_layer(middleware::from_fn_with_state(app, auth::authenticate))
+        .map_router(|router| {
+            router.route_layer(middleware::from_fn_with_state(app, auth::authenticate))
+        })
 }

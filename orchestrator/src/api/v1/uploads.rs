@@ -7,14 +7,63 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::admission::fetch::hint_from_content_type;
-use crate::api::error::{multipart_error, ApiError};
+use crate::api::error::{multipart_error, ApiError, ErrorBody};
+use crate::api::openapi::Binary;
 use crate::app::App;
 use crate::error::{Field, OrchestratorError};
 
-pub(super) async fn upload(State(app): State<App>, request: Request) -> Result<Response, ApiError> {
+/// The body of `POST /api/v1/uploads`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Upload {
+    /// For `style.upload_id` or `edit.song.upload_id`.
+    pub upload_id: String,
+    pub bytes: usize,
+    /// Of the decoded audio.
+    pub duration_seconds: f64,
+}
+
+/// The multipart form of `POST /api/v1/uploads`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // the form's shape for the OpenAPI document; the handler reads the parts
+pub(crate) struct UploadForm {
+    /// The recording: WAV, MP3, FLAC or Ogg.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// Stores a reference recording (checked by decoding it) for use by id.
+#[utoipa::path(
+    post,
+    path = "/api/v1/uploads",
+    operation_id = "upload",
+    tag = "uploads",
+    security(("bearer" = []), ("api_key" = [])),
+    request_body(
+        description = "`multipart/form-data` with a `file` part, or the audio itself with an \
+            `audio/*` (or `application/octet-stream`) Content-Type.",
+        content(
+            (UploadForm = "multipart/form-data"),
+            (Binary = "audio/*"),
+            (Binary = "application/octet-stream"),
+        ),
+    ),
+    responses(
+        (status = 201, description = "Stored.", body = Upload),
+        (status = 400, description = "`missing_field` (no `file` part, an empty upload), \
+            `invalid_field` (another Content-Type, a malformed body) or `invalid_audio` (it \
+            does not decode, or is too short or too long).", body = ErrorBody),
+        (status = 401, description = "API keys are configured and none valid was given.",
+            body = ErrorBody),
+        (status = 413, description = "`too_large`: over `limits.max_upload_bytes`.",
+            body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn upload(State(app): State<App>, request: Request) -> Result<Response, ApiError> {
     let limit = app.config().limits.max_upload_bytes;
     let content_type = request
         .headers()
@@ -76,11 +125,12 @@ pub(super) async fn upload(State(app): State<App>, request: Request) -> Result<R
         return Err(OrchestratorError::missing(Field::Body, "the upload is empty").into());
     }
     let (id, duration_seconds) = app.store_upload(bytes.clone(), hint).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"upload_id": id, "bytes": bytes.len(), "duration_seconds": duration_seconds})),
-    )
-        .into_response())
+    let upload = Upload {
+        upload_id: id,
+        bytes: bytes.len(),
+        duration_seconds,
+    };
+    Ok((StatusCode::CREATED, Json(upload)).into_response())
 }
 
 fn too_large(limit: usize) -> OrchestratorError {

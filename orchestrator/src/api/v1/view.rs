@@ -3,57 +3,91 @@
 //! [`JobRecord`] stays an internal format.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use protocol::{EditSpec, JobRecord, JobState, ProgressEvent, SongRef, StyleSpec};
+use protocol::{EditSpec, JobRecord, JobState, ProgressEvent, SongRef, Source, Stage, StyleSpec};
 use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use crate::app::App;
 use crate::error::OrchestratorError;
 
 /// A job as Refrain's API shows it (see `docs/api.md`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobView {
+    /// 32 lower-case hex digits.
+    #[schema(example = "3f0c9a1e8b7d4c2f9e6a5b4c3d2e1f00")]
     pub id: String,
+    #[schema(value_type = JobState)]
     pub state: &'static str,
+    /// The front end the job came from.
+    #[schema(value_type = Source)]
     pub source: &'static str,
+    /// `anonymous`, or `key:<name>` of the API key that created it.
+    #[schema(example = "anonymous")]
     pub owner: String,
+    /// RFC 3339, UTC, with milliseconds.
+    #[schema(example = "2026-12-02T14:00:00.000Z")]
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// 1 for the first run, +1 for every retry.
     pub attempt: u32,
+    /// 0 = next; only while queued.
     pub queue_position: Option<usize>,
+    /// Once a node reported.
     pub progress: Option<ProgressView>,
+    /// Why the job failed.
     pub error: Option<String>,
+    /// The request parameters in this API's field names; reference audio shows as
+    /// `{"audio": "uploaded"}`.
+    #[schema(value_type = Object, example = json!({"lyrics": "…", "style": {"prompt": "…"},
+        "length_seconds": 95, "seed": 42, "variants": 1, "format": "mp3", "chunked": false,
+        "edit": null}))]
     pub request: Value,
+    /// Only when succeeded.
     pub result: Option<ResultView>,
+    /// The sequence number of the job's latest event (for `Last-Event-ID`).
     pub last_event: u64,
     pub links: Links,
 }
 
-#[derive(Debug, Serialize)]
+/// Where a queued or running job is.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProgressView {
+    #[schema(value_type = Stage)]
     pub stage: &'static str,
+    /// Units of this stage done.
     pub step: u32,
+    /// Units of this stage in all.
     pub total: u32,
+    /// Of the whole generation.
     pub percent: f32,
+    /// Seconds left, from the step times measured so far.
     pub eta_seconds: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+/// The songs of a succeeded job.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ResultView {
     pub duration_seconds: f64,
     pub files: Vec<FileView>,
 }
 
-#[derive(Debug, Serialize)]
+/// One file of a result.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FileView {
+    /// 1-based.
     pub variant: u32,
+    /// `wav`, `mp3` or `ogg`.
+    #[schema(example = "wav")]
     pub format: &'static str,
     pub bytes: u64,
+    /// `/api/v1/jobs/<id>/audio/<variant>?format=<format>`.
     pub url: String,
 }
 
-#[derive(Debug, Serialize)]
+/// The job's own URLs.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Links {
     #[serde(rename = "self")]
     pub this: String,
