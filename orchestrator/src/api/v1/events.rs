@@ -49,7 +49,8 @@ pub(crate) struct EventsQuery {
         EventsQuery,
     ),
     responses(
-        (status = 200, description = "The event stream; each `data:` is one `JobEvent`.",
+        (status = 200, description = "The event stream; each `data:` is one `JobEvent`, and \
+            each of its `result.files` also has the `url` this API serves it at.",
             body = JobEvent, content_type = "text/event-stream"),
         (status = 400, description = "`invalid_field`: a `Last-Event-ID` or `after` that is \
             not a sequence number.", body = ErrorBody),
