@@ -398,7 +398,7 @@ fn bad_requests_are_typed_errors_naming_the_problem() {
         ),
         (
             GenerateRequest {
-                variants: 5,
+                variants: 6,
                 ..base()
             },
             "batch_infer_num",

@@ -25,6 +25,9 @@ pub struct JobView {
     /// `anonymous`, or `key:<name>` of the API key that created it.
     #[schema(example = "anonymous")]
     pub owner: String,
+    /// `interactive`, or `batch` for scheduled jobs: interactive jobs are served first.
+    #[schema(example = "interactive")]
+    pub priority: &'static str,
     /// RFC 3339, UTC, with milliseconds.
     #[schema(example = "2026-12-02T14:00:00.000Z")]
     pub created_at: String,
@@ -146,6 +149,7 @@ impl JobView {
             state: record.state.as_str(),
             source: record.source.as_str(),
             owner: record.owner.to_string(),
+            priority: record.priority.as_str(),
             created_at: timestamp(record.created_ms),
             started_at: record.started_ms.map(timestamp),
             finished_at: record.finished_ms.map(timestamp),
