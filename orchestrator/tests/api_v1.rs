@@ -331,3 +331,19 @@ async fn api_keys_guard_the_api_and_name_the_owner() {
     let (status, _) = s.api(reqwest::Method::GET, "/status").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn serving_the_api_beyond_loopback_needs_keys() {
+    // Refused before anything is bound: no socket is opened on another address.
+    let dir = tempfile::tempdir().unwrap();
+    let config = refrain_orchestrator::Config {
+        listen: "0.0.0.0:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        bundle: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/test-bundle"),
+        ..refrain_orchestrator::Config::default()
+    };
+    let refused = refrain_orchestrator::service::start(config, support::idle_nodes()).await;
+    let message = refused.err().expect("refused").to_string();
+    assert!(message.contains("without API keys"), "{message}");
+    assert!(message.contains("refrain keys add"), "{message}");
+}
