@@ -22,6 +22,7 @@
 
 pub mod app;
 pub mod audio;
+pub mod browser;
 pub mod events;
 pub mod http;
 pub mod logs;
