@@ -35,9 +35,10 @@ fn the_page_makes_a_song_and_cancels_a_queued_one() {
     };
     let api = app.api();
 
-    // The three static files, with their types, revalidated on every load.
+    // The four static files, with their types, revalidated on every load.
     for (path, kind) in [
         ("/", "text/html"),
+        ("/lib.js", "text/javascript"),
         ("/app.js", "text/javascript"),
         ("/style.css", "text/css"),
     ] {

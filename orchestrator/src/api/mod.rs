@@ -63,7 +63,12 @@ pub fn routes(app: App) -> Routes {
 }
 
 /// The routes of the plain router [`web::routes`] builds.
-const WEB_ROUTES: &[(&str, &str)] = &[("GET", "/"), ("GET", "/app.js"), ("GET", "/style.css")];
+const WEB_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/lib.js"),
+    ("GET", "/app.js"),
+    ("GET", "/style.css"),
+];
 
 async fn unknown_route() -> Response {
     (

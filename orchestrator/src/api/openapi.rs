@@ -56,6 +56,7 @@ use super::{diffrhythm, nodes, ops, v1};
         ops::readyz,
         ops::metrics,
         web_index,
+        web_script_lib,
         web_script,
         web_style,
         openapi_json,
@@ -279,6 +280,18 @@ fn web_index() {}
 )]
 #[allow(dead_code)]
 fn web_script() {}
+
+/// The first part of the page's script (API client, storage, form helpers).
+#[utoipa::path(
+    get,
+    path = "/lib.js",
+    operation_id = "webScriptLib",
+    tag = "web",
+    responses((status = 200, description = "The script's first part.", body = String,
+        content_type = "text/javascript")),
+)]
+#[allow(dead_code)]
+fn web_script_lib() {}
 
 /// The page's style sheet.
 #[utoipa::path(

@@ -1,10 +1,11 @@
 //! The web page at `/`: a song form, live progress, players and downloads, and a list of recent
-//! jobs, all on top of Refrain's own API (`/api/v1`, `docs/api.md`). Three static files built
+//! jobs, all on top of Refrain's own API (`/api/v1`, `docs/api.md`). Four static files built
 //! into the binary with `include_str!` — plain HTML, CSS and JavaScript, no build step, nothing
 //! fetched from elsewhere:
 //!
 //! * `GET /` — `index.html`;
-//! * `GET /app.js` — the page's script;
+//! * `GET /lib.js` and `GET /app.js` — the page's script, in two parts (`lib.js`: API client,
+//!   storage, form helpers; `app.js`: the job on screen, recent jobs, start-up);
 //! * `GET /style.css` — its style sheet.
 //!
 //! Each is served with its content type and `Cache-Control: no-cache` (browsers revalidate, so
@@ -21,13 +22,18 @@ use axum::Router;
 use crate::service::App;
 
 const INDEX_HTML: &str = include_str!("index.html");
+const LIB_JS: &str = include_str!("lib.js");
 const APP_JS: &str = include_str!("app.js");
 const STYLE_CSS: &str = include_str!("style.css");
 
-/// `GET /`, `GET /app.js` and `GET /style.css`.
+/// `GET /`, `GET /lib.js`, `GET /app.js` and `GET /style.css`.
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/", get(index))
+        .route(
+            "/lib.js",
+            get(|| async { page("text/javascript; charset=utf-8", LIB_JS) }),
+        )
         .route(
             "/app.js",
             get(|| async { page("text/javascript; charset=utf-8", APP_JS) }),
@@ -70,6 +76,7 @@ mod tests {
     #[test]
     fn the_page_loads_only_its_own_files() {
         assert!(INDEX_HTML.contains(r#"src="/app.js""#));
+        assert!(INDEX_HTML.contains(r#"src="/lib.js""#));
         assert!(INDEX_HTML.contains(r#"href="/style.css""#));
         for text in [INDEX_HTML, APP_JS, STYLE_CSS] {
             assert!(!text.contains("http://") && !text.contains("https://"));
