@@ -1,5 +1,6 @@
-//! Listing jobs newest first, a page at a time, for Refrain's API (`GET /api/v1/jobs`). Pages
-//! walk the creation index (`<created_ms BE><id>`) backwards from a cursor — the index key of
+//! Reading jobs in creation order: newest first, a page at a time, for Refrain's API
+//! (`GET /api/v1/jobs`, [`JobStore::list`]), and everything created since a time, for the daily
+//! per-owner limit ([`JobStore::created_since`]). Pages walk the creation index (`<created_ms BE><id>`) backwards from a cursor — the index key of
 //! the last job of the previous page, hex-encoded — so a page costs the jobs it returns plus
 //! the ones its filter skips, and a page is stable while new jobs arrive.
 
@@ -27,6 +28,19 @@ pub struct Page {
 pub struct BadCursor;
 
 impl JobStore {
+    /// Records created at or after `since_ms` (creation order).
+    pub fn created_since(&self, since_ms: u64) -> Result<Vec<JobRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.by_created.range(since_ms.to_be_bytes().to_vec()..) {
+            let (key, value) = item?;
+            let id = keys::id_value(BY_CREATED, &key, &value)?;
+            if let Some(record) = self.get(&id)? {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+
     /// Up to `limit` jobs created before `cursor` (newest first) that pass `filter`.
     pub fn list(
         &self,

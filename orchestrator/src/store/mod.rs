@@ -425,36 +425,6 @@ impl JobStore {
         Ok(Some(ahead))
     }
 
-    /// Records created at or after `since_ms` (creation order).
-    pub fn created_since(&self, since_ms: u64) -> Result<Vec<JobRecord>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.by_created.range(since_ms.to_be_bytes().to_vec()..) {
-            let (key, value) = item?;
-            let id = keys::id_value(BY_CREATED, &key, &value)?;
-            if let Some(record) = self.get(&id)? {
-                out.push(record);
-            }
-        }
-        Ok(out)
-    }
-
-    /// The most recently created records first, up to `limit`.
-    pub fn recent(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
-        let mut out = Vec::with_capacity(limit.min(1024));
-        for item in self.by_created.iter().rev() {
-            if out.len() >= limit {
-                break;
-            }
-            let (key, value) = item?;
-            let id = keys::id_value(BY_CREATED, &key, &value)?;
-            // A record deleted between the two reads is simply skipped.
-            if let Some(record) = self.get(&id)? {
-                out.push(record);
-            }
-        }
-        Ok(out)
-    }
-
     /// Terminal jobs whose `finished_ms` (or, if unset, `updated_ms`) is older than
     /// `before_ms`, oldest first. Only index ranges of jobs created before `before_ms` are read
     /// (a job finishes after it is created).

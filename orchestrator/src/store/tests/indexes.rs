@@ -55,9 +55,24 @@ async fn counts_positions_and_listings_follow_transitions() {
     let total: usize = JobState::ALL.iter().map(|s| store.count(*s).unwrap()).sum();
     assert_eq!(total, 5);
 
-    let recent: Vec<JobId> = store.recent(3).unwrap().into_iter().map(|r| r.id).collect();
+    let recent: Vec<JobId> = store
+        .list(Default::default(), None, 3)
+        .unwrap()
+        .unwrap()
+        .jobs
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(recent, vec![ids[4].clone(), ids[3].clone(), ids[2].clone()]);
-    assert_eq!(store.recent(100).unwrap().len(), 5);
+    assert_eq!(
+        store
+            .list(Default::default(), None, 100)
+            .unwrap()
+            .unwrap()
+            .jobs
+            .len(),
+        5
+    );
     assert_eq!(
         store.scan().collect::<Result<Vec<_>, _>>().unwrap().len(),
         5
@@ -116,7 +131,14 @@ async fn delete_removes_the_record_and_its_indexes() {
         vec![keep.id.clone()]
     );
     assert_eq!(store.count(JobState::Queued).unwrap(), 1);
-    assert_eq!(store.recent(10).unwrap(), vec![keep.clone()]);
+    assert_eq!(
+        store
+            .list(Default::default(), None, 10)
+            .unwrap()
+            .unwrap()
+            .jobs,
+        vec![keep.clone()]
+    );
     assert!(matches!(
         store.delete(&r.id).await,
         Err(StoreError::NotFound(_))
