@@ -31,28 +31,14 @@ impl Upload {
     /// A decoder hint: the file name's extension (lower-cased, alphanumeric only), else one
     /// derived from the content type.
     pub fn extension_hint(&self) -> Option<String> {
-        let from_name = self
-            .file_name
+        self.file_name
             .as_deref()
-            .and_then(|n| n.rsplit_once('.'))
-            .map(|(_, ext)| {
-                ext.chars()
-                    .filter(char::is_ascii_alphanumeric)
-                    .map(|c| c.to_ascii_lowercase())
-                    .collect::<String>()
+            .and_then(crate::admission::fetch::hint_from_path)
+            .or_else(|| {
+                self.content_type
+                    .as_deref()
+                    .and_then(crate::admission::fetch::hint_from_content_type)
             })
-            .filter(|e| !e.is_empty() && e.len() <= 8);
-        from_name.or_else(|| {
-            let ct = self.content_type.as_deref()?.to_ascii_lowercase();
-            let essence = ct.split(';').next().unwrap_or("").trim().to_string();
-            let ext = match essence.as_str() {
-                "audio/wav" | "audio/x-wav" | "audio/wave" | "audio/vnd.wave" => "wav",
-                "audio/mpeg" | "audio/mp3" | "audio/mpeg3" | "audio/x-mpeg-3" => "mp3",
-                "audio/flac" | "audio/x-flac" => "flac",
-                _ => return None,
-            };
-            Some(ext.to_string())
-        })
     }
 }
 
