@@ -309,8 +309,8 @@ fn check_idempotency_key(key: &str) -> Result<(), OrchestratorError> {
     Ok(())
 }
 
-/// A value shortened for an error message.
-fn shorten(value: &str) -> String {
+/// A value shortened for an error message (trimmed, at most 40 characters and `…`).
+pub(crate) fn shorten(value: &str) -> String {
     const MAX: usize = 40;
     let value = value.trim();
     if value.chars().count() <= MAX {

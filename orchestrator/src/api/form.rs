@@ -185,13 +185,7 @@ pub fn parse_bool(field: &str, value: &str) -> Result<bool, OrchestratorError> {
 
 /// A value shortened for an error message.
 pub fn truncate(value: &str) -> String {
-    const MAX: usize = 40;
-    let value = value.trim();
-    if value.chars().count() <= MAX {
-        value.to_string()
-    } else {
-        format!("{}…", value.chars().take(MAX).collect::<String>())
-    }
+    crate::admission::shorten(value)
 }
 
 #[cfg(test)]
