@@ -271,7 +271,19 @@ async fn uploads_downloads_and_formats() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.headers()["cache-control"], "public, max-age=86400");
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"RIFF");
+    // Asked for with credentials (here ignored: no keys are configured), a shared cache must
+    // not keep it.
+    let r = s
+        .client
+        .get(format!("{}/api/v1/jobs/{id}/audio/2?format=wav", s.base))
+        .bearer_auth("rf_anything")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["cache-control"], "private, max-age=86400");
     let r = get(format!("/api/v1/jobs/{id}/audio/2?format=ogg")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(

@@ -57,6 +57,9 @@ pub struct Browser {
     errors: Vec<String>,
     /// The URL and headers of every request the page made.
     requests: Vec<(String, Value)>,
+    /// What the page did, for the message of a test that waited in vain: console output other
+    /// than errors, requests, answers and failed loads.
+    notes: Vec<String>,
     log: PathBuf,
 }
 
@@ -129,6 +132,7 @@ impl Browser {
             session: String::new(),
             errors: Vec::new(),
             requests: Vec::new(),
+            notes: Vec::new(),
             log,
         };
         let target = browser.send("Target.createTarget", json!({"url": "about:blank"}));
@@ -205,6 +209,10 @@ impl Browser {
             Some("Runtime.consoleAPICalled") if params["type"] == "error" => {
                 self.errors.push(params["args"].to_string());
             }
+            Some("Runtime.consoleAPICalled") => {
+                self.notes
+                    .push(format!("console.{}: {}", params["type"], params["args"]));
+            }
             // Refused content (the page's Content-Security-Policy) and the like; not the API's
             // error answers the test provokes (network entries).
             Some("Log.entryAdded")
@@ -218,7 +226,22 @@ impl Browser {
             Some("Network.requestWillBeSent") => {
                 let request = &params["request"];
                 let url = request["url"].as_str().unwrap_or_default().to_string();
+                self.notes.push(format!(
+                    "{} {url}",
+                    request["method"].as_str().unwrap_or("?")
+                ));
                 self.requests.push((url, request["headers"].clone()));
+            }
+            Some("Network.responseReceived") => {
+                let response = &params["response"];
+                self.notes
+                    .push(format!("{} {}", response["status"], response["url"]).replace('"', ""));
+            }
+            Some("Network.loadingFailed") => {
+                self.notes.push(format!(
+                    "failed {}: {}",
+                    params["requestId"], params["errorText"]
+                ));
             }
             _ => {}
         }
@@ -289,10 +312,12 @@ impl Browser {
                      errors: [...document.querySelectorAll('.field-error')] \
                      .filter((e) => !e.hidden).map((e) => e.id + ': ' + e.textContent)}; })()",
                 );
+                let errors = self.page_errors();
+                let recent = self.notes.len().saturating_sub(40);
                 panic!(
                     "waited in vain for {what} ({expression}); the page shows {shown}; \
-                     errors: {:?}",
-                    self.page_errors()
+                     errors: {errors:?}; what the page did last:\n{}",
+                    self.notes[recent..].join("\n")
                 );
             }
             std::thread::sleep(Duration::from_millis(100));

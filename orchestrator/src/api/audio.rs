@@ -1,6 +1,8 @@
 //! Serving a result file over HTTP for every API: `Range`, `HEAD`, `Content-Length`,
 //! `Last-Modified` and conditional requests come from `tower_http::services::ServeFile`; this
-//! adds the audio content type and a day of public caching (a result never changes).
+//! adds the audio content type and a day of caching (a result never changes): public when the
+//! file was asked for without credentials, private (never kept by a shared cache) when the
+//! request carried an API key.
 
 use std::path::Path;
 
@@ -27,6 +29,8 @@ pub async fn serve(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error(format!("reading {}", path.display()), e)),
     }
+    let private = request.headers().contains_key(header::AUTHORIZATION)
+        || request.headers().contains_key("x-api-key");
     let mut response = match ServeFile::new(path).oneshot(request).await {
         Ok(r) => r.map(Body::new),
         Err(never) => match never {},
@@ -43,7 +47,11 @@ pub async fn serve(
         );
         headers.insert(
             header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=86400"),
+            HeaderValue::from_static(if private {
+                "private, max-age=86400"
+            } else {
+                "public, max-age=86400"
+            }),
         );
     }
     Ok(Some(response))

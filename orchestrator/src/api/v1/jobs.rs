@@ -268,7 +268,7 @@ pub(crate) async fn audio_variant(
 }
 
 const AUDIO_OK: &str = "The song, with `Range`, `ETag` and `Last-Modified` support; \
-    `Cache-Control: public`.";
+    `Cache-Control: public`, or `private` when the request carried an API key.";
 const AUDIO_NOT_FOUND: &str = "`not_found`: no such job or variant, or the job has not \
     succeeded (yet).";
 

@@ -162,7 +162,10 @@ function downloadLink(id, variant, format, text) {
   return a;
 }
 
-async function attachAudio(audio, path) {
+// With an API key, the player cannot send it (an <audio> element makes its own requests), so the
+// file is fetched with the key and played from memory. A dropped connection is tried again a
+// few times before the player says so.
+async function attachAudio(audio, path, attempt = 1) {
   if (!load(KEY_STORE, "")) {
     audio.src = path;
     return;
@@ -170,17 +173,43 @@ async function attachAudio(audio, path) {
   try {
     const response = await fetch(path, { headers: authHeaders() });
     if (!response.ok) await readAnswer(response);
-    audio.src = URL.createObjectURL(await response.blob());
+    const blob = await response.blob();
+    if (!audio.isConnected) return;
+    audio.src = URL.createObjectURL(blob);
   } catch (e) {
-    if (e instanceof ApiError) showApiError(e);
+    if (e instanceof ApiError) {
+      showApiError(e);
+      return;
+    }
+    if (!audio.isConnected) return;
+    if (attempt < AUDIO_ATTEMPTS) {
+      console.warn(`loading ${path} failed (attempt ${attempt}): ${e}`);
+      setTimeout(() => attachAudio(audio, path, attempt + 1), 1000 * attempt);
+    } else {
+      console.error(`loading ${path} failed ${attempt} times: ${e}`);
+      const note = document.createElement("p");
+      note.className = "player-error";
+      note.textContent = "The song could not be loaded; use a download link below.";
+      audio.after(note);
+    }
   }
+}
+
+// Lets go of the songs held in memory for the players being removed.
+function clearResult() {
+  const box = $("result");
+  for (const audio of box.querySelectorAll("audio")) {
+    if (audio.src.startsWith("blob:")) URL.revokeObjectURL(audio.src);
+  }
+  box.replaceChildren();
+  delete box.dataset.job;
 }
 
 function showResult(job) {
   const box = $("result");
   if (box.dataset.job === job.id) return;
+  clearResult();
   box.dataset.job = job.id;
-  box.replaceChildren();
   const format = jobFormat(job);
   for (const variant of variantsOf(job)) {
     const figure = document.createElement("figure");
@@ -225,8 +254,7 @@ function follow(id, job) {
   $("current").hidden = false;
   $("current").dataset.job = id;
   $("job-id").textContent = id;
-  $("result").replaceChildren();
-  delete $("result").dataset.job;
+  clearResult();
   setState(job ? job.state : "queued");
   setStatus({ line: "Loading…", busy: true });
   const me = current;
@@ -340,12 +368,27 @@ function onEvent(me, event) {
       me.final = true;
       clearInterval(me.poll);
       me.controller.abort();
-      api("GET", jobPath(me.id))
-        .then((job) => current === me && showJob(job))
-        .catch((e) => current === me && e instanceof ApiError && setStatus({ line: e.message }))
-        .finally(() => renderRecent());
+      showFinal(me);
     } else {
       finish(me);
+    }
+  }
+}
+
+// Loads the record of a job that succeeded (its result's files and the request's variants and
+// format) and shows it; a dropped connection is tried again a few times.
+async function showFinal(me, attempt = 1) {
+  try {
+    const job = await api("GET", jobPath(me.id));
+    if (current === me) showJob(job);
+    renderRecent();
+  } catch (e) {
+    if (current !== me || !(e instanceof ApiError)) return;
+    if (e.code === "network" && attempt < AUDIO_ATTEMPTS) {
+      setTimeout(() => showFinal(me, attempt + 1), 1000 * attempt);
+    } else {
+      setStatus({ line: e.message });
+      renderRecent();
     }
   }
 }
