@@ -51,7 +51,8 @@ pub struct ApiConfig {
     pub allow_unauthenticated: bool,
 }
 
-/// Outbound fetches of audio URLs given by clients (`style.audio_url`).
+/// Every outbound request to a client-given URL: audio URLs (`style.audio_url`,
+/// `input.style_audio`) and webhook endpoints ([`crate::outbound`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FetchConfig {
@@ -59,6 +60,9 @@ pub struct FetchConfig {
     /// default: a client must not make the server call internal addresses. Turn it on only
     /// where every client is trusted (a private network, tests on loopback).
     pub allow_private_addresses: bool,
+    /// Internal networks allowed all the same, in CIDR form (`["10.1.2.0/24", "::1/128"]`):
+    /// a webhook receiver or an audio store on the operator's own network.
+    pub allow: Vec<ipnet::IpNet>,
     /// Deadline for one whole fetch, redirects included (seconds).
     pub timeout_seconds: u64,
     /// Redirects followed (each one re-checked).
@@ -69,6 +73,7 @@ impl Default for FetchConfig {
     fn default() -> Self {
         FetchConfig {
             allow_private_addresses: false,
+            allow: Vec::new(),
             timeout_seconds: 30,
             max_redirects: 3,
         }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod jobs;
 pub mod link;
 pub mod metrics;
+pub mod outbound;
 pub mod outputs;
 pub mod progress;
 pub mod queue;

@@ -1,43 +1,104 @@
-//! Fetching a client-given audio URL without letting the client aim the server at internal
-//! addresses (SSRF). Every hop — the URL and each redirect — is checked the same way:
+//! The one guard for every request the server makes to a client-given URL (SSRF): reference
+//! audio URLs fetched at admission ([`fetch`]) and webhook endpoints ([`crate::webhooks`]).
+//! Every hop — the URL and, for fetches, each redirect — is checked the same way:
 //!
 //! * `http` or `https` only, no user name or password in the URL;
-//! * the host is resolved once, every address it resolves to must be public (not loopback,
-//!   private, link-local, unique-local, CGNAT, multicast, documentation, benchmark or reserved;
-//!   IPv4-mapped and NAT64 IPv6 addresses are judged by their IPv4 address), and the connection
-//!   is pinned to the checked address so a second DNS answer cannot swap it (DNS rebinding);
-//! * at most [`FetchPolicy::max_redirects`] redirects, each re-checked;
-//! * one deadline for the whole fetch, and the body is read in chunks up to the upload limit.
+//! * the host is resolved once, and every address it resolves to must be public (not loopback,
+//!   private, link-local including 169.254.169.254, unique-local, CGNAT, multicast,
+//!   unspecified, documentation, benchmark or reserved; IPv4-mapped and NAT64 IPv6 addresses
+//!   are judged by their IPv4 address) unless the configuration allow-lists it
+//!   (`fetch.allow`, networks in CIDR form); numeric spellings (`127.1`, `2130706433`,
+//!   `0x7f.1`) are normalised by the URL parser before the check, so they are judged as the
+//!   address they name;
+//! * the connection is pinned to the checked address, so a second DNS answer cannot swap it
+//!   (DNS rebinding);
+//! * at most [`FetchPolicy::max_redirects`] redirects, each re-checked (webhook deliveries
+//!   follow none);
+//! * one deadline for the whole request, and a fetched body is read in chunks up to the limit.
 //!
-//! `fetch.allow_private_addresses = true` lifts the address check (a deployment on a private
-//! network, or tests on loopback); everything else still applies.
+//! `fetch.allow_private_addresses = true` lifts the address check altogether (a deployment on a
+//! private network where every client is trusted); everything else still applies.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use reqwest::Url;
 use thiserror::Error;
 
-/// How outbound fetches are limited.
+use crate::config::FetchConfig;
+
+/// How outbound requests are limited.
 #[derive(Debug, Clone)]
 pub struct FetchPolicy {
+    /// Every address allowed (`fetch.allow_private_addresses`).
     pub allow_private: bool,
+    /// Internal networks allowed all the same (`fetch.allow`).
+    pub allow: Vec<IpNet>,
     pub timeout: Duration,
     pub max_bytes: usize,
     pub max_redirects: usize,
 }
 
+impl FetchPolicy {
+    /// The policy of `[fetch]`, reading at most `max_bytes`.
+    pub fn from_config(config: &FetchConfig, max_bytes: usize) -> FetchPolicy {
+        FetchPolicy {
+            allow_private: config.allow_private_addresses,
+            allow: config.allow.clone(),
+            timeout: Duration::from_secs(config.timeout_seconds),
+            max_bytes,
+            max_redirects: config.max_redirects,
+        }
+    }
+
+    /// Whether a connection to `ip` is allowed.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.allow_private || is_public(ip) || self.allow.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is (so `fetch.allow` in IPv4 form covers
+/// it too).
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum FetchError {
-    /// Not a URL the server may fetch (scheme, credentials, address).
+    /// Not a URL the server may call (scheme, credentials, address).
     #[error("{0}")]
     Refused(String),
-    /// The fetch itself failed (connection, status, timeout).
+    /// The request itself failed (connection, status, timeout).
     #[error("{0}")]
     Failed(String),
     /// The body is larger than `max_bytes`.
     #[error("the audio at the URL is larger than the limit of {0} bytes")]
     TooLarge(usize),
+}
+
+/// A client that connects `url`'s host only to `addr` (checked by [`check`]) and follows no
+/// redirect.
+pub fn pinned_client(
+    url: &Url,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<reqwest::Client, FetchError> {
+    let host = url.host_str().unwrap_or_default().to_string();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve(&host, addr)
+        .timeout(timeout)
+        .user_agent(concat!("refrain/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| FetchError::Failed(format!("cannot build an HTTP client ({e})")))
 }
 
 /// The fetched bytes and a decoder hint (file extension) from the content type or the path.
@@ -62,13 +123,7 @@ async fn fetch_hops(
         .map_err(|e| FetchError::Refused(format!("not a valid URL ({e})")))?;
     for _ in 0..=policy.max_redirects {
         let addr = check(&url, policy).await?;
-        let host = url.host_str().unwrap_or_default().to_string();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .resolve(&host, addr)
-            .user_agent(concat!("refrain/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| FetchError::Failed(format!("cannot build an HTTP client ({e})")))?;
+        let client = pinned_client(&url, addr, policy.timeout)?;
         let mut response = client.get(url.clone()).send().await.map_err(|e| {
             FetchError::Failed(format!("cannot fetch the URL ({})", e.without_url()))
         })?;
@@ -116,8 +171,17 @@ async fn fetch_hops(
     )))
 }
 
+/// Parses `raw` as a URL the server may call and checks it ([`check`]); returns the URL and
+/// the address to connect to.
+pub async fn check_raw(raw: &str, policy: &FetchPolicy) -> Result<(Url, SocketAddr), FetchError> {
+    let url = Url::parse(raw.trim())
+        .map_err(|e| FetchError::Refused(format!("not a valid URL ({e})")))?;
+    let addr = check(&url, policy).await?;
+    Ok((url, addr))
+}
+
 /// Checks one hop and returns the address to connect to.
-async fn check(url: &Url, policy: &FetchPolicy) -> Result<SocketAddr, FetchError> {
+pub async fn check(url: &Url, policy: &FetchPolicy) -> Result<SocketAddr, FetchError> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(FetchError::Refused(format!(
             "only http and https URLs are fetched, not {}:",
@@ -142,14 +206,12 @@ async fn check(url: &Url, policy: &FetchPolicy) -> Result<SocketAddr, FetchError
     let Some(first) = addrs.first().copied() else {
         return Err(FetchError::Failed("the host has no address".into()));
     };
-    if !policy.allow_private {
-        if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
-            return Err(FetchError::Refused(format!(
-                "the URL's host is not a public address ({}); the server does not fetch from \
-                 internal networks",
-                bad.ip()
-            )));
-        }
+    if let Some(bad) = addrs.iter().find(|a| !policy.allows(a.ip())) {
+        return Err(FetchError::Refused(format!(
+            "the URL's host is not a public address ({}); the server does not call internal \
+             networks",
+            bad.ip()
+        )));
     }
     Ok(first)
 }
@@ -266,6 +328,7 @@ mod tests {
     fn policy(allow_private: bool) -> FetchPolicy {
         FetchPolicy {
             allow_private,
+            allow: Vec::new(),
             timeout: Duration::from_secs(10),
             max_bytes: 1000,
             max_redirects: 2,
@@ -283,6 +346,14 @@ mod tests {
             "http://[::1]:9/a.wav",
             "http://10.0.0.1/a.wav",
             "http://localhost:9/a.wav",
+            "http://127.1:9/a.wav",
+            "http://2130706433:9/a.wav",
+            "http://0x7f.1:9/a.wav",
+            "http://017700000001:9/a.wav",
+            "http://[::ffff:127.0.0.1]:9/a.wav",
+            "http://[::ffff:7f00:1]:9/a.wav",
+            "http://0.0.0.0:9/a.wav",
+            "http://169.254.169.254/latest/meta-data/",
             "not a url",
         ] {
             let e = fetch(url, &policy(false)).await.unwrap_err();
@@ -335,6 +406,41 @@ mod tests {
             fetch(&format!("{base}/a.wav"), &policy(false)).await,
             Err(FetchError::Refused(_))
         ));
+    }
+
+    #[test]
+    fn allow_listed_networks_only() {
+        let mut p = policy(false);
+        p.allow = vec!["127.0.0.2/32".parse().unwrap(), "fd00::/8".parse().unwrap()];
+        assert!(p.allows("127.0.0.2".parse().unwrap()));
+        assert!(p.allows("::ffff:127.0.0.2".parse().unwrap()));
+        assert!(p.allows("fd12::1".parse().unwrap()));
+        assert!(p.allows("1.1.1.1".parse().unwrap()));
+        for refused in ["127.0.0.1", "10.0.0.1", "169.254.169.254", "::1", "fe80::1"] {
+            assert!(!p.allows(refused.parse().unwrap()), "{refused}");
+        }
+    }
+
+    /// A redirect from an allow-listed address to one that is not is refused at the second hop.
+    #[tokio::test]
+    async fn a_redirect_to_loopback_is_refused() {
+        use axum::response::Redirect;
+        use axum::routing::get;
+        let target = server().await; // on 127.0.0.1, not allow-listed
+        let app = axum::Router::new().route(
+            "/r",
+            get(move || async move { Redirect::temporary(&format!("{target}/a.wav")) }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut p = policy(false);
+        p.allow = vec!["127.0.0.2/32".parse().unwrap()];
+        let e = fetch(&format!("http://{addr}/r"), &p).await.unwrap_err();
+        assert!(
+            matches!(&e, FetchError::Refused(m) if m.contains("127.0.0.1")),
+            "{e}"
+        );
     }
 
     #[test]

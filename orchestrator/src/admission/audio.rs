@@ -3,15 +3,13 @@
 //! async threads to prove it is audio of an acceptable length, and finally stored as a blob the
 //! job refers to. Blobs stored for a request that is then refused are deleted ([`Stored`]).
 
-use std::time::Duration;
-
 use base64::Engine as _;
 use refrain_model::audio::{self, AudioError};
 
 use super::draft::AudioInput;
-use super::fetch::{self, FetchError, FetchPolicy};
 use crate::app::App;
 use crate::error::{ErrorCode, Field, OrchestratorError};
+use crate::outbound::{self as fetch, FetchError, FetchPolicy};
 
 /// Shortest reference recording accepted for the style, seconds (the style clip length).
 pub const MIN_REFERENCE_SECONDS: f64 = audio::STYLE_CLIP_SECONDS as f64;
@@ -56,13 +54,7 @@ pub(crate) async fn check(
             (bytes, hint, None)
         }
         AudioInput::Url(url) => {
-            let fetch = &app.config().fetch;
-            let policy = FetchPolicy {
-                allow_private: fetch.allow_private_addresses,
-                timeout: Duration::from_secs(fetch.timeout_seconds),
-                max_bytes,
-                max_redirects: fetch.max_redirects,
-            };
+            let policy = FetchPolicy::from_config(&app.config().fetch, max_bytes);
             let (bytes, hint) = fetch::fetch(&url, &policy).await.map_err(|e| match e {
                 FetchError::Refused(m) => {
                     OrchestratorError::coded(ErrorCode::InvalidUrl, field.clone(), m)

@@ -4,7 +4,7 @@
 //! then, in order: checks every field against the limits and the model ([`Validator`]: length,
 //! lyrics through the real LRC parser and G2P, the style prompt's token count), parses edit
 //! segments, resolves a referenced earlier result, reads and decodes audio (uploads, base64,
-//! URLs through the outbound guard in [`fetch`], stored upload ids), answers a repeated
+//! URLs through the outbound guard in [`crate::outbound`], stored upload ids), answers a repeated
 //! idempotency key, stores new uploads as blobs, and hands the spec to [`App::submit_spec`],
 //! which applies capacity and per-owner limits and makes the job durable. Every refusal is an
 //! [`OrchestratorError`] with a catalogue code and the neutral [`Field`] at fault; uploads
@@ -12,7 +12,6 @@
 
 pub mod audio;
 pub mod draft;
-pub mod fetch;
 mod validate;
 
 use protocol::{EditSpec, JobId, JobRecord, JobSpec, JobState, SongRef, StyleSpec};

@@ -33,11 +33,11 @@ impl Upload {
     pub fn extension_hint(&self) -> Option<String> {
         self.file_name
             .as_deref()
-            .and_then(crate::admission::fetch::hint_from_path)
+            .and_then(crate::outbound::hint_from_path)
             .or_else(|| {
                 self.content_type
                     .as_deref()
-                    .and_then(crate::admission::fetch::hint_from_content_type)
+                    .and_then(crate::outbound::hint_from_content_type)
             })
     }
 }

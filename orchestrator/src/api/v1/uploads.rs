@@ -10,11 +10,11 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::admission::fetch::hint_from_content_type;
 use crate::api::error::{multipart_error, ApiError, ErrorBody};
 use crate::api::openapi::Binary;
 use crate::app::App;
 use crate::error::{Field, OrchestratorError};
+use crate::outbound::hint_from_content_type;
 
 /// The body of `POST /api/v1/uploads`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -87,7 +87,7 @@ pub(crate) async fn upload(State(app): State<App>, request: Request) -> Result<R
             }
             let hint = field
                 .file_name()
-                .and_then(crate::admission::fetch::hint_from_path)
+                .and_then(crate::outbound::hint_from_path)
                 .or_else(|| field.content_type().and_then(hint_from_content_type));
             let mut bytes = Vec::new();
             while let Some(chunk) = field
