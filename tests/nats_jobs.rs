@@ -109,10 +109,8 @@ impl Orchestrator {
             format: AudioFormat::Wav,
         };
         let meta = JobMeta {
-            source,
             owner: owner.clone(),
-            priority: None,
-            idempotency_key: None,
+            ..JobMeta::anonymous(source)
         };
         let rt = self.rt.as_ref().expect("runtime");
         rt.block_on(self.app.submit(spec, meta))

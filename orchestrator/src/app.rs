@@ -36,6 +36,10 @@ pub struct JobMeta {
     /// `None`: the source's default.
     pub priority: Option<Priority>,
     pub idempotency_key: Option<String>,
+    /// Per-owner limits this front end applies on top of the global ones.
+    pub quota: Option<crate::jobs::limits::Quota>,
+    /// Where to POST the job's status changes (checked by admission, kept by [`crate::webhooks`]).
+    pub webhook: Option<crate::webhooks::Target>,
 }
 
 impl JobMeta {
@@ -46,6 +50,8 @@ impl JobMeta {
             owner: Owner::anonymous(),
             priority: None,
             idempotency_key: None,
+            quota: None,
+            webhook: None,
         }
     }
 }
@@ -80,6 +86,11 @@ pub struct AppParts {
     pub nodes: NodeRegistry,
     /// Cancel tokens of the jobs running on this process's nodes.
     pub running: RunningJobs,
+    /// Webhook targets and deliveries (in the job store's database).
+    pub webhooks: crate::webhooks::Webhooks,
+    /// The base of absolute URLs given to clients (`[task_api] public_url`, or the bound
+    /// address).
+    pub public_url: String,
 }
 
 struct Inner {
@@ -110,6 +121,13 @@ impl App {
 
     pub fn config(&self) -> &Config {
         &self.inner.parts.config
+    }
+    pub fn webhooks(&self) -> &crate::webhooks::Webhooks {
+        &self.inner.parts.webhooks
+    }
+    /// The base of absolute URLs given to clients (no trailing `/`).
+    pub fn public_url(&self) -> &str {
+        &self.inner.parts.public_url
     }
     pub fn store(&self) -> &JobStore {
         self.inner.parts.lifecycle.store()
@@ -217,7 +235,12 @@ impl App {
                 retry_after: parts.config.queue.retry_after_seconds,
             });
         }
-        crate::jobs::limits::check_owner(store, &parts.config.limits, &meta.owner)?;
+        crate::jobs::limits::check_owner(
+            store,
+            &parts.config.limits,
+            &meta.owner,
+            meta.quota.as_ref(),
+        )?;
         let now = now_ms();
         let record = JobRecord {
             id: new_job_id(),
@@ -240,6 +263,10 @@ impl App {
             request_hash: fingerprint,
             event_seq: 0,
         };
+        if let Some(target) = &meta.webhook {
+            // Durable before the job is: no accepted job misses its webhook.
+            parts.webhooks.register(&record.id, target).await?;
+        }
         let record = parts.lifecycle.submit(record, Some(queued)).await?;
         if let Err(e) = parts.queue.enqueue(&QueueItem::of(&record)).await {
             // The job is on disk but no node will see it: fail it, so that nobody waits for it

@@ -40,6 +40,63 @@ pub struct Config {
     pub fetch: FetchConfig,
     /// Refrain's own API.
     pub api: ApiConfig,
+    /// The PiAPI/Qubico task API (`[task_api]`): per-key limits, the public base URL.
+    pub task_api: TaskApiConfig,
+    /// Webhook deliveries (`[webhooks]`): retries and timeouts.
+    pub webhooks: WebhookConfig,
+}
+
+/// The PiAPI/Qubico task API (`[task_api]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaskApiConfig {
+    /// Per-key limits on task creation (0: none). The defaults are the hosted service's: 10
+    /// tasks a minute, 3 pending or processing at once, 100 a day.
+    pub limits: crate::jobs::limits::Quota,
+    /// The base URL clients reach this server at (`https://songs.example.com`), for the
+    /// absolute result URLs of tasks and webhooks. Default: `http://<listen address>`.
+    pub public_url: Option<String>,
+}
+
+impl Default for TaskApiConfig {
+    fn default() -> Self {
+        TaskApiConfig {
+            limits: crate::jobs::limits::Quota {
+                concurrent: 3,
+                per_minute: 10,
+                per_day: 100,
+            },
+            public_url: None,
+        }
+    }
+}
+
+/// Webhook deliveries (`[webhooks]`, see [`crate::webhooks`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// How long a delivery is retried after its first attempt before it is given up.
+    pub retry_for_seconds: u64,
+    /// The wait before the first retry (milliseconds); it doubles with each failure.
+    pub first_retry_ms: u64,
+    /// The longest wait between two attempts.
+    pub max_retry_seconds: u64,
+    /// Deadline of one attempt (connect, send, answer).
+    pub timeout_seconds: u64,
+    /// Deliveries being sent at once (one per job at a time).
+    pub max_in_flight: usize,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            retry_for_seconds: 3600,
+            first_retry_ms: 5000,
+            max_retry_seconds: 600,
+            timeout_seconds: 10,
+            max_in_flight: 16,
+        }
+    }
 }
 
 /// Refrain's own API (`[api]`).
@@ -186,6 +243,8 @@ impl Default for Config {
             formats: refrain_formats::EncodeSettings::default(),
             fetch: FetchConfig::default(),
             api: ApiConfig::default(),
+            task_api: TaskApiConfig::default(),
+            webhooks: WebhookConfig::default(),
         }
     }
 }

@@ -36,6 +36,9 @@ pub enum Field {
     Format,
     OutputDir,
     IdempotencyKey,
+    /// Where status changes are POSTed.
+    WebhookEndpoint,
+    WebhookSecret,
     /// The request body as a whole.
     Body,
     /// A field only one API has, in that API's spelling.
@@ -60,6 +63,8 @@ impl Field {
             Field::Format => "format",
             Field::OutputDir => "output_dir",
             Field::IdempotencyKey => "Idempotency-Key",
+            Field::WebhookEndpoint => "webhook.endpoint",
+            Field::WebhookSecret => "webhook.secret",
             Field::Body => "body",
             Field::Named(name) => name,
         }
@@ -126,6 +131,8 @@ catalogue! {
     InvalidUrl = "invalid_url", 400;
     /// An audio URL that could not be fetched.
     FetchFailed = "fetch_failed", 400;
+    /// A webhook endpoint the server must not call, or a secret it cannot use.
+    InvalidWebhook = "invalid_webhook", 400;
     /// A field or the body is over its size limit.
     TooLarge = "too_large", 413;
     /// The same idempotency key was used before with a different request.
@@ -208,6 +215,8 @@ pub enum OrchestratorError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error(transparent)]
+    Webhooks(#[from] crate::webhooks::WebhookStoreError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -250,6 +259,7 @@ impl OrchestratorError {
             OrchestratorError::Conflict(_) => ErrorCode::JobFinished,
             OrchestratorError::Store(_)
             | OrchestratorError::Queue(_)
+            | OrchestratorError::Webhooks(_)
             | OrchestratorError::Io { .. } => ErrorCode::Internal,
         }
     }

@@ -22,6 +22,7 @@ pub mod queue;
 pub mod retention;
 pub mod service;
 pub mod store;
+pub mod webhooks;
 
 pub use config::Config;
 pub use error::OrchestratorError;

@@ -254,6 +254,19 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
     let outputs = OutputStore::open(&config.output_root())
         .map_err(|e| ServeError::Storage(e.to_string()))?
         .with_encoding(config.formats);
+    // Bound before anything starts, so a busy address fails fast and result URLs can name
+    // the port actually bound.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Io {
+            path: format!("listen address {}", config.listen),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Io {
+        path: "listener".into(),
+        source,
+    })?;
+    let public_url = crate::api::task::public_base(&config, addr);
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let metrics = Metrics::new();
@@ -358,6 +371,8 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
             }
         }
     }
+    let webhooks = crate::webhooks::Webhooks::open(store.db())
+        .map_err(|e| ServeError::Storage(e.to_string()))?;
     let app = App::new(AppParts {
         config: config.clone(),
         lifecycle: lifecycle.clone(),
@@ -371,7 +386,18 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
         validator,
         nodes: registry,
         running: RunningJobs::default(),
+        webhooks: webhooks.clone(),
+        public_url: public_url.clone(),
     });
+    crate::webhooks::dispatch::Dispatcher {
+        webhooks,
+        store: store.clone(),
+        hub: lifecycle.hub().clone(),
+        render: crate::api::task::renderer(public_url),
+        config: config.webhooks.clone(),
+        fetch: config.fetch.clone(),
+    }
+    .spawn(&tracker, cancel.clone());
 
     crate::retention::spawn(
         &tracker,
@@ -412,16 +438,6 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
         }));
     }
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Io {
-            path: format!("listen address {}", config.listen),
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Io {
-        path: "listener".into(),
-        source,
-    })?;
     let router = crate::api::router(app.clone());
     let shutdown = cancel.clone();
     let ready_app = app.clone();

@@ -67,6 +67,9 @@ impl App {
         if let Some(key) = &draft.meta.idempotency_key {
             check_idempotency_key(key)?;
         }
+        if let Some(target) = &draft.meta.webhook {
+            self.check_webhook(target).await?;
+        }
         let style = draft.style.clone().ok_or_else(|| {
             OrchestratorError::missing(
                 Field::Style,
@@ -297,6 +300,37 @@ fn bad_reference(why: String) -> OrchestratorError {
     )
 }
 
+impl App {
+    /// A webhook the server may call: an `http(s)` URL of at most 2,048 characters whose host
+    /// passes the outbound guard now (it is checked again at every delivery), and a secret of
+    /// at most 256 characters.
+    async fn check_webhook(
+        &self,
+        target: &crate::webhooks::Target,
+    ) -> Result<(), OrchestratorError> {
+        let refuse = |field, message: String| {
+            OrchestratorError::coded(ErrorCode::InvalidWebhook, field, message)
+        };
+        if target.endpoint.len() > 2048 {
+            return Err(refuse(
+                Field::WebhookEndpoint,
+                "longer than 2,048 characters".into(),
+            ));
+        }
+        if target.secret.chars().count() > 256 {
+            return Err(refuse(
+                Field::WebhookSecret,
+                "longer than 256 characters".into(),
+            ));
+        }
+        let policy = crate::outbound::FetchPolicy::from_config(&self.config().fetch, 0);
+        crate::outbound::check_raw(&target.endpoint, &policy)
+            .await
+            .map_err(|e| refuse(Field::WebhookEndpoint, e.to_string()))?;
+        Ok(())
+    }
+}
+
 /// Idempotency keys are printable ASCII, 1 to 255 characters (as the IETF draft suggests).
 fn check_idempotency_key(key: &str) -> Result<(), OrchestratorError> {
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
@@ -366,6 +400,10 @@ fn fingerprint(draft: &Draft) -> String {
         }
     }
     field("priority", format!("{:?}", draft.meta.priority).as_bytes());
+    if let Some(target) = &draft.meta.webhook {
+        field("webhook.endpoint", target.endpoint.as_bytes());
+        field("webhook.secret", &Sha256::digest(target.secret.as_bytes()));
+    }
     let digest = h.finalize();
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -6,6 +6,8 @@
 //! * [`nodes`] — `GET /api/v1/nodes`, the inference nodes and their state;
 //! * [`v1`] — Refrain's own API under `/api/v1` (jobs, events, audio, uploads, nodes), behind
 //!   API keys when they are configured;
+//! * [`task`] — the PiAPI / Qubico task API (`/api/v1/task…`, `/v1/inference`, `/v1/tasks/…`),
+//!   always behind `x-api-key`, with signed webhooks;
 //! * [`web`] — the web page at `/`;
 //! * [`openapi`] — `GET /openapi.json`, the OpenAPI 3.1 document of all of these, generated from
 //!   the handlers and their types, and `GET /docs`, Swagger UI on it.
@@ -27,6 +29,7 @@ pub mod openapi;
 pub mod ops;
 pub mod paths;
 pub mod routing;
+pub mod task;
 pub mod v1;
 pub mod web;
 
@@ -58,7 +61,8 @@ pub fn routes(app: App) -> Routes {
         .merge(diffrhythm::routes())
         .merge(ops::routes())
         .merge_router(web::routes(), WEB_ROUTES)
-        .merge(v1::routes(app))
+        .merge(v1::routes(app.clone()))
+        .merge(task::routes(app))
         .merge(openapi::routes())
 }
 

@@ -23,7 +23,7 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 use utoipa_swagger_ui::Config;
 
 use super::routing::Routes;
-use super::{diffrhythm, nodes, ops, v1};
+use super::{diffrhythm, nodes, ops, task, v1};
 
 /// Refrain's OpenAPI document.
 #[derive(OpenApi)]
@@ -48,6 +48,16 @@ use super::{diffrhythm, nodes, ops, v1};
         v1::jobs::audio_variant,
         v1::uploads::upload,
         nodes::nodes,
+        task::routes::piapi_create,
+        task::routes::piapi_get,
+        task::routes::piapi_cancel,
+        task::hooks::piapi_log,
+        task::hooks::piapi_redeliver,
+        task::routes::qubico_create,
+        task::routes::qubico_get,
+        task::routes::qubico_cancel,
+        task::hooks::qubico_log,
+        task::hooks::qubico_redeliver,
         diffrhythm::generate::generate,
         diffrhythm::output::output,
         diffrhythm::status::status,
@@ -70,6 +80,8 @@ use super::{diffrhythm, nodes, ops, v1};
         (name = "jobs", description = "Songs: create, follow, list, cancel, download."),
         (name = "uploads", description = "Reference recordings, stored once and used by id."),
         (name = "nodes", description = "The inference nodes."),
+        (name = "task", description = "The PiAPI / Qubico task API (`docs/task-api.md`): \
+            `x-api-key` always required, per-key limits, signed webhooks."),
         (name = "diffrhythm", description = "The DiffRhythm server API (compatible with the \
             reference server `mgraffam/DiffRhythm-webapi`)."),
         (name = "ops", description = "Liveness, readiness and Prometheus metrics."),

@@ -3,9 +3,15 @@
 //! (`limits.per_owner_daily`). Both are off (0) by default; the anonymous owner of the
 //! seed-000 API counts as one owner like any other.
 //!
+//! A front end may add a [`Quota`] to a request (the task API's per-key limits: 10 jobs a
+//! minute, 3 at once, 100 a day by default); the stricter of it and the global limits applies.
+//! Windows are sliding and counted from the store (jobs created, not requests refused), so they
+//! hold across restarts, and a refusal says exactly when the oldest job in the window leaves it
+//! (`Retry-After`).
+//!
 //! The counts read the records of the owner's active jobs (the state index) and of the jobs
-//! created in the last 24 hours (the creation index), so they cost time in proportion to those
-//! jobs, and only when a limit is set.
+//! created in the window (the creation index), so they cost time in proportion to those jobs,
+//! and only when a limit is set.
 
 use protocol::{JobState, Owner};
 
@@ -13,15 +19,40 @@ use crate::config::LimitsConfig;
 use crate::error::OrchestratorError;
 use crate::store::{now_ms, JobStore};
 
+const MINUTE_MS: u64 = 60 * 1000;
 const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// Limits a front end asks for one owner's requests (0: no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quota {
+    /// Jobs queued or running at once.
+    pub concurrent: usize,
+    /// Jobs created in any 60 seconds.
+    pub per_minute: usize,
+    /// Jobs created in any 24 hours.
+    pub per_day: usize,
+}
+
+/// The smaller of two limits, where 0 means none.
+fn stricter(a: usize, b: usize) -> usize {
+    match (a, b) {
+        (0, x) | (x, 0) => x,
+        (a, b) => a.min(b),
+    }
+}
 
 /// Refuses a new job of `owner` when it would go over a limit.
 pub fn check_owner(
     store: &JobStore,
     limits: &LimitsConfig,
     owner: &Owner,
+    quota: Option<&Quota>,
 ) -> Result<(), OrchestratorError> {
-    if limits.per_owner_active > 0 {
+    let quota = quota.copied().unwrap_or_default();
+    let active_limit = stricter(limits.per_owner_active, quota.concurrent);
+    let daily_limit = stricter(limits.per_owner_daily, quota.per_day);
+    if active_limit > 0 {
         let mut active = 0;
         for state in [JobState::Queued, JobState::Running] {
             for id in store.ids_in_state(state)? {
@@ -30,31 +61,42 @@ pub fn check_owner(
                 }
             }
         }
-        if active >= limits.per_owner_active {
+        if active >= active_limit {
             return Err(OrchestratorError::OwnerLimit {
                 message: format!(
-                    "{owner} already has {active} jobs queued or running (the limit is {}); \
-                     wait for one to finish",
-                    limits.per_owner_active
+                    "{owner} already has {active} jobs queued or running (the limit is \
+                     {active_limit}); wait for one to finish"
                 ),
                 retry_after: 30,
             });
         }
     }
-    if limits.per_owner_daily > 0 {
-        let since = now_ms().saturating_sub(DAY_MS);
-        let today = store
-            .created_since(since)?
+    for (limit, window_ms, window) in [
+        (quota.per_minute, MINUTE_MS, "minute"),
+        (daily_limit, DAY_MS, "24 hours"),
+    ] {
+        if limit == 0 {
+            continue;
+        }
+        let now = now_ms();
+        let mut created: Vec<u64> = store
+            .created_since(now.saturating_sub(window_ms))?
             .into_iter()
             .filter(|r| &r.owner == owner)
-            .count();
-        if today >= limits.per_owner_daily {
+            .map(|r| r.created_ms)
+            .collect();
+        if created.len() >= limit {
+            created.sort_unstable();
+            // The window has room again once the job `limit` places from the newest leaves it.
+            let frees_at = created[created.len() - limit] + window_ms;
+            let retry_after = frees_at.saturating_sub(now).div_ceil(1000).max(1);
             return Err(OrchestratorError::OwnerLimit {
                 message: format!(
-                    "{owner} submitted {today} jobs in the last 24 hours (the limit is {})",
-                    limits.per_owner_daily
+                    "{owner} submitted {} jobs in the last {window} (the limit is {limit}); try \
+                     again in {retry_after} s",
+                    created.len()
                 ),
-                retry_after: 3600,
+                retry_after,
             });
         }
     }

@@ -137,7 +137,7 @@ pub fn add_key(path: &Path, name: &str) -> Result<String, String> {
 }
 
 /// The key a request presents: `Authorization: Bearer <key>` or `x-api-key: <key>`.
-fn presented(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn presented(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(v);
     }
