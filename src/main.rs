@@ -29,6 +29,8 @@ enum Command {
     Jobs(cli::client::jobs::JobsArgs),
     /// Manage the API keys of Refrain's own API (`add NAME`, `list`).
     Keys(cli::keys::KeysArgs),
+    /// Check this machine's set-up: one line per check, with the fix for each that fails.
+    Doctor(cli::doctor::DoctorArgs),
 }
 
 /// The service and nodes log their work (ONNX Runtime's session details only as warnings);
@@ -36,6 +38,8 @@ enum Command {
 fn default_log_level(cli: &Cli) -> &'static str {
     match cli.command {
         Command::Serve(_) | Command::Node(_) => "info,ort=warn",
+        // The report says what failed; library logs (a NATS client retrying) would only repeat it.
+        Command::Doctor(_) => "off",
         _ => "warn",
     }
 }
@@ -63,6 +67,7 @@ fn main() -> std::process::ExitCode {
         Command::Submit(args) => cli::client::submit::run(args),
         Command::Jobs(args) => cli::client::jobs::run(args),
         Command::Keys(args) => cli::keys::run(args),
+        Command::Doctor(args) => cli::doctor::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -65,6 +65,7 @@ stride = 480, filter j = hann(480) * cos(2 pi f_j n / 24000) (periodic Hann, f_j
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -554,6 +555,7 @@ Output is byte-for-byte deterministic.
 | `negative_style.f32` | 512 little-endian float32, a seeded random unit vector (uncond style) |
 | `vocab.json` | the lyric phoneme vocabulary, `{"vocab": {symbol: id}}`, ids 0-based |
 | `oracle.json` | the constants tests need to decode outputs |
+| `SHA256SUMS` | the SHA-256 of every file above but this README and `oracle.json` (`sha256sum -c SHA256SUMS`, `refrain doctor`) |
 
 ## Constants
 
@@ -637,6 +639,14 @@ def readme(vocab_size: int, style_vocab: int) -> str:
 # ---------------------------------------------------------------------------------------------
 # Generation
 # ---------------------------------------------------------------------------------------------
+# The files SHA256SUMS lists, in its order (everything but README.md and oracle.json).
+SUMMED_FILES = (
+    "bundle.toml", "dit_base.onnx", "dit_full.onnx", "vae_decoder.onnx", "vae_encoder.onnx",
+    "style_text.onnx", "tokenizer.json", "style_audio.onnx", "negative_style.f32", "vocab.json",
+    "bundle-f16.toml", "dit_base_f16.onnx", "dit_full_f16.onnx",
+)
+
+
 def generate(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     symbols = lyric_vocab()
@@ -668,6 +678,12 @@ def generate(out: Path) -> None:
     write_text("bundle-f16.toml", bundle_toml(True))
     write_text("oracle.json", json.dumps(oracle(vsize, len(words)), indent=2) + "\n")
     write_text("README.md", readme(vsize, len(words)))
+    # What `sha256sum -c SHA256SUMS` and `refrain doctor` check: every file but the docs.
+    sums = "".join(
+        f"{hashlib.sha256((out / n).read_bytes()).hexdigest()}  {n}\n"
+        for n in SUMMED_FILES
+    )
+    write_text("SHA256SUMS", sums)
     print(f"wrote {out} (V = {vsize}, style vocab = {len(words)})")
 
 

@@ -112,6 +112,19 @@ pub struct Runtime {
     config: RuntimeConfig,
 }
 
+/// The loaded ONNX Runtime, as [`Runtime::info`] describes it.
+#[derive(Debug, Clone)]
+pub struct RuntimeInfo {
+    pub library: PathBuf,
+    /// e.g. `1.31.1`, when the library's file name carries it.
+    pub version: Option<String>,
+    /// ONNX Runtime's build information string.
+    pub build: String,
+    /// Whether the CUDA execution provider is compiled in (the GPU build); whether it works on
+    /// a given GPU only a session on it tells.
+    pub cuda_in_build: bool,
+}
+
 struct Loaded {
     env: Environment,
     library: PathBuf,
@@ -202,6 +215,28 @@ impl Runtime {
     /// The device sessions are created on.
     pub fn device(&self) -> Device {
         self.config.device
+    }
+
+    /// What the loaded library is: its version and whether it was built with the CUDA
+    /// execution provider (`refrain doctor`). The version comes from the library's file name
+    /// (symbolic links followed: `libonnxruntime.so.1.31.1`), as the wheels and release archives
+    /// name it; `ort` has already refused a library older than 1.31 when it loaded it.
+    pub fn info(&self) -> RuntimeInfo {
+        use ort::ep::ExecutionProvider;
+        let build = ort::info().to_string();
+        let real = std::fs::canonicalize(self.library).unwrap_or_else(|_| self.library.into());
+        let version = real
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.split_once(".so."))
+            .map(|(_, v)| v.to_string())
+            .filter(|v| v.split('.').all(|p| p.parse::<u32>().is_ok()));
+        RuntimeInfo {
+            library: self.library.to_path_buf(),
+            version,
+            build,
+            cuda_in_build: ort::ep::CUDA::is_available().unwrap_or(false),
+        }
     }
 
     /// Creates a session for one graph file on this node's device.

@@ -2,6 +2,9 @@
 //! (`shared/MODEL_BUNDLE.md`). This module parses the manifest strictly — an unknown key is an
 //! error so typos never pass silently — checks that every file it names exists, and answers the
 //! one model question the rest of the pipeline asks: which DiT serves a requested song length.
+//! [`checksums`] verifies the files against the bundle's `SHA256SUMS`.
+
+pub mod checksums;
 
 use std::path::{Path, PathBuf};
 

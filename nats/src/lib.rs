@@ -9,6 +9,7 @@
 //! * [`retry`] and [`publish_durable`] — JetStream calls that survive server restarts;
 //! * [`jobs`] — the work-queue consumer ([`jobs::JobConsumer`]): take one job, ack, nack, term;
 //! * [`objects`] — the object store buckets (inputs and results);
+//! * [`probe`] — a one-off check of a server (version, JetStream) for `refrain doctor`;
 //! * [`progress`] — progress events on core NATS ([`progress::publish_progress`]);
 //! * [`wire`] — names and message formats;
 //! * [`NatsConfig`] — the `[nats]` configuration section.
@@ -20,6 +21,7 @@
 pub mod config;
 pub mod jobs;
 pub mod objects;
+pub mod probe;
 pub mod progress;
 pub mod wire;
 

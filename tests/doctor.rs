@@ -1,0 +1,270 @@
+//! `refrain doctor`, the real binary: a healthy set-up (the committed test bundle, ONNX Runtime
+//! from `.ort/`, a fresh data folder, a free port; with the NATS backend a real nats-server)
+//! passes with exit status 0, and each broken set-up that can be made on one machine — ONNX
+//! Runtime missing, a bundle file changed after its `SHA256SUMS` was written, a data folder that
+//! cannot be created, a listen port in use, a NATS URL nothing answers on, a configuration with
+//! an unknown key — fails with exit status 1 on the line of that check, and the line says how
+//! to fix it.
+//!
+//! Skipped with a message without ONNX Runtime (or nats-server, for the NATS case), except in
+//! CI.
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use support::process::refrain_command;
+use support::*;
+
+/// Runs `refrain doctor ARGS` from the workspace root.
+fn doctor(args: &[&str]) -> Output {
+    refrain_command(&[])
+        .arg("doctor")
+        .args(args)
+        .output()
+        .expect("refrain runs")
+}
+
+/// The report (stdout) and the error line (stderr), for assertion messages.
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The report line of the check `name`.
+fn line<'a>(out: &'a str, name: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.get(6..).is_some_and(|rest| rest.starts_with(name)))
+        .unwrap_or_else(|| panic!("no `{name}` line in:\n{out}"))
+}
+
+/// A fresh data folder inside the test directory and a free loopback port: the flags that make
+/// a healthy set-up of the default configuration.
+fn healthy_flags(dir: &TestDir) -> Vec<String> {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    vec![
+        "--data-dir".into(),
+        dir.path().join("data").display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+    ]
+}
+
+fn args(flags: &[String]) -> Vec<&str> {
+    flags.iter().map(String::as_str).collect()
+}
+
+/// Fails with status 1, the check `name` is `FAIL` and its line holds `why` and `fix`.
+fn assert_fails(out: &Output, name: &str, why: &str, fix: &str) {
+    let all = text(out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    let l = line(&all, name);
+    assert!(l.starts_with("FAIL"), "{l}\n{all}");
+    assert!(l.contains(why), "`{why}` missing from: {l}");
+    let fix_text = l.split(" — fix: ").nth(1).unwrap_or_default();
+    assert!(fix_text.contains(fix), "fix `{fix}` missing from: {l}");
+    assert!(all.contains("failed"), "{all}");
+}
+
+#[test]
+fn a_healthy_setup_passes_every_check() {
+    if !ort_available() {
+        return;
+    }
+    let dir = TestDir::new();
+    let out = doctor(&args(&healthy_flags(&dir)));
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    for name in [
+        "config",
+        "onnx runtime",
+        "providers",
+        "gpus",
+        "espeak-ng",
+        "bundle",
+        "checksums",
+        "graphs",
+        "data folder",
+        "free space",
+        "nats",
+        "listen",
+    ] {
+        let l = line(&all, name);
+        // Only what this machine may lack may warn: GPUs, the espeak-ng version, disk space.
+        let may_warn = matches!(name, "gpus" | "espeak-ng" | "free space" | "providers");
+        assert!(
+            l.starts_with("ok") || (may_warn && l.starts_with("warn")),
+            "{l}\n{all}"
+        );
+    }
+    assert!(line(&all, "onnx runtime").contains("1.31.1"), "{all}");
+    assert!(line(&all, "checksums").contains("13 file(s)"), "{all}");
+    assert!(line(&all, "espeak-ng").contains("en-us"), "{all}");
+    assert!(!all.contains("FAIL"), "{all}");
+    // Nothing was created or left behind in the data folder's parent.
+    assert!(!dir.path().join("data").exists());
+}
+
+#[test]
+fn missing_onnx_runtime_fails_with_the_fetch_command() {
+    let dir = TestDir::new();
+    let mut flags = healthy_flags(&dir);
+    let missing = dir.path().join("nowhere/libonnxruntime.so.1.31.1");
+    flags.extend(["--ort-library".into(), missing.display().to_string()]);
+    let out = doctor(&args(&flags));
+    assert_fails(
+        &out,
+        "onnx runtime",
+        "library not found",
+        "tools/fetch-onnxruntime.sh",
+    );
+    // The graphs cannot be checked without it, and say so.
+    assert!(line(&text(&out), "graphs").starts_with("FAIL"));
+}
+
+/// A copy of the test bundle in `dir`.
+fn bundle_copy(dir: &Path) -> PathBuf {
+    let src = workspace().join("models/test-bundle");
+    let dst = dir.join("bundle");
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+    }
+    dst
+}
+
+#[test]
+fn a_changed_bundle_file_fails_its_checksum() {
+    if !ort_available() {
+        return;
+    }
+    let dir = TestDir::new();
+    let bundle = bundle_copy(dir.path());
+    // The graph still loads: only the checksum can tell it is not the file that was shipped.
+    let vocab = bundle.join("negative_style.f32");
+    let mut bytes = std::fs::read(&vocab).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&vocab, bytes).unwrap();
+    let mut flags = healthy_flags(&dir);
+    flags.extend(["--bundle".into(), bundle.display().to_string()]);
+    let out = doctor(&args(&flags));
+    assert_fails(
+        &out,
+        "checksums",
+        "negative_style.f32: SHA-256 is",
+        "copy the bundle again",
+    );
+    assert!(
+        line(&text(&out), "graphs").starts_with("ok"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_data_folder_that_cannot_be_created_fails() {
+    let dir = TestDir::new();
+    // Even root cannot create a folder inside a plain file.
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"not a folder").unwrap();
+    let mut flags = healthy_flags(&dir);
+    flags[1] = file.join("data").display().to_string();
+    let out = doctor(&args(&flags));
+    assert_fails(
+        &out,
+        "data folder",
+        "is not a folder",
+        "a folder this user can write",
+    );
+}
+
+#[test]
+fn a_busy_listen_port_fails() {
+    let dir = TestDir::new();
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut flags = healthy_flags(&dir);
+    flags[3] = busy.local_addr().unwrap().to_string();
+    let out = doctor(&args(&flags));
+    assert_fails(&out, "listen", "is in use", "--listen");
+}
+
+/// A configuration file for the NATS backend at `url`.
+fn nats_config(dir: &Path, url: &str) -> PathBuf {
+    let file = dir.join("nats.toml");
+    std::fs::write(
+        &file,
+        format!("devices = []\n[queue]\nbackend = \"nats\"\n[nats]\nurl = \"{url}\"\n"),
+    )
+    .unwrap();
+    file
+}
+
+#[test]
+fn an_unreachable_nats_server_fails() {
+    let dir = TestDir::new();
+    // A loopback port nothing listens on (bound, then released).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = nats_config(dir.path(), &format!("nats://127.0.0.1:{port}"));
+    let mut flags = healthy_flags(&dir);
+    flags.extend(["--config".into(), config.display().to_string()]);
+    let out = doctor(&args(&flags));
+    assert_fails(
+        &out,
+        "nats",
+        &format!("127.0.0.1:{port}"),
+        "nats-server -js",
+    );
+}
+
+#[test]
+fn a_reachable_nats_server_with_jetstream_passes() {
+    let Some(binary) = nats_server_binary() else {
+        return;
+    };
+    if !ort_available() {
+        return;
+    }
+    let dir = TestDir::new();
+    let nats = NatsServer::start(&binary, &dir.path().join("nats"));
+    let config = nats_config(dir.path(), &nats.url());
+    let mut flags = healthy_flags(&dir);
+    flags.extend(["--config".into(), config.display().to_string()]);
+    let out = doctor(&args(&flags));
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let l = line(&all, "nats");
+    assert!(
+        l.starts_with("ok") && l.contains("JetStream enabled") && l.contains("nats-server 2."),
+        "{l}"
+    );
+}
+
+#[test]
+fn a_bad_configuration_file_fails_and_names_the_key() {
+    let dir = TestDir::new();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[queue]\ncapacty = 5\n").unwrap();
+    let out = doctor(&["--config", &file.display().to_string()]);
+    assert_fails(&out, "config", "capacty", "correct");
+    assert!(text(&out).contains("the other checks need"));
+    // A file that does not exist is named as such.
+    let out = doctor(&[
+        "--config",
+        &dir.path().join("none.toml").display().to_string(),
+    ]);
+    assert_fails(&out, "config", "does not exist", "name an existing file");
+}
