@@ -200,10 +200,17 @@ async fn the_document_is_valid_openapi_3_1() {
                     "{method} {path}: status {status}"
                 );
             }
-            // Refrain's own API asks for an API key and shows its errors as `ErrorBody`.
-            if path.starts_with("/api/v1/") {
+            // Refrain's own API asks for an API key and shows its errors as `ErrorBody`; the
+            // task API asks for `x-api-key` and shows the hosted API's error object.
+            let unauthorized = responses
+                .get("401")
+                .map(|r| r["content"]["application/json"]["schema"].clone())
+                .unwrap_or_default();
+            if path.starts_with("/api/v1/task") || path.starts_with("/v1/") {
+                assert_eq!(op["security"], json!([{"api_key": []}]), "{method} {path}");
+                assert_eq!(unauthorized["$ref"], "#/components/schemas/TaskErrorBody");
+            } else if path.starts_with("/api/v1/") {
                 assert!(op["security"].as_array().is_some_and(|s| s.len() == 2));
-                let unauthorized = &responses["401"]["content"]["application/json"]["schema"];
                 assert_eq!(unauthorized["$ref"], "#/components/schemas/ErrorBody");
             }
         }

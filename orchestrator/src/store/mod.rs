@@ -25,6 +25,7 @@
 //! All sled-specific code of the job store lives here; `EmbeddedQueue` shares the same
 //! `sled::Db` (see [`JobStore::db`]) so that one flush covers both.
 
+pub mod backup;
 mod keys;
 pub mod list;
 mod outbox;

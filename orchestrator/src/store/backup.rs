@@ -1,0 +1,191 @@
+//! A consistent copy of the data folder — the sled job store and every file beside it (uploads,
+//! results, API keys) — for `refrain backup` and for a running service's backup hook.
+//!
+//! sled lets only one process open a database, and copying its files while it writes gives a
+//! torn copy. So the copy is made through the open store: every tree is read into a fresh sled
+//! database while the store's writer lock is held, so no state change (a record with its
+//! indexes and its outbox event, one transaction) is half in the copy. The files are copied
+//! after the store: a result is written before its record says the job succeeded, so every
+//! record in the copy finds its files (a file newer than the copy is an orphan the next
+//! retention sweep ignores; one retention deleted in between belonged to an expired record).
+//! Files still being written (`*.partial`, `*.tmp`) are left out.
+
+use std::path::{Path, PathBuf};
+
+use super::{JobStore, StoreError};
+
+/// The name of the store inside a data folder and inside a backup.
+pub const STORE_DIR: &str = "jobs.sled";
+/// The description written into every backup.
+pub const MANIFEST: &str = "BACKUP.json";
+
+/// What can go wrong making a backup.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("backup destination {0} exists and is not empty")]
+    NotEmpty(String),
+    #[error("backup: {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// What a backup holds.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BackupSummary {
+    /// Milliseconds since the epoch when the store was copied.
+    pub created_ms: u64,
+    /// Entries copied per sled tree.
+    pub trees: Vec<(String, usize)>,
+    /// Jobs in the copy.
+    pub jobs: usize,
+    /// Files copied beside the store, and their bytes.
+    pub files: usize,
+    pub bytes: u64,
+}
+
+impl JobStore {
+    /// Copies every tree of the store into a new sled database at `dest` (which must not
+    /// exist) under the writer lock, and flushes it. Returns the entries per tree.
+    pub fn copy_to(&self, dest: &Path) -> Result<Vec<(String, usize)>, StoreError> {
+        let copy = sled::Config::new().path(dest).open()?;
+        let _writer = self.lock();
+        self.db.flush()?;
+        let mut trees = Vec::new();
+        for name in self.db.tree_names() {
+            let from = self.db.open_tree(&name)?;
+            let to = copy.open_tree(&name)?;
+            let mut n = 0;
+            for entry in from.iter() {
+                let (k, v) = entry?;
+                to.insert(k, v)?;
+                n += 1;
+            }
+            trees.push((String::from_utf8_lossy(&name).into_owned(), n));
+        }
+        copy.flush()?;
+        Ok(trees)
+    }
+}
+
+/// Backs up the data folder `data_dir` whose store is `store` into `dest` (created; it must
+/// not exist or be empty): `dest/jobs.sled`, the other files of `data_dir` under the same
+/// names, and `dest/BACKUP.json`. A backup is restored by making it the data folder again.
+pub fn backup(
+    store: &JobStore,
+    data_dir: &Path,
+    dest: &Path,
+) -> Result<BackupSummary, BackupError> {
+    if dest.exists() {
+        let mut entries = std::fs::read_dir(dest).map_err(io(dest))?;
+        if entries.next().is_some() {
+            return Err(BackupError::NotEmpty(dest.display().to_string()));
+        }
+    }
+    std::fs::create_dir_all(dest).map_err(io(dest))?;
+    let created_ms = super::now_ms();
+    let trees = store.copy_to(&dest.join(STORE_DIR))?;
+    let mut summary = BackupSummary {
+        created_ms,
+        jobs: store.jobs.len(),
+        trees,
+        ..BackupSummary::default()
+    };
+    copy_files(data_dir, dest, &mut summary)?;
+    let manifest = dest.join(MANIFEST);
+    let json = serde_json::to_vec_pretty(&summary).expect("a summary serialises");
+    std::fs::write(&manifest, json).map_err(io(&manifest))?;
+    Ok(summary)
+}
+
+/// Copies everything under `from` but the store (and files being written) into `to`.
+fn copy_files(from: &Path, to: &Path, summary: &mut BackupSummary) -> Result<(), BackupError> {
+    let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = from.join(&rel);
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let entry = entry.map_err(io(&dir))?;
+            let name = entry.file_name();
+            let rel = rel.join(&name);
+            if rel == Path::new(STORE_DIR) || rel == Path::new(MANIFEST) {
+                continue;
+            }
+            let text = name.to_string_lossy();
+            if text.ends_with(".partial") || text.ends_with(".tmp") {
+                continue;
+            }
+            let src = from.join(&rel);
+            let kind = entry.file_type().map_err(io(&src))?;
+            if kind.is_dir() {
+                let dst = to.join(&rel);
+                std::fs::create_dir_all(&dst).map_err(io(&dst))?;
+                stack.push(rel);
+            } else if kind.is_file() {
+                let dst = to.join(&rel);
+                match std::fs::copy(&src, &dst) {
+                    Ok(bytes) => {
+                        summary.files += 1;
+                        summary.bytes += bytes;
+                    }
+                    // Deleted since it was listed (retention): nothing to keep.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io(&src)(e)),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_every_tree_and_file_and_refuses_a_used_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(data.join("outputs/album")).unwrap();
+        std::fs::write(data.join("outputs/album/a.wav"), b"RIFF").unwrap();
+        std::fs::write(data.join("outputs/b.wav.partial"), b"half").unwrap();
+        std::fs::write(data.join("api-keys.json"), b"{}").unwrap();
+        let store = JobStore::open(&data.join(STORE_DIR)).unwrap();
+        store
+            .db()
+            .open_tree("queue")
+            .unwrap()
+            .insert("k", "v")
+            .unwrap();
+        store.db().insert("top", "level").unwrap();
+
+        let dest = dir.path().join("backup");
+        let summary = backup(&store, &data, &dest).unwrap();
+        assert_eq!((summary.files, summary.bytes), (2, 6));
+        assert!(dest.join("outputs/album/a.wav").is_file());
+        assert!(!dest.join("outputs/b.wav.partial").exists());
+        assert!(dest.join(MANIFEST).is_file());
+        drop(store);
+        let copy = sled::open(dest.join(STORE_DIR)).unwrap();
+        assert_eq!(
+            copy.open_tree("queue").unwrap().get("k").unwrap().unwrap(),
+            "v"
+        );
+        assert_eq!(copy.get("top").unwrap().unwrap(), "level");
+        drop(copy);
+
+        let store = JobStore::open(&data.join(STORE_DIR)).unwrap();
+        let e = backup(&store, &data, &dest).unwrap_err();
+        assert!(matches!(e, BackupError::NotEmpty(_)), "{e}");
+    }
+}

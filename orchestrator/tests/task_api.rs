@@ -1,0 +1,661 @@
+//! The PiAPI / Qubico task API in process: keys and the spec's error shapes, every input error
+//! with its own code, SSRF refusals with loopback spellings only (nothing allow-listed), a task
+//! run to completion in both spellings with its MP3, cancel, per-key limits with `Retry-After`,
+//! reference audio by base64 and by URL, and webhooks that fail twice, then arrive signed,
+//! in order, with a delivery log and a redelivery. (The real binary, a restart between a failed
+//! delivery and its retry, and an independent signature verifier: `tests/task_api.rs` at the
+//! workspace root.)
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use protocol::JobId;
+use refrain_orchestrator::jobs::limits::Quota;
+use refrain_orchestrator::jobs::results::store_variants;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use support::http::wav;
+use support::{start, start_with, TestService};
+
+fn add_key(s: &TestService, name: &str) -> String {
+    refrain_orchestrator::api::v1::auth::add_key(&s.app.config().api_keys_path(), name).unwrap()
+}
+
+async fn call(
+    s: &TestService,
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut request = s.client.request(method, format!("{}{path}", s.base));
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn task(task_type: &str, input: Value) -> Value {
+    json!({"model": "Qubico/diffrhythm", "task_type": task_type, "input": input})
+}
+
+fn lyrics() -> &'static str {
+    "[00:10.00] Walking down the street, feeling the beat\n[00:17.00] every light is green"
+}
+
+/// Drives a queued job to succeeded with `variants` one-second songs, as a node would.
+async fn finish(s: &TestService, id: &str) {
+    let id = JobId::parse(id).unwrap();
+    let record = s.app.store().get(&id).unwrap().unwrap();
+    s.app.lifecycle().start(&id, 1, 1).await.unwrap();
+    let song = wav(1.0, 44_100);
+    let result = store_variants(s.app.outputs(), &id, &record.spec, 1, &[song], 1.0)
+        .await
+        .unwrap();
+    s.app.lifecycle().succeed(&id, 1, result).await.unwrap();
+}
+
+#[tokio::test]
+async fn keys_are_required_and_refusals_use_the_spec_shape() {
+    let s = start().await;
+    let body = task("txt2audio-base", json!({"lyrics": lyrics()}));
+    // No key configured at all: the task API is closed (Refrain's own API is open).
+    let (status, _, e) = call(&s, Method::POST, "/v1/inference", None, Some(&body)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(e["error"]["code"], "UNAUTHORIZED", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refrain keys add"),
+        "{e}"
+    );
+    let key = add_key(&s, "client");
+    for (path, key) in [
+        ("/v1/inference", None),
+        ("/v1/inference", Some("rf_not_a_key")),
+        ("/api/v1/task", None),
+    ] {
+        let (status, _, e) = call(&s, Method::POST, path, key, Some(&body)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} {key:?}");
+        assert_eq!(e["error"]["code"], "UNAUTHORIZED", "{e}");
+        if path == "/api/v1/task" {
+            // PiAPI's envelope around the same error object.
+            assert_eq!(e["code"], 401, "{e}");
+            assert_eq!(e["data"], Value::Null, "{e}");
+        }
+    }
+    let (status, _, _) = call(&s, Method::GET, "/v1/tasks/0123", Some(&key), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn every_bad_input_has_its_own_code() {
+    let s = start().await;
+    let key = add_key(&s, "client");
+    let post = |body: Value| {
+        let s = &s;
+        let key = key.clone();
+        async move { call(s, Method::POST, "/v1/inference", Some(&key), Some(&body)).await }
+    };
+    // Exactly the spec's error object.
+    for input in [
+        json!({}),
+        json!({"lyrics": "", "style_prompt": " ", "style_audio": ""}),
+    ] {
+        let (status, _, e) = post(task("txt2audio-base", input)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            e,
+            json!({"error": {
+                "code": "MISSING_INPUT_PARAMETERS",
+                "message": "At least one of 'lyrics', 'style_prompt', or 'style_audio' must be provided",
+                "details": {"required_parameters": ["lyrics", "style_prompt", "style_audio"],
+                            "constraint": "at_least_one"}}})
+        );
+    }
+    let cases: Vec<(Value, &str, Option<&str>)> = vec![
+        (
+            json!({"model": "Qubico/other", "task_type": "txt2audio-base", "input": {"lyrics": "x"}}),
+            "INVALID_MODEL",
+            Some("model"),
+        ),
+        (
+            json!({"model": "Qubico/diffrhythm", "task_type": "txt2audio-long", "input": {"lyrics": "x"}}),
+            "INVALID_TASK_TYPE",
+            Some("task_type"),
+        ),
+        (
+            json!({"model": "Qubico/diffrhythm", "task_type": "txt2audio-base", "input": {"lyrics": 5}}),
+            "INVALID_JSON",
+            None,
+        ),
+        (
+            task(
+                "txt2audio-base",
+                json!({"lyrics": "[00:75.00] no such second"}),
+            ),
+            "INVALID_LYRICS",
+            Some("input.lyrics"),
+        ),
+        (
+            task("txt2audio-base", json!({"style_audio": "bm90IGF1ZGlv"})),
+            "INVALID_AUDIO",
+            Some("input.style_audio"),
+        ),
+    ];
+    for (body, code, field) in cases {
+        let (status, _, e) = post(body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {e}");
+        assert_eq!(e["error"]["code"], code, "{body}: {e}");
+        if let Some(field) = field {
+            assert_eq!(e["error"]["details"]["field"], field, "{body}: {e}");
+        }
+    }
+    let r = s
+        .client
+        .post(format!("{}/api/v1/task", s.base))
+        .header("x-api-key", &key)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(
+        (e["code"].clone(), e["error"]["code"].clone()),
+        (json!(400), json!("INVALID_JSON"))
+    );
+
+    // Loopback in every spelling, as style audio and as webhook endpoint: refused before any
+    // connection (nothing is allow-listed), and no job is made.
+    let port = s.addr.port();
+    for host in [
+        "127.0.0.1".to_string(),
+        "127.1".into(),
+        "2130706433".into(),
+        "[::1]".into(),
+        "[::ffff:127.0.0.1]".into(),
+        "localhost".into(),
+    ] {
+        let url = format!("http://{host}:{port}/output/x.wav");
+        let (status, _, e) = post(task("txt2audio-base", json!({"style_audio": url}))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {e}");
+        assert_eq!(e["error"]["code"], "INVALID_URL", "{url}: {e}");
+        let mut body = task("txt2audio-base", json!({"lyrics": lyrics()}));
+        body["config"] = json!({"webhook_config": {"endpoint": url, "secret": "s"}});
+        let (status, _, e) = post(body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {e}");
+        assert_eq!(e["error"]["code"], "INVALID_WEBHOOK", "{url}: {e}");
+        assert_eq!(
+            e["error"]["details"]["field"],
+            "config.webhook_config.endpoint"
+        );
+    }
+    let mut body = task("txt2audio-base", json!({"lyrics": lyrics()}));
+    body["config"] = json!({"webhook_config": {"endpoint": "ftp://example.com/x", "secret": ""}});
+    assert_eq!(post(body).await.2["error"]["code"], "INVALID_WEBHOOK");
+    assert_eq!(s.app.store().count(protocol::JobState::Queued).unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_task_runs_to_completed_in_both_spellings() {
+    let s = start().await;
+    let key = add_key(&s, "client");
+    let other = add_key(&s, "other");
+
+    // PiAPI: lyrics only, the style defaults to pop.
+    let (status, _, created) = call(
+        &s,
+        Method::POST,
+        "/api/v1/task",
+        Some(&key),
+        Some(&task(
+            "txt2audio-base",
+            json!({"lyrics": lyrics(), "style_prompt": "", "style_audio": ""}),
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    assert_eq!(
+        (created["code"].clone(), created["message"].clone()),
+        (json!(200), json!("success"))
+    );
+    let data = &created["data"];
+    assert_eq!(data["status"], "Pending");
+    assert_eq!(data["model"], "Qubico/diffrhythm");
+    assert_eq!(data["task_type"], "txt2audio-base");
+    assert_eq!(data["input"]["style_prompt"], "pop");
+    assert_eq!(data["output"], Value::Null);
+    assert_eq!(data["meta"]["started_at"], "0001-01-01T00:00:00Z");
+    assert_eq!(data["error"]["code"], 0);
+    let piapi = data["task_id"].as_str().unwrap().to_string();
+
+    // Qubico: a style prompt only, the full length.
+    let (status, _, created) = call(
+        &s,
+        Method::POST,
+        "/v1/inference",
+        Some(&key),
+        Some(&task(
+            "txt2audio-full",
+            json!({"style_prompt": "upbeat pop with electronic elements"}),
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["task_type"], "txt2audio-full");
+    assert!(created["estimated_time"].as_u64().unwrap() > 0, "{created}");
+    assert!(created["created_at"].as_str().unwrap().ends_with('Z'));
+    let qubico = created["task_id"].as_str().unwrap().to_string();
+    let record = s
+        .app
+        .store()
+        .get(&JobId::parse(&qubico).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.spec.seconds, 285);
+    assert_eq!(record.owner.to_string(), "key:client");
+
+    // Another key sees neither.
+    for path in [
+        format!("/api/v1/task/{piapi}"),
+        format!("/v1/tasks/{qubico}"),
+    ] {
+        let (status, _, e) = call(&s, Method::GET, &path, Some(&other), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(e["error"]["code"], "TASK_NOT_FOUND");
+    }
+
+    finish(&s, &piapi).await;
+    finish(&s, &qubico).await;
+
+    let (_, _, got) = call(
+        &s,
+        Method::GET,
+        &format!("/api/v1/task/{piapi}"),
+        Some(&key),
+        None,
+    )
+    .await;
+    let data = &got["data"];
+    assert_eq!(data["status"], "Completed", "{got}");
+    assert_ne!(data["meta"]["ended_at"], "0001-01-01T00:00:00Z");
+    let url = data["output"]["audio_url"].as_str().unwrap();
+    assert!(url.starts_with(&s.base) && url.ends_with(".mp3"), "{url}");
+    let (_, _, got) = call(
+        &s,
+        Method::GET,
+        &format!("/v1/tasks/{qubico}"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(got["status"], "completed", "{got}");
+    assert!(got["completed_at"].is_string());
+    assert_eq!(got["usage"], json!({"credits_used": 1}));
+    let result = &got["results"][0];
+    assert_eq!(
+        (
+            result["format"].clone(),
+            result["sample_rate"].clone(),
+            result["channels"].clone()
+        ),
+        (json!("mp3"), json!(44100), json!(2))
+    );
+    assert!(
+        (result["duration"].as_f64().unwrap() - 1.0).abs() < 0.1,
+        "{result}"
+    );
+    let mp3 = s
+        .client
+        .get(result["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mp3.status(), StatusCode::OK);
+    assert_eq!(mp3.headers()["content-type"], "audio/mpeg");
+    assert!(mp3.bytes().await.unwrap().len() > 1000);
+
+    // A finished task cannot be cancelled; a pending one can.
+    let (status, _, e) = call(
+        &s,
+        Method::DELETE,
+        &format!("/v1/tasks/{qubico}"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(e["error"]["code"], "TASK_NOT_CANCELLABLE");
+    let (_, _, created) = call(
+        &s,
+        Method::POST,
+        "/api/v1/task",
+        Some(&key),
+        Some(&task("txt2audio-base", json!({"style_prompt": "jazz"}))),
+    )
+    .await;
+    let id = created["data"]["task_id"].as_str().unwrap();
+    let (status, _, cancelled) = call(
+        &s,
+        Method::DELETE,
+        &format!("/api/v1/task/{id}"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["data"]["status"], "Failed");
+    assert_eq!(
+        cancelled["data"]["error"]["message"],
+        "cancelled by request"
+    );
+    let (_, _, got) = call(
+        &s,
+        Method::GET,
+        &format!("/v1/tasks/{id}"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(got["status"], "failed");
+    assert_eq!(got["error"]["code"], "TASK_CANCELLED");
+}
+
+#[tokio::test]
+async fn per_key_limits_answer_429_with_retry_after() {
+    let s = start().await; // the hosted service's defaults: 3 at once, 10 a minute, 100 a day
+    let key = add_key(&s, "client");
+    let other = add_key(&s, "other");
+    let body = task("txt2audio-base", json!({"style_prompt": "pop"}));
+    for _ in 0..3 {
+        let (status, _, e) = call(&s, Method::POST, "/v1/inference", Some(&key), Some(&body)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{e}");
+    }
+    let (status, headers, e) =
+        call(&s, Method::POST, "/v1/inference", Some(&key), Some(&body)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{e}");
+    assert_eq!(e["error"]["code"], "RATE_LIMIT_EXCEEDED");
+    assert!(headers.contains_key("retry-after"));
+    // Limits are per key.
+    let (status, _, _) = call(&s, Method::POST, "/v1/inference", Some(&other), Some(&body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // Per minute and per day, with the exact wait.
+    for (quota, window) in [
+        (
+            Quota {
+                concurrent: 0,
+                per_minute: 2,
+                per_day: 0,
+            },
+            60,
+        ),
+        (
+            Quota {
+                concurrent: 0,
+                per_minute: 0,
+                per_day: 2,
+            },
+            86_400,
+        ),
+    ] {
+        let s = start_with(|c| c.task_api.limits = quota).await;
+        s.app.set_ready(true);
+        let key = add_key(&s, "client");
+        for _ in 0..2 {
+            let (status, _, _) =
+                call(&s, Method::POST, "/api/v1/task", Some(&key), Some(&body)).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        let (status, headers, e) =
+            call(&s, Method::POST, "/api/v1/task", Some(&key), Some(&body)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{e}");
+        assert_eq!(e["code"], 429);
+        let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(
+            wait >= window - 5 && wait <= window,
+            "{wait} for a {window} s window"
+        );
+        assert_eq!(e["error"]["details"]["retry_after"], wait);
+    }
+}
+
+#[tokio::test]
+async fn style_audio_by_base64_and_by_allow_listed_url() {
+    use base64::Engine;
+    let clip = wav(12.0, 22_050);
+    let served = clip.clone();
+    let app = axum::Router::new().route(
+        "/ref.wav",
+        axum::routing::get(move || {
+            let served = served.clone();
+            async move { ([("content-type", "audio/wav")], served) }
+        }),
+    );
+    // The audio store on its own loopback address, the only one allow-listed.
+    let listener = tokio::net::TcpListener::bind("127.0.0.3:0").await.unwrap();
+    let store = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let s = start_with(|c| c.fetch.allow = vec!["127.0.0.3/32".parse().unwrap()]).await;
+    s.app.set_ready(true);
+    let key = add_key(&s, "client");
+    for audio in [
+        format!("http://{store}/ref.wav"),
+        base64::engine::general_purpose::STANDARD.encode(&clip),
+        format!(
+            "data:audio/wav;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(&clip)
+        ),
+    ] {
+        let (status, _, got) = call(
+            &s,
+            Method::POST,
+            "/api/v1/task",
+            Some(&key),
+            Some(&task(
+                "txt2audio-base",
+                json!({"lyrics": lyrics(), "style_audio": audio}),
+            )),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{got}");
+        assert_eq!(got["data"]["input"]["style_audio"], "(reference audio)");
+        let id = JobId::parse(got["data"]["task_id"].as_str().unwrap()).unwrap();
+        let record = s.app.store().get(&id).unwrap().unwrap();
+        assert!(
+            matches!(record.spec.style, protocol::StyleSpec::Upload(_)),
+            "{:?}",
+            record.spec.style
+        );
+        s.app.cancel(&id).await.unwrap();
+    }
+}
+
+/// One request the receiver got: its headers and body, and the status it answered.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: axum::http::HeaderMap,
+    body: String,
+    answered: u16,
+}
+
+/// A webhook receiver on 127.0.0.2 that answers 500 to its first `fail` requests.
+async fn receiver(fail: usize) -> (String, Arc<Mutex<Vec<Received>>>) {
+    let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let seen = seen.clone();
+            async move {
+                let mut seen = seen.lock().unwrap();
+                let answered = if seen.len() < fail { 500 } else { 200 };
+                seen.push(Received {
+                    headers,
+                    body,
+                    answered,
+                });
+                StatusCode::from_u16(answered).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), got)
+}
+
+async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited in vain for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn webhooks_are_retried_signed_in_order_and_logged() {
+    let (endpoint, got) = receiver(2).await;
+    let s = start_with(|c| {
+        c.fetch.allow = vec!["127.0.0.2/32".parse().unwrap()];
+        c.webhooks.first_retry_ms = 50;
+    })
+    .await;
+    s.app.set_ready(true);
+    let key = add_key(&s, "client");
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let mut body = task("txt2audio-base", json!({"lyrics": lyrics()}));
+    body["config"] = json!({"webhook_config": {"endpoint": endpoint, "secret": secret}});
+    let (status, _, created) =
+        call(&s, Method::POST, "/api/v1/task", Some(&key), Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let id = created["data"]["task_id"].as_str().unwrap().to_string();
+    finish(&s, &id).await;
+
+    let all = wait_for("the completed delivery", || {
+        let got = got.lock().unwrap();
+        got.iter()
+            .any(|r| r.answered == 200 && r.body.contains("\"Completed\""))
+            .then(|| got.clone())
+    })
+    .await;
+    // Two failures, then each status change once, in order.
+    let answered: Vec<u16> = all.iter().map(|r| r.answered).collect();
+    assert_eq!(answered, [500, 500, 200, 200, 200], "{all:?}");
+    let statuses: Vec<String> = all
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(&r.body).unwrap()["data"]["status"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        ["Pending", "Pending", "Pending", "Processing", "Completed"]
+    );
+    for r in &all {
+        let h = |name: &str| r.headers[name].to_str().unwrap().to_string();
+        assert_eq!(h("x-webhook-secret"), secret);
+        let timestamp: u64 = h("webhook-timestamp").parse().unwrap();
+        assert_eq!(
+            h("webhook-signature"),
+            refrain_orchestrator::webhooks::sign::signature(
+                secret,
+                &h("webhook-id"),
+                timestamp,
+                r.body.as_bytes()
+            )
+        );
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert!(body["timestamp"].is_u64());
+        assert_eq!(body["data"]["task_id"], id);
+    }
+    // The same id on every attempt of one delivery.
+    assert_eq!(all[0].headers["webhook-id"], all[2].headers["webhook-id"]);
+    let completed: Value = serde_json::from_str(&all[4].body).unwrap();
+    assert!(completed["data"]["output"]["audio_url"]
+        .as_str()
+        .unwrap()
+        .ends_with(".mp3"));
+
+    // The log shows it all; a redelivery sends the same delivery again.
+    let (status, _, log) = call(
+        &s,
+        Method::GET,
+        &format!("/api/v1/task/{id}/webhooks"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let deliveries = log["data"]["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 3, "{log}");
+    assert_eq!(log["data"]["endpoint"], endpoint);
+    assert!(
+        !log.to_string().contains(secret),
+        "the secret is never shown"
+    );
+    let first = &deliveries[0];
+    assert_eq!(
+        (first["event"].clone(), first["state"].clone()),
+        (json!("queued"), json!("delivered"))
+    );
+    let statuses: Vec<Value> = first["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].clone())
+        .collect();
+    assert_eq!(statuses, [json!(500), json!(500), json!(200)]);
+    let delivery = deliveries[2]["id"].as_str().unwrap();
+    let (status, _, again) = call(
+        &s,
+        Method::POST,
+        &format!("/v1/tasks/{id}/webhooks/{delivery}/redeliver"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    let redelivered = wait_for("the redelivery", || {
+        let got = got.lock().unwrap();
+        (got.len() == 6).then(|| got[5].clone())
+    })
+    .await;
+    assert_eq!(redelivered.headers["webhook-id"], delivery);
+    assert_eq!(redelivered.body, all[4].body);
+    let (status, _, e) = call(
+        &s,
+        Method::POST,
+        &format!("/v1/tasks/{id}/webhooks/msg_nope/redeliver"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(e["error"]["code"], "DELIVERY_NOT_FOUND");
+}
