@@ -31,6 +31,8 @@ enum Command {
     Keys(cli::keys::KeysArgs),
     /// Check this machine's set-up: one line per check, with the fix for each that fails.
     Doctor(cli::doctor::DoctorArgs),
+    /// Copy the data folder (job store, uploads, results, keys) consistently into a folder.
+    Backup(cli::backup::BackupArgs),
 }
 
 /// The service and nodes log their work (ONNX Runtime's session details only as warnings);
@@ -68,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Command::Jobs(args) => cli::client::jobs::run(args),
         Command::Keys(args) => cli::keys::run(args),
         Command::Doctor(args) => cli::doctor::run(args),
+        Command::Backup(args) => cli::backup::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! The subcommands of the `refrain` binary.
 
+pub mod backup;
 pub mod client;
 pub mod doctor;
 pub mod generate;
