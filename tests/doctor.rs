@@ -268,3 +268,16 @@ fn a_bad_configuration_file_fails_and_names_the_key() {
     ]);
     assert_fails(&out, "config", "does not exist", "name an existing file");
 }
+
+#[test]
+fn the_deployment_configurations_are_valid() {
+    for file in [
+        "deploy/config/refrain.toml",
+        "deploy/config/distributed.toml",
+    ] {
+        // Their bundle and data paths are the installed ones, so only the config line counts.
+        let out = doctor(&["--config", file]);
+        let all = text(&out);
+        assert!(line(&all, "config").starts_with("ok"), "{file}:\n{all}");
+    }
+}
