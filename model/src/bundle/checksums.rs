@@ -180,10 +180,7 @@ mod tests {
     #[test]
     fn parses_sha256sum_output() {
         let d = "a".repeat(64);
-        let text = format!(
-            "{d}  x.onnx\n\n# comment\n{} *sub/y.json\n",
-            "B".repeat(64)
-        );
+        let text = format!("{d}  x.onnx\n\n# comment\n{} *sub/y.json\n", "B".repeat(64));
         let e = parse(&text, "S").unwrap();
         assert_eq!(e.len(), 2);
         assert_eq!(e[1].file, PathBuf::from("sub/y.json"));
