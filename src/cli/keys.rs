@@ -1,4 +1,4 @@
-//! `refrain keys add NAME` and `refrain keys list`: the API keys of Refrain's own API. A new key
+//! `refrain keys add NAME` and `refrain keys list`: the API keys of Refrain's own API and of the task API. A new key
 //! is printed once on stdout and only its SHA-256 is stored, in `<data_dir>/api-keys.json` of the
 //! same configuration `refrain serve` reads (so `--config`/`--data-dir` must match the server's).
 //! The server re-reads the file when it changes.
