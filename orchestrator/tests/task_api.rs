@@ -217,6 +217,21 @@ async fn a_task_runs_to_completed_in_both_spellings() {
     let key = add_key(&s, "client");
     let other = add_key(&s, "other");
 
+    // The PiAPI documentation's example body, unchanged (empty lyrics, audio and webhook).
+    let example = json!({
+        "model": "Qubico/diffrhythm",
+        "task_type": "txt2audio-base",
+        "input": {"lyrics": "", "style_prompt": "pop", "style_audio": ""},
+        "config": {"webhook_config": {"endpoint": "", "secret": ""}}
+    });
+    let (status, _, created) =
+        call(&s, Method::POST, "/api/v1/task", Some(&key), Some(&example)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    assert_eq!(created["data"]["status"], "Pending");
+    let id = JobId::parse(created["data"]["task_id"].as_str().unwrap()).unwrap();
+    assert!(s.app.webhooks().target(&id).unwrap().is_none());
+    s.app.cancel(&id).await.unwrap();
+
     // PiAPI: lyrics only, the style defaults to pop.
     let (status, _, created) = call(
         &s,
@@ -441,13 +456,20 @@ async fn style_audio_by_base64_and_by_allow_listed_url() {
     use base64::Engine;
     let clip = wav(12.0, 22_050);
     let served = clip.clone();
-    let app = axum::Router::new().route(
-        "/ref.wav",
-        axum::routing::get(move || {
-            let served = served.clone();
-            async move { ([("content-type", "audio/wav")], served) }
-        }),
-    );
+    let app = axum::Router::new()
+        .route(
+            "/ref.wav",
+            axum::routing::get(move || {
+                let served = served.clone();
+                async move { ([("content-type", "audio/wav")], served) }
+            }),
+        )
+        .route(
+            "/elsewhere.wav",
+            axum::routing::get(|| async {
+                axum::response::Redirect::temporary("http://127.0.0.1:9/ref.wav")
+            }),
+        );
     // The audio store on its own loopback address, the only one allow-listed.
     let listener = tokio::net::TcpListener::bind("127.0.0.3:0").await.unwrap();
     let store = listener.local_addr().unwrap();
@@ -485,6 +507,27 @@ async fn style_audio_by_base64_and_by_allow_listed_url() {
         );
         s.app.cancel(&id).await.unwrap();
     }
+    // A redirect from the allow-listed store to loopback is refused at the second hop.
+    let (status, _, e) = call(
+        &s,
+        Method::POST,
+        "/v1/inference",
+        Some(&key),
+        Some(&task(
+            "txt2audio-base",
+            json!({"style_audio": format!("http://{store}/elsewhere.wav")}),
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(e["error"]["code"], "INVALID_URL", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1"),
+        "{e}"
+    );
 }
 
 /// One request the receiver got: its headers and body, and the status it answered.
