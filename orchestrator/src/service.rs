@@ -442,12 +442,16 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
     let shutdown = cancel.clone();
     let ready_app = app.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.cancelled().await;
-                ready_app.set_ready(false);
-            })
-            .await
+        // The peer address is known to handlers that need it (the loopback-only backup).
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.cancelled().await;
+            ready_app.set_ready(false);
+        })
+        .await
     });
     tracing::info!(%addr, "listening");
     Ok(Running {

@@ -2,7 +2,8 @@
 //!
 //! * [`diffrhythm`] — the DiffRhythm server API (`POST /generate`, `GET`/`HEAD /output/…`,
 //!   `GET /status`, `GET /files`);
-//! * [`ops`] — `GET /healthz`, `GET /readyz`, `GET /metrics`;
+//! * [`ops`] — `GET /healthz`, `GET /readyz`, `GET /metrics`; [`admin`] — `POST
+//!   /api/v1/admin/backup` (loopback only);
 //! * [`nodes`] — `GET /api/v1/nodes`, the inference nodes and their state;
 //! * [`v1`] — Refrain's own API under `/api/v1` (jobs, events, audio, uploads, nodes), behind
 //!   API keys when they are configured;
@@ -20,6 +21,7 @@
 //! `limits.max_upload_bytes` (413 naming the field). Requests are traced with
 //! `tower_http::trace::TraceLayer`.
 
+pub mod admin;
 pub mod audio;
 pub mod diffrhythm;
 pub mod error;

@@ -65,6 +65,7 @@ use super::{diffrhythm, nodes, ops, task, v1};
         ops::healthz,
         ops::readyz,
         ops::metrics,
+        super::admin::backup_now,
         web_index,
         web_script_lib,
         web_script,

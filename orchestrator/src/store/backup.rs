@@ -18,6 +18,9 @@ use super::{JobStore, StoreError};
 pub const STORE_DIR: &str = "jobs.sled";
 /// The description written into every backup.
 pub const MANIFEST: &str = "BACKUP.json";
+/// Where a running service puts the backups it is asked for (`<data_dir>/backups/`); never
+/// part of a backup itself.
+pub const BACKUPS_DIR: &str = "backups";
 
 /// What can go wrong making a backup.
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +121,10 @@ fn copy_files(from: &Path, to: &Path, summary: &mut BackupSummary) -> Result<(),
             let entry = entry.map_err(io(&dir))?;
             let name = entry.file_name();
             let rel = rel.join(&name);
-            if rel == Path::new(STORE_DIR) || rel == Path::new(MANIFEST) {
+            if rel == Path::new(STORE_DIR)
+                || rel == Path::new(MANIFEST)
+                || rel == Path::new(BACKUPS_DIR)
+            {
                 continue;
             }
             let text = name.to_string_lossy();

@@ -34,6 +34,7 @@ pub fn routes(app: App) -> Routes {
         .get("/api/v1/jobs/{id}/audio/{variant}", jobs::audio_variant)
         .post("/api/v1/uploads", uploads::upload)
         .merge(crate::api::nodes::routes())
+        .post("/api/v1/admin/backup", crate::api::admin::backup_now)
         .map_router(|router| {
             router.route_layer(middleware::from_fn_with_state(app, auth::authenticate))
         })
