@@ -2,11 +2,13 @@
 //!
 //! [`lrc`] parses timestamps, [`g2p`] turns text into phonemes, [`vocab`] maps phonemes to the
 //! bundle's token ids, and [`placement`] puts each line's tokens on latent frames exactly as the
-//! reference `get_lrc_token` does.
+//! reference `get_lrc_token` does. [`structure`] times lyrics that have section markers but no
+//! timestamps.
 
 pub mod g2p;
 pub mod lrc;
 pub mod placement;
+pub mod structure;
 pub mod vocab;
 
 use thiserror::Error;
