@@ -55,7 +55,9 @@ impl Default for GeneratorConfig {
     }
 }
 
-/// Edit (inpainting) mode: regenerate `segments` of a reference song, keep the rest.
+/// Edit (inpainting) mode: regenerate `segments` of a reference song, keep the rest. The
+/// reference may be shorter than the song when the segments regenerate everything after its
+/// end (extending a song).
 #[derive(Debug, Clone)]
 pub struct EditRequest {
     /// The song to edit.
@@ -359,15 +361,22 @@ impl Generator {
             let song = audio::reference_song(&edit.reference, sr)?;
             let latent = self.vae.encode(&song, req.seed, |_, _| check(cancel))?;
             let have = latent.len() / LATENT_DIM;
-            if have < n {
+            mask = edit_mask(&edit.segments, n, choice.max_frames, sr, hop);
+            // A reference shorter than the song (extending it) is padded with zeros, as the
+            // HF Space does, but only when every frame past its end is regenerated: the
+            // padding must never be pasted back as silence.
+            if have < n && !mask[have..].iter().all(|&regen| regen) {
                 return Err(InferenceError::InvalidRequest(format!(
-                    "the reference song is {:.1} s long, shorter than the {:.1} s being generated",
+                    "the reference song is {:.1} s long, shorter than the {:.1} s being \
+                     generated, and the segments keep part of what follows its end: regenerate \
+                     everything after {:.1} s",
                     self.bundle.frames_to_seconds(have),
-                    self.bundle.frames_to_seconds(n)
+                    self.bundle.frames_to_seconds(n),
+                    self.bundle.frames_to_seconds(have)
                 )));
             }
-            cond.copy_from_slice(&latent[..n * LATENT_DIM]);
-            mask = edit_mask(&edit.segments, n, choice.max_frames, sr, hop);
+            let keep = have.min(n) * LATENT_DIM;
+            cond[..keep].copy_from_slice(&latent[..keep]);
             tracker.prepare(Stage::Encode, 3, prep_total);
         }
         let kept_cond = cond.clone();
