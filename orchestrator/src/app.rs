@@ -3,10 +3,14 @@
 //! operations a front end needs — submit, look up, follow, cancel — so that front ends only
 //! translate their requests and answers.
 //!
-//! Admission (`App::submit`) is serialised by one lock so the capacity and owner checks, the
-//! durable insert and the durable enqueue happen as one step: a client that got its 2xx has a
-//! job that is in the store, flushed to disk, and in the queue (the embedded queue's tree,
-//! flushed too, or the NATS dispatcher's backlog, which is rebuilt from the store at startup).
+//! Admission (`App::submit`) holds one lock only while it decides and writes: the capacity and
+//! owner checks (counters, no scans) and the insert into the store's memory, so that two
+//! submits cannot both take the last place. The flush happens after the lock is released and
+//! is shared by every submit waiting for one (group commit, `crate::store::commit`); then the
+//! job is enqueued. A client that got its 2xx has a job that is in the store, flushed to disk,
+//! and in the queue (the embedded queue's tree, flushed too, or the NATS dispatcher's backlog);
+//! both queues are rebuilt from the store's queued jobs at startup, so a crash between the
+//! flush and the enqueue loses nothing.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,6 +95,8 @@ pub struct AppParts {
     /// The base of absolute URLs given to clients (`[task_api] public_url`, or the bound
     /// address).
     pub public_url: String,
+    /// The scheduler task's inbox (`/api/v1/schedules`).
+    pub schedules: crate::schedules::SchedulerHandle,
 }
 
 struct Inner {
@@ -124,6 +130,10 @@ impl App {
     }
     pub fn webhooks(&self) -> &crate::webhooks::Webhooks {
         &self.inner.parts.webhooks
+    }
+    /// The scheduler (schedules through the API).
+    pub fn schedules(&self) -> &crate::schedules::SchedulerHandle {
+        &self.inner.parts.schedules
     }
     /// The base of absolute URLs given to clients (no trailing `/`).
     pub fn public_url(&self) -> &str {
@@ -181,8 +191,9 @@ impl App {
         self.inner.ready.store(ready, Ordering::SeqCst);
     }
 
-    /// Admits a job: capacity and per-owner checks, durable insert (with its `queued` event),
-    /// durable enqueue — then the caller may answer 2xx. With `queue.capacity = 0` a job is
+    /// Admits a job: capacity and per-owner checks and the insert (with its `queued` event)
+    /// under the admission lock, the flush shared with concurrent submits, the durable enqueue
+    /// — then the caller may answer 2xx. With `queue.capacity = 0` a job is
     /// admitted only when nothing is queued or running (the reference single-job server).
     ///
     /// This takes a spec that is already valid: front ends call [`App::admit`], which checks a
@@ -208,16 +219,19 @@ impl App {
                 "the model is still loading".into(),
             ));
         }
-        let _admission = self.inner.admission.lock().await;
+        let parts = &self.inner.parts;
+        let admission = self.inner.admission.lock().await;
         if let Some(fingerprint) = &fingerprint {
             if let Some(record) = self.idempotent_job(&meta, fingerprint)? {
+                drop(admission);
+                // That job may still wait for its flush (a concurrent submit of the same key).
+                parts.lifecycle.store().flush().await?;
                 return Ok(Submitted {
                     record,
                     created: false,
                 });
             }
         }
-        let parts = &self.inner.parts;
         let store = parts.lifecycle.store();
         let queued = store.count(JobState::Queued)?;
         let running = store.count(JobState::Running)?;
@@ -267,7 +281,9 @@ impl App {
             // Durable before the job is: no accepted job misses its webhook.
             parts.webhooks.register(&record.id, target).await?;
         }
-        let record = parts.lifecycle.submit(record, Some(queued)).await?;
+        let pending = parts.lifecycle.insert(record, Some(queued))?;
+        drop(admission);
+        let record = parts.lifecycle.commit(pending).await?;
         if let Err(e) = parts.queue.enqueue(&QueueItem::of(&record)).await {
             // The job is on disk but no node will see it: fail it, so that nobody waits for it
             // (the client is told to try again).

@@ -50,6 +50,15 @@ impl Expect {
     }
 }
 
+/// A job written by [`Lifecycle::insert`] that [`Lifecycle::commit`] has yet to make durable
+/// and announce.
+#[derive(Debug)]
+#[must_use = "a pending job is neither durable nor announced until committed"]
+pub struct Pending {
+    record: JobRecord,
+    event: JobEvent,
+}
+
 /// How [`Lifecycle::retry`] ended.
 #[derive(Debug)]
 pub enum Retry {
@@ -126,13 +135,32 @@ impl Lifecycle {
     /// Stores a new job (Queued, attempt 1, event `queued` with its queue position) durably.
     pub async fn submit(
         &self,
-        mut record: JobRecord,
+        record: JobRecord,
         queue_position: Option<usize>,
     ) -> Result<JobRecord, StoreError> {
-        let event = self.store.insert(&mut record, queue_position).await?;
+        let pending = self.insert(record, queue_position)?;
+        self.commit(pending).await
+    }
+
+    /// The first half of [`Lifecycle::submit`]: the job is written (visible to reads and
+    /// counts) but not yet durable, and nobody is told. Admission calls this under its lock and
+    /// [`Lifecycle::commit`] after releasing it, so concurrent submits share one flush.
+    pub fn insert(
+        &self,
+        mut record: JobRecord,
+        queue_position: Option<usize>,
+    ) -> Result<Pending, StoreError> {
+        let event = self.store.insert_buffered(&mut record, queue_position)?;
+        Ok(Pending { record, event })
+    }
+
+    /// The second half of [`Lifecycle::submit`]: flushes (shared with concurrent callers),
+    /// then publishes the `queued` event.
+    pub async fn commit(&self, pending: Pending) -> Result<JobRecord, StoreError> {
+        self.store.flush().await?;
         self.metrics.submitted.inc();
-        self.hub.publish(&event);
-        Ok(record)
+        self.hub.publish(&pending.event);
+        Ok(pending.record)
     }
 
     /// A node takes the job: `Queued(expect) → Running` as attempt `attempt` (the NATS

@@ -9,11 +9,12 @@
 //! hold across restarts, and a refusal says exactly when the oldest job in the window leaves it
 //! (`Retry-After`).
 //!
-//! The counts read the records of the owner's active jobs (the state index) and of the jobs
-//! created in the window (the creation index), so they cost time in proportion to those jobs,
-//! and only when a limit is set.
+//! The counts cost no scan of the store: the owner's queued and running jobs are one counter
+//! (kept in the same transaction as each state change, see `crate::store::counts`), and a
+//! window reads the owner's index (`<owner>\0<created_ms>…`) backwards from now, stopping at
+//! the limit's worth of jobs unless it refuses. Only when a limit is set.
 
-use protocol::{JobState, Owner};
+use protocol::Owner;
 
 use crate::config::LimitsConfig;
 use crate::error::OrchestratorError;
@@ -53,14 +54,7 @@ pub fn check_owner(
     let active_limit = stricter(limits.per_owner_active, quota.concurrent);
     let daily_limit = stricter(limits.per_owner_daily, quota.per_day);
     if active_limit > 0 {
-        let mut active = 0;
-        for state in [JobState::Queued, JobState::Running] {
-            for id in store.ids_in_state(state)? {
-                if store.get(&id)?.is_some_and(|r| &r.owner == owner) {
-                    active += 1;
-                }
-            }
-        }
+        let active = store.active_of(owner)?;
         if active >= active_limit {
             return Err(OrchestratorError::OwnerLimit {
                 message: format!(
@@ -79,22 +73,17 @@ pub fn check_owner(
             continue;
         }
         let now = now_ms();
-        let mut created: Vec<u64> = store
-            .created_since(now.saturating_sub(window_ms))?
-            .into_iter()
-            .filter(|r| &r.owner == owner)
-            .map(|r| r.created_ms)
-            .collect();
-        if created.len() >= limit {
-            created.sort_unstable();
+        // Newest first, at most `limit` of them (and the total, when there are that many).
+        let (newest, total) =
+            store.owner_created_since(owner, now.saturating_sub(window_ms), limit)?;
+        if let Some(&nth) = newest.get(limit - 1) {
             // The window has room again once the job `limit` places from the newest leaves it.
-            let frees_at = created[created.len() - limit] + window_ms;
+            let frees_at = nth + window_ms;
             let retry_after = frees_at.saturating_sub(now).div_ceil(1000).max(1);
             return Err(OrchestratorError::OwnerLimit {
                 message: format!(
-                    "{owner} submitted {} jobs in the last {window} (the limit is {limit}); try \
-                     again in {retry_after} s",
-                    created.len()
+                    "{owner} submitted {total} jobs in the last {window} (the limit is {limit}); \
+                     try again in {retry_after} s"
                 ),
                 retry_after,
             });

@@ -16,7 +16,7 @@ pub mod pace;
 pub mod results;
 
 pub use hub::{Hub, Subscription};
-pub use lifecycle::{Expect, Lifecycle, Retry};
+pub use lifecycle::{Expect, Lifecycle, Pending, Retry};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -6,6 +6,8 @@
 //! - `jobs_by_created`: `<created_ms BE><id>` → `<id>` (creation order).
 //! - `jobs_by_file`: `<result file name>` → `<id>`.
 //! - `jobs_by_idempotency_key`: `<owner>\0<key>` → `<id>` (owners hold no NUL).
+//! - `jobs_by_owner`: `<owner>\0<created_ms BE><id>` → `<id>` (one owner's jobs in creation
+//!   order, for the per-owner windows).
 
 use protocol::{JobId, JobRecord, JobState};
 
@@ -18,6 +20,19 @@ pub(super) fn state_prefix(state: JobState) -> Vec<u8> {
     key.extend_from_slice(state.as_str().as_bytes());
     key.push(b'/');
     key
+}
+
+/// The first key after every key that starts with `prefix` (unbounded for an empty prefix:
+/// `[0xff; 64]` is above every key the store writes).
+pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0xff; 64]
 }
 
 /// `<state>/<created_ms BE>`: the exclusive upper end of "created before `created_ms`".
@@ -54,6 +69,28 @@ pub(super) fn idempotency_key(owner: &protocol::Owner, key: &str) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(key.as_bytes());
     k
+}
+
+/// `<owner>\0<created_ms BE>`: where `owner`'s jobs created at `created_ms` begin.
+pub(super) fn owner_bound(owner: &protocol::Owner, created_ms: u64) -> Vec<u8> {
+    let mut k = owner.as_str().as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&created_ms.to_be_bytes());
+    k
+}
+
+/// `<owner>\0<created_ms BE><id>`.
+pub(super) fn owner_key(owner: &protocol::Owner, created_ms: u64, id: &JobId) -> Vec<u8> {
+    let mut k = owner_bound(owner, created_ms);
+    k.extend_from_slice(id.as_str().as_bytes());
+    k
+}
+
+/// The creation time in an owner index key.
+pub(super) fn owner_created(key: &[u8]) -> Option<u64> {
+    let nul = key.iter().position(|b| *b == 0)?;
+    let bytes = key.get(nul + 1..nul + 9)?;
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
 }
 
 /// Reads the id an index entry points to.

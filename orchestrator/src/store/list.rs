@@ -1,12 +1,13 @@
 //! Reading jobs in creation order: newest first, a page at a time, for Refrain's API
-//! (`GET /api/v1/jobs`, [`JobStore::list`]), and everything created since a time, for the daily
-//! per-owner limit ([`JobStore::created_since`]). Pages walk the creation index (`<created_ms BE><id>`) backwards from a cursor — the index key of
-//! the last job of the previous page, hex-encoded — so a page costs the jobs it returns plus
-//! the ones its filter skips, and a page is stable while new jobs arrive.
+//! (`GET /api/v1/jobs`, [`JobStore::list`]). Pages walk the creation index (`<created_ms
+//! BE><id>`) backwards from a cursor — the index key of the last job of the previous page,
+//! hex-encoded — so a page is stable while new jobs arrive. A page filtered by state walks that
+//! state's index (`<state>/<created_ms BE>/<id>`) instead, so it reads only jobs it returns (a
+//! source filter still skips the other sources' jobs).
 
 use protocol::{JobRecord, JobState, Source};
 
-use super::{keys, JobStore, StoreError, BY_CREATED};
+use super::{keys, JobStore, StoreError, BY_CREATED, BY_STATE};
 
 /// Which jobs a listing shows.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,19 +29,6 @@ pub struct Page {
 pub struct BadCursor;
 
 impl JobStore {
-    /// Records created at or after `since_ms` (creation order).
-    pub fn created_since(&self, since_ms: u64) -> Result<Vec<JobRecord>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.by_created.range(since_ms.to_be_bytes().to_vec()..) {
-            let (key, value) = item?;
-            let id = keys::id_value(BY_CREATED, &key, &value)?;
-            if let Some(record) = self.get(&id)? {
-                out.push(record);
-            }
-        }
-        Ok(out)
-    }
-
     /// Up to `limit` jobs created before `cursor` (newest first) that pass `filter`.
     pub fn list(
         &self,
@@ -55,15 +43,40 @@ impl JobStore {
                 None => return Ok(Err(BadCursor)),
             },
         };
+        // Walk the state's own index when filtering by state: its keys are `<state>/` + the
+        // creation key's time + `/` + id, so the cursor converts both ways.
+        let (tree, tree_name, prefix) = match filter.state {
+            Some(state) => (&self.by_state, BY_STATE, keys::state_prefix(state)),
+            None => (&self.by_created, BY_CREATED, Vec::new()),
+        };
+        let to_tree_key = |created_key: &[u8]| -> Vec<u8> {
+            let mut k = prefix.clone();
+            if filter.state.is_some() && created_key.len() > 8 {
+                k.extend_from_slice(&created_key[..8]);
+                k.push(b'/');
+                k.extend_from_slice(&created_key[8..]);
+            } else {
+                k.extend_from_slice(created_key);
+            }
+            k
+        };
+        let to_cursor_key = |tree_key: &[u8]| -> Vec<u8> {
+            let rest = &tree_key[prefix.len().min(tree_key.len())..];
+            if filter.state.is_some() && rest.len() > 9 {
+                [&rest[..8], &rest[9..]].concat()
+            } else {
+                rest.to_vec()
+            }
+        };
         let range = match &end {
-            Some(end) => self.by_created.range(..end.clone()),
-            None => self.by_created.range::<Vec<u8>, _>(..),
+            Some(end) => tree.range(prefix.clone()..to_tree_key(end)),
+            None => tree.range(prefix.clone()..keys::prefix_end(&prefix)),
         };
         let mut jobs = Vec::new();
         let mut last_key = None;
         for item in range.rev() {
             let (key, value) = item?;
-            let id = keys::id_value(BY_CREATED, &key, &value)?;
+            let id = keys::id_value(tree_name, &key, &value)?;
             let Some(record) = self.get(&id)? else {
                 continue; // deleted between the index read and the record read
             };
@@ -74,7 +87,7 @@ impl JobStore {
             }
             jobs.push(record);
             if jobs.len() == limit {
-                last_key = Some(key.to_vec());
+                last_key = Some(to_cursor_key(&key));
                 break;
             }
         }

@@ -11,9 +11,13 @@
 //!   held under it); the transaction re-checks the stored bytes as well, so the compare-and-swap
 //!   holds even against a writer that bypassed the lock.
 //! - sled buffers writes in memory for up to 500 ms, and a write that returned `Ok` is lost on
-//!   SIGKILL unless flushed (stack-notes §5). So every state change is flushed with
-//!   `flush_async` before the call returns; only progress updates are left to the background
-//!   flush (they are advisory, and the next stage change flushes them).
+//!   SIGKILL unless flushed (stack-notes §5). So every state change is flushed before the call
+//!   returns — through [`commit::GroupFlush`], so that concurrent writers share one flush; only
+//!   progress updates are left to the background flush (they are advisory, and the next stage
+//!   change flushes them). [`JobStore::insert_buffered`] leaves the flush to its caller (the
+//!   admission path, which flushes after releasing its lock).
+//! - Counts per state and per owner ([`counts`]) change in the same transaction as the record,
+//!   so `/status`, `/metrics` and admission read counters instead of scanning.
 //!
 //! - Every change of a record appends the job's next [`JobEvent`] to the outbox (tree
 //!   `job_events`, see [`outbox`]) in the same transaction, with `event_seq` of the record as
@@ -26,9 +30,13 @@
 //! `sled::Db` (see [`JobStore::db`]) so that one flush covers both.
 
 pub mod backup;
+pub mod commit;
+pub mod counts;
+mod delete;
 mod keys;
 pub mod list;
 mod outbox;
+mod read;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -57,6 +65,9 @@ pub enum StoreError {
     /// A write the store refuses (e.g. an update that would change a record's identity).
     #[error("job store transaction: {0}")]
     Transaction(String),
+    /// Making writes durable failed (shared by every writer of that flush).
+    #[error("job store: flushing to disk failed: {0}")]
+    Flush(String),
 }
 
 /// The job store. Cheap to clone: all clones share one sled database.
@@ -68,7 +79,12 @@ pub struct JobStore {
     by_created: Tree,
     by_file: Tree,
     by_key: Tree,
+    by_owner: Tree,
     events: Tree,
+    /// Counters per state and per owner ([`counts`]).
+    counts: Tree,
+    /// Concurrent flushes become one ([`commit`]).
+    group: commit::GroupFlush,
     /// Serialises read-check-write sequences of this process (never held across an await).
     writer: Arc<Mutex<()>>,
 }
@@ -92,7 +108,9 @@ const BY_STATE: &str = "jobs_by_state";
 const BY_CREATED: &str = "jobs_by_created";
 const BY_FILE: &str = "jobs_by_file";
 const BY_KEY: &str = "jobs_by_idempotency_key";
+const BY_OWNER: &str = "jobs_by_owner";
 const EVENTS: &str = "job_events";
+const COUNTS: &str = "job_counts";
 
 impl JobStore {
     /// Opens (or creates) the store at `path`. sled takes an exclusive lock on the directory:
@@ -102,18 +120,24 @@ impl JobStore {
         Self::with_db(db)
     }
 
-    /// Uses an already opened database (its trees `jobs*` belong to the store).
+    /// Uses an already opened database (its trees `jobs*` belong to the store), and checks
+    /// its counters against its records ([`JobStore::check_counts`]).
     pub fn with_db(db: sled::Db) -> Result<JobStore, StoreError> {
-        Ok(JobStore {
+        let store = JobStore {
             jobs: db.open_tree(JOBS)?,
             by_state: db.open_tree(BY_STATE)?,
             by_created: db.open_tree(BY_CREATED)?,
             by_file: db.open_tree(BY_FILE)?,
             by_key: db.open_tree(BY_KEY)?,
+            by_owner: db.open_tree(BY_OWNER)?,
             events: db.open_tree(EVENTS)?,
+            counts: db.open_tree(COUNTS)?,
+            group: commit::GroupFlush::new(db.clone()),
             db,
             writer: Arc::new(Mutex::new(())),
-        })
+        };
+        store.check_counts()?;
+        Ok(store)
     }
 
     /// The underlying database, for the embedded queue (one Db, one flush).
@@ -129,17 +153,29 @@ impl JobStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Makes every write so far durable.
+    /// Makes every write this caller made so far durable, sharing the flush with concurrent
+    /// callers ([`commit::GroupFlush`]).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
-        Ok(())
+        self.group.flush().await
     }
 
-    /// Inserts a new record (state Queued, attempt 1), its indexes and its first outbox event
-    /// (`queued`, seq 1) in one sled transaction, then flushes. A record that is not Queued with
-    /// attempt 1, an id that exists or a result file name that is taken is a `Conflict`
-    /// (nothing written).
+    /// [`JobStore::insert_buffered`], then flushes.
     pub async fn insert(
+        &self,
+        record: &mut JobRecord,
+        queue_position: Option<usize>,
+    ) -> Result<JobEvent, StoreError> {
+        let event = self.insert_buffered(record, queue_position)?;
+        self.flush().await?;
+        Ok(event)
+    }
+
+    /// Inserts a new record (state Queued, attempt 1), its indexes, its counters and its first
+    /// outbox event (`queued`, seq 1) in one sled transaction, not flushed: the caller flushes
+    /// ([`JobStore::flush`]) before telling anybody. A record that is not Queued with attempt
+    /// 1, an id that exists or a result file name that is taken is a `Conflict` (nothing
+    /// written).
+    pub fn insert_buffered(
         &self,
         record: &mut JobRecord,
         queue_position: Option<usize>,
@@ -160,6 +196,8 @@ impl JobStore {
         let id = record.id.as_str().as_bytes();
         let state_key = keys::state_key(record.state, record.created_ms, &record.id);
         let created_key = keys::created_key(record.created_ms, &record.id);
+        let owner_key = keys::owner_key(&record.owner, record.created_ms, &record.id);
+        let deltas = counts::Deltas::default().record(record, 1);
         let file_key = keys::file_key(record);
         let idempotency_key = record
             .idempotency_key
@@ -174,40 +212,48 @@ impl JobStore {
                 &self.by_file,
                 &self.events,
                 &self.by_key,
+                &self.by_owner,
+                &self.counts,
             )
-                .transaction(|(jobs, by_state, by_created, by_file, events, by_key)| {
-                    if let Some(existing) = jobs.get(id)? {
-                        let found = decode(id, &existing)
-                            .map(|r| format!("an existing job, {}", describe(&r)))
-                            .unwrap_or_else(|_| "an existing (undecodable) record".into());
-                        return abort(StoreError::Conflict {
-                            id: record.id.clone(),
-                            expected: "no job with this id".into(),
-                            found,
-                        });
-                    }
-                    if let Some(other) = by_file.get(file_key.as_bytes())? {
-                        return abort(StoreError::Conflict {
-                            id: record.id.clone(),
-                            expected: format!("result file {file_key} to be free"),
-                            found: format!("it belongs to job {}", String::from_utf8_lossy(&other)),
-                        });
-                    }
-                    jobs.insert(id, bytes.as_slice())?;
-                    by_state.insert(state_key.as_slice(), id)?;
-                    by_created.insert(created_key.as_slice(), id)?;
-                    by_file.insert(file_key.as_bytes(), id)?;
-                    events.insert(event_key.as_slice(), event_bytes.as_slice())?;
-                    if let Some(k) = &idempotency_key {
-                        // Admission (serialised) decided that any older job under this key is
-                        // stale or gone: the key now names this job.
-                        by_key.insert(k.as_slice(), id)?;
-                    }
-                    Ok(())
-                })
+                .transaction(
+                    |(jobs, by_state, by_created, by_file, events, by_key, by_owner, counts)| {
+                        if let Some(existing) = jobs.get(id)? {
+                            let found = decode(id, &existing)
+                                .map(|r| format!("an existing job, {}", describe(&r)))
+                                .unwrap_or_else(|_| "an existing (undecodable) record".into());
+                            return abort(StoreError::Conflict {
+                                id: record.id.clone(),
+                                expected: "no job with this id".into(),
+                                found,
+                            });
+                        }
+                        if let Some(other) = by_file.get(file_key.as_bytes())? {
+                            return abort(StoreError::Conflict {
+                                id: record.id.clone(),
+                                expected: format!("result file {file_key} to be free"),
+                                found: format!(
+                                    "it belongs to job {}",
+                                    String::from_utf8_lossy(&other)
+                                ),
+                            });
+                        }
+                        jobs.insert(id, bytes.as_slice())?;
+                        by_state.insert(state_key.as_slice(), id)?;
+                        by_created.insert(created_key.as_slice(), id)?;
+                        by_file.insert(file_key.as_bytes(), id)?;
+                        events.insert(event_key.as_slice(), event_bytes.as_slice())?;
+                        by_owner.insert(owner_key.as_slice(), id)?;
+                        deltas.apply(counts)?;
+                        if let Some(k) = &idempotency_key {
+                            // Admission (serialised) decided that any older job under this key is
+                            // stale or gone: the key now names this job.
+                            by_key.insert(k.as_slice(), id)?;
+                        }
+                        Ok(())
+                    },
+                )
                 .map_err(from_tx)?;
         }
-        self.flush().await?;
         Ok(event)
     }
 
@@ -255,8 +301,8 @@ impl JobStore {
     /// Besides what `f` does, the store also: sets `started_ms` when the job becomes Running
     /// (unless `f` set it), sets `finished_ms` when it becomes terminal (unless `f` did), and
     /// clears `progress` when it goes back to Queued. `f` must not change `id`, `created_ms`,
-    /// `event_seq` or `spec.output_subdir` (the indexes hang on them): that is
-    /// `StoreError::Transaction`.
+    /// `event_seq`, `owner` or `spec.output_subdir` (the indexes and counters hang on them):
+    /// that is `StoreError::Transaction`.
     #[allow(clippy::too_many_arguments)]
     pub async fn transition(
         &self,
@@ -287,11 +333,12 @@ impl JobStore {
             if new.id != old.id
                 || new.created_ms != old.created_ms
                 || new.event_seq != old.event_seq
+                || new.owner != old.owner
                 || new.spec.output_subdir != old.spec.output_subdir
             {
                 return Err(StoreError::Transaction(format!(
-                    "job {id}: a transition may not change the id, created_ms, event_seq or \
-                     output_subdir"
+                    "job {id}: a transition may not change the id, created_ms, event_seq, \
+                     owner or output_subdir"
                 )));
             }
             let allowed = if kind == JobEventKind::Progress {
@@ -335,8 +382,9 @@ impl JobStore {
     }
 
     /// Replaces `old` (whose stored bytes were `old_bytes`) by `new`, moving its state index
-    /// entry and appending `event` to the outbox, in one transaction that re-checks the stored
-    /// bytes. Call with the writer lock held; `new` keeps `old`'s id and created_ms.
+    /// entry and its counts and appending `event` to the outbox, in one transaction that
+    /// re-checks the stored bytes. Call with the writer lock held; `new` keeps `old`'s id,
+    /// created_ms and owner.
     fn replace_locked(
         &self,
         old_bytes: &IVec,
@@ -350,8 +398,9 @@ impl JobStore {
         let event_key = outbox::key(&new.id, event.seq);
         let old_state_key = keys::state_key(old.state, old.created_ms, &old.id);
         let new_state_key = keys::state_key(new.state, new.created_ms, &new.id);
-        (&self.jobs, &self.by_state, &self.events)
-            .transaction(|(jobs, by_state, events)| {
+        let deltas = counts::Deltas::change(old, new);
+        (&self.jobs, &self.by_state, &self.events, &self.counts)
+            .transaction(|(jobs, by_state, events, counts)| {
                 let current = jobs.get(key)?;
                 if current.as_ref() != Some(old_bytes) {
                     let found = match &current {
@@ -372,6 +421,7 @@ impl JobStore {
                     by_state.remove(old_state_key.as_slice())?;
                     by_state.insert(new_state_key.as_slice(), key)?;
                 }
+                deltas.apply(counts)?;
                 Ok(())
             })
             .map_err(from_tx)
@@ -381,167 +431,6 @@ impl JobStore {
     /// for `after = 0`). Empty once the job is deleted.
     pub fn events_after(&self, id: &JobId, after: u64) -> Result<Vec<JobEvent>, StoreError> {
         outbox::read_after(&self.events, id, after)
-    }
-
-    /// Ids in a state, oldest first (by created_ms, then id).
-    pub fn ids_in_state(&self, state: JobState) -> Result<Vec<JobId>, StoreError> {
-        self.by_state
-            .scan_prefix(keys::state_prefix(state))
-            .map(|item| {
-                let (key, value) = item?;
-                keys::id_value(BY_STATE, &key, &value)
-            })
-            .collect()
-    }
-
-    /// Jobs in a state: a scan of that state's index range, no record is read.
-    pub fn count(&self, state: JobState) -> Result<usize, StoreError> {
-        let mut n = 0;
-        for item in self.by_state.scan_prefix(keys::state_prefix(state)).keys() {
-            item?;
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    /// 0-based position among Queued jobs by creation order; `None` if the job is not queued
-    /// (or does not exist).
-    pub fn queue_position(&self, id: &JobId) -> Result<Option<usize>, StoreError> {
-        let Some(record) = self.get(id)? else {
-            return Ok(None);
-        };
-        if record.state != JobState::Queued {
-            return Ok(None);
-        }
-        let own = keys::state_key(JobState::Queued, record.created_ms, id);
-        let mut ahead = 0;
-        for item in self
-            .by_state
-            .range(keys::state_prefix(JobState::Queued)..own)
-            .keys()
-        {
-            item?;
-            ahead += 1;
-        }
-        Ok(Some(ahead))
-    }
-
-    /// Terminal jobs whose `finished_ms` (or, if unset, `updated_ms`) is older than
-    /// `before_ms`, oldest first. Only index ranges of jobs created before `before_ms` are read
-    /// (a job finishes after it is created).
-    pub fn finished_before(&self, before_ms: u64) -> Result<Vec<JobRecord>, StoreError> {
-        let mut out = Vec::new();
-        for state in JobState::ALL.into_iter().filter(|s| s.is_terminal()) {
-            let range = keys::state_prefix(state)..keys::state_bound(state, before_ms);
-            for item in self.by_state.range(range) {
-                let (key, value) = item?;
-                let id = keys::id_value(BY_STATE, &key, &value)?;
-                if let Some(record) = self.get(&id)? {
-                    let finished = record.finished_ms.unwrap_or(record.updated_ms);
-                    if record.state.is_terminal() && finished < before_ms {
-                        out.push(record);
-                    }
-                }
-            }
-        }
-        out.sort_by_key(|r| (r.finished_ms.unwrap_or(r.updated_ms), r.id.clone()));
-        Ok(out)
-    }
-
-    /// Every record, in id order, one by one (an undecodable one is an `Err` item and the scan
-    /// goes on). For maintenance, such as retention's reference check: this reads the whole
-    /// store.
-    pub fn scan(&self) -> impl Iterator<Item = Result<JobRecord, StoreError>> + Send + 'static {
-        self.jobs.iter().map(|item| {
-            let (key, bytes) = item?;
-            decode(&key, &bytes)
-        })
-    }
-
-    /// Deletes a record, all its index entries and its outbox (one transaction), then flushes. A record
-    /// that no longer decodes is deleted too (its index entries are found by value).
-    pub async fn delete(&self, id: &JobId) -> Result<(), StoreError> {
-        {
-            let _writer = self.lock();
-            let key = id.as_str().as_bytes();
-            let Some(bytes) = self.jobs.get(key)? else {
-                return Err(StoreError::NotFound(id.clone()));
-            };
-            let index_keys: [Vec<Vec<u8>>; 4] = match decode(key, &bytes) {
-                Ok(record) => [
-                    vec![keys::state_key(record.state, record.created_ms, id)],
-                    vec![keys::created_key(record.created_ms, id)],
-                    vec![keys::file_key(&record).into_bytes()],
-                    record
-                        .idempotency_key
-                        .iter()
-                        .map(|k| keys::idempotency_key(&record.owner, k))
-                        .collect(),
-                ],
-                Err(e) => {
-                    tracing::warn!(job = %id, error = %e, "deleting an undecodable job record");
-                    [
-                        self.keys_pointing_to(&self.by_state, key)?,
-                        self.keys_pointing_to(&self.by_created, key)?,
-                        self.keys_pointing_to(&self.by_file, key)?,
-                        self.keys_pointing_to(&self.by_key, key)?,
-                    ]
-                }
-            };
-            let [state_keys, created_keys, file_keys, idempotency_keys] = &index_keys;
-            let event_keys = outbox::keys_of(&self.events, id)?;
-            (
-                &self.jobs,
-                &self.by_state,
-                &self.by_created,
-                &self.by_file,
-                &self.events,
-                &self.by_key,
-            )
-                .transaction(|(jobs, by_state, by_created, by_file, events, by_key)| {
-                    if jobs.get(key)?.as_ref() != Some(&bytes) {
-                        return abort(StoreError::Transaction(format!(
-                            "job {id} changed while being deleted"
-                        )));
-                    }
-                    jobs.remove(key)?;
-                    for k in state_keys {
-                        by_state.remove(k.as_slice())?;
-                    }
-                    for k in created_keys {
-                        by_created.remove(k.as_slice())?;
-                    }
-                    for k in &event_keys {
-                        events.remove(k.as_slice())?;
-                    }
-                    for k in file_keys {
-                        // Only if it still points to this job.
-                        if by_file.get(k.as_slice())?.as_deref() == Some(key) {
-                            by_file.remove(k.as_slice())?;
-                        }
-                    }
-                    for k in idempotency_keys {
-                        if by_key.get(k.as_slice())?.as_deref() == Some(key) {
-                            by_key.remove(k.as_slice())?;
-                        }
-                    }
-                    Ok(())
-                })
-                .map_err(from_tx)?;
-        }
-        self.flush().await
-    }
-
-    /// Index keys whose value is `id` (a full scan of one index: only for undecodable records).
-    fn keys_pointing_to(&self, tree: &Tree, id: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
-        let mut out = Vec::new();
-        for item in tree.iter() {
-            let (k, v) = item?;
-            if v.as_ref() == id {
-                out.push(k.to_vec());
-            }
-        }
-        Ok(out)
     }
 }
 

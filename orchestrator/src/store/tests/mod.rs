@@ -2,6 +2,7 @@
 //! file holds the shared fixtures (records, the raw-operation shims, a store in a temp dir); the
 //! tests are split by concern into the submodules.
 
+mod counters;
 mod indexes;
 mod persistence;
 mod transitions;
