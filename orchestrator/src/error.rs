@@ -133,6 +133,9 @@ catalogue! {
     FetchFailed = "fetch_failed", 400;
     /// A webhook endpoint the server must not call, or a secret it cannot use.
     InvalidWebhook = "invalid_webhook", 400;
+    /// A well-formed request for something this server or its model bundle cannot do (for
+    /// example a transform that needs a model the bundle does not have).
+    Unsupported = "unsupported", 422;
     /// A field or the body is over its size limit.
     TooLarge = "too_large", 413;
     /// The same idempotency key was used before with a different request.

@@ -1,7 +1,7 @@
 //! Turning the audio a client handed in ([`AudioInput`]: upload bytes, base64, a URL, an upload
-//! id) into checked bytes: fetched through the outbound guard, size-limited, decoded off the
-//! async threads to prove it is audio of an acceptable length, and finally stored as a blob the
-//! job refers to. Blobs stored for a request that is then refused are deleted ([`Stored`]).
+//! id, an earlier result) into checked bytes: fetched through the outbound guard, size-limited,
+//! decoded off the async threads to prove it is audio of an acceptable length, and finally
+//! stored as a blob the job refers to. Blobs stored for a request that is then refused are deleted ([`Stored`]).
 
 use base64::Engine as _;
 use refrain_model::audio::{self, AudioError};
@@ -23,8 +23,8 @@ pub(crate) enum Checked {
         ext: String,
         seconds: f64,
     },
-    /// An upload stored earlier: the job refers to it as it is.
-    Blob(String),
+    /// An upload stored earlier, `seconds` long: the job refers to it as it is.
+    Blob { id: String, seconds: f64 },
 }
 
 /// Reads `input` into bytes (fetching or decoding base64), checks that it decodes as audio and,
@@ -80,6 +80,10 @@ pub(crate) async fn check(
             let hint = fetch::hint_from_path(&id);
             (bytes, hint, Some(id))
         }
+        AudioInput::Job(id) => {
+            let bytes = app.result_wav(&id, &field).await?;
+            (bytes, Some("wav".to_string()), None)
+        }
     };
     if bytes.len() > max_bytes {
         return Err(too_large(&field));
@@ -124,7 +128,7 @@ pub(crate) async fn check(
         }
     };
     Ok(match blob {
-        Some(id) => Checked::Blob(id),
+        Some(id) => Checked::Blob { id, seconds },
         None => Checked::Bytes {
             bytes,
             ext: hint.unwrap_or_else(|| "bin".into()),
@@ -201,7 +205,7 @@ impl Stored {
         checked: Checked,
     ) -> Result<String, OrchestratorError> {
         match checked {
-            Checked::Blob(id) => Ok(id),
+            Checked::Blob { id, .. } => Ok(id),
             Checked::Bytes { bytes, ext, .. } => {
                 let name = app.blobs().put(&bytes, &ext).await?;
                 self.new.push(name.clone());

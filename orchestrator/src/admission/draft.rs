@@ -15,8 +15,12 @@ pub struct Draft {
     pub style: Option<StyleInput>,
     /// Song length in seconds. `None` is refused.
     pub seconds: Option<u32>,
+    /// How untimed lyrics are timed ([`Timing`]); by default they are used as given.
+    pub timing: Timing,
     /// Noise seed; `None`: random, fixed at admission.
     pub seed: Option<u64>,
+    /// CFG strength (how strongly lyrics and style are followed, 0–20); `None`: the bundle's.
+    pub cfg_strength: Option<f32>,
     /// Variants generated together; `None`: 1.
     pub variants: Option<u32>,
     /// Chunked VAE decoding (less memory).
@@ -38,7 +42,9 @@ impl Draft {
             lyrics: String::new(),
             style: None,
             seconds: None,
+            timing: Timing::AsGiven,
             seed: None,
+            cfg_strength: None,
             variants: None,
             chunked: false,
             edit: None,
@@ -47,6 +53,19 @@ impl Draft {
             meta,
         }
     }
+}
+
+/// How admission times lyrics that have no timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Timing {
+    /// As given: plain lines are spread evenly over the song by the lyrics parser.
+    #[default]
+    AsGiven,
+    /// By the section rule of `refrain_model::lyrics::structure` over the whole song (intro,
+    /// sections, breaks).
+    Song,
+    /// By the same rule within `[start, end)` seconds (the span an edit regenerates).
+    Span(f64, f64),
 }
 
 /// The style of a request.
@@ -72,6 +91,8 @@ pub enum AudioInput {
     Url(String),
     /// An upload stored earlier (`POST /api/v1/uploads`), by its id.
     UploadId(String),
+    /// The first result (WAV) of a succeeded job of this server.
+    Job(JobId),
 }
 
 /// The song an edit changes, and which parts.

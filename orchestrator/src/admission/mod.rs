@@ -18,7 +18,7 @@ use protocol::{EditSpec, JobId, JobRecord, JobSpec, JobState, SongRef, StyleSpec
 use sha2::{Digest, Sha256};
 
 pub use self::audio::MIN_REFERENCE_SECONDS;
-pub use self::draft::{AudioInput, Draft, EditInput, SegmentsInput, SongInput, StyleInput};
+pub use self::draft::{AudioInput, Draft, EditInput, SegmentsInput, SongInput, StyleInput, Timing};
 pub use self::validate::Validator;
 use crate::app::{App, Submitted};
 use crate::error::{ErrorCode, Field, OrchestratorError};
@@ -79,7 +79,16 @@ impl App {
         if let StyleInput::Prompt(prompt) = &style {
             validator.check_prompt(prompt)?;
         }
-        validator.check_lyrics(&draft.lyrics, seconds)?;
+        let lyrics = timed_lyrics(&draft, seconds)?;
+        validator.check_lyrics(&lyrics, seconds)?;
+        if let Some(cfg) = draft.cfg_strength {
+            if !(cfg.is_finite() && (0.0..=20.0).contains(&cfg)) {
+                return Err(OrchestratorError::invalid(
+                    Field::Named("cfg_strength".into()),
+                    format!("expected a CFG strength from 0 to 20, not {cfg}"),
+                ));
+            }
+        }
 
         let edit = match draft.edit.clone() {
             None => None,
@@ -158,12 +167,12 @@ impl App {
                 }),
             };
             Ok::<_, OrchestratorError>(JobSpec {
-                lyrics: draft.lyrics.clone(),
+                lyrics,
                 style,
                 seconds,
                 seed: draft.seed.unwrap_or_else(rand::random::<u64>),
                 steps: None,
-                cfg_strength: None,
+                cfg_strength: draft.cfg_strength,
                 variants,
                 chunked: draft.chunked,
                 edit,
@@ -212,13 +221,74 @@ impl App {
         hint: Option<String>,
     ) -> Result<(String, f64), OrchestratorError> {
         let field = Field::Named("file".into());
-        let checked = audio::check(self, field, AudioInput::Bytes { bytes, hint }, None).await?;
+        self.store_audio(field, AudioInput::Bytes { bytes, hint })
+            .await
+    }
+
+    /// Stores audio in any form a client may hand it in (a URL is fetched through the outbound
+    /// guard) as an upload, after decoding it; returns the upload id and its duration in
+    /// seconds. An upload id or a result comes back as it is (a result is stored as a copy).
+    pub async fn store_audio(
+        &self,
+        field: Field,
+        input: AudioInput,
+    ) -> Result<(String, f64), OrchestratorError> {
+        let checked = audio::check(self, field, input, None).await?;
         let seconds = match &checked {
-            audio::Checked::Bytes { seconds, .. } => *seconds,
-            audio::Checked::Blob(_) => 0.0,
+            audio::Checked::Bytes { seconds, .. } | audio::Checked::Blob { seconds, .. } => {
+                *seconds
+            }
         };
         let mut stored = audio::Stored::default();
         Ok((stored.put(self, checked).await?, seconds))
+    }
+
+    /// The duration in seconds of a song an edit could start from (decoded, so it is the length
+    /// the node will see), checked as admission checks it.
+    pub async fn song_seconds(
+        &self,
+        field: Field,
+        song: &SongInput,
+    ) -> Result<f64, OrchestratorError> {
+        let input = match song {
+            SongInput::Audio(input) => input.clone(),
+            SongInput::Job(id) => AudioInput::Job(id.clone()),
+            SongInput::ResultFile(name) => AudioInput::Job(self.resolve_result(name).await?),
+        };
+        match audio::check(self, field, input, None).await? {
+            audio::Checked::Bytes { seconds, .. } | audio::Checked::Blob { seconds, .. } => {
+                Ok(seconds)
+            }
+        }
+    }
+
+    /// The first result (the WAV) of a succeeded job, as audio a request can use.
+    async fn result_wav(&self, id: &JobId, field: &Field) -> Result<Vec<u8>, OrchestratorError> {
+        let refuse = |e: OrchestratorError| match e {
+            OrchestratorError::Invalid { code, message, .. } => {
+                OrchestratorError::coded(code, field.clone(), message)
+            }
+            other => other,
+        };
+        let id = self.resolve_job(id).await.map_err(refuse)?;
+        let record = self
+            .job(&id)?
+            .ok_or_else(|| refuse(bad_reference(format!("there is no job {id}"))))?;
+        let file = record
+            .result
+            .as_ref()
+            .map(|r| r.file.clone())
+            .unwrap_or_else(|| OutputStore::relative(record.spec.output_subdir.as_deref(), &id));
+        let path = self
+            .outputs()
+            .resolve(&file)
+            .map_err(|_| refuse(bad_reference(format!("{file:?} is not a result file"))))?;
+        tokio::fs::read(&path)
+            .await
+            .map_err(|source| OrchestratorError::Io {
+                context: format!("reading {}", path.display()),
+                source,
+            })
     }
 
     /// The job an idempotency key names, when it is still remembered: `Ok(Some)` for the same
@@ -331,6 +401,26 @@ impl App {
     }
 }
 
+/// The draft's lyrics, timed as [`Draft::timing`] asks (refused as `invalid_lyrics` when they do
+/// not fit).
+fn timed_lyrics(draft: &Draft, seconds: u32) -> Result<String, OrchestratorError> {
+    use refrain_model::lyrics::structure::{time_lyrics, Window};
+    let window = match draft.timing {
+        Timing::AsGiven => return Ok(draft.lyrics.clone()),
+        Timing::Song => Window::song(f64::from(seconds)),
+        Timing::Span(start, end) => Window::span(start, end.min(f64::from(seconds))),
+    };
+    match time_lyrics(&draft.lyrics, window) {
+        Ok(Some(lrc)) => Ok(lrc),
+        Ok(None) => Ok(draft.lyrics.clone()),
+        Err(e) => Err(OrchestratorError::coded(
+            ErrorCode::InvalidLyrics,
+            Field::Lyrics,
+            e.to_string(),
+        )),
+    }
+}
+
 /// Idempotency keys are printable ASCII, 1 to 255 characters (as the IETF draft suggests).
 fn check_idempotency_key(key: &str) -> Result<(), OrchestratorError> {
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
@@ -371,6 +461,7 @@ fn fingerprint(draft: &Draft) -> String {
             AudioInput::Base64(t) => [b"base64:".as_slice(), &Sha256::digest(t.trim())].concat(),
             AudioInput::Url(u) => format!("url:{}", u.trim()).into_bytes(),
             AudioInput::UploadId(id) => format!("upload:{}", id.trim()).into_bytes(),
+            AudioInput::Job(id) => format!("job:{id}").into_bytes(),
         }
     };
     field("lyrics", draft.lyrics.as_bytes());
@@ -380,7 +471,12 @@ fn fingerprint(draft: &Draft) -> String {
         Some(StyleInput::Audio(a)) => field("style.audio", &audio(a)),
     }
     field("seconds", format!("{:?}", draft.seconds).as_bytes());
+    field("timing", format!("{:?}", draft.timing).as_bytes());
     field("seed", format!("{:?}", draft.seed).as_bytes());
+    field(
+        "cfg_strength",
+        format!("{:?}", draft.cfg_strength).as_bytes(),
+    );
     field("variants", format!("{:?}", draft.variants).as_bytes());
     field("chunked", format!("{}", draft.chunked).as_bytes());
     field("format", draft.format.extension().as_bytes());

@@ -9,6 +9,7 @@
 //!   API keys when they are configured;
 //! * [`task`] — the PiAPI / Qubico task API (`/api/v1/task…`, `/v1/inference`, `/v1/tasks/…`),
 //!   always behind `x-api-key`, with signed webhooks;
+//! * [`riffusion`] — the Riffusion-style API (`/riffusion/…`), two takes per request;
 //! * [`web`] — the web page at `/`;
 //! * [`openapi`] — `GET /openapi.json`, the OpenAPI 3.1 document of all of these, generated from
 //!   the handlers and their types, and `GET /docs`, Swagger UI on it.
@@ -30,6 +31,7 @@ pub mod nodes;
 pub mod openapi;
 pub mod ops;
 pub mod paths;
+pub mod riffusion;
 pub mod routing;
 pub mod task;
 pub mod v1;
@@ -64,6 +66,7 @@ pub fn routes(app: App) -> Routes {
         .merge(ops::routes())
         .merge_router(web::routes(), WEB_ROUTES)
         .merge(v1::routes(app.clone()))
+        .merge(riffusion::routes(app.clone()))
         .merge(task::routes(app))
         .merge(openapi::routes())
 }

@@ -58,6 +58,10 @@ use super::{diffrhythm, nodes, ops, task, v1};
         task::routes::qubico_cancel,
         task::hooks::qubico_log,
         task::hooks::qubico_redeliver,
+        super::riffusion::routes::generate,
+        super::riffusion::routes::generate_topic,
+        super::riffusion::routes::feed,
+        super::riffusion::routes::upload,
         diffrhythm::generate::generate,
         diffrhythm::output::output,
         diffrhythm::status::status,
@@ -83,6 +87,8 @@ use super::{diffrhythm, nodes, ops, task, v1};
         (name = "nodes", description = "The inference nodes."),
         (name = "task", description = "The PiAPI / Qubico task API (`docs/task-api.md`): \
             `x-api-key` always required, per-key limits, signed webhooks."),
+        (name = "riffusion", description = "The Riffusion-style API (`docs/riffusion-api.md`): \
+            two takes per request, feed, upload, transforms."),
         (name = "diffrhythm", description = "The DiffRhythm server API (compatible with the \
             reference server `mgraffam/DiffRhythm-webapi`)."),
         (name = "ops", description = "Liveness, readiness and Prometheus metrics."),

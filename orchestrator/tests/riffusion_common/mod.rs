@@ -1,0 +1,100 @@
+//! Helpers of the Riffusion API's in-process tests (`riffusion_api.rs`,
+//! `riffusion_transforms.rs`): keys, requests with a bearer key, the error shape, ids, a take
+//! driven to success, a multipart upload.
+
+#![allow(dead_code)]
+
+use protocol::JobId;
+use refrain_orchestrator::jobs::results::store_variants;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::support::http::wav;
+use crate::support::TestService;
+
+pub const LYRICS: &str = "[Verse]\nCity lights are passing by\nEvery window tells a lie\n\n\
+                          [Chorus]\nWe drive into the night\n";
+
+pub fn add_key(s: &TestService, name: &str) -> String {
+    refrain_orchestrator::api::v1::auth::add_key(&s.app.config().api_keys_path(), name).unwrap()
+}
+
+pub async fn call(
+    s: &TestService,
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
+    let mut request = s.client.request(method, format!("{}{path}", s.base));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Asserts the API's error shape, status, code and field.
+pub fn refused(
+    status: StatusCode,
+    body: &Value,
+    want: StatusCode,
+    code: &str,
+    field: Option<&str>,
+) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    match field {
+        Some(f) => assert_eq!(body["error"]["field"], f, "{body}"),
+        None => assert!(body["error"].get("field").is_none(), "{body}"),
+    }
+}
+
+pub fn ids(created: &Value) -> Vec<JobId> {
+    created["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| JobId::parse(v.as_str().unwrap()).unwrap())
+        .collect()
+}
+
+/// Drives a queued job to succeeded with `seconds` of song, as a node would.
+pub async fn finish(s: &TestService, id: &JobId, seconds: f64) {
+    let record = s.app.store().get(id).unwrap().unwrap();
+    s.app.lifecycle().start(id, 1, 1).await.unwrap();
+    let song = wav(seconds, 44_100);
+    let result = store_variants(s.app.outputs(), id, &record.spec, 1, &[song], seconds)
+        .await
+        .unwrap();
+    s.app.lifecycle().succeed(id, 1, result).await.unwrap();
+}
+
+/// A multipart upload of `bytes` as `name`.
+pub async fn upload(s: &TestService, key: &str, bytes: Vec<u8>, name: &str) -> (StatusCode, Value) {
+    let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_string());
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let r = s
+        .client
+        .post(format!("{}/riffusion/upload", s.base))
+        .bearer_auth(key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap())
+}
