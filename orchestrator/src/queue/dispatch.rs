@@ -15,10 +15,14 @@
 //! * the number of live nodes ([`crate::distributed::registry::NodeRegistry::watch_live`]): a
 //!   node that appears gets work at once;
 //! * the end of each publish, one at a time so the stream's order is the chosen order;
-//! * a sweep every few seconds that checks the jobs it tracks against the store (an event
+//! * a sweep every few seconds that checks the published jobs against the store (an event
 //!   missed by a lagging subscriber cannot hold a slot forever), and the published jobs no
 //!   node has started against the stream: one the server lost (its data, not a restart) goes
-//!   back into the backlog instead of holding a slot until the next start.
+//!   back into the backlog instead of holding a slot until the next start. The backlog itself
+//!   is checked against the store only when the event subscription lagged: the sweep reads
+//!   as many records as there are node slots, not as many as jobs wait. (A waiting job that
+//!   left the queued state meanwhile is dropped when its turn comes: the publisher finds it
+//!   not queued.)
 //!
 //! Nothing is lost: a job is in the store (flushed) before it is enqueued, and at startup the
 //! backlog is rebuilt from the store's queued jobs that the stream does not hold
@@ -249,6 +253,11 @@ impl Backlog {
         self.fair.give_back(id, None)
     }
 
+    /// The published jobs (at most one per node slot).
+    pub fn published_ids(&self) -> Vec<JobId> {
+        self.fair.in_flight_ids().cloned().collect()
+    }
+
     /// Every job tracked, with whether it is in flight.
     pub fn tracked(&self) -> Vec<(JobId, bool)> {
         self.fair
@@ -331,7 +340,7 @@ impl Dispatcher {
                 }
                 event = self.events.recv() => match event {
                     Ok(event) => self.backlog.job_event(&event),
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.sweep(),
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.sweep(false),
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 changed = self.live.changed(), if live_open => live_open = changed.is_ok(),
@@ -347,7 +356,7 @@ impl Dispatcher {
                     }
                 }
                 _ = sweep.tick() => {
-                    self.sweep();
+                    self.sweep(true);
                     if !looking {
                         looking = self.look_up_unstarted(lost_tx.clone());
                     }
@@ -454,11 +463,18 @@ impl Dispatcher {
         true
     }
 
-    /// Checks every tracked job against the store: finished or deleted ones are forgotten,
-    /// waiting ones that are not queued any more too, running ones are started.
-    fn sweep(&mut self) {
+    /// Checks tracked jobs against the store (only the published ones when `published_only`):
+    /// finished or deleted ones are forgotten, waiting ones that are not queued any more too,
+    /// running ones are started.
+    fn sweep(&mut self, published_only: bool) {
         let store = self.lifecycle.store();
-        for (id, in_flight) in self.backlog.tracked() {
+        let tracked = if published_only {
+            let ids = self.backlog.published_ids();
+            ids.into_iter().map(|id| (id, true)).collect()
+        } else {
+            self.backlog.tracked()
+        };
+        for (id, in_flight) in tracked {
             match store.get(&id) {
                 Ok(None) => self.backlog.forget(&id),
                 Ok(Some(r)) if r.state.is_terminal() => self.backlog.forget(&id),

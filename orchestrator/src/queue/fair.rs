@@ -10,15 +10,26 @@
 //! with one take turns, and a schedule's batch waits for the people. [`FairQueue::position`]
 //! estimates a waiting job's place under that rule from per-owner counts.
 //!
+//! Neither walks the waiting jobs: each owner's waiting jobs of a class are one sorted list,
+//! so [`FairQueue::choose`] looks at the head of each owner's list and
+//! [`FairQueue::position`] at each owner's length (cost: the number of owners waiting, whatever
+//! the number of jobs). Each owner's last turn is remembered while it has jobs, and for the
+//! [`REMEMBERED_IDLE_OWNERS`] most recently served owners that have none; an owner forgotten
+//! beyond that ranks as never served when it comes back (it was served longest ago anyway),
+//! so the memory stays bounded however many owners come and go.
+//!
 //! It is plain data — no I/O, no locks, no clock of its own (callers pass `now`) — owned by
 //! whoever owns the backend's state: the embedded queue's mutex, the NATS dispatcher's task.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use protocol::{JobId, Owner, Priority};
 use tokio::time::Instant;
 
 use super::QueueItem;
+
+/// Owners without jobs whose last turn is still remembered (the most recently served ones).
+pub const REMEMBERED_IDLE_OWNERS: usize = 4096;
 
 /// Fair-share order of a waiting job: priority class, its owner's jobs in flight, when the
 /// owner was last served. Lower goes first; ties go to the oldest job.
@@ -28,8 +39,6 @@ type Rank = (Priority, usize, u64);
 struct Entry {
     item: QueueItem,
     in_flight: bool,
-    /// Not to be handed out before this (a job given back with a delay).
-    not_before: Option<Instant>,
 }
 
 /// What [`FairQueue::choose`] found.
@@ -45,14 +54,35 @@ pub enum Choice {
 /// Jobs waiting and in flight, by sequence number (FIFO order), with each owner's share.
 #[derive(Debug, Default)]
 pub struct FairQueue {
-    entries: BTreeMap<u64, Entry>,
+    entries: HashMap<u64, Entry>,
     by_id: HashMap<JobId, u64>,
+    /// Waiting jobs (delayed ones included) per class and owner, oldest first.
+    waiting: BTreeMap<Priority, HashMap<Owner, VecDeque<u64>>>,
+    /// Waiting jobs not to be handed out before a time (given back with a delay).
+    delayed: HashMap<u64, Instant>,
     /// Jobs in flight per owner (owners with none are absent).
     busy: HashMap<Owner, usize>,
-    in_flight: usize,
+    /// The jobs in flight, by sequence number.
+    flying: BTreeSet<u64>,
+    /// Jobs known per owner, waiting or in flight (owners with none are absent).
+    known: HashMap<Owner, usize>,
     /// When each owner was last handed a job (a counter, not a time).
     served: HashMap<Owner, u64>,
+    /// Owners with no job known but a remembered turn, by that turn (oldest first).
+    idle: BTreeMap<u64, Owner>,
     tick: u64,
+}
+
+/// Inserts `seq` into an ascending list (new jobs have the highest numbers: usually a push).
+fn insert_sorted(list: &mut VecDeque<u64>, seq: u64) {
+    let at = list.partition_point(|&s| s < seq);
+    list.insert(at, seq);
+}
+
+fn remove_sorted(list: &mut VecDeque<u64>, seq: u64) {
+    if let Ok(at) = list.binary_search(&seq) {
+        list.remove(at);
+    }
 }
 
 impl FairQueue {
@@ -76,20 +106,69 @@ impl FairQueue {
         if self.by_id.contains_key(&item.id) || self.entries.contains_key(&seq) {
             return false;
         }
+        self.joined(&item.owner);
         if in_flight {
             *self.busy.entry(item.owner.clone()).or_insert(0) += 1;
-            self.in_flight += 1;
+            self.flying.insert(seq);
+        } else {
+            self.wait(seq, &item);
         }
         self.by_id.insert(item.id.clone(), seq);
-        self.entries.insert(
-            seq,
-            Entry {
-                item,
-                in_flight,
-                not_before: None,
-            },
-        );
+        self.entries.insert(seq, Entry { item, in_flight });
         true
+    }
+
+    fn wait(&mut self, seq: u64, item: &QueueItem) {
+        let owners = self.waiting.entry(item.priority).or_default();
+        insert_sorted(owners.entry(item.owner.clone()).or_default(), seq);
+    }
+
+    fn unwait(&mut self, seq: u64, item: &QueueItem) {
+        self.delayed.remove(&seq);
+        let Some(owners) = self.waiting.get_mut(&item.priority) else {
+            return;
+        };
+        if let Some(list) = owners.get_mut(&item.owner) {
+            remove_sorted(list, seq);
+            if list.is_empty() {
+                owners.remove(&item.owner);
+            }
+        }
+        if owners.is_empty() {
+            self.waiting.remove(&item.priority);
+        }
+    }
+
+    /// An owner's job became known: its turn, if remembered, is no longer an idle owner's.
+    fn joined(&mut self, owner: &Owner) {
+        let n = self.known.entry(owner.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            if let Some(turn) = self.served.get(owner) {
+                self.idle.remove(turn);
+            }
+        }
+    }
+
+    /// An owner's job left: an owner with none left keeps its turn among the idle owners, the
+    /// longest idle of which are forgotten beyond [`REMEMBERED_IDLE_OWNERS`].
+    fn left(&mut self, owner: &Owner) {
+        let Some(n) = self.known.get_mut(owner) else {
+            return;
+        };
+        *n = n.saturating_sub(1);
+        if *n > 0 {
+            return;
+        }
+        self.known.remove(owner);
+        if let Some(&turn) = self.served.get(owner) {
+            self.idle.insert(turn, owner.clone());
+        }
+        while self.idle.len() > REMEMBERED_IDLE_OWNERS {
+            if let Some((_, forgotten)) = self.idle.pop_first() {
+                self.served.remove(&forgotten);
+            }
+        }
     }
 
     /// Whether the job is known (waiting or in flight).
@@ -118,13 +197,16 @@ impl FairQueue {
         let seq = self.by_id.remove(id)?;
         let entry = self.entries.remove(&seq)?;
         if entry.in_flight {
-            self.release(&entry.item.owner);
+            self.release(seq, &entry.item.owner);
+        } else {
+            self.unwait(seq, &entry.item);
         }
+        self.left(&entry.item.owner);
         Some(entry.item)
     }
 
-    fn release(&mut self, owner: &Owner) {
-        self.in_flight = self.in_flight.saturating_sub(1);
+    fn release(&mut self, seq: u64, owner: &Owner) {
+        self.flying.remove(&seq);
         if let Some(n) = self.busy.get_mut(owner) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -133,31 +215,33 @@ impl FairQueue {
         }
     }
 
-    fn rank(&self, item: &QueueItem) -> Rank {
+    fn rank(&self, priority: Priority, owner: &Owner) -> Rank {
         (
-            item.priority,
-            self.busy.get(&item.owner).copied().unwrap_or(0),
-            self.served.get(&item.owner).copied().unwrap_or(0),
+            priority,
+            self.busy.get(owner).copied().unwrap_or(0),
+            self.served.get(owner).copied().unwrap_or(0),
         )
     }
 
-    /// The waiting job to hand out next (see the module docs); changes nothing.
+    /// The waiting job to hand out next (see the module docs); changes nothing. Looks at the
+    /// oldest available job of each owner waiting.
     pub fn choose(&self, now: Instant) -> Choice {
-        let mut soonest: Option<Instant> = None;
+        let soonest = self.delayed.values().filter(|at| **at > now).min().copied();
+        let available = |seq: &&u64| self.delayed.get(*seq).is_none_or(|at| *at <= now);
         let mut chosen: Option<(Rank, u64)> = None;
-        // Entries iterate in FIFO order, so the first available job of each rank wins.
-        for (&seq, entry) in &self.entries {
-            if entry.in_flight {
-                continue;
-            }
-            match entry.not_before {
-                Some(at) if at > now => soonest = Some(soonest.map_or(at, |s| s.min(at))),
-                _ => {
-                    let rank = self.rank(&entry.item);
-                    if chosen.as_ref().is_none_or(|(best, _)| rank < *best) {
-                        chosen = Some((rank, seq));
-                    }
+        for (&priority, owners) in &self.waiting {
+            for (owner, list) in owners {
+                let Some(&seq) = list.iter().find(available) else {
+                    continue;
+                };
+                let turn = (self.rank(priority, owner), seq);
+                if chosen.is_none_or(|best| turn < best) {
+                    chosen = Some(turn);
                 }
+            }
+            if chosen.is_some() {
+                // Every job of a later class ranks below this one.
+                break;
             }
         }
         chosen.map_or(Choice::Wait(soonest), |(_, seq)| Choice::Next(seq))
@@ -166,16 +250,18 @@ impl FairQueue {
     /// Hands out waiting job `seq`: in flight from now on, and its owner's turn is recorded.
     /// `None` if there is no such waiting job.
     pub fn take(&mut self, seq: u64) -> Option<&QueueItem> {
-        let entry = self.entries.get_mut(&seq)?;
+        let entry = self.entries.get(&seq)?;
         if entry.in_flight {
             return None;
         }
-        entry.in_flight = true;
-        entry.not_before = None;
+        let item = entry.item.clone();
+        self.unwait(seq, &item);
         self.tick += 1;
-        self.served.insert(entry.item.owner.clone(), self.tick);
-        *self.busy.entry(entry.item.owner.clone()).or_insert(0) += 1;
-        self.in_flight += 1;
+        self.served.insert(item.owner.clone(), self.tick);
+        *self.busy.entry(item.owner).or_insert(0) += 1;
+        self.flying.insert(seq);
+        let entry = self.entries.get_mut(&seq)?;
+        entry.in_flight = true;
         Some(&entry.item)
     }
 
@@ -192,9 +278,12 @@ impl FairQueue {
             return false;
         }
         entry.in_flight = false;
-        entry.not_before = not_before;
-        let owner = entry.item.owner.clone();
-        self.release(&owner);
+        let item = entry.item.clone();
+        self.release(seq, &item.owner);
+        self.wait(seq, &item);
+        if let Some(at) = not_before {
+            self.delayed.insert(seq, at);
+        }
         true
     }
 
@@ -204,60 +293,64 @@ impl FairQueue {
     /// earlier in the rotation). Exact when nothing else arrives, no job is given back, each
     /// job handed out leaves before the next is chosen, and no owner of the job's class also
     /// has jobs of a higher class (their turns there reorder the rotation). `None` unless the
-    /// job waits.
+    /// job waits. Costs one look per owner waiting, not per job.
     pub fn position(&self, id: &JobId) -> Option<usize> {
         let seq = *self.by_id.get(id)?;
         let own = self.entries.get(&seq)?;
         if own.in_flight {
             return None;
         }
-        let own_item = &own.item;
-        let mut ahead = 0usize;
-        let mut own_before = 0usize;
-        let mut own_oldest = seq;
-        let mut others: HashMap<&Owner, (usize, Rank, u64)> = HashMap::new();
-        for (&s, e) in &self.entries {
-            if e.in_flight || s == seq {
+        let (priority, owner) = (own.item.priority, &own.item.owner);
+        let mut ahead: usize = self
+            .waiting
+            .range(..priority)
+            .flat_map(|(_, owners)| owners.values())
+            .map(VecDeque::len)
+            .sum();
+        let owners = self.waiting.get(&priority)?;
+        let own_list = owners.get(owner)?;
+        let own_before = own_list.partition_point(|&s| s < seq);
+        let own_oldest = own_list.front().copied().unwrap_or(seq).min(seq);
+        // An owner's turn comes by rank, then by its oldest waiting job (`choose`'s tie-break).
+        let own_turn = (self.rank(priority, owner), own_oldest);
+        for (other, list) in owners {
+            if other == owner {
                 continue;
             }
-            let item = &e.item;
-            if item.priority < own_item.priority {
-                ahead += 1;
-            } else if item.priority == own_item.priority {
-                if item.owner == own_item.owner {
-                    if s < seq {
-                        own_before += 1;
-                        own_oldest = own_oldest.min(s);
-                    }
-                } else {
-                    // Entries iterate in key order: the first seen is the owner's oldest.
-                    let rank = self.rank(item);
-                    others.entry(&item.owner).or_insert((0, rank, s)).0 += 1;
-                }
-            }
-        }
-        // An owner's turn comes by rank, then by its oldest waiting job (`choose`'s tie-break).
-        let own_turn = (self.rank(own_item), own_oldest);
-        for (count, rank, oldest) in others.values() {
-            let earlier = (*rank, *oldest) < own_turn;
-            ahead += (*count).min(own_before + usize::from(earlier));
+            let Some(&oldest) = list.front() else {
+                continue;
+            };
+            let earlier = (self.rank(priority, other), oldest) < own_turn;
+            ahead += list.len().min(own_before + usize::from(earlier));
         }
         Some(ahead + own_before)
     }
 
     /// Jobs waiting (delayed ones included).
     pub fn waiting(&self) -> usize {
-        self.entries.len() - self.in_flight
+        self.entries.len() - self.flying.len()
     }
 
     /// Jobs in flight.
     pub fn in_flight(&self) -> usize {
-        self.in_flight
+        self.flying.len()
+    }
+
+    /// The jobs in flight, oldest first.
+    pub fn in_flight_ids(&self) -> impl Iterator<Item = &JobId> {
+        self.flying
+            .iter()
+            .filter_map(|seq| self.entries.get(seq).map(|e| &e.item.id))
     }
 
     /// Every known job, waiting or in flight.
     pub fn ids(&self) -> impl Iterator<Item = &JobId> {
         self.by_id.keys()
+    }
+
+    /// Owners whose last turn is remembered (bounded: see the module docs).
+    pub fn remembered_owners(&self) -> usize {
+        self.served.len()
     }
 }
 

@@ -200,6 +200,22 @@ fn a_failed_publish_keeps_the_jobs_place_and_a_dropped_job_is_forgotten() {
 }
 
 #[test]
+fn only_published_jobs_are_swept_regularly() {
+    let mut b = Backlog::new(1);
+    b.seed(vec![(item(9, "carol", Priority::Interactive), true)]);
+    for n in 1..=5 {
+        b.enqueue(item(n, "alice", Priority::Interactive));
+    }
+    assert_eq!(publish_all(&mut b, 1), [id(1)]);
+    // One job found in the stream, one published (a node slot plus the prefetch): those two,
+    // oldest first, not the four still in the backlog.
+    assert_eq!(b.published_ids(), [id(9), id(1)]);
+    assert_eq!(b.tracked().len(), 6);
+    b.forget(&id(9));
+    assert_eq!(b.published_ids(), [id(1)]);
+}
+
+#[test]
 fn jobs_found_in_the_stream_at_startup_hold_their_slots_and_shares() {
     let mut b = Backlog::new(0);
     // Before the look-up ends, two jobs are admitted.

@@ -208,3 +208,52 @@ fn positions_match_the_order_jobs_are_handed_out_in() {
         );
     }
 }
+
+#[test]
+fn the_turns_of_owners_that_left_are_forgotten_oldest_first() {
+    let mut q = FairQueue::new();
+    // Many owners come, are served once and leave.
+    let owners = super::REMEMBERED_IDLE_OWNERS as u32 + 100;
+    for n in 0..owners {
+        q.insert(
+            u64::from(n),
+            item(n, &format!("o{n}"), Priority::Interactive),
+        );
+        assert_eq!(run_next(&mut q), Some(id(n)));
+    }
+    assert_eq!(q.remembered_owners(), super::REMEMBERED_IDLE_OWNERS);
+    // The owner served longest ago is forgotten and ranks as never served: it and a newcomer
+    // go by age, both before the owner served last, which is still remembered.
+    let seq = u64::from(owners);
+    q.insert(
+        seq,
+        item(owners, &format!("o{}", owners - 1), Priority::Interactive),
+    );
+    q.insert(seq + 1, item(owners + 1, "o0", Priority::Interactive));
+    q.insert(seq + 2, item(owners + 2, "newcomer", Priority::Interactive));
+    assert_eq!(drain(&mut q), [id(owners + 1), id(owners + 2), id(owners)]);
+}
+
+#[test]
+fn an_owner_with_jobs_keeps_its_turn_however_many_others_come_and_go() {
+    let mut q = FairQueue::new();
+    q.insert(0, item(0, "steady", Priority::Interactive));
+    q.insert(1, item(1, "steady", Priority::Interactive));
+    assert_eq!(run_next(&mut q), Some(id(0)));
+    let others = super::REMEMBERED_IDLE_OWNERS as u32 * 2;
+    for n in 2..others {
+        q.insert(
+            u64::from(n),
+            item(n, &format!("o{n}"), Priority::Interactive),
+        );
+        // The steady owner was served last of all waiting owners: each newcomer goes first.
+        assert_eq!(run_next(&mut q), Some(id(n)));
+    }
+    assert!(q.remembered_owners() <= super::REMEMBERED_IDLE_OWNERS + 1);
+    q.insert(
+        u64::from(others),
+        item(others, "late", Priority::Interactive),
+    );
+    // "late" was never served; "steady" was, long ago but it kept its jobs: "late" first.
+    assert_eq!(drain(&mut q), [id(others), id(1)]);
+}
