@@ -44,6 +44,8 @@ pub struct Config {
     pub task_api: TaskApiConfig,
     /// Webhook deliveries (`[webhooks]`): retries and timeouts.
     pub webhooks: WebhookConfig,
+    /// Scheduled batches (`[[schedules]]`, see `docs/schedules.md`).
+    pub schedules: Vec<crate::schedules::ScheduleSpec>,
 }
 
 /// The PiAPI/Qubico task API (`[task_api]`).
@@ -245,6 +247,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             task_api: TaskApiConfig::default(),
             webhooks: WebhookConfig::default(),
+            schedules: Vec::new(),
         }
     }
 }
@@ -331,6 +334,18 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        let mut names = std::collections::HashSet::new();
+        for (i, schedule) in self.schedules.iter().enumerate() {
+            schedule
+                .check(true)
+                .map_err(|e| format!("schedules[{i}]: {e}"))?;
+            if !names.insert(schedule.name.as_str()) {
+                return Err(format!(
+                    "schedules[{i}]: the name {} is used twice",
+                    schedule.name
+                ));
+            }
+        }
         if self.devices.is_empty() && self.queue.backend != Backend::Nats {
             return Err("devices must name at least one device (e.g. [\"cpu\"])".into());
         }

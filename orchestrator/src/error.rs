@@ -133,6 +133,10 @@ catalogue! {
     FetchFailed = "fetch_failed", 400;
     /// A webhook endpoint the server must not call, or a secret it cannot use.
     InvalidWebhook = "invalid_webhook", 400;
+    /// A schedule that cannot be (cron expression, time zone, items, files…).
+    InvalidSchedule = "invalid_schedule", 400;
+    /// A schedule name that is taken, or a config file schedule changed through the API.
+    ScheduleConflict = "schedule_conflict", 409;
     /// A well-formed request for something this server or its model bundle cannot do (for
     /// example a transform that needs a model the bundle does not have).
     Unsupported = "unsupported", 422;

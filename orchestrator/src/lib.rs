@@ -20,6 +20,7 @@ pub mod outputs;
 pub mod progress;
 pub mod queue;
 pub mod retention;
+pub mod schedules;
 pub mod service;
 pub mod store;
 pub mod webhooks;

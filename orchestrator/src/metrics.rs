@@ -42,6 +42,8 @@ pub struct Metrics {
     /// Live inference nodes (`refrain_nodes`): in-process ones, and remote ones heard from
     /// recently (kept up to date by `distributed::registry`).
     pub nodes: IntGauge,
+    /// Fires, missed fires, catch-ups and jobs per schedule.
+    pub schedules: crate::schedules::runner::ScheduleCounters,
 }
 
 impl Metrics {
@@ -107,6 +109,10 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric names are unique");
         }
+        let schedules = crate::schedules::runner::ScheduleCounters::new();
+        schedules
+            .register(&registry)
+            .expect("metric names are unique");
         Metrics {
             registry,
             submitted,
@@ -117,6 +123,7 @@ impl Metrics {
             step_seconds,
             job_seconds,
             nodes,
+            schedules,
         }
     }
 

@@ -373,6 +373,7 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
     }
     let webhooks = crate::webhooks::Webhooks::open(store.db())
         .map_err(|e| ServeError::Storage(e.to_string()))?;
+    let (schedules, schedule_inbox) = crate::schedules::channel();
     let app = App::new(AppParts {
         config: config.clone(),
         lifecycle: lifecycle.clone(),
@@ -388,7 +389,11 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
         running: RunningJobs::default(),
         webhooks: webhooks.clone(),
         public_url: public_url.clone(),
+        schedules,
     });
+    crate::schedules::Scheduler::new(app.clone(), &config.schedules, schedule_inbox)
+        .map_err(|e| ServeError::Config(e.to_string()))?
+        .spawn(&tracker, cancel.clone());
     crate::webhooks::dispatch::Dispatcher {
         webhooks,
         store: store.clone(),

@@ -47,6 +47,14 @@ use super::{diffrhythm, nodes, ops, task, v1};
         v1::jobs::audio_first,
         v1::jobs::audio_variant,
         v1::uploads::upload,
+        v1::schedules::list,
+        v1::schedules::create,
+        v1::schedules::get,
+        v1::schedules::update,
+        v1::schedules::delete,
+        v1::schedules::pause,
+        v1::schedules::resume,
+        v1::schedules::run,
         nodes::nodes,
         task::routes::piapi_create,
         task::routes::piapi_get,
@@ -83,6 +91,8 @@ use super::{diffrhythm, nodes, ops, task, v1};
     modifiers(&SecuritySchemes),
     tags(
         (name = "jobs", description = "Songs: create, follow, list, cancel, download."),
+        (name = "schedules", description = "Cron schedules of batch generation \
+            (`docs/schedules.md`)."),
         (name = "uploads", description = "Reference recordings, stored once and used by id."),
         (name = "nodes", description = "The inference nodes."),
         (name = "task", description = "The PiAPI / Qubico task API (`docs/task-api.md`): \

@@ -50,6 +50,15 @@ impl Routes {
         self.add("POST", path, routing::post(handler))
     }
 
+    /// `PUT path`.
+    pub fn put<H, T>(self, path: &'static str, handler: H) -> Routes
+    where
+        H: Handler<T, App>,
+        T: 'static,
+    {
+        self.add("PUT", path, routing::put(handler))
+    }
+
     /// `DELETE path`.
     pub fn delete<H, T>(self, path: &'static str, handler: H) -> Routes
     where

@@ -57,6 +57,8 @@ pub enum Payload {
     Piapi,
     /// Qubico's task body (`POST /v1/inference`).
     Qubico,
+    /// Refrain's own job view (`GET /api/v1/jobs/{id}`): scheduled jobs.
+    Refrain,
 }
 
 /// Where a delivery stands.

@@ -115,7 +115,8 @@ pub fn public_base(config: &Config, bound: std::net::SocketAddr) -> String {
     }
 }
 
-/// How webhook deliveries render a task: the GET body of the spelling it was created with.
+/// How webhook deliveries render a job: the GET body of the API it was created with (the task
+/// API's two spellings, or Refrain's own job view for scheduled jobs).
 pub fn renderer(base: String) -> Render {
     std::sync::Arc::new(move |payload, record| match payload {
         crate::webhooks::Payload::Piapi => {
@@ -123,6 +124,9 @@ pub fn renderer(base: String) -> Render {
         }
         crate::webhooks::Payload::Qubico => {
             serde_json::to_value(view::qubico_task(record, &base)).unwrap_or_default()
+        }
+        crate::webhooks::Payload::Refrain => {
+            serde_json::to_value(crate::api::v1::view::JobView::stored(record)).unwrap_or_default()
         }
     })
 }

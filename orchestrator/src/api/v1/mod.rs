@@ -8,12 +8,14 @@
 //!   /api/v1/jobs/{id}`, `GET /api/v1/jobs/{id}/audio[/{variant}]?format=`;
 //! - [`events`]: `GET /api/v1/jobs/{id}/events` (Server-Sent Events from the outbox);
 //! - [`uploads`]: `POST /api/v1/uploads`;
+//! - [`schedules`]: `/api/v1/schedules` (cron schedules of batches);
 //! - [`view`]: the job's JSON shape.
 
 pub mod auth;
 pub mod create;
 pub mod events;
 pub mod jobs;
+pub mod schedules;
 pub mod uploads;
 pub mod view;
 
@@ -35,6 +37,14 @@ pub fn routes(app: App) -> Routes {
         .post("/api/v1/uploads", uploads::upload)
         .merge(crate::api::nodes::routes())
         .post("/api/v1/admin/backup", crate::api::admin::backup_now)
+        .get("/api/v1/schedules", schedules::list)
+        .post("/api/v1/schedules", schedules::create)
+        .get("/api/v1/schedules/{name}", schedules::get)
+        .put("/api/v1/schedules/{name}", schedules::update)
+        .delete("/api/v1/schedules/{name}", schedules::delete)
+        .post("/api/v1/schedules/{name}/pause", schedules::pause)
+        .post("/api/v1/schedules/{name}/resume", schedules::resume)
+        .post("/api/v1/schedules/{name}/run", schedules::run)
         .map_router(|router| {
             router.route_layer(middleware::from_fn_with_state(app, auth::authenticate))
         })

@@ -1,0 +1,403 @@
+//! Schedules in process, on a controllable clock ([`Scheduler::tick`] at chosen instants): a
+//! fire at its instant with a manifest in its folder; exactly once per fire time when the
+//! scheduler stops in the middle of a fire (its state says which fire was in progress) and a
+//! new one takes over; each catch-up policy after downtime; a batch of 20 does not delay a
+//! person's job by more than one job; the API (create, list with next fire times in the zone,
+//! get, update, pause/resume, run, delete, and the refusals); config validation naming the
+//! schedule and field. (Daylight saving rules: `schedules::when`'s unit tests.)
+
+mod support;
+
+use chrono::{DateTime, Utc};
+use protocol::{JobState, Priority, Source};
+use refrain_orchestrator::schedules::store::{ScheduleState, ScheduleStore};
+use refrain_orchestrator::schedules::{channel, ScheduleSpec, Scheduler};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use support::node::StandIn;
+use support::{start, start_with_nodes, TestService};
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn spec(value: Value) -> ScheduleSpec {
+    serde_json::from_value(value).unwrap()
+}
+
+fn lines(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| json!({"lyrics": format!("[00:10.00] song number {i}")}))
+        .collect()
+}
+
+/// A scheduler of `specs` on `s`, as if each was last fired at `last`.
+async fn scheduler(s: &TestService, specs: &[ScheduleSpec], last: DateTime<Utc>) -> Scheduler {
+    let store = ScheduleStore::open(s.app.store().db()).unwrap();
+    for spec in specs {
+        if store.state(&spec.name).unwrap().is_none() {
+            let state = ScheduleState {
+                last_fired_ms: last.timestamp_millis() as u64,
+                ..ScheduleState::default()
+            };
+            store.put_state(&spec.name, &state).await.unwrap();
+        }
+    }
+    Scheduler::new(s.app.clone(), specs, channel().1).unwrap()
+}
+
+/// Jobs of `owner`, oldest first.
+fn jobs_of(s: &TestService, owner: &str) -> Vec<protocol::JobRecord> {
+    let mut jobs: Vec<_> = s
+        .app
+        .store()
+        .scan()
+        .map(|r| r.unwrap())
+        .filter(|r| r.owner.as_str() == owner)
+        .collect();
+    jobs.sort_by_key(|r| r.created_ms);
+    jobs
+}
+
+#[tokio::test]
+async fn a_fire_creates_each_job_once_even_when_the_scheduler_stops_midway() {
+    let s = start().await;
+    let daily = spec(json!({
+        "name": "daily", "cron": "0 11 * * *", "items": lines(5), "styles": ["bright pop"],
+        "max_in_flight": 3, "format": "mp3"
+    }));
+    let mut first = scheduler(&s, std::slice::from_ref(&daily), at("2026-12-02T10:30:00Z")).await;
+    first.tick(at("2026-12-02T10:59:59Z")).await;
+    assert!(jobs_of(&s, "schedule:daily").is_empty());
+
+    // 11:00: three jobs (max_in_flight), then the fire waits for room.
+    first.tick(at("2026-12-02T11:00:00Z")).await;
+    let jobs = jobs_of(&s, "schedule:daily");
+    assert_eq!(jobs.len(), 3);
+    for (i, job) in jobs.iter().enumerate() {
+        assert_eq!(job.source, Source::Schedule);
+        assert_eq!(job.priority, Priority::Batch);
+        let fire_ms = at("2026-12-02T11:00:00Z").timestamp_millis();
+        assert_eq!(
+            job.idempotency_key.as_deref(),
+            Some(format!("schedule:daily:{fire_ms}:{i}").as_str())
+        );
+        assert_eq!(
+            job.spec.output_subdir.as_deref(),
+            Some("schedules/daily/20261202T110000Z")
+        );
+        assert_eq!(job.spec.lyrics, format!("[00:10.00] song number {i}"));
+    }
+    let store = ScheduleStore::open(s.app.store().db()).unwrap();
+    let state = store.state("daily").unwrap().unwrap();
+    assert_eq!(
+        state.firing_ms,
+        Some(at("2026-12-02T11:00:00Z").timestamp_millis() as u64)
+    );
+
+    // The scheduler stops here (a crash: nothing else is written); a new one takes over.
+    drop(first);
+    let mut second = scheduler(&s, std::slice::from_ref(&daily), at("2026-12-02T10:30:00Z")).await;
+    second.tick(at("2026-12-02T11:00:05Z")).await;
+    assert_eq!(
+        jobs_of(&s, "schedule:daily").len(),
+        3,
+        "no room yet, and nothing twice"
+    );
+    // Two jobs end: room for the last two items.
+    for job in &jobs[..2] {
+        s.app.cancel(&job.id).await.unwrap();
+    }
+    second.tick(at("2026-12-02T11:00:10Z")).await;
+    let jobs = jobs_of(&s, "schedule:daily");
+    assert_eq!(jobs.len(), 5, "each item of the fire exactly once");
+    let keys: std::collections::BTreeSet<_> =
+        jobs.iter().map(|j| j.idempotency_key.clone()).collect();
+    assert_eq!(keys.len(), 5);
+    let state = store.state("daily").unwrap().unwrap();
+    assert_eq!((state.firing_ms, state.fires), (None, 1));
+    assert_eq!(
+        state.last_fired_ms,
+        at("2026-12-02T11:00:00Z").timestamp_millis() as u64
+    );
+
+    // The manifest lists each item with its job and state.
+    let path = s
+        .app
+        .outputs()
+        .resolve("schedules/daily/20261202T110000Z/manifest.json")
+        .unwrap();
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let rows = manifest["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    assert_eq!(rows[0]["state"], "cancelled");
+    assert_eq!(rows[4]["state"], "queued");
+    assert_eq!(rows[4]["style"], "bright pop");
+    assert_eq!(manifest["fire_time_local"], "2026-12-02T11:00:00+00:00");
+    let csv = std::fs::read_to_string(path.with_file_name("manifest.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 6);
+    assert!(csv.starts_with("item,lyrics_file,style,seconds,seed,job,state,error,files"));
+
+    // Nothing more until the next day.
+    second.tick(at("2026-12-03T10:59:59Z")).await;
+    assert_eq!(jobs_of(&s, "schedule:daily").len(), 5);
+}
+
+#[tokio::test]
+async fn downtime_is_caught_up_by_policy() {
+    let s = start().await;
+    let make = |name: &str, policy: &str| {
+        spec(json!({"name": name, "cron": "0 * * * *", "items": lines(1),
+                    "catch_up": policy, "max_catch_up": 2, "max_in_flight": 0}))
+    };
+    let specs = [
+        make("skip", "skip"),
+        make("once", "once"),
+        make("all", "all"),
+    ];
+    // Down from 00:00 to 05:30: 01:00 … 05:00 missed.
+    let mut sched = scheduler(&s, &specs, at("2026-12-02T00:00:00Z")).await;
+    sched.tick(at("2026-12-02T05:30:00Z")).await;
+    let store = ScheduleStore::open(s.app.store().db()).unwrap();
+    let dirs = |owner: &str| -> Vec<String> {
+        jobs_of(&s, owner)
+            .iter()
+            .map(|j| j.spec.output_subdir.clone().unwrap())
+            .collect()
+    };
+    assert!(dirs("schedule:skip").is_empty());
+    assert_eq!(dirs("schedule:once"), ["schedules/once/20261202T050000Z"]);
+    assert_eq!(
+        dirs("schedule:all"),
+        [
+            "schedules/all/20261202T040000Z",
+            "schedules/all/20261202T050000Z"
+        ]
+    );
+    for (name, missed) in [("skip", 5), ("once", 4), ("all", 3)] {
+        let state = store.state(name).unwrap().unwrap();
+        assert_eq!(state.missed, missed, "{name}");
+        assert_eq!(
+            state.last_fired_ms,
+            at("2026-12-02T05:00:00Z").timestamp_millis() as u64,
+            "{name}"
+        );
+    }
+    // Back on time: 06:00 fires for every policy.
+    sched.tick(at("2026-12-02T06:00:01Z")).await;
+    assert_eq!(dirs("schedule:skip"), ["schedules/skip/20261202T060000Z"]);
+    let metrics = s.app.metrics().render();
+    assert!(
+        metrics.contains("refrain_schedule_missed_total{schedule=\"skip\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("refrain_schedule_catch_ups_total{schedule=\"all\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("refrain_schedule_jobs_total{schedule=\"all\"} 3"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_twenty_does_not_hold_up_a_person() {
+    let mut node = StandIn::new();
+    let s = start_with_nodes(|_| {}, node.runner.clone()).await;
+    s.wait_ready().await;
+    let batch = spec(
+        json!({"name": "playlist", "cron": "0 * * * *", "items": lines(20),
+                            "max_in_flight": 0}),
+    );
+    let mut sched = scheduler(&s, std::slice::from_ref(&batch), at("2026-12-02T00:59:00Z")).await;
+    sched.tick(at("2026-12-02T01:00:00Z")).await;
+    assert_eq!(jobs_of(&s, "schedule:playlist").len(), 20);
+    let first = node.taken().await; // the node is busy with the first song of the batch
+    assert_eq!(s.app.job(&first).unwrap().unwrap().source, Source::Schedule);
+    // A person asks for a song now.
+    let mut meta = refrain_orchestrator::app::JobMeta::anonymous(Source::RefrainApi);
+    meta.owner = protocol::Owner::new("key", "alice");
+    let mut draft = refrain_orchestrator::admission::Draft::new(meta);
+    draft.lyrics = "[00:10.00] me first".into();
+    draft.style = Some(refrain_orchestrator::admission::StyleInput::Prompt(
+        "pop".into(),
+    ));
+    draft.seconds = Some(95);
+    let person = s.app.admit(draft).await.unwrap().record.id;
+    node.release();
+    assert_eq!(node.taken().await, person, "after at most one batch job");
+    node.release();
+}
+
+async fn call(
+    s: &TestService,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = s.client.request(method, format!("{}{path}", s.base));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_api_manages_schedules() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.lrc"), "[00:10.00] from a file").unwrap();
+    let from_config = spec(
+        json!({"name": "nightly", "cron": "0 0 3 * * *", "timezone": "Europe/Berlin",
+                                  "items": [{"lrc_dir": dir.path()}]}),
+    );
+    let s = support::start_with(|c| c.schedules = vec![from_config]).await;
+    s.app.set_ready(true);
+
+    let (status, created) = call(&s, Method::POST, "/api/v1/schedules", Some(json!({
+        "name": "weekdays", "cron": "30 6 * * MON-FRI", "timezone": "America/New_York",
+        "items": [{"lyrics": "[00:10.00] good morning"}], "styles": ["soft piano"], "paused": true
+    }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["origin"], "api");
+    assert_eq!(created["owner"], "anonymous");
+    assert_eq!(created["paused"], true);
+    let next = created["next"].as_array().unwrap();
+    assert_eq!(next.len(), 5);
+    assert!(
+        next[0].as_str().unwrap().contains("T06:30:00-05:00"),
+        "{created}"
+    );
+
+    let (status, list) = call(&s, Method::GET, "/api/v1/schedules?next=2", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["nightly", "weekdays"]);
+    assert_eq!(list[0]["origin"], "config");
+    assert!(
+        list[0]["next"][0]
+            .as_str()
+            .unwrap()
+            .contains("T03:00:00+01:00"),
+        "{list}"
+    );
+    assert_eq!(list[0]["next"].as_array().unwrap().len(), 2);
+
+    // Run now, although paused: its jobs appear, in their fire's folder.
+    let (status, fired) = call(&s, Method::POST, "/api/v1/schedules/weekdays/run", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{fired}");
+    assert_eq!(fired["jobs"].as_array().unwrap().len(), 1);
+    assert!(fired["output_dir"]
+        .as_str()
+        .unwrap()
+        .starts_with("schedules/weekdays/"));
+    let (status, fired) = call(&s, Method::POST, "/api/v1/schedules/nightly/run", None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{fired}");
+    let id = protocol::JobId::parse(fired["jobs"][0].as_str().unwrap()).unwrap();
+    let job = s.app.job(&id).unwrap().unwrap();
+    assert_eq!(job.spec.lyrics, "[00:10.00] from a file");
+    assert_eq!(job.state, JobState::Queued);
+
+    // Update, pause, resume.
+    let (status, updated) = call(
+        &s,
+        Method::PUT,
+        "/api/v1/schedules/weekdays",
+        Some(json!({
+            "name": "ignored", "cron": "0 12 * * *", "items": [{"lyrics": ""}]
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(
+        (updated["name"].clone(), updated["cron"].clone()),
+        (json!("weekdays"), json!("0 12 * * *"))
+    );
+    assert_eq!(updated["fires"], 1);
+    let (_, resumed) = call(&s, Method::POST, "/api/v1/schedules/weekdays/resume", None).await;
+    assert_eq!(resumed["paused"], false);
+    let (_, paused) = call(&s, Method::POST, "/api/v1/schedules/nightly/pause", None).await;
+    assert_eq!(paused["paused"], true);
+
+    // Refusals, each naming what is wrong.
+    let bad = [
+        (
+            json!({"name": "x", "cron": "61 * * * *", "items": [{"lyrics": ""}]}),
+            "invalid cron",
+        ),
+        (
+            json!({"name": "x", "cron": "0 * * * *", "timezone": "Mars/Base", "items": [{"lyrics": ""}]}),
+            "unknown time zone",
+        ),
+        (
+            json!({"name": "x", "cron": "0 * * * *", "items": [{"lrc_file": "/etc/passwd"}]}),
+            "only for schedules in the config file",
+        ),
+        (
+            json!({"name": "x", "cron": "0 * * * *", "items": []}),
+            "at least one item",
+        ),
+        (
+            json!({"name": "X Y", "cron": "0 * * * *", "items": [{"lyrics": ""}]}),
+            "name",
+        ),
+    ];
+    for (body, says) in bad {
+        let (status, e) = call(&s, Method::POST, "/api/v1/schedules", Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {e}");
+        assert_eq!(e["error"]["code"], "invalid_schedule", "{e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(says),
+            "{e}"
+        );
+    }
+    let (status, e) = call(
+        &s,
+        Method::POST,
+        "/api/v1/schedules",
+        Some(json!({"name": "weekdays", "cron": "0 * * * *", "items": [{"lyrics": ""}]})),
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("schedule_conflict"))
+    );
+    let (status, e) = call(&s, Method::DELETE, "/api/v1/schedules/nightly", None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{e}");
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("config file"));
+    let (status, _) = call(&s, Method::GET, "/api/v1/schedules/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, _) = call(&s, Method::DELETE, "/api/v1/schedules/weekdays", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, list) = call(&s, Method::GET, "/api/v1/schedules", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn the_config_file_names_the_bad_schedule_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.toml");
+    let cases = [
+        ("[[schedules]]\nname = \"a\"\ncron = \"0 25 * * *\"\nitems = [{ lyrics = \"\" }]\n", "schedules[0]: schedule a: invalid cron"),
+        ("[[schedules]]\nname = \"a\"\ncron = \"0 2 * * *\"\ntimezone = \"Nowhere/City\"\nitems = [{ lyrics = \"\" }]\n", "unknown time zone"),
+        ("[[schedules]]\nname = \"a\"\ncron = \"0 2 * * *\"\nitems = [{ lrc_file = \"/no/such.lrc\" }]\n", "items[0]: lrc_file /no/such.lrc"),
+        ("[[schedules]]\nname = \"a\"\ncron = \"0 2 * * *\"\nitems = [{ lyrics = \"\" }]\n[[schedules]]\nname = \"a\"\ncron = \"0 3 * * *\"\nitems = [{ lyrics = \"\" }]\n", "schedules[1]: the name a is used twice"),
+    ];
+    for (toml, says) in cases {
+        std::fs::write(&f, toml).unwrap();
+        let e = refrain_orchestrator::Config::load(Some(&f), &Default::default()).unwrap_err();
+        assert!(e.contains(says), "{toml}: {e}");
+    }
+}
