@@ -36,6 +36,7 @@ use tokio::time::Instant;
 
 use super::fair::{Choice, FairQueue};
 use super::{Delivery, Queue, QueueError, QueueItem};
+use crate::store::commit::GroupFlush;
 
 const MESSAGES: &str = "queue";
 const DELIVERED: &str = "queue_delivered";
@@ -54,6 +55,8 @@ impl std::fmt::Debug for EmbeddedQueue {
 
 struct Inner {
     db: sled::Db,
+    /// Concurrent enqueues, acks and nacks share one flush.
+    flusher: GroupFlush,
     messages: Tree,
     delivered: Tree,
     state: Mutex<State>,
@@ -136,6 +139,7 @@ impl EmbeddedQueue {
         tracing::debug!(waiting = state.fair.waiting(), "embedded queue opened");
         Ok(EmbeddedQueue {
             inner: Arc::new(Inner {
+                flusher: GroupFlush::new(db.clone()),
                 db: db.clone(),
                 messages,
                 delivered,
@@ -308,7 +312,7 @@ impl Queue for EmbeddedQueue {
             self.inner.notify.notify_waiters();
         }
         // Flushed even for a duplicate: the first enqueue's flush may still be under way.
-        self.inner.db.flush_async().await?;
+        self.inner.flusher.flush().await?;
         Ok(())
     }
 
@@ -336,7 +340,7 @@ impl Queue for EmbeddedQueue {
         if !self.inner.ack(delivery)? {
             tracing::debug!(job = %delivery.id, handle = delivery.handle, "ignoring a stale ack");
         }
-        self.inner.db.flush_async().await?;
+        self.inner.flusher.flush().await?;
         Ok(())
     }
 
@@ -344,7 +348,7 @@ impl Queue for EmbeddedQueue {
         if self.inner.nack(delivery, delay) {
             self.inner.notify.notify_waiters();
             // The message never left the tree; this makes its delivery count durable.
-            self.inner.db.flush_async().await?;
+            self.inner.flusher.flush().await?;
         } else {
             tracing::debug!(job = %delivery.id, handle = delivery.handle, "ignoring a stale nack");
         }
@@ -357,7 +361,7 @@ impl Queue for EmbeddedQueue {
 
     async fn cancel(&self, id: &JobId) -> Result<(), QueueError> {
         if self.inner.remove_waiting(id)? {
-            self.inner.db.flush_async().await?;
+            self.inner.flusher.flush().await?;
         }
         Ok(())
     }
