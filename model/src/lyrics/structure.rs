@@ -29,7 +29,14 @@ use super::LyricsError;
 pub const MIN_LINE_SECONDS: f64 = 1.0;
 
 /// Names of sections that are instrumental when they have no lines.
-const INSTRUMENTAL: [&str; 6] = ["intro", "outro", "instrumental", "break", "solo", "interlude"];
+const INSTRUMENTAL: [&str; 6] = [
+    "intro",
+    "outro",
+    "instrumental",
+    "break",
+    "solo",
+    "interlude",
+];
 
 /// Where lines may be placed, and the rests at its ends.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -93,7 +100,9 @@ fn timed(line: &str) -> bool {
         .is_some_and(|(inner, _)| {
             inner.starts_with(|c: char| c.is_ascii_digit())
                 && inner.contains(':')
-                && inner.chars().all(|c| c.is_ascii_digit() || c == ':' || c == '.')
+                && inner
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == ':' || c == '.')
         })
 }
 
@@ -205,7 +214,12 @@ mod tests {
         assert_eq!(s.len(), 4);
         // Intro 9.5 s; break 3.8 s; tail 4.75 s; share (95 − 9.5 − 4.75 − 3.8) / 4.
         let share = (95.0 - 9.5 - 4.75 - 3.8) / 4.0;
-        let want = [9.5, 9.5 + share, 9.5 + 2.0 * share + 3.8, 9.5 + 3.0 * share + 3.8];
+        let want = [
+            9.5,
+            9.5 + share,
+            9.5 + 2.0 * share + 3.8,
+            9.5 + 3.0 * share + 3.8,
+        ];
         for ((got, _), want) in s.iter().zip(want) {
             assert!((got - want).abs() < 0.011, "{got} vs {want}\n{lrc}");
         }
@@ -244,9 +258,12 @@ mod tests {
 
     #[test]
     fn spans_time_lines_inside_the_span() {
-        let lrc = time_lyrics("[Verse]\nnew words here\nand more\n", Window::span(30.0, 50.0))
-            .unwrap()
-            .unwrap();
+        let lrc = time_lyrics(
+            "[Verse]\nnew words here\nand more\n",
+            Window::span(30.0, 50.0),
+        )
+        .unwrap()
+        .unwrap();
         let s = starts(&lrc);
         assert!((s[0].0 - 31.0).abs() < 0.011, "{lrc}");
         assert!((s[1].0 - 40.0).abs() < 0.011, "{lrc}");
@@ -258,7 +275,10 @@ mod tests {
             time_lyrics("[00:10.00] hello\n", Window::song(95.0)).unwrap(),
             None
         );
-        assert_eq!(time_lyrics("[Verse]\n\n", Window::song(95.0)).unwrap(), None);
+        assert_eq!(
+            time_lyrics("[Verse]\n\n", Window::song(95.0)).unwrap(),
+            None
+        );
         let many = "la\n".repeat(90);
         let e = time_lyrics(&many, Window::song(95.0)).unwrap_err();
         assert!(e.to_string().contains("do not fit"), "{e}");
