@@ -27,6 +27,8 @@ enum Command {
     Submit(cli::client::submit::SubmitArgs),
     /// List, show, cancel and download the jobs of a Refrain server.
     Jobs(cli::client::jobs::JobsArgs),
+    /// The schedules of a Refrain server: list, next fire times, run now.
+    Schedules(cli::client::schedules::SchedulesArgs),
     /// Manage the API keys of Refrain's own API (`add NAME`, `list`).
     Keys(cli::keys::KeysArgs),
     /// Check this machine's set-up: one line per check, with the fix for each that fails.
@@ -68,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Command::Lyrics(args) => cli::lyrics::run(args),
         Command::Submit(args) => cli::client::submit::run(args),
         Command::Jobs(args) => cli::client::jobs::run(args),
+        Command::Schedules(args) => cli::client::schedules::run(args),
         Command::Keys(args) => cli::keys::run(args),
         Command::Doctor(args) => cli::doctor::run(args),
         Command::Backup(args) => cli::backup::run(args),

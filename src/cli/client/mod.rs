@@ -12,6 +12,7 @@
 
 pub mod download;
 pub mod jobs;
+pub mod schedules;
 pub mod sse;
 pub mod submit;
 pub mod watch;
