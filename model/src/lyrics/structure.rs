@@ -161,7 +161,7 @@ pub fn time_lyrics(text: &str, window: Window) -> Result<Option<String>, LyricsE
         + sections.iter().filter(|s| s.instrumental()).count() as f64 * 2.0 * brk;
     let singing = length - window.lead_in - window.tail - gaps;
     let share = singing / lines as f64;
-    if !(share >= MIN_LINE_SECONDS) {
+    if share.is_nan() || share < MIN_LINE_SECONDS {
         return Err(LyricsError::TooLong(format!(
             "{lines} lines in {} sections do not fit {length:.0} s: each line needs at least \
              {MIN_LINE_SECONDS} s after the intro and the breaks; shorten the lyrics, make the \
