@@ -423,3 +423,76 @@ async fn uploads_by_multipart_and_url() {
         Some("body"),
     );
 }
+
+#[tokio::test]
+async fn uploads_by_url_from_an_allow_listed_store_become_sources() {
+    let clip = wav(12.0, 22_050);
+    let served = clip.clone();
+    let store_app = axum::Router::new()
+        .route(
+            "/song.wav",
+            axum::routing::get(move || {
+                let served = served.clone();
+                async move { ([("content-type", "audio/wav")], served) }
+            }),
+        )
+        .route(
+            "/elsewhere.wav",
+            axum::routing::get(|| async {
+                axum::response::Redirect::temporary("http://127.0.0.1:9/song.wav")
+            }),
+        );
+    // The audio store on its own loopback address, the only one allow-listed.
+    let listener = tokio::net::TcpListener::bind("127.0.0.4:0").await.unwrap();
+    let store = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, store_app).await });
+    let s = start_with(|c| c.fetch.allow = vec!["127.0.0.4/32".parse().unwrap()]).await;
+    s.app.set_ready(true);
+    let key = add_key(&s, "client");
+    let body = json!({"url": format!("http://{store}/song.wav")});
+    let (status, up) = call(
+        &s,
+        Method::POST,
+        "/riffusion/upload",
+        Some(&key),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{up}");
+    let id = up["id"].as_str().unwrap();
+    assert!(
+        (up["duration_seconds"].as_f64().unwrap() - 12.0).abs() < 0.01,
+        "{up}"
+    );
+    assert_eq!(s.app.blobs().read(id).await.unwrap(), clip);
+    // The upload is a cover's source.
+    let morph = json!({"transform": "cover", "audio_upload_id": id});
+    let (status, created) = call(
+        &s,
+        Method::POST,
+        "/riffusion/generate",
+        Some(&key),
+        Some(&json!({"lyrics": LYRICS, "morph": morph})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let record = s.app.store().get(&ids(&created)[0]).unwrap().unwrap();
+    assert_eq!(record.spec.style, StyleSpec::Upload(id.to_string()));
+    // A redirect from the store to loopback is refused at the second hop; a missing file is a
+    // fetch failure.
+    for (path, code) in [
+        ("/elsewhere.wav", "invalid_url"),
+        ("/missing.wav", "fetch_failed"),
+    ] {
+        let body = json!({"url": format!("http://{store}{path}")});
+        let (status, e) = call(
+            &s,
+            Method::POST,
+            "/riffusion/upload",
+            Some(&key),
+            Some(&body),
+        )
+        .await;
+        refused(status, &e, StatusCode::BAD_REQUEST, code, Some("url"));
+    }
+}
