@@ -148,6 +148,10 @@ catalogue! {
     JobFinished = "job_finished", 409;
     /// No such job, file or route.
     NotFound = "not_found", 404;
+    /// The path exists, but not with this method (`Allow` lists the methods it takes).
+    MethodNotAllowed = "method_not_allowed", 405;
+    /// A `Range` that starts past the end of the file.
+    RangeNotSatisfiable = "range_not_satisfiable", 416;
     /// An API key is needed, or the one given is not valid.
     Unauthorized = "unauthorized", 401;
     /// The queue is full.

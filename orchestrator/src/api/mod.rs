@@ -17,7 +17,9 @@
 //! Every route is registered through [`routing::Routes`], which keeps the table of methods and
 //! paths the tests hold the OpenAPI document to.
 //!
-//! Every error goes through [`error`], the one mapping of `OrchestratorError` to HTTP. The whole
+//! Every error goes through [`error`], the one mapping of `OrchestratorError` to HTTP; a path
+//! no route has (404) or a method a path does not take (405) is answered by [`fallback`] in the
+//! error shape of the API the path belongs to. The whole
 //! request body is bounded by `limits.max_body_bytes` (413), each upload by
 //! `limits.max_upload_bytes` (413 naming the field). Requests are traced with
 //! `tower_http::trace::TraceLayer`.
@@ -26,6 +28,7 @@ pub mod admin;
 pub mod audio;
 pub mod diffrhythm;
 pub mod error;
+pub mod fallback;
 pub mod form;
 pub mod nodes;
 pub mod openapi;
@@ -38,10 +41,7 @@ pub mod v1;
 pub mod web;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Router;
 use tower_http::trace::TraceLayer;
 
 use self::routing::Routes;
@@ -50,9 +50,12 @@ use crate::service::App;
 /// Every route of the service, with the body limit and request tracing.
 pub fn router(app: App) -> Router {
     let body_limit = app.config().limits.max_body_bytes;
-    routes(app.clone())
+    let routes = routes(app.clone());
+    let table = std::sync::Arc::new(routes.table().to_vec());
+    routes
         .into_router()
-        .fallback(unknown_route)
+        .method_not_allowed_fallback(fallback::method_not_allowed(table))
+        .fallback(fallback::unknown_route)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
         .with_state(app)
@@ -78,11 +81,3 @@ const WEB_ROUTES: &[(&str, &str)] = &[
     ("GET", "/app.js"),
     ("GET", "/style.css"),
 ];
-
-async fn unknown_route() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({"status": "not_found", "message": "No such endpoint."})),
-    )
-        .into_response()
-}
