@@ -41,7 +41,11 @@ fn wait_fires(data: &Path, at_least: usize) -> BTreeMap<String, Value> {
         if fires.len() >= at_least {
             return fires;
         }
-        assert!(Instant::now() < deadline, "only {} fires finished", fires.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} fires finished",
+            fires.len()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -49,7 +53,11 @@ fn wait_fires(data: &Path, at_least: usize) -> BTreeMap<String, Value> {
 #[test]
 fn a_config_schedule_fires_on_time_across_a_kill() {
     let lyrics = tempfile::tempdir().unwrap();
-    std::fs::write(lyrics.path().join("a.lrc"), "[00:10.00] every three seconds").unwrap();
+    std::fs::write(
+        lyrics.path().join("a.lrc"),
+        "[00:10.00] every three seconds",
+    )
+    .unwrap();
     std::fs::write(lyrics.path().join("b.lrc"), "[00:10.00] another song").unwrap();
     let config = lyrics.path().join("refrain.toml");
     std::fs::write(
@@ -94,13 +102,24 @@ fn a_config_schedule_fires_on_time_across_a_kill() {
         let rows = manifest["rows"].as_array().unwrap();
         assert_eq!(rows.len(), 2, "{dir}: {manifest}");
         for row in rows {
-            assert!(jobs.insert(row["job"].as_str().unwrap().to_string()), "a job twice: {row}");
+            assert!(
+                jobs.insert(row["job"].as_str().unwrap().to_string()),
+                "a job twice: {row}"
+            );
             let files = row["files"].as_array().unwrap();
-            assert!(files.iter().any(|f| f.as_str().unwrap().ends_with(".wav")), "{row}");
+            assert!(
+                files.iter().any(|f| f.as_str().unwrap().ends_with(".wav")),
+                "{row}"
+            );
             let wav = data.join("outputs").join(files[0].as_str().unwrap());
             assert!(wav.is_file(), "{}", wav.display());
         }
-        let csv = std::fs::read_to_string(data.join("outputs/schedules/every3").join(dir).join("manifest.csv")).unwrap();
+        let csv = std::fs::read_to_string(
+            data.join("outputs/schedules/every3")
+                .join(dir)
+                .join("manifest.csv"),
+        )
+        .unwrap();
         assert_eq!(csv.lines().count(), 3, "{csv}");
     }
     // The server made no other scheduled job (a repeat would be one).
@@ -115,12 +134,28 @@ fn a_config_schedule_fires_on_time_across_a_kill() {
     assert!(jobs.is_subset(&listed));
 
     let out = refrain_command(&[])
-        .args(["schedules", "next", "every3", "--count", "3", "--server", app.base()])
+        .args([
+            "schedules",
+            "next",
+            "every3",
+            "--count",
+            "3",
+            "--server",
+            app.base(),
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(text.lines().filter(|l| l.starts_with("  20")).count(), 3, "{text}");
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("  20")).count(),
+        3,
+        "{text}"
+    );
 }
 
 /// Seconds since the epoch of a fire folder's name (`YYYYMMDDTHHMMSSZ`), for differences.
