@@ -85,7 +85,7 @@ impl OutputStore {
     }
 
     /// Validates a client `output_dir`: relative, 1–8 components of `[A-Za-z0-9._-]` (1–64
-    /// characters, not `.` or `..`); no absolute path, backslash, NUL or `%` (no
+    /// characters, none starting with `.`); no absolute path, backslash, NUL or `%` (no
     /// percent-encoding tricks). Repeated and trailing slashes are dropped: returns the
     /// normalised `a/b` form. Anything else is `BadSubdir`, saying why.
     pub fn validate_subdir(raw: &str) -> Result<String, OutputError> {
@@ -117,6 +117,10 @@ impl OutputStore {
         }
         for part in &parts {
             check_component(part).map_err(OutputError::BadSubdir)?;
+            if part.starts_with('.') {
+                // Hidden folders are left out of listings (`GET /files`): not for results.
+                return bad(format!("{part:?} starts with '.'"));
+            }
         }
         Ok(parts.join("/"))
     }
@@ -347,7 +351,6 @@ mod tests {
             ("a/b/", "a/b"),
             ("a//b", "a/b"),
             ("x.y-z_1", "x.y-z_1"),
-            ("...", "..."),
         ] {
             assert_eq!(OutputStore::validate_subdir(raw).unwrap(), normal, "{raw}");
         }
@@ -359,6 +362,9 @@ mod tests {
             "",
             "/",
             "//",
+            "...",
+            ".hidden",
+            "a/.git",
             "../x",
             "..",
             ".",

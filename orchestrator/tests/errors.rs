@@ -131,3 +131,55 @@ async fn ranges_are_served_ignored_or_refused_as_rfc_9110_says() {
         assert_eq!(code, "range_not_satisfiable", "{path}: {e}");
     }
 }
+
+/// What can only fail later is refused at admission: reference audio with NaN or infinite
+/// samples, and an output folder whose name starts with a dot.
+#[tokio::test]
+async fn admission_refuses_what_could_only_fail_later() {
+    let s = start().await;
+    // A float WAV with one NaN sample.
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"RIFF");
+    let frames = 8000u32 * 12;
+    let data_len = frames * 4;
+    bytes.extend_from_slice(&(36 + data_len).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    bytes.extend_from_slice(&16u32.to_le_bytes());
+    bytes.extend_from_slice(&3u16.to_le_bytes()); // IEEE float
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&8000u32.to_le_bytes());
+    bytes.extend_from_slice(&(8000u32 * 4).to_le_bytes());
+    bytes.extend_from_slice(&4u16.to_le_bytes());
+    bytes.extend_from_slice(&32u16.to_le_bytes());
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&data_len.to_le_bytes());
+    for i in 0..frames {
+        let x: f32 = if i == 500 { f32::NAN } else { 0.25 };
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    let r = s
+        .client
+        .post(format!("{}/api/v1/uploads", s.base))
+        .header("content-type", "audio/wav")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "invalid_audio", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not numbers"),
+        "{e}"
+    );
+
+    let (status, _, e) = s
+        .post(basic_form().text("output_dir", "album/.hidden"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(e["code"], "invalid_output_dir", "{e}");
+    assert_eq!(e["field"], "output_dir", "{e}");
+}

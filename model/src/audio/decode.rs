@@ -92,6 +92,7 @@ fn decode_source<'s>(
     let mut sample_rate: u32 = 0;
     let mut scratch: Vec<Vec<f32>> = Vec::new();
     let mut skipped_packets = 0usize;
+    let mut non_finite = 0usize;
     let mut last_decode_error: Option<String> = None;
 
     loop {
@@ -154,8 +155,12 @@ fn decode_source<'s>(
         }
         buf.copy_to_vecs_planar::<f32>(&mut scratch);
         for (dst, src) in channels.iter_mut().zip(&scratch) {
-            dst.extend(src.iter().map(|&x| if x.is_finite() { x } else { 0.0 }));
+            non_finite += src.iter().filter(|x| !x.is_finite()).count();
+            dst.extend_from_slice(src);
         }
+    }
+    if non_finite > 0 {
+        return Err(AudioError::NonFinite(non_finite));
     }
 
     if channels.first().is_none_or(Vec::is_empty) {

@@ -42,9 +42,10 @@
 //!   original-rate duration, and the crop is taken at the original rate before resampling
 //!   (librosa's `offset`/`duration` semantics), then padded/truncated to exactly
 //!   `seconds * sample_rate` samples.
-//! * **Non-finite samples.** NaN or infinite samples (possible in float WAVs, or from a broken
-//!   model) are replaced by 0 when decoding and are ignored/written as 0 by
-//!   [`peak_normalise_to_i16`]. A silent song (peak 0) is written as zeros; the reference would
+//! * **Non-finite samples.** Input audio with NaN or infinite samples (possible in float WAVs)
+//!   is refused when decoding ([`AudioError::NonFinite`]): the reference would carry them into
+//!   the style embedding or the edit latents. Output samples that are not finite (a broken
+//!   model) are ignored for the peak and written as 0 by [`peak_normalise_to_i16`]. A silent song (peak 0) is written as zeros; the reference would
 //!   divide by zero. A silent edit-mode reference is an error ([`AudioError::Silent`]).
 //! * **Float sources are not clipped.** Decoded samples are nominally in `[-1, 1]`; a float WAV may
 //!   exceed that range and is passed through unchanged, as librosa/torchaudio do.
@@ -111,6 +112,9 @@ pub enum AudioError {
         max_seconds: f64,
         decoded_seconds: f64,
     },
+    /// Some samples are NaN or infinite.
+    #[error("the audio has {0} samples that are not numbers (NaN or infinite)")]
+    NonFinite(usize),
     /// All samples are zero, so the audio cannot be peak-normalised.
     #[error("the audio is silent (every sample is zero), so it cannot be peak-normalised")]
     Silent,
@@ -218,6 +222,33 @@ mod tests {
         };
         assert_eq!(d.frames(), 0);
         assert!(matches!(d.checked_frames(), Err(AudioError::Empty)));
+    }
+
+    /// A float WAV with a NaN and an infinity is refused, not silently zeroed.
+    #[test]
+    fn non_finite_samples_are_refused() {
+        let mut bytes = Vec::new();
+        {
+            let spec = hound::WavSpec {
+                channels: 1,
+                sample_rate: 8000,
+                bits_per_sample: 32,
+                sample_format: hound::SampleFormat::Float,
+            };
+            let mut w = hound::WavWriter::new(std::io::Cursor::new(&mut bytes), spec).unwrap();
+            for i in 0..8000 {
+                let x = match i {
+                    100 => f32::NAN,
+                    200 => f32::INFINITY,
+                    _ => 0.1,
+                };
+                w.write_sample(x).unwrap();
+            }
+            w.finalize().unwrap();
+        }
+        let err = decode(&bytes, Some("wav"), 60.0).unwrap_err();
+        assert!(matches!(err, AudioError::NonFinite(2)), "{err:?}");
+        assert!(err.to_string().contains("2 samples"), "{err}");
     }
 
     #[test]
