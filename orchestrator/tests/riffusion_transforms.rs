@@ -34,7 +34,7 @@ async fn transforms_map_onto_edit_mode_and_style_audio_or_are_refused() {
     let (_, created) = post(json!({"lyrics": LYRICS}), key.clone()).await;
     let riff = ids(&created)[0].clone();
     let pending = ids(&created)[1].clone();
-    finish(&s, &riff, 95.0).await;
+    finish(&s, &riff, 95.2).await;
 
     // Inpaint a take: edit mode over [10, 20), new lyrics timed inside the span.
     let morph = json!({"transform": "inpaint", "riff_id": riff.as_str(),
@@ -207,6 +207,26 @@ async fn transforms_map_onto_edit_mode_and_style_audio_or_are_refused() {
         StatusCode::BAD_REQUEST,
         "invalid_audio",
         Some("morph.source"),
+    );
+    // A source a little shorter than the base model's 95.1 s song would leave frames it does
+    // not have: refused at admission (the node would refuse it too).
+    let (_, almost) = upload(&s, &key, wav(95.05, 44_100), "almost.wav").await;
+    let morph = json!({"transform": "inpaint", "audio_upload_id": almost["id"],
+                       "replace_start_at": 10, "replace_end_at": 40});
+    let (status, e) = post(json!({"lyrics": "la la la", "morph": morph}), key.clone()).await;
+    refused(
+        status,
+        &e,
+        StatusCode::BAD_REQUEST,
+        "invalid_edit",
+        Some("morph"),
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("regenerate everything after"),
+        "{e}"
     );
     let morph = json!({"transform": "cover", "riff_id": r});
     let (status, e) = post(json!({"lyrics": LYRICS, "morph": morph}), other).await;

@@ -42,6 +42,57 @@ impl Validator {
             .map_err(|m| OrchestratorError::coded(ErrorCode::InvalidLength, Field::Length, m))
     }
 
+    /// Checks that an edit of a song `have` seconds long into a song of `seconds` keeps only
+    /// frames the song has: everything after its end must be regenerated (the node's rule;
+    /// extending a song regenerates its end). For front ends that know the song's length before
+    /// admitting (the Riffusion API); admission itself leaves it to the node, so the DiffRhythm
+    /// API keeps accepting such a job and reporting its failure as the reference server does.
+    pub fn check_edit_covers(
+        &self,
+        have: f64,
+        seconds: u32,
+        segments: &[(f64, f64)],
+    ) -> Result<(), OrchestratorError> {
+        let Ok(choice) = self.bundle.choose_model(seconds) else {
+            return Ok(()); // refused as a length elsewhere
+        };
+        let song = self.bundle.frames_to_seconds(choice.frames);
+        let (sr, hop) = (
+            self.bundle.manifest.audio.sample_rate,
+            self.bundle.manifest.audio.hop,
+        );
+        let frame = |t: f64| refrain_model::lyrics::placement::frame_of(t, sr, hop);
+        // Frames `have_frames..frames` must all be regenerated (the node's edit mask).
+        let have_frames = (have * f64::from(sr) / hop as f64).floor() as usize;
+        if have_frames >= choice.frames {
+            return Ok(());
+        }
+        let mut regenerated = vec![false; choice.frames];
+        for &(s, e) in segments {
+            let start = if s == -1.0 { 0 } else { frame(s) };
+            let end = if e == -1.0 {
+                choice.max_frames
+            } else {
+                frame(e)
+            };
+            for r in regenerated.iter_mut().take(end).skip(start) {
+                *r = true;
+            }
+        }
+        let covered = regenerated[have_frames..].iter().all(|&r| r);
+        if covered {
+            return Ok(());
+        }
+        Err(OrchestratorError::coded(
+            ErrorCode::InvalidEdit,
+            Field::EditSegments,
+            format!(
+                "the song being edited is {have:.2} s long, shorter than the {song:.2} s being \
+                 generated: the segments must regenerate everything after {have:.2} s"
+            ),
+        ))
+    }
+
     /// Checks lyrics for a song of `seconds` (runs the real parser and G2P; cheap).
     pub fn check_lyrics(&self, lyrics: &str, seconds: u32) -> Result<(), OrchestratorError> {
         track::lyric_track(&self.bundle, &self.encoder, lyrics, seconds, &self.limits)

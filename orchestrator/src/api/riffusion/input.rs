@@ -377,6 +377,8 @@ pub async fn generate_draft(
                     format!("{end} s is after the end of the {seconds} s song"),
                 ));
             }
+            app.validator()
+                .check_edit_covers(length, seconds, &[(start, end)])?;
             draft.seconds = Some(seconds);
             draft.timing = Timing::Span(start, end);
             draft.edit = Some(EditInput {
