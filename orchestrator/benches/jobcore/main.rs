@@ -14,13 +14,14 @@
 //! * **SSE over HTTP** ([`sse`]): `BENCH_SSE_STREAMS` (1,000) clients on
 //!   `GET /api/v1/jobs/{id}/events` of one running job, `BENCH_SSE_EVENTS` (50) progress events
 //!   and the end; every stream must receive every event; delay and memory per stream.
-//! * **submit** ([`submit`]): `App::submit` (durable insert with its outbox event, durable
-//!   enqueue) from 16 concurrent submitters until the store holds each size of
-//!   `BENCH_STORE_SIZES` (`1000,10000`).
-//! * **status polling** ([`poll`]): at each store size, `GET /status` and
-//!   `GET /output/<id>.wav` of the newest queued job (its JSON status, with `queue_position`)
-//!   through the real router (`tower::ServiceExt::oneshot`, no sockets) from `BENCH_POLLERS`
-//!   (16) concurrent pollers, `BENCH_POLLS` (2,000) requests per endpoint.
+//! * **scale** ([`scale`]): the store is filled to each size of `BENCH_STORE_SIZES`
+//!   (`1000,10000,100000`), a tenth queued (`App::submit`) and the rest finished (stored,
+//!   started and succeeded through the `Lifecycle`). At each size: `App::submit` from 1 client
+//!   (`BENCH_SINGLE_SUBMITS`, 300) and from `BENCH_SUBMITTERS` (16) clients
+//!   (`BENCH_BURST_SUBMITS`, 2,000); then, through the real router (`tower::ServiceExt::oneshot`,
+//!   no sockets) from `BENCH_POLLERS` (16) concurrent pollers, `BENCH_POLLS` (2,000) requests
+//!   each of `GET /api/v1/jobs/{id}` of the newest queued job (with its `queue_position`) and
+//!   of a finished one, `GET /status` and `GET /metrics`.
 //!
 //! With `REFRAIN_BENCH_URL=http://127.0.0.1:PORT` it instead drives an already-running
 //! `refrain serve` over HTTP ([`http`]): it submits `POST /generate` jobs from 16 concurrent
@@ -30,6 +31,7 @@
 mod fanout;
 mod http;
 mod poll;
+mod scale;
 mod sse;
 mod stats;
 mod submit;
@@ -54,7 +56,7 @@ pub fn knob(name: &str, default: usize) -> usize {
 /// The store sizes to measure at, ascending (`BENCH_STORE_SIZES`, comma-separated).
 pub fn store_sizes() -> Vec<usize> {
     let mut sizes: Vec<usize> = std::env::var("BENCH_STORE_SIZES")
-        .unwrap_or_else(|_| "1000,10000".into())
+        .unwrap_or_else(|_| "1000,10000,100000".into())
         .split(',')
         .filter_map(|s| s.trim().replace('_', "").parse().ok())
         .filter(|&n| n > 0)
@@ -110,22 +112,8 @@ async fn in_process(table: &mut Table) {
     let base_url = format!("http://{}", running.addr);
     sse::run(&app, &base_url, streams, sse_events, table).await;
 
-    let submitters = knob("BENCH_SUBMITTERS", 16);
-    let pollers = knob("BENCH_POLLERS", 16);
-    let polls = knob("BENCH_POLLS", 2000);
     let router = refrain_orchestrator::api::router(app.clone());
-    // The fan-out jobs are in the store too.
-    let mut stored = app.counts().expect("counts").values().sum::<usize>();
-    for size in store_sizes() {
-        let Some(newest) = submit::run(&app, submitters, stored, size, table).await else {
-            continue;
-        };
-        stored = size;
-        let output = format!("/output/{}", newest.file_name());
-        for uri in ["/status", output.as_str()] {
-            poll::router(&router, uri, size, pollers, polls, table).await;
-        }
-    }
+    scale::run(&app, &router, &store_sizes(), table).await;
 
     running.cancel_token().cancel();
     running.wait().await.expect("the service stops cleanly");

@@ -69,6 +69,12 @@ pub async fn router(
         let json: serde_json::Value = serde_json::from_slice(&body).expect("status JSON");
         assert_eq!(json["state"], "queued", "{json}");
     }
+    let job_state = if uri.starts_with("/api/v1/jobs/") {
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("job JSON");
+        json["state"].as_str().expect("a state").to_string()
+    } else {
+        String::new()
+    };
     let (router, uri_owned) = (router.clone(), uri.to_string());
     let (mut latencies, rate) = concurrently(pollers, polls, move || {
         let (router, uri) = (router.clone(), uri_owned.clone());
@@ -78,9 +84,11 @@ pub async fn router(
     })
     .await;
     let shown = if uri.starts_with("/output/") {
-        "/output/<queued>.wav"
+        "/output/<queued>.wav".to_string()
+    } else if !job_state.is_empty() {
+        format!("/api/v1/jobs/<{job_state}>")
     } else {
-        uri
+        uri.to_string()
     };
     table.add(
         format!("`GET {shown}`, router in process, {pollers} pollers, {stored} jobs stored"),
