@@ -63,7 +63,7 @@ impl Validator {
         );
         let frame = |t: f64| refrain_model::lyrics::placement::frame_of(t, sr, hop);
         // Frames `have_frames..frames` must all be regenerated (the node's edit mask).
-        let have_frames = (have * f64::from(sr) / hop as f64).floor() as usize;
+        let have_frames = (have * f64::from(sr) / hop as f64 + 1e-6).floor() as usize;
         if have_frames >= choice.frames {
             return Ok(());
         }
