@@ -125,6 +125,21 @@ impl OutputStore {
         Ok(parts.join("/"))
     }
 
+    /// [`OutputStore::validate_subdir`], and the folder must lead to a place under the root as
+    /// it is now: a folder that exists and is (or passes through) a symlink leading elsewhere is
+    /// refused here, at admission, not when the result is written.
+    pub fn check_subdir(&self, raw: &str) -> Result<String, OutputError> {
+        let normal = Self::validate_subdir(raw)?;
+        let probe = self.root.join(&normal);
+        self.check_inside(&probe, &normal).map_err(|e| match e {
+            OutputError::BadName(_) => OutputError::BadSubdir(format!(
+                "{normal:?} leads outside the output folder (a symbolic link)"
+            )),
+            other => other,
+        })?;
+        Ok(normal)
+    }
+
     /// The result file name relative to the root: `sub/dir/<id>.wav` or `<id>.wav`.
     pub fn relative(subdir: Option<&str>, id: &JobId) -> String {
         match subdir.map(|s| s.trim_matches('/')) {

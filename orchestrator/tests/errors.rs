@@ -183,3 +183,20 @@ async fn admission_refuses_what_could_only_fail_later() {
     assert_eq!(e["code"], "invalid_output_dir", "{e}");
     assert_eq!(e["field"], "output_dir", "{e}");
 }
+
+/// An output folder that is a symbolic link to a place outside the output root is refused at
+/// admission (before, it was accepted and failed when the result was written).
+#[tokio::test]
+async fn an_output_folder_through_a_symlink_is_refused_at_admission() {
+    let s = start().await;
+    let outside = tempfile::tempdir().unwrap();
+    let root = s.app.outputs().resolve("x.wav").unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.with_file_name("escape")).unwrap();
+    for dir in ["escape", "escape/deeper"] {
+        let (status, _, e) = s.post(basic_form().text("output_dir", dir)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{dir}: {e}");
+        assert_eq!(e["code"], "invalid_output_dir", "{dir}: {e}");
+    }
+    let (status, _, e) = s.post(basic_form().text("output_dir", "inside/ok")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{e}");
+}

@@ -62,7 +62,7 @@ impl App {
         let output_subdir = draft
             .output_subdir
             .as_deref()
-            .map(|d| OutputStore::validate_subdir(d.trim()))
+            .map(|d| self.outputs().check_subdir(d.trim()))
             .transpose()?;
         if let Some(key) = &draft.meta.idempotency_key {
             check_idempotency_key(key)?;
