@@ -28,7 +28,7 @@ impl JobStore {
                 Ok(record) => [
                     vec![keys::state_key(record.state, record.created_ms, id)],
                     vec![keys::created_key(record.created_ms, id)],
-                    vec![keys::file_key(&record).into_bytes()],
+                    vec![keys::file_key(record).into_bytes()],
                     record
                         .idempotency_key
                         .iter()
