@@ -4,7 +4,7 @@
 //! [`pipeline::GenerateRequest`] (lyrics, style, length, sampler settings) into a 44.1 kHz stereo
 //! song, reporting [`protocol::ProgressEvent`]s and honouring a cancellation token between steps.
 //! Each stage lives in its own module so it can be tested against the reference behaviour
-//! described in `shared/reference/diffrhythm-inference.md`. The model contract that needs no
+//! of the DiffRhythm code (see the README's deviations section). The model contract that needs no
 //! runtime (bundle manifest, lyrics, audio I/O, request checks) lives in `refrain_model` and is
 //! re-exported here under its old paths ([`bundle`], [`lyrics`], [`audio`]).
 //!

@@ -189,11 +189,15 @@ fn decodes_mono_and_float_wav() {
     );
     assert!((d.duration_seconds() - 0.5).abs() < 1e-12);
 
-    // Float WAV: values beyond full scale pass through, non-finite samples become 0.
-    let mut y = vec![0.25f32, -1.5, f32::NAN, f32::INFINITY, 0.5];
+    // Float WAV: values beyond full scale pass through; non-finite samples are refused.
+    let mut y = vec![0.25f32, -1.5, 0.0, 0.0, 0.5];
     y.resize(100, 0.0);
-    let d = audio::decode(&wav_f32(&[y], 8000), None, NO_LIMIT).unwrap();
+    let d = audio::decode(&wav_f32(std::slice::from_ref(&y), 8000), None, NO_LIMIT).unwrap();
     assert_eq!(&d.channels[0][..5], &[0.25, -1.5, 0.0, 0.0, 0.5]);
+    y[2] = f32::NAN;
+    y[3] = f32::INFINITY;
+    let err = audio::decode(&wav_f32(&[y], 8000), None, NO_LIMIT).unwrap_err();
+    assert!(matches!(err, AudioError::NonFinite(2)), "{err:?}");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! reference preprocessing paths, and the final 16-bit WAV.
 //!
 //! Why this module exists: DiffRhythm touches raw audio in exactly three places, and each has a
-//! precise recipe in the reference implementation (`shared/reference/diffrhythm-inference.md`)
+//! precise recipe in the reference implementation (DiffRhythm's `infer/infer_utils.py`)
 //! that the Rust port has to reproduce without Python, librosa or torchaudio:
 //!
 //! * **Style reference** (§3, `get_style_prompt(wav_path)`): the uploaded song must last at least
