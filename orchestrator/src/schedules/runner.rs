@@ -267,10 +267,7 @@ impl Scheduler {
             match d.fire.first() {
                 None => {
                     // Only missed fire times: done with, up to the latest of them.
-                    let mut latest = last;
-                    while let Some(t) = entry.timing.next_after(latest).filter(|t| *t <= now) {
-                        latest = t;
-                    }
+                    let latest = d.latest.unwrap_or(last);
                     entry.state.last_fired_ms = latest.timestamp_millis() as u64;
                     let state = entry.state.clone();
                     self.store.put_state(name, &state).await?;

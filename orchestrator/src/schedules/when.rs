@@ -153,6 +153,8 @@ pub struct Due {
     pub missed: u64,
     /// Whether any fire time was due before the latest one (the service was away).
     pub caught_up: bool,
+    /// The latest fire time looked at (fired or missed): the schedule is done up to it.
+    pub latest: Option<DateTime<Utc>>,
 }
 
 /// The fire times in `(last, now]`, reduced by `policy` (at most `max` with `All`). At most
@@ -175,22 +177,19 @@ pub fn due(
     }
     let total = times.len();
     let keep = match policy {
+        // A single fire time due now is not a catch-up: it fires, whatever the policy.
         _ if total <= 1 => total,
         CatchUp::Skip => 0,
         CatchUp::Once => 1,
         CatchUp::All => max.max(1).min(total),
     };
-    // Under `skip`, a single fire time that is due now is not a catch-up: it fires.
-    let keep = if policy == CatchUp::Skip && total == 1 {
-        1
-    } else {
-        keep
-    };
+    let latest = times.last().copied();
     let fire = times.split_off(total - keep);
     Due {
         missed: (total - keep) as u64,
         caught_up: total > 1 && keep > 0,
         fire,
+        latest,
     }
 }
 
@@ -286,6 +285,7 @@ mod tests {
         let now = at("2026-12-02T05:30:00Z"); // 01:00 … 05:00 missed
         let d = due(&t, last, now, CatchUp::Skip, 10);
         assert_eq!((d.fire.len(), d.missed, d.caught_up), (0, 5, false));
+        assert_eq!(d.latest, Some(at("2026-12-02T05:00:00Z")));
         let d = due(&t, last, now, CatchUp::Once, 10);
         assert_eq!(
             (d.fire.clone(), d.missed, d.caught_up),
