@@ -99,6 +99,16 @@ pub struct WebhookSpec {
     pub secret: String,
 }
 
+/// Whether `name` is a schedule name: 1 to 64 of `a-z`, `0-9`, `-`, `_` (safe in paths,
+/// URLs, metric labels and idempotency keys).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 fn utc() -> String {
     "UTC".into()
 }
@@ -142,13 +152,7 @@ impl ScheduleSpec {
     /// and lengths per job): the name, the expression and zone, the items (files exist and
     /// read), the output folder. `files_allowed`: items may name files (config only).
     pub fn check(&self, files_allowed: bool) -> Result<Timing, String> {
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 64
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !name_ok {
+        if !is_valid_name(&self.name) {
             return Err(format!(
                 "name {:?}: 1 to 64 of a-z, 0-9, '-' and '_'",
                 self.name

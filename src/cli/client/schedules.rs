@@ -32,12 +32,7 @@ enum SchedulesCommand {
 
 /// A schedule name as a path segment (names are `a-z`, `0-9`, `-`, `_`).
 fn segment(name: &str) -> anyhow::Result<&str> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if !ok {
+    if !refrain_orchestrator::schedules::spec::is_valid_name(name) {
         anyhow::bail!("{name:?} is not a schedule name (1 to 64 of a-z, 0-9, '-' and '_')");
     }
     Ok(name)
