@@ -51,10 +51,9 @@ pub struct AttemptView {
     pub duration_ms: u64,
 }
 
+/// Delivery times, to the millisecond (attempts can be close together).
 fn time(ms: u64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    super::view::rfc3339(ms, chrono::SecondsFormat::Millis)
 }
 
 fn view(d: &Delivery) -> DeliveryView {

@@ -14,10 +14,16 @@ use crate::api::paths::output_url;
 
 const UNSET: &str = "0001-01-01T00:00:00Z";
 
-fn time(ms: u64) -> String {
+/// Unix milliseconds as RFC 3339 in UTC, to `precision`.
+pub(super) fn rfc3339(ms: u64, precision: SecondsFormat) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms as i64)
         .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Secs, true)
+        .to_rfc3339_opts(precision, true)
+}
+
+/// A task's times, to the second as the hosted APIs write them.
+fn time(ms: u64) -> String {
+    rfc3339(ms, SecondsFormat::Secs)
 }
 
 /// PiAPI's status of a state.
