@@ -57,7 +57,8 @@ use crate::store::now_ms;
         (status = 304, description = "Not modified (`If-Modified-Since`)."),
         (status = 400, description = "A malformed file name.", body = DiffRhythmErrorBody),
         (status = 404, description = "No such job or file.", body = DiffRhythmErrorBody),
-        (status = 416, description = "The `Range` is outside the file."),
+        (status = 416, description = "`range_not_satisfiable`: the `Range` starts past the end \
+            of the file (a `Range` that does not parse is ignored).", body = DiffRhythmErrorBody),
         (status = 500, description = "Internal error.", body = DiffRhythmErrorBody),
     ),
 )]

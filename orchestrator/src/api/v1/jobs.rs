@@ -210,7 +210,8 @@ pub(crate) struct AudioQuery {
         (status = 401, description = "API keys are configured and none valid was given.",
             body = ErrorBody),
         (status = 404, description = AUDIO_NOT_FOUND, body = ErrorBody),
-        (status = 416, description = "The `Range` is outside the file."),
+        (status = 416, description = "`range_not_satisfiable`: the `Range` starts past the end \
+            of the file (a `Range` that does not parse is ignored).", body = ErrorBody),
         (status = 500, description = "`internal`.", body = ErrorBody),
     ),
 )]
@@ -250,7 +251,8 @@ pub(crate) async fn audio_first(
         (status = 401, description = "API keys are configured and none valid was given.",
             body = ErrorBody),
         (status = 404, description = AUDIO_NOT_FOUND, body = ErrorBody),
-        (status = 416, description = "The `Range` is outside the file."),
+        (status = 416, description = "`range_not_satisfiable`: the `Range` starts past the end \
+            of the file (a `Range` that does not parse is ignored).", body = ErrorBody),
         (status = 500, description = "`internal`.", body = ErrorBody),
     ),
 )]
