@@ -13,7 +13,7 @@ use refrain_orchestrator::jobs::results::store_variants;
 use reqwest::{Method, StatusCode};
 use riffusion_common::{add_key, call, ids, refused, upload, LYRICS};
 use serde_json::{json, Value};
-use support::http::wav;
+use support::http::{audio_store, wav};
 use support::{start, start_with};
 
 #[tokio::test]
@@ -427,25 +427,8 @@ async fn uploads_by_multipart_and_url() {
 #[tokio::test]
 async fn uploads_by_url_from_an_allow_listed_store_become_sources() {
     let clip = wav(12.0, 22_050);
-    let served = clip.clone();
-    let store_app = axum::Router::new()
-        .route(
-            "/song.wav",
-            axum::routing::get(move || {
-                let served = served.clone();
-                async move { ([("content-type", "audio/wav")], served) }
-            }),
-        )
-        .route(
-            "/elsewhere.wav",
-            axum::routing::get(|| async {
-                axum::response::Redirect::temporary("http://127.0.0.1:9/song.wav")
-            }),
-        );
     // The audio store on its own loopback address, the only one allow-listed.
-    let listener = tokio::net::TcpListener::bind("127.0.0.4:0").await.unwrap();
-    let store = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, store_app).await });
+    let store = audio_store("127.0.0.4", clip.clone()).await;
     let s = start_with(|c| c.fetch.allow = vec!["127.0.0.4/32".parse().unwrap()]).await;
     s.app.set_ready(true);
     let key = add_key(&s, "client");

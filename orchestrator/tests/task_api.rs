@@ -16,7 +16,7 @@ use refrain_orchestrator::jobs::limits::Quota;
 use refrain_orchestrator::jobs::results::store_variants;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::http::wav;
+use support::http::{audio_store, wav};
 use support::{start, start_with, TestService};
 
 fn add_key(s: &TestService, name: &str) -> String {
@@ -455,30 +455,13 @@ async fn per_key_limits_answer_429_with_retry_after() {
 async fn style_audio_by_base64_and_by_allow_listed_url() {
     use base64::Engine;
     let clip = wav(12.0, 22_050);
-    let served = clip.clone();
-    let app = axum::Router::new()
-        .route(
-            "/ref.wav",
-            axum::routing::get(move || {
-                let served = served.clone();
-                async move { ([("content-type", "audio/wav")], served) }
-            }),
-        )
-        .route(
-            "/elsewhere.wav",
-            axum::routing::get(|| async {
-                axum::response::Redirect::temporary("http://127.0.0.1:9/ref.wav")
-            }),
-        );
     // The audio store on its own loopback address, the only one allow-listed.
-    let listener = tokio::net::TcpListener::bind("127.0.0.3:0").await.unwrap();
-    let store = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let store = audio_store("127.0.0.3", clip.clone()).await;
     let s = start_with(|c| c.fetch.allow = vec!["127.0.0.3/32".parse().unwrap()]).await;
     s.app.set_ready(true);
     let key = add_key(&s, "client");
     for audio in [
-        format!("http://{store}/ref.wav"),
+        format!("http://{store}/song.wav"),
         base64::engine::general_purpose::STANDARD.encode(&clip),
         format!(
             "data:audio/wav;base64,{}",

@@ -1,7 +1,7 @@
 //! HTTP helpers of the orchestrator's in-process API tests: requests to a [`TestService`]
 //! (multipart `POST /generate`, JSON `GET`s, raw HTTP/1.1 over TCP for paths a URL library
-//! would normalise), the spec client's forms, a WAV to upload, and driving a queued job to
-//! success through the job core as a node would.
+//! would normalise), the spec client's forms, a WAV to upload, an audio store to fetch from, and
+//! driving a queued job to success through the job core as a node would.
 
 use protocol::{JobId, JobResult};
 use refrain_orchestrator::outputs::OutputStore;
@@ -11,6 +11,33 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::TestService;
+
+/// An audio store for URL fetches, on its own loopback address `ip` (`127.0.0.3`…), so a test
+/// can allow-list that address alone: `/song.wav` serves `clip` as `audio/wav`, and
+/// `/elsewhere.wav` redirects to a loopback address that is not allow-listed
+/// (`127.0.0.1:9`). Returns the store's address.
+pub async fn audio_store(ip: &str, clip: Vec<u8>) -> std::net::SocketAddr {
+    let app = axum::Router::new()
+        .route(
+            "/song.wav",
+            axum::routing::get(move || {
+                let clip = clip.clone();
+                async move { ([("content-type", "audio/wav")], clip) }
+            }),
+        )
+        .route(
+            "/elsewhere.wav",
+            axum::routing::get(|| async {
+                axum::response::Redirect::temporary("http://127.0.0.1:9/song.wav")
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
+        .await
+        .expect("a loopback address");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
 
 /// A 16-bit mono PCM WAV of a 440 Hz tone.
 pub fn wav(seconds: f64, rate: u32) -> Vec<u8> {
