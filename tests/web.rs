@@ -170,7 +170,7 @@ fn the_page_makes_a_song_and_cancels_a_queued_one() {
     let src = src.as_str().expect("audio src").to_string();
     let song = browser.eval("document.getElementById('current').dataset.job");
     let song = song.as_str().expect("the job id on the page").to_string();
-    assert!(src.starts_with(&app.url("/api/v1/jobs/")), "{src}");
+    assert!(src.starts_with(&app.url("/output/")), "{src}");
     assert!(src.contains(&song), "{src}");
     let audio = api.http.get(&src).send().expect("GET audio");
     assert_eq!(audio.status().as_u16(), 200, "{src}");
@@ -188,20 +188,28 @@ fn the_page_makes_a_song_and_cancels_a_queued_one() {
     );
     let duration = browser.eval("document.querySelector('#result audio').duration");
     assert!(duration.as_f64().unwrap_or(0.0) > 90.0, "{duration}");
-    // A download link per format, each answering with audio.
+    // A download link per format, each answering with audio of that format.
     let links =
         browser.eval("[...document.querySelectorAll('#result a.download')].map((a) => a.href)");
     let links: Vec<String> = serde_json::from_value(links).expect("links");
     assert_eq!(links.len(), 3, "{links:?}");
     for (link, format) in links.iter().zip(["wav", "mp3", "ogg"]) {
-        assert!(link.ends_with(&format!("?format={format}")), "{link}");
+        assert!(
+            link.contains("/output/") && link.ends_with(&format!(".{format}")),
+            "{link}"
+        );
         let response = api.http.get(link).send().expect("GET download");
         assert_eq!(response.status().as_u16(), 200, "{link}");
         let kind = response.headers()[reqwest::header::CONTENT_TYPE]
             .to_str()
             .unwrap_or_default()
             .to_string();
-        assert!(kind.starts_with("audio/"), "{link}: {kind}");
+        let expected = match format {
+            "wav" => "audio/wav",
+            "mp3" => "audio/mpeg",
+            _ => "audio/ogg",
+        };
+        assert!(kind.starts_with(expected), "{link}: {kind}");
     }
 
     // --- After a reload: both jobs listed with their states, the song shown again.
@@ -244,8 +252,9 @@ fn the_page_makes_a_song_and_cancels_a_queued_one() {
 }
 
 /// With API keys configured, the page sends the key typed in as `Authorization: Bearer` on every
-/// call — the job, its events (read with fetch, not EventSource), its audio (fetched into the
-/// player) — and never in a URL; without it, the API's 401 is shown at the key field.
+/// call — the job, its events (read with fetch, not EventSource) — and never in a URL; the
+/// player streams the file's `public_url` (`/output/…`, no key); without the key, the API's 401
+/// is shown at the key field.
 #[test]
 fn the_page_sends_the_api_key() {
     let Some(chromium) = chromium_binary() else {
@@ -281,8 +290,9 @@ fn the_page_sends_the_api_key() {
         "document.getElementById('current').dataset.state === 'succeeded' \
          && document.querySelector('#result audio')?.src",
     );
+    let src = src.as_str().expect("audio src").to_string();
     assert!(
-        src.as_str().unwrap_or_default().starts_with("blob:"),
+        src.starts_with(&app.url("/output/")) && !src.contains(&key),
         "{src}"
     );
     browser.wait_for(
@@ -294,6 +304,15 @@ fn the_page_sends_the_api_key() {
     assert!(duration.as_f64().unwrap_or(0.0) > 90.0, "{duration}");
     let song = browser.eval("document.getElementById('current').dataset.job");
     let song = song.as_str().expect("the job id on the page").to_string();
+    // The player's link needs no key (the job id in it is the secret); the API's does.
+    let no_key = reqwest::blocking::Client::new();
+    let public = no_key.get(&src).send().expect("GET the public link");
+    assert_eq!(public.status().as_u16(), 200, "{src}");
+    let private = no_key
+        .get(app.url(&format!("/api/v1/jobs/{song}/audio/1")))
+        .send()
+        .expect("GET the API's audio without a key");
+    assert_eq!(private.status().as_u16(), 401);
     let job: Value = app
         .api()
         .http
@@ -326,7 +345,7 @@ fn the_page_sends_the_api_key() {
         "the key must never travel in a URL: {api_calls:?}"
     );
     let bearer = format!("Bearer {key}");
-    for what in ["/events", "/audio/", &format!("/api/v1/jobs/{song}")] {
+    for what in ["/events", &format!("/api/v1/jobs/{song}")] {
         assert!(
             api_calls
                 .iter()

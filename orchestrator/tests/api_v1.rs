@@ -247,6 +247,27 @@ async fn uploads_downloads_and_formats() {
         format!("/api/v1/jobs/{id}/audio/2?format=wav"),
         "{event}"
     );
+    // Each file's public link (for players and download links) serves the same file.
+    for file in files {
+        let public = file["public_url"].as_str().unwrap();
+        let ext = file["format"].as_str().unwrap();
+        assert!(
+            public.starts_with("/output/") && public.ends_with(&format!(".{ext}")),
+            "{file}"
+        );
+        let by_api = s
+            .client
+            .get(format!("{}{}", s.base, file["url"].as_str().unwrap()));
+        let by_link = s.client.get(format!("{}{public}", s.base));
+        let (a, b) = (by_api.send().await.unwrap(), by_link.send().await.unwrap());
+        assert_eq!(b.status(), StatusCode::OK, "{public}");
+        assert_eq!(a.headers()["content-type"], b.headers()["content-type"]);
+        assert_eq!(
+            a.bytes().await.unwrap(),
+            b.bytes().await.unwrap(),
+            "{public}"
+        );
+    }
 
     let get = |path: String| {
         let client = s.client.clone();

@@ -85,8 +85,12 @@ pub struct FileView {
     #[schema(example = "wav")]
     pub format: &'static str,
     pub bytes: u64,
-    /// `/api/v1/jobs/<id>/audio/<variant>?format=<format>`.
+    /// `/api/v1/jobs/<id>/audio/<variant>?format=<format>` (needs the API key when keys are set).
     pub url: String,
+    /// The same file at `/output/[<dir>/]<id>[-<variant>].<format>`, which needs no key: for
+    /// players and download links, which cannot send one. Anyone holding this link can fetch
+    /// the file; the 128-bit random job id in it is the secret.
+    pub public_url: String,
 }
 
 /// The job's own URLs.
@@ -142,6 +146,7 @@ impl JobView {
                     format: f.format.extension(),
                     bytes: f.bytes,
                     url: format!("{base}/audio/{}?format={}", f.variant, f.format.extension()),
+                    public_url: crate::api::paths::output_url(&f.file),
                 })
                 .collect(),
         });

@@ -131,76 +131,45 @@ function jobFormat(job) {
   return FORMATS.includes(asked) ? asked : "wav";
 }
 
-// A link to a file of the job; with an API key, the file is fetched with the key and saved
-// from memory (a plain link cannot send the Authorization header).
-function downloadLink(id, variant, format, text) {
+// The file's link for players and downloads: its `public_url` (`/output/…`), which needs no
+// API key. An <audio> element or a download link makes its own requests and cannot send the
+// key, and fetching a whole song into memory first would make the player wait for all of it
+// (and fail where the browser cannot hold large blobs); the public link streams with `Range`.
+// Formats not made yet are converted on first request under the same name.
+function publicPath(job, variant, format) {
+  const files = (job.result && job.result.files) || [];
+  const exact = files.find((f) => f.variant === variant && f.format === format);
+  if (exact) return exact.public_url;
+  const same = files.find((f) => f.variant === variant && f.public_url);
+  if (same) return same.public_url.replace(/\.[a-z0-9]+$/, `.${format}`);
+  return audioPath(job.id, variant, format);
+}
+
+function downloadLink(job, variant, format, text) {
   const a = document.createElement("a");
-  a.href = audioPath(id, variant, format);
+  a.href = publicPath(job, variant, format);
   a.textContent = text;
   a.className = "download";
-  a.setAttribute("download", "");
+  a.download = `refrain-${job.id.slice(0, 8)}-${variant}.${format}`;
   a.dataset.format = format;
-  a.addEventListener("click", async (event) => {
-    if (!load(KEY_STORE, "")) return;
-    event.preventDefault();
-    try {
-      const response = await fetch(a.href, { headers: authHeaders() });
-      if (!response.ok) await readAnswer(response);
-      const blob = await response.blob();
-      const url = URL.createObjectURL(blob);
-      const anchor = document.createElement("a");
-      anchor.href = url;
-      anchor.download = `refrain-${id.slice(0, 8)}-${variant}.${format}`;
-      document.body.append(anchor);
-      anchor.click();
-      anchor.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 60_000);
-    } catch (e) {
-      if (e instanceof ApiError) showApiError(e)?.focus();
-    }
-  });
   return a;
 }
 
-// With an API key, the player cannot send it (an <audio> element makes its own requests), so the
-// file is fetched with the key and played from memory. A dropped connection is tried again a
-// few times before the player says so.
-async function attachAudio(audio, path, attempt = 1) {
-  if (!load(KEY_STORE, "")) {
-    audio.src = path;
-    return;
-  }
-  try {
-    const response = await fetch(path, { headers: authHeaders() });
-    if (!response.ok) await readAnswer(response);
-    const blob = await response.blob();
-    if (!audio.isConnected) return;
-    audio.src = URL.createObjectURL(blob);
-  } catch (e) {
-    if (e instanceof ApiError) {
-      showApiError(e);
-      return;
-    }
-    if (!audio.isConnected) return;
-    if (attempt < AUDIO_ATTEMPTS) {
-      console.warn(`loading ${path} failed (attempt ${attempt}): ${e}`);
-      setTimeout(() => attachAudio(audio, path, attempt + 1), 1000 * attempt);
-    } else {
-      console.error(`loading ${path} failed ${attempt} times: ${e}`);
-      const note = document.createElement("p");
-      note.className = "player-error";
-      note.textContent = "The song could not be loaded; use a download link below.";
-      audio.after(note);
-    }
-  }
+// A player that cannot load its song says so and points at the download links.
+function attachAudio(audio, path) {
+  audio.addEventListener("error", () => {
+    if (!audio.isConnected || audio.nextElementSibling?.classList.contains("player-error")) return;
+    console.error(`loading ${path} failed: ${audio.error ? audio.error.code : "unknown error"}`);
+    const note = document.createElement("p");
+    note.className = "player-error";
+    note.textContent = "The song could not be loaded; use a download link below.";
+    audio.after(note);
+  });
+  audio.src = path;
 }
 
-// Lets go of the songs held in memory for the players being removed.
 function clearResult() {
   const box = $("result");
-  for (const audio of box.querySelectorAll("audio")) {
-    if (audio.src.startsWith("blob:")) URL.revokeObjectURL(audio.src);
-  }
   box.replaceChildren();
   delete box.dataset.job;
 }
@@ -222,13 +191,13 @@ function showResult(job) {
     audio.preload = "metadata";
     audio.setAttribute("aria-labelledby", caption.id);
     audio.dataset.variant = String(variant);
-    attachAudio(audio, audioPath(job.id, variant, format));
+    attachAudio(audio, publicPath(job, variant, format));
     const links = document.createElement("p");
     links.className = "downloads";
     links.append("Download: ");
     FORMATS.forEach((f, i) => {
       if (i) links.append(" · ");
-      const link = downloadLink(job.id, variant, f, f.toUpperCase());
+      const link = downloadLink(job, variant, f, f.toUpperCase());
       link.setAttribute("aria-label", `Download variant ${variant} as ${f.toUpperCase()}`);
       links.append(link);
     });
@@ -384,7 +353,7 @@ async function showFinal(me, attempt = 1) {
     renderRecent();
   } catch (e) {
     if (current !== me || !(e instanceof ApiError)) return;
-    if (e.code === "network" && attempt < AUDIO_ATTEMPTS) {
+    if (e.code === "network" && attempt < RECORD_ATTEMPTS) {
       setTimeout(() => showFinal(me, attempt + 1), 1000 * attempt);
     } else {
       setStatus({ line: e.message });
@@ -501,7 +470,7 @@ function recentItem({ id, job, error }) {
     if (job.state === "succeeded") {
       const format = jobFormat(job);
       for (const variant of variantsOf(job)) {
-        actions.append(" ", downloadLink(id, variant, format, `Variant ${variant} (${format.toUpperCase()})`));
+        actions.append(" ", downloadLink(job, variant, format, `Variant ${variant} (${format.toUpperCase()})`));
       }
     }
   }

@@ -10,8 +10,8 @@ const KEY_STORE = "refrain.apiKey";
 const RECENT_STORE = "refrain.recentJobs";
 const CURRENT_STORE = "refrain.currentJob";
 const RECENT_MAX = 20;
-// How many times a dropped download of a record or a song is tried before the page says so.
-const AUDIO_ATTEMPTS = 4;
+// How many times a dropped download of a job record is tried before the page says so.
+const RECORD_ATTEMPTS = 4;
 const FORMATS = ["wav", "mp3", "ogg"];
 const FINAL_STATES = new Set(["succeeded", "failed", "cancelled"]);
 const FINAL_KINDS = new Set(["succeeded", "failed", "cancelled", "expired"]);

@@ -10,9 +10,9 @@
 //!
 //! Each is served with its content type and `Cache-Control: no-cache` (browsers revalidate, so
 //! a new binary's page is seen at once); the page with a `Content-Security-Policy` that allows
-//! this origin only (and `blob:` audio, for files fetched with an API key). The page itself
-//! needs no API key; the API calls it makes send the key the user typed in (kept in the
-//! browser) as `Authorization: Bearer`.
+//! this origin only. The page itself needs no API key; the API calls it makes send the key the
+//! user typed in (kept in the browser) as `Authorization: Bearer`. Players and download links
+//! use each file's `public_url` (`/output/…`), which needs no key.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -45,7 +45,7 @@ pub fn routes() -> Router<App> {
 }
 
 /// Where the page may load from and connect to: its own origin only.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; media-src 'self' blob:; \
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; \
      img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; \
      frame-ancestors 'none'";
 
