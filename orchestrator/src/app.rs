@@ -44,6 +44,8 @@ pub struct JobMeta {
     pub quota: Option<crate::jobs::limits::Quota>,
     /// Where to POST the job's status changes (checked by admission, kept by [`crate::webhooks`]).
     pub webhook: Option<crate::webhooks::Target>,
+    /// Opaque text the client keeps on the job (`client_data` of Refrain's own API).
+    pub client_data: Option<String>,
 }
 
 impl JobMeta {
@@ -56,6 +58,7 @@ impl JobMeta {
             idempotency_key: None,
             quota: None,
             webhook: None,
+            client_data: None,
         }
     }
 }
@@ -276,6 +279,7 @@ impl App {
             idempotency_key: meta.idempotency_key,
             request_hash: fingerprint,
             event_seq: 0,
+            client_data: meta.client_data,
         };
         if let Some(target) = &meta.webhook {
             // Durable before the job is: no accepted job misses its webhook.

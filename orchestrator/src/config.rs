@@ -46,6 +46,8 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// Scheduled batches (`[[schedules]]`, see `docs/schedules.md`).
     pub schedules: Vec<crate::schedules::ScheduleSpec>,
+    /// The chat bots of `refrain bots` (`[bots]`, see `docs/bots.md`).
+    pub bots: protocol::bots::BotsConfig,
 }
 
 /// The PiAPI/Qubico task API (`[task_api]`).
@@ -248,6 +250,7 @@ impl Default for Config {
             task_api: TaskApiConfig::default(),
             webhooks: WebhookConfig::default(),
             schedules: Vec::new(),
+            bots: protocol::bots::BotsConfig::default(),
         }
     }
 }
@@ -369,6 +372,7 @@ impl Config {
                 refrain_model::MAX_VARIANTS
             ));
         }
+        self.bots.validate()?;
         if self.fetch.timeout_seconds == 0 {
             return Err("fetch.timeout_seconds must be at least 1".into());
         }

@@ -409,6 +409,10 @@ pub struct JobRecord {
     /// The sequence number of the job's latest event in the outbox (0: none yet).
     #[serde(default)]
     pub event_seq: u64,
+    /// Opaque text a client kept on the job at creation and reads back with it (a bot's chat
+    /// and message ids, so that it finds its message again after a restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_data: Option<String>,
 }
 
 #[cfg(test)]

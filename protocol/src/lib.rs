@@ -1,6 +1,7 @@
 //! Types every part of Refrain shares. This crate does no I/O: it is the vocabulary that the
 //! orchestrator, inference nodes, bots and command line speak to each other.
 
+pub mod bots;
 pub mod event;
 pub mod job;
 pub mod node;

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use refrain_orchestrator::api::v1::auth::{add_key, ApiKeys};
+use refrain_orchestrator::api::v1::auth::{add_key_for, ApiKeys};
 use refrain_orchestrator::config::{Config, Overrides};
 
 use super::serve::DEFAULT_CONFIG;
@@ -25,7 +25,13 @@ pub struct KeysArgs {
 #[derive(Debug, clap::Subcommand)]
 enum KeysCommand {
     /// Creates a key named NAME (the owner of the jobs made with it) and prints it once.
-    Add { name: String },
+    Add {
+        name: String,
+        /// Owner kinds (comma-separated, e.g. `telegram,discord`) whose end users this key may
+        /// create jobs for (`on_behalf_of`): the key of `refrain bots`.
+        #[arg(long, value_delimiter = ',')]
+        on_behalf_of: Vec<String>,
+    },
     /// Lists the key names and when they were made (never the keys).
     List,
 }
@@ -42,8 +48,8 @@ pub fn run(args: KeysArgs) -> anyhow::Result<()> {
     let config = Config::load(file.as_deref(), &overrides).map_err(anyhow::Error::msg)?;
     let path = config.api_keys_path();
     match args.command {
-        KeysCommand::Add { name } => {
-            let key = add_key(&path, &name).map_err(anyhow::Error::msg)?;
+        KeysCommand::Add { name, on_behalf_of } => {
+            let key = add_key_for(&path, &name, &on_behalf_of).map_err(anyhow::Error::msg)?;
             eprintln!(
                 "API key {name:?} added to {}; it is shown only now:",
                 path.display()
@@ -52,7 +58,12 @@ pub fn run(args: KeysArgs) -> anyhow::Result<()> {
         }
         KeysCommand::List => {
             for k in ApiKeys::new(path).current() {
-                println!("{}\t{}", k.name, k.created_at);
+                if k.on_behalf_of.is_empty() {
+                    println!("{}\t{}", k.name, k.created_at);
+                } else {
+                    let kinds = k.on_behalf_of.join(",");
+                    println!("{}\t{}\ton behalf of {kinds}", k.name, k.created_at);
+                }
             }
         }
     }

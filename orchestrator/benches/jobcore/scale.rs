@@ -36,6 +36,7 @@ async fn finished_job(app: &App, seed: u64) -> JobId {
         idempotency_key: None,
         request_hash: None,
         event_seq: 0,
+        client_data: None,
     };
     let lifecycle = app.lifecycle();
     let record = lifecycle.submit(record, None).await.expect("store");

@@ -263,6 +263,7 @@ mod tests {
             idempotency_key: None,
             request_hash: None,
             event_seq: 3,
+            client_data: None,
         };
         // Listed: served as is.
         let mp3 = audio_file(&outputs, &record, 2, AudioFormat::Mp3)

@@ -6,6 +6,12 @@
 //! `Authorization: Bearer <key>` or `x-api-key: <key>` (401 otherwise), and the key's name is
 //! the job owner (`key:<name>`) for limits and fair share. The file is re-read when it changes,
 //! so keys added or removed take effect without a restart.
+//!
+//! A key may also be trusted to act for end users of a front end of its own (a chat bot): a
+//! key made with `refrain keys add NAME --on-behalf-of telegram,discord` may create jobs whose
+//! owner is `telegram:<user>` or `discord:<user>` (`on_behalf_of` of `POST /api/v1/jobs`), so
+//! that per-owner limits and fair share apply to each person rather than to the bot as a whole.
+//! Other keys are refused (403) when they try.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -28,6 +34,9 @@ use crate::error::OrchestratorError;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub owner: Owner,
+    /// The owner kinds (`telegram`, `discord`, …) this caller may create jobs for
+    /// (`on_behalf_of`); empty for most keys and without keys.
+    pub on_behalf_of: Vec<String>,
 }
 
 /// One stored key.
@@ -37,6 +46,9 @@ pub struct KeyEntry {
     /// Hex SHA-256 of the key.
     pub sha256: String,
     pub created_at: String,
+    /// Owner kinds whose end users this key may create jobs for (see the module docs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_behalf_of: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -80,11 +92,13 @@ impl ApiKeys {
 
     /// The name of the key `presented`, if it is one.
     pub fn check(&self, presented: &str) -> Option<String> {
+        self.entry(presented).map(|k| k.name)
+    }
+
+    /// The stored entry of the key `presented`, if it is one.
+    pub fn entry(&self, presented: &str) -> Option<KeyEntry> {
         let hash = hex(&Sha256::digest(presented.trim().as_bytes()));
-        self.current()
-            .into_iter()
-            .find(|k| k.sha256 == hash)
-            .map(|k| k.name)
+        self.current().into_iter().find(|k| k.sha256 == hash)
     }
 }
 
@@ -105,6 +119,29 @@ fn hex(bytes: &[u8]) -> String {
 /// Adds a key named `name` to the file at `path` and returns the new key (shown once).
 /// Names are 1–64 letters, digits, `-`, `_` or `.`, unique in the file.
 pub fn add_key(path: &Path, name: &str) -> Result<String, String> {
+    add_key_for(path, name, &[])
+}
+
+/// Whether `kind` may name an owner kind of `on_behalf_of`: 1–32 lower-case letters, digits or
+/// `-`, and none of the kinds the server gives itself (`key`, `anonymous`, `schedule`, `ip`).
+pub fn is_delegable_kind(kind: &str) -> bool {
+    !kind.is_empty()
+        && kind.len() <= 32
+        && kind
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !matches!(kind, "key" | "anonymous" | "schedule" | "ip")
+}
+
+/// [`add_key`] for a key that may also create jobs for end users of the owner kinds
+/// `on_behalf_of` (`telegram`, `discord`).
+pub fn add_key_for(path: &Path, name: &str, on_behalf_of: &[String]) -> Result<String, String> {
+    if let Some(bad) = on_behalf_of.iter().find(|k| !is_delegable_kind(k)) {
+        return Err(format!(
+            "{bad:?} cannot be an owner kind of --on-behalf-of (1 to 32 lower-case letters, \
+             digits or '-'; not key, anonymous, schedule or ip)"
+        ));
+    }
     let valid = !name.is_empty()
         && name.len() <= 64
         && name
@@ -125,6 +162,7 @@ pub fn add_key(path: &Path, name: &str) -> Result<String, String> {
         name: name.to_string(),
         sha256: hex(&Sha256::digest(key.as_bytes())),
         created_at: super::view::timestamp(crate::store::now_ms()),
+        on_behalf_of: on_behalf_of.to_vec(),
     });
     let body = serde_json::to_vec_pretty(&KeyFileBody { keys }).map_err(|e| e.to_string())?;
     if let Some(dir) = path.parent() {
@@ -149,11 +187,17 @@ pub(crate) fn presented(headers: &HeaderMap) -> Option<&str> {
 /// Middleware of every `/api/v1` route: finds the [`Caller`] or answers 401.
 pub async fn authenticate(State(app): State<App>, mut request: Request, next: Next) -> Response {
     let keys = app.api_keys();
-    let owner = if keys.current().is_empty() {
-        Owner::anonymous()
+    let caller = if keys.current().is_empty() {
+        Caller {
+            owner: Owner::anonymous(),
+            on_behalf_of: Vec::new(),
+        }
     } else {
-        match presented(request.headers()).and_then(|k| keys.check(k)) {
-            Some(name) => Owner::new("key", &name),
+        match presented(request.headers()).and_then(|k| keys.entry(k)) {
+            Some(entry) => Caller {
+                owner: Owner::new("key", &entry.name),
+                on_behalf_of: entry.on_behalf_of,
+            },
             None => {
                 return ApiError(OrchestratorError::Unauthorized(
                     "an API key is required: Authorization: Bearer <key> or x-api-key".into(),
@@ -162,7 +206,7 @@ pub async fn authenticate(State(app): State<App>, mut request: Request, next: Ne
             }
         }
     };
-    request.extensions_mut().insert(Caller { owner });
+    request.extensions_mut().insert(caller);
     next.run(request).await
 }
 
@@ -196,5 +240,22 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("authorization", "Basic abc".parse().unwrap());
         assert_eq!(presented(&h), None);
+    }
+
+    #[test]
+    fn keys_may_act_for_the_end_users_of_named_kinds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api-keys.json");
+        let keys = ApiKeys::new(path.clone());
+        let bot = add_key_for(&path, "bot", &["telegram".into(), "discord".into()]).unwrap();
+        assert_eq!(
+            keys.entry(&bot).unwrap().on_behalf_of,
+            vec!["telegram".to_string(), "discord".to_string()]
+        );
+        let plain = add_key(&path, "plain").unwrap();
+        assert!(keys.entry(&plain).unwrap().on_behalf_of.is_empty());
+        for bad in ["key", "anonymous", "Telegram", "", "a:b"] {
+            assert!(add_key_for(&path, "x", &[bad.into()]).is_err(), "{bad}");
+        }
     }
 }

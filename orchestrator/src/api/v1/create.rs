@@ -7,7 +7,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use bytes::Bytes;
-use protocol::{AudioFormat, JobId, Source};
+use protocol::{AudioFormat, JobId, Owner, Source};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -17,6 +17,7 @@ use crate::admission::{AudioInput, Draft, EditInput, SegmentsInput, SongInput, S
 use crate::api::error::{ApiError, ErrorBody};
 use crate::app::{App, JobMeta};
 use crate::error::{ErrorCode, Field, OrchestratorError};
+use crate::jobs::limits::Quota;
 
 /// The JSON body of `POST /api/v1/jobs`. Unknown fields are refused (400 `invalid_field`,
 /// `body`).
@@ -51,6 +52,41 @@ pub struct CreateJob {
     pub chunked: bool,
     /// Change parts of an existing song instead of making a new one.
     pub edit: Option<EditBody>,
+    /// Create the job for an end user of a front end (a chat bot's user): only for API keys
+    /// made with `refrain keys add NAME --on-behalf-of KIND` for that owner kind.
+    pub on_behalf_of: Option<OnBehalfOf>,
+    /// Opaque text (at most 2048 bytes) kept on the job and shown with it unchanged.
+    #[schema(example = "telegram:chat=42;message=7")]
+    pub client_data: Option<String>,
+}
+
+/// The longest `client_data`, in bytes.
+pub const MAX_CLIENT_DATA_BYTES: usize = 2048;
+
+/// The end user a trusted key creates a job for.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnBehalfOf {
+    /// `<kind>:<id>`, e.g. `telegram:123456`; the kind must be one the key may act for. The
+    /// job's owner (limits, fair share) is this user.
+    #[schema(example = "telegram:123456")]
+    pub user: String,
+    /// Per-user limits the front end applies (0 or absent: none); the stricter of these and
+    /// the server's `limits` apply.
+    #[serde(default)]
+    pub limits: Option<UserLimits>,
+}
+
+/// Per-user limits of [`OnBehalfOf`].
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserLimits {
+    /// Jobs queued or running at once.
+    pub concurrent: usize,
+    /// Jobs created in any 60 seconds.
+    pub per_minute: usize,
+    /// Jobs created in any 24 hours.
+    pub per_day: usize,
 }
 
 /// Exactly one way of giving audio or a prompt.
@@ -148,8 +184,23 @@ pub(crate) async fn create(
         ),
     };
     let mut meta = JobMeta::anonymous(Source::RefrainApi);
-    meta.owner = caller.owner;
+    meta.owner = caller.owner.clone();
     meta.idempotency_key = idempotency_key;
+    if let Some(on_behalf_of) = &body.on_behalf_of {
+        let (owner, quota) = end_user(&caller, on_behalf_of)?;
+        meta.owner = owner;
+        meta.quota = quota;
+    }
+    if let Some(data) = &body.client_data {
+        if data.len() > MAX_CLIENT_DATA_BYTES {
+            return Err(OrchestratorError::TooLarge {
+                field: Field::Named("client_data".into()),
+                limit: MAX_CLIENT_DATA_BYTES,
+            }
+            .into());
+        }
+        meta.client_data = Some(data.clone());
+    }
     let submitted = app.admit(draft(body, meta)?).await?;
     let view = JobView::of(&app, &submitted.record).await?;
     let status = if submitted.created {
@@ -162,6 +213,41 @@ pub(crate) async fn create(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// The owner and limits of a job a trusted key creates for an end user, or why it may not.
+fn end_user(
+    caller: &Caller,
+    on_behalf_of: &OnBehalfOf,
+) -> Result<(Owner, Option<Quota>), OrchestratorError> {
+    let field = || Field::Named("on_behalf_of.user".into());
+    let Some((kind, id)) = on_behalf_of.user.split_once(':') else {
+        return Err(OrchestratorError::invalid(
+            field(),
+            "expected <kind>:<id>, e.g. telegram:123456",
+        ));
+    };
+    if !caller.on_behalf_of.iter().any(|k| k == kind) {
+        return Err(OrchestratorError::invalid(
+            field(),
+            format!(
+                "this API key may not create jobs for {kind:?} users (refrain keys add NAME \
+                 --on-behalf-of {kind})"
+            ),
+        ));
+    }
+    if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
+        return Err(OrchestratorError::invalid(
+            field(),
+            "the id after the kind is 1 to 200 characters, no control characters",
+        ));
+    }
+    let quota = on_behalf_of.limits.as_ref().map(|l| Quota {
+        concurrent: l.concurrent,
+        per_minute: l.per_minute,
+        per_day: l.per_day,
+    });
+    Ok((Owner::new(kind, id), quota))
 }
 
 /// The body as a draft: which style and song inputs were given is checked here (exactly one

@@ -51,6 +51,8 @@ pub struct JobView {
     pub result: Option<ResultView>,
     /// The sequence number of the job's latest event (for `Last-Event-ID`).
     pub last_event: u64,
+    /// The `client_data` given at creation, unchanged.
+    pub client_data: Option<String>,
     pub links: Links,
 }
 
@@ -168,6 +170,7 @@ impl JobView {
                 eta_seconds: p.eta_seconds.filter(|s| s.is_finite()),
             }),
             error: record.error.clone(),
+            client_data: record.client_data.clone(),
             request: request(record),
             result: if record.state == JobState::Succeeded {
                 result

@@ -113,6 +113,7 @@ pub(crate) fn record_at(created_ms: u64, subdir: Option<&str>) -> JobRecord {
         request_hash: None,
         // What `insert` gives a new record (its `queued` event), so stored == local.
         event_seq: 1,
+        client_data: None,
     }
 }
 
