@@ -24,16 +24,26 @@ pub struct NatsConfig {
     /// A PEM file of CA certificates to trust for TLS (implies TLS).
     pub tls_ca_file: Option<PathBuf>,
     /// Seconds a node may hold a job without an in-progress ack before it is delivered again
-    /// (nodes send one every third of it while a job runs).
+    /// (nodes send one every third of it while a job runs): how soon the job of a dead or
+    /// cut-off node runs elsewhere. Shorter fails over sooner; too short for the network or a
+    /// stalled node (a swap storm, a long pause) delivers a job that is still running a second
+    /// time (harmless: the second run waits for the first, or its late result is ignored, but
+    /// the GPU time is lost).
     pub ack_wait_seconds: u64,
+    /// Seconds the orchestrator may hold a node event without acknowledging it before the
+    /// server delivers it again. Events a stopped orchestrator had taken are applied at once
+    /// when it starts again (it rewinds its consumer to the first unacknowledged event), so
+    /// this only matters while it runs: long enough to apply a batch of results.
+    pub events_ack_wait_seconds: u64,
     /// Jobs in flight at once over all nodes; must be at least the number of nodes.
     pub max_ack_pending: i64,
     /// Seconds within which a second publish of the same job id is dropped.
     pub duplicate_window_seconds: u64,
     /// Hours after which undelivered jobs, events and files are dropped by the server.
     pub max_age_hours: u64,
-    /// Seconds one pull request waits for a job (short, so a lost pull after a server restart
-    /// is noticed soon).
+    /// Seconds one pull request waits for a job or events. A pull the server forgot in a
+    /// restart is replaced when it expires, so this bounds how long jobs stand still after
+    /// nats-server comes back; each idle node sends one pull per period.
     pub fetch_expires_seconds: u64,
     /// Seconds between two node heartbeats; a node unheard for 3 of them is listed as lost.
     pub heartbeat_seconds: u64,
@@ -52,11 +62,12 @@ impl Default for NatsConfig {
             user: None,
             password: None,
             tls_ca_file: None,
-            ack_wait_seconds: 60,
+            ack_wait_seconds: 10,
+            events_ack_wait_seconds: 60,
             max_ack_pending: 256,
             duplicate_window_seconds: 120,
             max_age_hours: 7 * 24,
-            fetch_expires_seconds: 10,
+            fetch_expires_seconds: 3,
             heartbeat_seconds: 5,
             retry_delay_seconds: 2,
             object_chunk_bytes: 512 * 1024,
@@ -75,6 +86,9 @@ impl NatsConfig {
         }
         if self.ack_wait_seconds < 3 {
             return Err("nats.ack_wait_seconds must be at least 3".into());
+        }
+        if self.events_ack_wait_seconds < 3 {
+            return Err("nats.events_ack_wait_seconds must be at least 3".into());
         }
         if self.max_ack_pending < 1 {
             return Err(

@@ -210,7 +210,7 @@ impl Settings {
             durable_name: Some(wire::EVENTS_CONSUMER.into()),
             description: Some("Refrain orchestrator".into()),
             ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(60),
+            ack_wait: Duration::from_secs(self.nats.events_ack_wait_seconds),
             max_deliver: -1,
             ..Default::default()
         }

@@ -264,6 +264,7 @@ impl App {
             spec,
             state: JobState::Queued,
             attempt: 1,
+            interruptions: 0,
             source: meta.source,
             created_ms: now,
             updated_ms: now,

@@ -226,8 +226,14 @@ pub struct InferenceConfig {
     pub steps: Option<u32>,
     /// `auto`, `batched` or `separate` CFG evaluation.
     pub cfg_mode: CfgMode,
-    /// Runs a job may take before it is marked failed (crashes and node errors count).
+    /// Runs a job may take before it is marked failed: runs that end in an error of the job
+    /// (a node error, or its inference process dying under it). A crash or kill of the service
+    /// or of a node is not the job's fault and does not count (see `max_interruptions`).
     pub max_attempts: u32,
+    /// Runs in a row cut short by the death of the process running the job (kill -9, power
+    /// loss, out of memory) after which the job fails as suspected of causing them. 0: never.
+    /// Interruptions never use up `max_attempts`; a run that ends on its own resets the count.
+    pub max_interruptions: u32,
 }
 
 impl Default for Config {
@@ -298,6 +304,7 @@ impl Default for InferenceConfig {
             steps: None,
             cfg_mode: CfgMode::Auto,
             max_attempts: 3,
+            max_interruptions: crate::jobs::lifecycle::DEFAULT_MAX_INTERRUPTIONS,
         }
     }
 }

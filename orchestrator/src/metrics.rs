@@ -42,6 +42,9 @@ pub struct Metrics {
     /// Live inference nodes (`refrain_nodes`): in-process ones, and remote ones heard from
     /// recently (kept up to date by `distributed::registry`).
     pub nodes: IntGauge,
+    /// Runs cut short by the death of the process running them
+    /// (`refrain_job_interruptions_total`); they do not use up attempts.
+    pub interruptions: IntCounter,
     /// Fires, missed fires, catch-ups and jobs per schedule.
     pub schedules: crate::schedules::runner::ScheduleCounters,
 }
@@ -89,6 +92,11 @@ impl Metrics {
         )
         .expect("valid metric");
         let nodes = IntGauge::new("refrain_nodes", "Live inference nodes.").expect("valid metric");
+        let interruptions = IntCounter::new(
+            "refrain_job_interruptions_total",
+            "Job runs cut short by the death of the process running them (not counted as attempts).",
+        )
+        .expect("valid metric");
 
         for outcome in ["succeeded", "failed", "cancelled"] {
             completed.with_label_values(&[outcome]);
@@ -106,6 +114,7 @@ impl Metrics {
             Box::new(step_seconds.clone()),
             Box::new(job_seconds.clone()),
             Box::new(nodes.clone()),
+            Box::new(interruptions.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -123,6 +132,7 @@ impl Metrics {
             step_seconds,
             job_seconds,
             nodes,
+            interruptions,
             schedules,
         }
     }

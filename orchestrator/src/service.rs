@@ -275,7 +275,8 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
         Hub::new(),
         metrics.clone(),
         config.inference.max_attempts,
-    );
+    )
+    .with_max_interruptions(config.inference.max_interruptions);
 
     let registry = NodeRegistry::new(metrics.nodes.clone());
     let (queue, bus, nats): (Arc<dyn Queue>, Arc<dyn ProgressBus>, _) = if config.queue.backend

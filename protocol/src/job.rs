@@ -375,8 +375,16 @@ pub struct JobRecord {
     pub id: JobId,
     pub spec: JobSpec,
     pub state: JobState,
-    /// 1 for the first run; +1 on every redelivery.
+    /// 1 for the first run; +1 after each run that failed with an error of its own (a
+    /// retryable node error, or its inference process dying under it). A run cut short because
+    /// the service or its node stopped does not count: see `interruptions`.
     pub attempt: u32,
+    /// Runs in a row cut short because the process running the job died (kill -9, power loss,
+    /// out of memory) rather than by an error of the job. They do not use up attempts; only a
+    /// long run of them (`inference.max_interruptions`) fails the job, as a guard against a job
+    /// that itself crashes the process each time. Reset when a run ends on its own.
+    #[serde(default)]
+    pub interruptions: u32,
     pub source: Source,
     /// Unix milliseconds.
     pub created_ms: u64,

@@ -23,6 +23,7 @@ async fn finished_job(app: &App, seed: u64) -> JobId {
         spec: spec(seed),
         state: JobState::Queued,
         attempt: 1,
+        interruptions: 0,
         source: Source::Cli,
         created_ms: now,
         updated_ms: now,

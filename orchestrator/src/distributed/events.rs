@@ -19,7 +19,9 @@
 //!   cancelled (nothing to change).
 //!
 //! Events published while the orchestrator was down wait in the stream and are applied when it
-//! starts again. At startup [`reconcile`] also rebuilds the dispatcher's view: the Queued and
+//! starts again. Events the previous orchestrator process had taken but not acknowledged when
+//! it died would only come back after the consumer's ack wait; at startup the consumer is
+//! rewound instead ([`Applier::rewind`]), so they are applied at once. At startup [`reconcile`] also rebuilds the dispatcher's view: the Queued and
 //! Running jobs the work queue holds count as in flight, and every other one goes back into the
 //! backlog (jobs not yet published when the process stopped, or lost by the server).
 
@@ -84,16 +86,64 @@ impl Applier {
     async fn consumer(&self, cancel: &CancellationToken) -> Result<PullConsumer, DistributedError> {
         let config = self.js.settings.events_consumer();
         retry("setting up the events consumer", cancel, None, || async {
+            // An existing consumer keeps its start (it may have been rewound); the rest of
+            // the configuration is updated.
+            let mut config = config.clone();
+            if let Ok(info) = self.js.events.consumer_info(wire::EVENTS_CONSUMER).await {
+                config.deliver_policy = info.config.deliver_policy;
+            }
             self.js
                 .events
-                .create_consumer(config.clone())
+                .create_consumer(config)
                 .await
                 .map_err(|e| DistributedError::js(format!("consumer {}", wire::EVENTS_CONSUMER), e))
         })
         .await
     }
 
+    /// At startup: if the events consumer holds events delivered to a previous orchestrator
+    /// process and never acknowledged (it died while applying them), it is recreated to
+    /// deliver again from the first unacknowledged event, instead of waiting out their
+    /// `events_ack_wait_seconds`. Events acknowledged out of order after that point come again
+    /// too; applying an event is idempotent. Assumes one orchestrator per NATS server (as the
+    /// whole deployment does).
+    async fn rewind(&self) -> Result<(), DistributedError> {
+        let info = match self.js.events.consumer_info(wire::EVENTS_CONSUMER).await {
+            Ok(info) => info,
+            // No consumer yet: nothing was delivered.
+            Err(_) => return Ok(()),
+        };
+        if info.num_ack_pending == 0 {
+            return Ok(());
+        }
+        let start_sequence = info.ack_floor.stream_sequence + 1;
+        self.js
+            .events
+            .delete_consumer(wire::EVENTS_CONSUMER)
+            .await
+            .map_err(|e| {
+                DistributedError::js(format!("deleting consumer {}", wire::EVENTS_CONSUMER), e)
+            })?;
+        let mut config = self.js.settings.events_consumer();
+        config.deliver_policy =
+            jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence };
+        self.js
+            .events
+            .create_consumer(config)
+            .await
+            .map_err(|e| DistributedError::js(format!("consumer {}", wire::EVENTS_CONSUMER), e))?;
+        tracing::info!(
+            pending = info.num_ack_pending,
+            from = start_sequence,
+            "node events taken by the previous orchestrator process are applied again now"
+        );
+        Ok(())
+    }
+
     async fn run(self, cancel: CancellationToken) {
+        if let Err(e) = self.rewind().await {
+            tracing::warn!(error = %e, "cannot rewind the node events consumer; events taken before the restart come back after events_ack_wait_seconds");
+        }
         let mut consumer = match self.consumer(&cancel).await {
             Ok(c) => c,
             Err(e) => {

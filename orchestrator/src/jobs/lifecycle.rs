@@ -10,6 +10,10 @@
 //! - a retry keeps the failed attempt's reason in `error` until the job runs again and ends;
 //! - run time is measured from `started_ms` of each attempt that ends, whatever the outcome;
 //! - a job that ran out of attempts fails with "… (gave up after N attempts)";
+//! - a run cut short by the death of the process that ran it (kill -9, power loss) is not the
+//!   job's fault: it is an *interruption*, queued again with the same attempt number. Only
+//!   `max_interruptions` of them in a row (no run ending on its own in between) fail the job,
+//!   as a guard against a job that crashes its process every time;
 //! - a cancelled job is terminal: a late report of its node changes nothing.
 
 use protocol::{JobEvent, JobEventKind, JobId, JobRecord, JobResult, JobState, ProgressEvent};
@@ -26,8 +30,13 @@ pub struct Lifecycle {
     hub: Hub,
     metrics: Metrics,
     max_attempts: u32,
+    /// 0: interruptions never fail a job.
+    max_interruptions: u32,
     pace: Pace,
 }
+
+/// `inference.max_interruptions` by default.
+pub const DEFAULT_MAX_INTERRUPTIONS: u32 = 10;
 
 /// A compare-and-swap precondition: the state (and attempt) the caller saw.
 #[derive(Debug, Clone, Copy)]
@@ -75,8 +84,15 @@ impl Lifecycle {
             hub,
             metrics,
             max_attempts: max_attempts.max(1),
+            max_interruptions: DEFAULT_MAX_INTERRUPTIONS,
             pace: Pace::default(),
         }
+    }
+
+    /// Interruptions in a row that fail a job (0: never); see the module notes.
+    pub fn with_max_interruptions(mut self, max_interruptions: u32) -> Lifecycle {
+        self.max_interruptions = max_interruptions;
+        self
     }
 
     /// How fast songs are made here, learnt from successful runs.
@@ -268,6 +284,7 @@ impl Lifecycle {
             .change(id, expect, JobEventKind::Retrying, true, move |r| {
                 r.state = JobState::Queued;
                 r.attempt = attempt + 1;
+                r.interruptions = 0;
                 r.error = Some(message);
             })
             .await?;
@@ -285,6 +302,7 @@ impl Lifecycle {
             true,
             |r| {
                 r.state = JobState::Queued;
+                r.interruptions = 0;
             },
         )
         .await
@@ -340,8 +358,49 @@ impl Lifecycle {
         Ok(())
     }
 
+    /// Running attempt `attempt` was cut short by the death of the process running it: queued
+    /// again with the same attempt number and one more interruption, or failed once that makes
+    /// `max_interruptions` in a row.
+    pub async fn interrupted(
+        &self,
+        id: &JobId,
+        attempt: u32,
+        why: String,
+    ) -> Result<Retry, StoreError> {
+        let Some(record) = self.store.get(id)? else {
+            return Err(StoreError::NotFound(id.clone()));
+        };
+        let expect = Expect::new(JobState::Running, attempt);
+        let interruptions = record.interruptions.saturating_add(1);
+        if self.max_interruptions > 0 && interruptions >= self.max_interruptions {
+            let message = format!(
+                "{why}; the job was running at {interruptions} crashes in a row and is suspected \
+                 of causing them (inference.max_interruptions = {})",
+                self.max_interruptions
+            );
+            let record = self
+                .change(id, expect, JobEventKind::Failed, true, move |r| {
+                    r.state = JobState::Failed;
+                    r.interruptions = interruptions;
+                    r.error = Some(message);
+                })
+                .await?;
+            return Ok(Retry::GaveUp(record));
+        }
+        let record = self
+            .change(id, expect, JobEventKind::Requeued, true, move |r| {
+                r.state = JobState::Queued;
+                r.interruptions = interruptions;
+                r.error = Some(why);
+            })
+            .await?;
+        self.metrics.interruptions.inc();
+        tracing::info!(job = %id, attempt, interruptions, "job interrupted by a crash; it runs again without using up an attempt");
+        Ok(Retry::Queued(record))
+    }
+
     /// Crash recovery at startup of the embedded deployment: every Running job was interrupted
-    /// by the crash and goes through [`Lifecycle::retry`]. Returns the requeued records.
+    /// by the crash ([`Lifecycle::interrupted`]). Returns the requeued records.
     pub async fn recover(&self) -> Result<Vec<JobRecord>, StoreError> {
         let mut requeued = Vec::new();
         for id in self.store.ids_in_state(JobState::Running)? {
@@ -349,7 +408,7 @@ impl Lifecycle {
                 continue;
             };
             let why = "the service stopped while the job was running".to_string();
-            match self.retry(&id, record.attempt, why).await {
+            match self.interrupted(&id, record.attempt, why).await {
                 Ok(Retry::Queued(r)) => requeued.push(r),
                 Ok(Retry::GaveUp(_)) => {}
                 Err(StoreError::Conflict { .. }) => {}

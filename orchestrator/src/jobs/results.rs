@@ -250,6 +250,7 @@ mod tests {
             spec: spec(AudioFormat::Mp3, 2),
             state: JobState::Succeeded,
             attempt: 1,
+            interruptions: 0,
             source: Source::Cli,
             created_ms: 0,
             updated_ms: 0,

@@ -33,8 +33,11 @@ pub struct JobView {
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
-    /// 1 for the first run, +1 for every retry.
+    /// 1 for the first run, +1 for every retry after an error of the job.
     pub attempt: u32,
+    /// Runs in a row cut short because the service or node running the job died (they use up
+    /// no attempt; see `inference.max_interruptions`).
+    pub interruptions: u32,
     /// 0 = next; only while queued.
     pub queue_position: Option<usize>,
     /// Once a node reported.
@@ -161,6 +164,7 @@ impl JobView {
             started_at: record.started_ms.map(timestamp),
             finished_at: record.finished_ms.map(timestamp),
             attempt: record.attempt,
+            interruptions: record.interruptions,
             queue_position,
             progress: progress.map(|p| ProgressView {
                 stage: p.stage.as_str(),

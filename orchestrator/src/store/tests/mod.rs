@@ -78,13 +78,18 @@ impl JobStore {
         }
     }
 
-    pub(crate) async fn recover(&self, max_attempts: u32) -> Result<Vec<JobRecord>, StoreError> {
+    pub(crate) async fn recover(
+        &self,
+        max_attempts: u32,
+        max_interruptions: u32,
+    ) -> Result<Vec<JobRecord>, StoreError> {
         let lifecycle = crate::jobs::Lifecycle::new(
             self.clone(),
             crate::jobs::Hub::new(),
             crate::metrics::Metrics::new(),
             max_attempts,
-        );
+        )
+        .with_max_interruptions(max_interruptions);
         lifecycle.recover().await
     }
 }
@@ -99,6 +104,7 @@ pub(crate) fn record_at(created_ms: u64, subdir: Option<&str>) -> JobRecord {
         spec: spec(subdir),
         state: JobState::Queued,
         attempt: 1,
+        interruptions: 0,
         source: Source::Cli,
         created_ms,
         updated_ms: created_ms,
