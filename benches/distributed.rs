@@ -108,6 +108,7 @@ fn object_store(url: &str) {
             let settings = Settings {
                 nats,
                 max_attempts: 3,
+                max_interruptions: 10,
             };
             let js = JetStream::setup(client.clone(), settings, Role::Orchestrator, &cancel)
                 .await

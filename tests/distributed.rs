@@ -5,8 +5,9 @@
 //!
 //! They cover the client flow and the faults the design must survive: two nodes sharing many
 //! jobs (each exactly once, one at a time per node), a node killed mid-job, a nats-server
-//! restart, an orchestrator killed while nodes work, a job a node rejects, and a job out of
-//! deliveries. Jobs are followed on their event streams (`GET /api/v1/jobs/{id}/events`); what
+//! restart, an orchestrator killed while nodes work (and one killed holding events it had not
+//! acknowledged), a job a node rejects, a killed node using up no attempt, and the guard
+//! against a job whose nodes keep dying. Jobs are followed on their event streams (`GET /api/v1/jobs/{id}/events`); what
 //! no job's events tell — which node ran a job, one job at a time per node, what the nodes did
 //! while the orchestrator was down — is read from the nodes' logs (the worker loop's
 //! `job started` / `job succeeded` lines). The tests run one at a time (they time fault windows
@@ -179,35 +180,42 @@ fn killed_node_job_is_redelivered_and_progress_restarts() {
     app.wait_nodes(2);
     app.node_mut("a").kill();
 
-    // The job comes back to node b after ack_wait, as attempt 2, and its progress starts over.
+    // The job comes back to node b after ack_wait as the same attempt (a kill is not the
+    // job's fault) with one interruption, and its progress starts over.
     let events = events.read_all();
     let last = events.last().unwrap();
     assert_eq!(last.kind, "succeeded", "{:?}", last.data);
     wav(api.wait(&url, GENEROUS), &id);
     let after: Vec<&JobEvent> = events.iter().filter(|e| e.seq > killed_at).collect();
-    let second: Vec<f64> = after
+    let requeued = after
         .iter()
-        .filter(|e| e.kind == "progress" && e.attempt() == 2)
+        .position(|e| e.kind == "requeued")
+        .unwrap_or_else(|| panic!("no requeued event after the kill: {after:?}"));
+    let second: Vec<f64> = after[requeued..]
+        .iter()
+        .filter(|e| e.kind == "progress")
         .filter_map(|e| e.percent())
         .collect();
-    assert!(!second.is_empty(), "attempt 2 never showed: {after:?}");
+    assert!(!second.is_empty(), "the second run never showed: {after:?}");
     assert!(
         second[0] < first_percent,
-        "progress did not restart: attempt 1 was at {first_percent}%, attempt 2 began at {}%",
+        "progress did not restart: the first run was at {first_percent}%, the second began at {}%",
         second[0]
     );
     assert!(
         second.windows(2).all(|w| w[0] <= w[1]),
-        "attempt 2 progress went back: {second:?}"
+        "the second run's progress went back: {second:?}"
     );
-    let first_two = after.iter().position(|e| e.attempt() == 2).unwrap();
     assert!(
-        after[first_two..].iter().all(|e| e.attempt() == 2),
-        "an older attempt showed again: {after:?}"
+        after.iter().all(|e| e.attempt() == 1),
+        "a kill used up an attempt: {after:?}"
     );
-    assert_eq!(started_attempts(&api, &id), [1, 2]);
+    assert_eq!(started_attempts(&api, &id), [1, 1]);
+    let job = api.job(&id);
+    assert_eq!(job["attempt"], 1, "{job}");
+    assert_eq!(job["interruptions"], 1, "{job}");
 
-    // Which node ran which attempt: only the nodes' logs tell.
+    // Which node ran which run: only the nodes' logs tell.
     assert_eq!(
         app.node("a").log_events(),
         vec![NodeLogEvent::Started {
@@ -217,7 +225,7 @@ fn killed_node_job_is_redelivered_and_progress_restarts() {
         "node a"
     );
     let on_b = one_at_a_time("b", &app.node("b").log_events());
-    assert_eq!(on_b, vec![(id.clone(), 2)], "node b");
+    assert_eq!(on_b, vec![(id.clone(), 1)], "node b");
 }
 
 #[test]
@@ -324,6 +332,77 @@ fn results_arriving_while_the_orchestrator_is_down_are_recorded() {
     assert_eq!(status["jobs"]["succeeded"], jobs.len(), "{status}");
 }
 
+/// Node events that an orchestrator had taken from its consumer but not acknowledged when it
+/// died are applied as soon as it starts again, not after the consumer's ack wait (here ten
+/// minutes, far longer than this test waits).
+#[test]
+fn events_taken_by_a_dead_orchestrator_are_applied_when_it_starts_again() {
+    let _serial = serial();
+    let Some(mut app) = TestApp::nats()
+        .steps(2)
+        .env("REFRAIN_NATS__EVENTS_ACK_WAIT_SECONDS", 600)
+        .nodes(&["a"])
+        .start()
+    else {
+        return;
+    };
+    let api = app.api();
+    let (id, url) = api.submit_prompt(95, 300);
+    api.events(&id).wait_kind("started");
+    app.server.kill();
+    // The node finishes the job with the orchestrator down.
+    let deadline = Instant::now() + GENEROUS;
+    while !app.node("a").log_events().iter().any(
+        |e| matches!(e, NodeLogEvent::Finished { job, how } if *job == id && how == "succeeded"),
+    ) {
+        assert!(Instant::now() < deadline, "{}", app.node("a").log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // What the dead orchestrator would have done: take the pending events, never ack them.
+    let taken = take_events_without_ack(&app.nats_server().url());
+    assert!(taken > 0, "no pending node event to take");
+
+    app.server.restart();
+    let api = app.api();
+    assert_eq!(api.events(&id).final_event().kind, "succeeded");
+    wav(api.wait(&url, GENEROUS), &id);
+}
+
+/// Pulls every pending message of the orchestrator's events consumer and drops them
+/// unacknowledged, as an orchestrator killed while applying them leaves them; their count.
+fn take_events_without_ack(url: &str) -> usize {
+    use futures_util::StreamExt;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.expect("connect to NATS");
+        let js = async_nats::jetstream::new(client);
+        let stream = js
+            .get_stream(refrain_nats::wire::EVENTS_STREAM)
+            .await
+            .expect("the events stream");
+        let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+            .get_consumer(refrain_nats::wire::EVENTS_CONSUMER)
+            .await
+            .expect("the orchestrator's events consumer");
+        let mut batch = consumer
+            .fetch()
+            .max_messages(100)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .expect("pull events");
+        let mut taken = 0;
+        while let Some(message) = batch.next().await {
+            message.expect("an event");
+            taken += 1;
+        }
+        taken
+    })
+}
+
 #[test]
 fn a_job_the_node_rejects_fails_with_its_message_once() {
     let _serial = serial();
@@ -367,14 +446,47 @@ fn a_job_the_node_rejects_fails_with_its_message_once() {
     assert!(metrics.contains("refrain_queue_depth 0"), "{metrics}");
 }
 
+/// A node killed under a job does not use up its attempts (here only one is allowed): the job
+/// runs again on the other node and succeeds.
 #[test]
-fn a_job_out_of_deliveries_ends_failed() {
+fn a_killed_node_uses_up_no_attempt() {
     let _serial = serial();
-    // One attempt allowed; the node running it dies.
     let Some(mut app) = TestApp::nats()
         .steps(1000)
         .ack_wait(3)
         .max_attempts(1)
+        .nodes(&["a"])
+        .start()
+    else {
+        return;
+    };
+    let api = app.api();
+    let (id, url) = api.submit_prompt(285, 9);
+    let mut events = api.events(&id);
+    events.wait_kind("started");
+    app.add_node("b");
+    app.wait_nodes(2);
+    app.node_mut("a").kill();
+    let done = events.final_event();
+    assert_eq!(done.kind, "succeeded", "{:?}", done.data);
+    wav(api.wait(&url, GENEROUS), &id);
+    assert_eq!(started_attempts(&api, &id), [1, 1]);
+    assert_eq!(
+        one_at_a_time("b", &app.node("b").log_events()),
+        vec![(id.clone(), 1)]
+    );
+}
+
+/// The guard against a job that kills every node it runs on: with
+/// `inference.max_interruptions = 1`, the first node lost under the job ends it `failed` with
+/// a message saying why, and no other node runs it.
+#[test]
+fn a_job_whose_nodes_keep_dying_ends_failed() {
+    let _serial = serial();
+    let Some(mut app) = TestApp::nats()
+        .steps(1000)
+        .ack_wait(3)
+        .env("REFRAIN_INFERENCE__MAX_INTERRUPTIONS", 1)
         .nodes(&["a"])
         .start()
     else {
@@ -392,13 +504,13 @@ fn a_job_out_of_deliveries_ends_failed() {
     assert_eq!(started_attempts(&api, &id), [1]);
     let body: Value = match api.wait(&url, GENEROUS) {
         Done::Failed(body) => body,
-        Done::Wav(_) => panic!("job {id} ran again though one attempt was allowed"),
+        Done::Wav(_) => panic!("job {id} ran again though its node died under it"),
     };
     assert!(
         body["error"]
             .as_str()
             .unwrap_or_default()
-            .contains("gave up after 1 attempt"),
+            .contains("suspected of crashing them"),
         "{body}"
     );
     let b = app.node("b");

@@ -275,6 +275,7 @@ fn in_stream(orchestrator: &Orchestrator, nats_url: &str, id: &str) -> bool {
         let settings = Settings {
             nats,
             max_attempts: 3,
+            max_interruptions: 10,
         };
         let js = JetStream::setup(client, settings, Role::Node, &CancellationToken::new())
             .await

@@ -139,8 +139,11 @@ pub async fn connect(config: &NatsConfig, name: &str) -> Result<Client, NatsErro
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub nats: NatsConfig,
-    /// `max_deliver` of the jobs consumer: a job runs at most this many times.
+    /// Runs that end in an error of the job before it fails (`inference.max_attempts`).
     pub max_attempts: u32,
+    /// Runs in a row lost with their node before the job fails as suspected of killing its
+    /// nodes (`inference.max_interruptions`; 0: never).
+    pub max_interruptions: u32,
 }
 
 impl Settings {
@@ -198,7 +201,10 @@ impl Settings {
             description: Some("Refrain inference nodes (shared)".into()),
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: self.ack_wait(),
-            max_deliver: i64::from(self.max_attempts),
+            // Unlimited: a delivery lost with its node is not the job's fault. Nodes count
+            // the job's own failures (max_attempts) and lost runs (max_interruptions) from
+            // its events.
+            max_deliver: -1,
             max_ack_pending: self.nats.max_ack_pending,
             ..Default::default()
         }

@@ -104,7 +104,19 @@ pub fn result_object(job: &JobId, attempt: u32, node: &str, variant: usize) -> S
 /// The message id of a node event: publishing it again (a retry after a lost ack) is dropped
 /// by the stream's duplicate window.
 pub fn event_message_id(event: &NodeEvent) -> String {
-    format!("{}:{}:{}", event.id, event.attempt, event.kind.name())
+    if event.interruptions == 0 {
+        format!("{}:{}:{}", event.id, event.attempt, event.kind.name())
+    } else {
+        // The run after an interruption has the same attempt number: its events need their
+        // own ids, or the duplicate window would drop them.
+        format!(
+            "{}:{}.{}:{}",
+            event.id,
+            event.attempt,
+            event.interruptions,
+            event.kind.name()
+        )
+    }
 }
 
 /// A job on the queue: everything a node needs (it has no access to the job store).
@@ -137,8 +149,12 @@ impl JobMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeEvent {
     pub id: JobId,
-    /// The JetStream delivery count of the attempt (1 on the first run).
+    /// The attempt: 1 on the first run, +1 after each run that failed with an error of the job
+    /// (`retrying`). A run lost with its node does not count (see `interruptions`).
     pub attempt: u32,
+    /// Runs of this attempt in a row lost with their node (killed, cut off) before this one.
+    #[serde(default)]
+    pub interruptions: u32,
     /// The node that ran it.
     pub node: String,
     /// Unix milliseconds on the node.
@@ -163,6 +179,9 @@ pub enum EventKind {
     Failed { message: String },
     /// The job was cancelled while this node ran it; it does not run again.
     Cancelled,
+    /// The node stopped gracefully and gave the job back untouched: it runs again as the same
+    /// attempt (not the job's fault, not an interruption).
+    Released,
 }
 
 /// One stored result WAV.
@@ -181,6 +200,7 @@ impl EventKind {
             EventKind::Retrying { .. } => "retrying",
             EventKind::Failed { .. } => "failed",
             EventKind::Cancelled => "cancelled",
+            EventKind::Released => "released",
         }
     }
 }

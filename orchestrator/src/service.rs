@@ -285,6 +285,7 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
         let settings = distributed::Settings {
             nats: config.nats.clone(),
             max_attempts: config.inference.max_attempts,
+            max_interruptions: config.inference.max_interruptions,
         };
         let client = distributed::connect(&config.nats, "refrain-orchestrator")
             .await

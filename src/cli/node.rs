@@ -69,6 +69,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         settings: refrain_nats::Settings {
             nats: config.nats.clone(),
             max_attempts: config.inference.max_attempts,
+            max_interruptions: config.inference.max_interruptions,
         },
         name: args.name,
         bundle: config.bundle.clone(),

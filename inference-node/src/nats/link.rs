@@ -1,7 +1,7 @@
 //! The NATS [`NodeLink`]. For each job it:
 //!
-//! 1. takes one message from the shared consumer (one-message pull; attempt = the message's
-//!    `attempt_base` + JetStream's delivery count) and checks the job's last durable event: a
+//! 1. takes one message from the shared consumer (one-message pull) and checks the job's last
+//!    durable event, which also numbers the attempt (see `NatsLink::guard`): a
 //!    job that already finished is acknowledged and skipped; a job another live node is
 //!    running (the server forgot that delivery: a crash rewound its consumer state) is held,
 //!    with in-progress acks, until that node finishes or disappears; after an earlier attempt
@@ -15,8 +15,14 @@
 //! 5. settles it: on success every variant goes into the results bucket, then the durable
 //!    `succeeded` event listing them, then the double ack; on invalid input a `failed` event,
 //!    then `+TERM`; on a node error a `retrying` event and a delayed `-NAK` — or, on the last
-//!    allowed delivery, a `failed` event and `+TERM`; when interrupted by shutdown a `-NAK` at
-//!    once; when cancelled a `cancelled` event, then `+TERM`.
+//!    allowed attempt (`inference.max_attempts`), a `failed` event and `+TERM`; when
+//!    interrupted by shutdown a `released` event and a `-NAK` at once (same attempt); when
+//!    cancelled a `cancelled` event, then `+TERM`.
+//!
+//! Deliveries are unlimited: a run lost with its node (kill -9, cut off past `ack_wait`) is not
+//! the job's fault. Its `started` event without an outcome tells the next node, which runs the
+//! same attempt with one more interruption, or fails the job once that makes
+//! `inference.max_interruptions` in a row (a job that crashes every node it runs on).
 //!
 //! Every durable publish is retried through server restarts (the ticker keeps the job ours
 //! meanwhile).
@@ -53,8 +59,8 @@ struct Held {
     delivery: Delivery,
     /// Stops the in-progress ticker.
     ticker: CancellationToken,
-    /// Last delivery the consumer allows.
-    max_deliver: u32,
+    /// Runs of this attempt lost with their node before this one.
+    interruptions: u32,
 }
 
 /// Gives a taken job back if `next()` is dropped before handing it out (cancel safety).
@@ -102,10 +108,12 @@ pub struct NatsLink {
 
 /// What the job's event history says about a fresh delivery.
 enum Guard {
-    /// Run it as this attempt.
-    Run(u32),
+    /// Run it as this attempt, after this many runs of it lost with their node.
+    Run { attempt: u32, interruptions: u32 },
     /// It already finished: acknowledge the message, do not run it.
     Finished,
+    /// Its node died under it `interruptions` times in a row (`max_interruptions`): fail it.
+    Poisoned { attempt: u32, interruptions: u32 },
 }
 
 impl NatsLink {
@@ -152,23 +160,33 @@ impl NatsLink {
     }
 
     /// Decides what to do with a delivery from the job's event history. Normally there is none
-    /// (first run) or the last event is an older attempt's start or retry (a redelivery): run
-    /// it, numbering the attempt after the last one seen. If the last event says the job
-    /// finished, it is a duplicate delivery: skip it. If another node that is alive says it is
-    /// running the job right now, the server has forgotten that delivery (a crash rewound its
-    /// consumer state): wait, keeping the message with in-progress acks, until that node
-    /// finishes (skip) or goes away (run).
-    async fn guard(&self, id: &JobId, attempt: u32) -> Guard {
+    /// (first run: attempt `first`). After a `retrying` event the job runs as the next
+    /// attempt; after `released` (a node gave it back on shutdown) as the same one. A `started`
+    /// event of a node that is gone means that run was lost with its node (kill -9, cut off
+    /// past `ack_wait`): not the job's fault, so the same attempt runs again with one more
+    /// interruption, unless that makes `max_interruptions` in a row. If the last event says
+    /// the job finished, it is a duplicate delivery: skip it. If another node that is alive
+    /// says it is running the job right now, the server has forgotten that delivery (a crash
+    /// rewound its consumer state): wait, keeping the message with in-progress acks, until
+    /// that node finishes (skip) or goes away (run).
+    async fn guard(&self, id: &JobId, first: u32) -> Guard {
+        let max_interruptions = self.settings().max_interruptions;
         loop {
             let last = match self.last_event(id).await {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::debug!(job = %id, error = %e, "cannot read the job's events; running it");
-                    return Guard::Run(attempt);
+                    return Guard::Run {
+                        attempt: first,
+                        interruptions: 0,
+                    };
                 }
             };
             let Some(last) = last else {
-                return Guard::Run(attempt);
+                return Guard::Run {
+                    attempt: first,
+                    interruptions: 0,
+                };
             };
             match last.kind {
                 EventKind::Succeeded { .. } | EventKind::Failed { .. } | EventKind::Cancelled => {
@@ -183,8 +201,33 @@ impl NatsLink {
                     );
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                EventKind::Started | EventKind::Retrying { .. } => {
-                    return Guard::Run(attempt.max(last.attempt + 1))
+                EventKind::Started => {
+                    let attempt = last.attempt.max(first);
+                    let interruptions = last.interruptions.saturating_add(1);
+                    tracing::warn!(job = %id, attempt, interruptions, lost_on = %last.node, "the job's last run was lost with its node; running it again as the same attempt");
+                    return if max_interruptions > 0 && interruptions >= max_interruptions {
+                        Guard::Poisoned {
+                            attempt,
+                            interruptions,
+                        }
+                    } else {
+                        Guard::Run {
+                            attempt,
+                            interruptions,
+                        }
+                    };
+                }
+                EventKind::Released => {
+                    return Guard::Run {
+                        attempt: last.attempt.max(first),
+                        interruptions: 0,
+                    }
+                }
+                EventKind::Retrying { .. } => {
+                    return Guard::Run {
+                        attempt: (last.attempt + 1).max(first),
+                        interruptions: 0,
+                    }
                 }
             }
         }
@@ -214,10 +257,11 @@ impl NatsLink {
         .map(|_| ())
     }
 
-    fn event(&self, job: &Assignment, kind: EventKind) -> NodeEvent {
+    fn event(&self, id: &JobId, attempt: u32, interruptions: u32, kind: EventKind) -> NodeEvent {
         NodeEvent {
-            id: job.id.clone(),
-            attempt: job.attempt,
+            id: id.clone(),
+            attempt,
+            interruptions,
             node: self.identity.node.clone(),
             at_ms: now_ms(),
             kind,
@@ -313,11 +357,11 @@ impl NodeLink for NatsLink {
             else {
                 continue;
             };
-            let (ack_wait, max_deliver) = match self.queue.delivery_limits().await {
-                Ok(l) => l,
+            let ack_wait = match self.queue.delivery_limits().await {
+                Ok((ack_wait, _)) => ack_wait,
                 Err(e) => {
-                    tracing::debug!(error = %e, "using the configured ack_wait and max_deliver");
-                    (self.settings().ack_wait(), self.settings().max_attempts)
+                    tracing::debug!(error = %e, "using the configured ack_wait");
+                    self.settings().ack_wait()
                 }
             };
             let ticker = CancellationToken::new();
@@ -332,9 +376,34 @@ impl NodeLink for NatsLink {
                 ack_wait,
                 ticker.clone(),
             );
-            let first = job.attempt_base.saturating_add(delivery.delivered);
-            let attempt = match self.guard(&job.id, first).await {
-                Guard::Run(attempt) => attempt,
+            let first = job.attempt_base.saturating_add(1);
+            let (attempt, interruptions) = match self.guard(&job.id, first).await {
+                Guard::Run {
+                    attempt,
+                    interruptions,
+                } => (attempt, interruptions),
+                Guard::Poisoned {
+                    attempt,
+                    interruptions,
+                } => {
+                    let message = format!(
+                        "the nodes running this job stopped {interruptions} times in a row \
+                         without finishing it; it is suspected of crashing them \
+                         (inference.max_interruptions = {})",
+                        self.settings().max_interruptions
+                    );
+                    tracing::error!(job = %job.id, interruptions, "{message}");
+                    taken.disarm();
+                    let failed = self.event(
+                        &job.id,
+                        attempt,
+                        interruptions,
+                        EventKind::Failed { message },
+                    );
+                    self.fail(failed, &delivery).await;
+                    ticker.cancel();
+                    continue;
+                }
                 Guard::Finished => {
                     tracing::info!(job = %job.id, "job already finished; dropping a duplicate delivery");
                     taken.disarm();
@@ -350,10 +419,8 @@ impl NodeLink for NatsLink {
                 handle: delivery.handle,
                 cancel: CancellationToken::new(),
             };
-            if let Err(e) = self
-                .report(self.event(&assignment, EventKind::Started), REPORT_FOR)
-                .await
-            {
+            let started = self.event(&assignment.id, attempt, interruptions, EventKind::Started);
+            if let Err(e) = self.report(started, REPORT_FOR).await {
                 // `taken` gives the job back when dropped.
                 return Err(LinkError::new(format!(
                     "cannot report the start of job {}: {e}",
@@ -366,7 +433,7 @@ impl NodeLink for NatsLink {
                 Held {
                     delivery,
                     ticker,
-                    max_deliver,
+                    interruptions,
                 },
             );
             *self.current.lock().await = Some((assignment.id.clone(), assignment.cancel.clone()));
@@ -419,6 +486,8 @@ impl NodeLink for NatsLink {
         *self.current.lock().await = None;
         let delivery = &held.delivery;
         let queue = &self.queue;
+        let interruptions = held.interruptions;
+        let event = |kind| self.event(&job.id, job.attempt, interruptions, kind);
         match outcome {
             Outcome::Succeeded {
                 wavs,
@@ -430,8 +499,7 @@ impl NodeLink for NatsLink {
                             objects,
                             duration_seconds,
                         };
-                        self.report(self.event(&job, kind), REPORT_SUCCESS_FOR)
-                            .await
+                        self.report(event(kind), REPORT_SUCCESS_FOR).await
                     }
                     Err(e) => Err(e),
                 };
@@ -445,25 +513,24 @@ impl NodeLink for NatsLink {
                 }
             }
             Outcome::Invalid(message) => {
-                self.fail(&job, delivery, message).await;
+                self.fail(event(EventKind::Failed { message }), delivery)
+                    .await;
             }
-            Outcome::Retry(message) if delivery.delivered >= held.max_deliver => {
+            Outcome::Retry(message) if job.attempt >= self.settings().max_attempts => {
                 let message = format!("{message} (gave up after {} attempts)", job.attempt);
-                self.fail(&job, delivery, message).await;
+                self.fail(event(EventKind::Failed { message }), delivery)
+                    .await;
             }
             Outcome::Retry(message) => {
                 let kind = EventKind::Retrying { message };
-                if let Err(e) = self.report(self.event(&job, kind), REPORT_FOR).await {
+                if let Err(e) = self.report(event(kind), REPORT_FOR).await {
                     tracing::warn!(job = %job.id, error = %e, "cannot report the failed attempt");
                 }
                 let delay = self.settings().retry_delay();
                 self.settle(delivery, Settle::Nack(delay)).await;
             }
             Outcome::Interrupted => {
-                let kind = EventKind::Retrying {
-                    message: "the node running it stopped".into(),
-                };
-                if let Err(e) = self.report(self.event(&job, kind), GIVE_BACK_FOR).await {
+                if let Err(e) = self.report(event(EventKind::Released), GIVE_BACK_FOR).await {
                     tracing::warn!(job = %job.id, error = %e, "cannot report the interrupted attempt");
                 }
                 if let Err(e) = queue.nack(delivery, Duration::ZERO).await {
@@ -473,10 +540,7 @@ impl NodeLink for NatsLink {
             }
             Outcome::Cancelled => {
                 // Terminated even if the report is lost: a cancelled job must not run again.
-                if let Err(e) = self
-                    .report(self.event(&job, EventKind::Cancelled), REPORT_FOR)
-                    .await
-                {
+                if let Err(e) = self.report(event(EventKind::Cancelled), REPORT_FOR).await {
                     tracing::error!(job = %job.id, error = %e, "cannot report the cancellation");
                 }
                 self.settle(delivery, Settle::Term).await;
@@ -552,14 +616,12 @@ impl NatsLink {
 
     /// Reports a final failure, then stops redelivery. If the report cannot be made the job is
     /// given back instead (a `+TERM` without a recorded failure would leave it running forever).
-    async fn fail(&self, job: &Assignment, delivery: &Delivery, message: String) {
-        match self
-            .report(self.event(job, EventKind::Failed { message }), REPORT_FOR)
-            .await
-        {
+    async fn fail(&self, failed: NodeEvent, delivery: &Delivery) {
+        let id = failed.id.clone();
+        match self.report(failed, REPORT_FOR).await {
             Ok(()) => self.settle(delivery, Settle::Term).await,
             Err(e) => {
-                tracing::error!(job = %job.id, error = %e, "cannot report the failure; giving the job back");
+                tracing::error!(job = %id, error = %e, "cannot report the failure; giving the job back");
                 let delay = self.settings().retry_delay();
                 self.settle(delivery, Settle::Nack(delay)).await;
             }

@@ -13,8 +13,13 @@
 //! * `succeeded(a)` reads the WAV from the results bucket, writes it atomically to the output
 //!   store, then records success (Running(a) → Succeeded), then deletes the job's objects;
 //! * `retrying(a)` puts a Running job back to Queued with attempt `a + 1`;
-//! * `failed(a)` and the advisory (a job out of deliveries) end the job `failed`; the
-//!   advisory's message is removed from the work queue;
+//! * `started(a)` again, with more interruptions than the record shows, records the lost run
+//!   as an interruption (Running → Queued → Running, same attempt);
+//! * `released(a)` (a node stopping gracefully gave the job back) makes it Queued as the same
+//!   attempt;
+//! * `failed(a)` ends the job `failed`; so does a max-deliveries advisory (only a consumer
+//!   created with a delivery limit by an older version sends one), whose message is removed
+//!   from the work queue;
 //! * `cancelled(a)` confirms that the node stopped a job the orchestrator had already
 //!   cancelled (nothing to change).
 //!
@@ -244,7 +249,8 @@ impl Applier {
                 return Ok(());
             }
             let applied = match &event.kind {
-                EventKind::Started => self.start(&record, attempt).await.map(|_| ()),
+                EventKind::Started => self.started(&record, event).await.map(|_| ()),
+                EventKind::Released => self.release(&record, attempt).await,
                 EventKind::Succeeded {
                     objects,
                     duration_seconds,
@@ -272,6 +278,28 @@ impl Applier {
         Err(DistributedError::GaveUp(format!(
             "job {id}: the record kept changing while applying an event"
         )))
+    }
+
+    /// A `started` event. One of the attempt already running, with more interruptions than the
+    /// record shows, is a new run after the last one was lost with its node: recorded as an
+    /// interruption (the same attempt), then started.
+    async fn started(
+        &self,
+        record: &JobRecord,
+        event: &NodeEvent,
+    ) -> Result<JobRecord, DistributedError> {
+        let (id, attempt) = (&record.id, event.attempt);
+        if record.state == JobState::Running
+            && record.attempt == attempt
+            && event.interruptions > record.interruptions
+        {
+            tracing::warn!(job = %id, attempt, interruptions = event.interruptions, "the job's run was lost with its node; it runs again as the same attempt");
+            self.lifecycle
+                .interrupted_on_node(id, attempt, event.interruptions)
+                .await?;
+            return Ok(self.lifecycle.start(id, attempt, attempt).await?);
+        }
+        self.start(record, attempt).await
     }
 
     /// Brings the record to Running with `attempt`.
@@ -331,6 +359,17 @@ impl Applier {
         Ok(())
     }
 
+    /// The node stopped gracefully and gave the job back: Queued as the same attempt.
+    async fn release(&self, record: &JobRecord, attempt: u32) -> Result<(), DistributedError> {
+        if record.state != JobState::Running || record.attempt != attempt {
+            return Ok(());
+        }
+        self.lifecycle.hand_back(&record.id, attempt).await?;
+        tracing::info!(job = %record.id, attempt, "a stopping node gave the job back");
+        self.board.forget(&record.id).await;
+        Ok(())
+    }
+
     async fn requeue(
         &self,
         record: &JobRecord,
@@ -340,7 +379,7 @@ impl Applier {
         if record.state != JobState::Running {
             return Ok(());
         }
-        // The node counts attempts against JetStream's max_deliver and says `failed` on the
+        // The node counts attempts against inference.max_attempts and says `failed` on the
         // last one; here the job only goes back to Queued.
         self.lifecycle
             .requeue_lost(&record.id, record.attempt, attempt + 1)

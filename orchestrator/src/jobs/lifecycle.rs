@@ -324,6 +324,7 @@ impl Lifecycle {
             move |r| {
                 r.state = JobState::Queued;
                 r.attempt = next_attempt.max(attempt + 1);
+                r.interruptions = 0;
             },
         )
         .await
@@ -397,6 +398,32 @@ impl Lifecycle {
         self.metrics.interruptions.inc();
         tracing::info!(job = %id, attempt, interruptions, "job interrupted by a crash; it runs again without using up an attempt");
         Ok(Retry::Queued(record))
+    }
+
+    /// NATS: a node started running attempt `attempt` again after `interruptions` runs of it
+    /// were lost with their nodes. The record goes Running → Queued (same attempt,
+    /// `requeued`) to be started again; the node already decided it is not too many.
+    pub async fn interrupted_on_node(
+        &self,
+        id: &JobId,
+        attempt: u32,
+        interruptions: u32,
+    ) -> Result<JobRecord, StoreError> {
+        let record = self
+            .change(
+                id,
+                Expect::new(JobState::Running, attempt),
+                JobEventKind::Requeued,
+                true,
+                move |r| {
+                    r.state = JobState::Queued;
+                    r.interruptions = interruptions;
+                    r.error = Some("the node running the job stopped while it ran".into());
+                },
+            )
+            .await?;
+        self.metrics.interruptions.inc();
+        Ok(record)
     }
 
     /// Crash recovery at startup of the embedded deployment: every Running job was interrupted

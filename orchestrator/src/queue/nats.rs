@@ -2,7 +2,7 @@
 //!
 //! One work-queue stream (`REFRAIN_JOBS`, file storage, `max_age`, a duplicate window) with one
 //! subject per job, and one durable pull consumer shared by every node (`max_ack_pending` ≥ the
-//! number of nodes, `ack_wait`, `max_deliver` = `inference.max_attempts`). The message carries
+//! number of nodes, `ack_wait`, no `max_deliver`: nodes count attempts from the job's events). The message carries
 //! the whole [`JobMessage`] (nodes have no access to the job store) and its `Nats-Msg-Id` is the
 //! job id, so publishing a job twice within the window is a no-op.
 //!
