@@ -295,6 +295,7 @@ mod tests {
         let e = NodeEvent {
             id: JobId::from_bytes([1; 16]),
             attempt: 3,
+            interruptions: 0,
             node: "n".into(),
             at_ms: 5,
             kind: EventKind::Succeeded {
@@ -309,5 +310,15 @@ mod tests {
         assert!(json.contains("\"type\":\"succeeded\""), "{json}");
         assert_eq!(serde_json::from_str::<NodeEvent>(&json).unwrap(), e);
         assert_eq!(event_message_id(&e), format!("{}:3:succeeded", e.id));
+        // The run after an interruption has ids of its own (not dropped as duplicates).
+        let again = NodeEvent {
+            interruptions: 2,
+            ..e.clone()
+        };
+        assert_eq!(event_message_id(&again), format!("{}:3.2:succeeded", e.id));
+        // Events of older nodes (no `interruptions`) still decode.
+        let old = json.replace(",\"interruptions\":0", "");
+        assert!(!old.contains("interruptions"), "{old}");
+        assert_eq!(serde_json::from_str::<NodeEvent>(&old).unwrap(), e);
     }
 }
