@@ -16,6 +16,7 @@ pub use refrain_model::{audio, bundle, lyrics};
 pub mod error;
 pub mod nats;
 pub mod pipeline;
+pub mod polyphone;
 pub mod progress;
 pub mod runtime;
 pub mod sampler;

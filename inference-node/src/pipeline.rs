@@ -214,7 +214,7 @@ impl Generator {
             m.style.audio_seconds,
             negative,
         )?;
-        let lyrics = line_encoder(&bundle, None)?;
+        let lyrics = crate::polyphone::line_encoder(&bundle, &runtime, None, None)?;
         tracing::info!(bundle = %m.name, version = %m.version, device = %runtime.device(), "bundle loaded");
         Ok(Generator {
             bundle,

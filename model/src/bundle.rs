@@ -113,6 +113,29 @@ pub struct StyleSection {
 pub struct LyricsSection {
     pub vocab: PathBuf,
     pub languages: Vec<String>,
+    /// The Mandarin front end's data directory (`docs/mandarin.md`), required with "zh".
+    #[serde(default)]
+    pub mandarin: Option<PathBuf>,
+}
+
+impl LyricsSection {
+    /// Files of the Mandarin data directory the bundle must have (relative to the bundle).
+    pub fn mandarin_required(&self) -> Vec<PathBuf> {
+        use crate::lyrics::g2p::mandarin::data::{LEXICON, PINYIN_TO_BOPOMOFO};
+        self.mandarin
+            .iter()
+            .flat_map(|d| [d.join(LEXICON), d.join(PINYIN_TO_BOPOMOFO)])
+            .collect()
+    }
+
+    /// The optional files of the Mandarin data directory (the polyphone model's).
+    pub fn mandarin_optional(&self) -> Vec<PathBuf> {
+        use crate::lyrics::g2p::mandarin::data::{BERT_VOCAB, POLYCHAR, POLYDICT, POLY_MODEL};
+        self.mandarin
+            .iter()
+            .flat_map(|d| [POLYCHAR, POLYDICT, BERT_VOCAB, POLY_MODEL].map(|f| d.join(f)))
+            .collect()
+    }
 }
 
 /// The whole manifest, as written.
@@ -241,6 +264,11 @@ impl Bundle {
         if m.lyrics.languages.is_empty() {
             return Err(self.invalid("[lyrics] languages must name at least one language"));
         }
+        if m.lyrics.languages.iter().any(|l| l == "zh") && m.lyrics.mandarin.is_none() {
+            return Err(self.invalid(
+                "[lyrics] languages has \"zh\" but no `mandarin` data directory (docs/mandarin.md)",
+            ));
+        }
         let mut files: Vec<(String, &Path)> = m
             .dit
             .iter()
@@ -255,6 +283,12 @@ impl Bundle {
         files.push(("style.audio_encoder".into(), &m.style.audio_encoder));
         files.push(("style.negative".into(), &m.style.negative));
         files.push(("lyrics.vocab".into(), &m.lyrics.vocab));
+        let mandarin = m.lyrics.mandarin_required();
+        files.extend(
+            mandarin
+                .iter()
+                .map(|f| ("lyrics.mandarin".to_string(), f.as_path())),
+        );
         for (key, file) in files {
             if !self.file(file).is_file() {
                 return Err(BundleError::MissingFile {

@@ -22,6 +22,11 @@ pub struct LyricsArgs {
     /// `g2p/g2p/vocab.json` of a DiffRhythm checkout for parity checks.
     #[arg(long)]
     vocab: Option<PathBuf>,
+    /// Mandarin data directory (the layout of a DiffRhythm checkout's `g2p/sources/`, see
+    /// docs/mandarin.md) instead of the bundle's; also enables Chinese lyrics. Its polyphone
+    /// model, if there, runs on the CPU.
+    #[arg(long)]
+    mandarin: Option<PathBuf>,
     #[command(flatten)]
     bundle: BundleArgs,
     /// Also print each line's placement and the skipped lines on stderr.
@@ -29,9 +34,32 @@ pub struct LyricsArgs {
     verbose: bool,
 }
 
+/// The encoder `refrain lyrics` uses: ONNX Runtime (CPU) is loaded only when there is a
+/// polyphone model to run.
+fn line_encoder(
+    bundle: &Bundle,
+    vocab: Option<&std::path::Path>,
+    mandarin: Option<&std::path::Path>,
+) -> anyhow::Result<refrain_inference::lyrics::g2p::LineEncoder> {
+    use refrain_inference::runtime::{Device, Runtime, RuntimeConfig};
+    if refrain_model::track::polyphone_model_file(bundle, mandarin).is_none() {
+        return Ok(refrain_model::track::line_encoder_with(
+            bundle, vocab, mandarin, None,
+        )?);
+    }
+    let runtime = Runtime::init(RuntimeConfig {
+        library: None,
+        device: Device::Cpu,
+        intra_threads: None,
+    })?;
+    Ok(refrain_inference::polyphone::line_encoder(
+        bundle, &runtime, vocab, mandarin,
+    )?)
+}
+
 pub fn run(args: LyricsArgs) -> anyhow::Result<()> {
     let bundle = Bundle::load(&args.bundle.bundle)?;
-    let encoder = pipeline::line_encoder(&bundle, args.vocab.as_deref())?;
+    let encoder = line_encoder(&bundle, args.vocab.as_deref(), args.mandarin.as_deref())?;
     let text = read_text(&args.lrc, "lyrics file")?;
     let lyrics = pipeline::lyric_track(
         &bundle,

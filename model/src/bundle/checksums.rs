@@ -107,7 +107,8 @@ pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
 }
 
 impl Bundle {
-    /// The files the manifest names (graphs, tokenizer, negative style, vocabulary).
+    /// The files the manifest names (graphs, tokenizer, negative style, vocabulary, the Mandarin
+    /// data files present).
     pub fn files(&self) -> Vec<PathBuf> {
         let m = &self.manifest;
         let mut out: Vec<PathBuf> = m.dit.iter().map(|d| d.file.clone()).collect();
@@ -118,6 +119,13 @@ impl Bundle {
         out.push(m.style.audio_encoder.clone());
         out.push(m.style.negative.clone());
         out.push(m.lyrics.vocab.clone());
+        out.extend(m.lyrics.mandarin_required());
+        out.extend(
+            m.lyrics
+                .mandarin_optional()
+                .into_iter()
+                .filter(|f| self.file(f).is_file()),
+        );
         out
     }
 

@@ -7,18 +7,21 @@
 //! symbols concatenated, the trailing word separator of a final English run dropped, and the
 //! symbols looked up in the [`Vocab`] (unknown ones silently dropped, ids shifted by one).
 //!
-//! Only English exists for now ([`EnglishG2p`], espeak-ng en-us); Mandarin text is rejected with
-//! [`LyricsError::UnsupportedLanguage`] until a `zh` [`G2p`] is written. Text without any letter
+//! English is [`EnglishG2p`] (espeak-ng en-us), Mandarin is [`MandarinG2p`] (the reference's
+//! own front end, over the bundle's Mandarin data files); an encoder built without one of them
+//! rejects that language's runs with [`LyricsError::UnsupportedLanguage`]. Text without any letter
 //! (empty, digits or punctuation only) is rejected with [`LyricsError::Unpronounceable`], where
 //! the reference raises "Unknown language".
 
 pub mod english;
 pub mod espeak;
+pub mod mandarin;
 pub mod numbers;
 pub mod phonemizer;
 pub mod segment;
 
 pub use english::EnglishG2p;
+pub use mandarin::MandarinG2p;
 pub use segment::{segments, Lang, Segment};
 
 use super::vocab::Vocab;
@@ -34,7 +37,7 @@ pub trait G2p: Send + Sync {
 }
 
 /// The languages a [`LineEncoder`] can be built with.
-pub const SUPPORTED_LANGUAGES: &[&str] = &["en"];
+pub const SUPPORTED_LANGUAGES: &[&str] = &["en", "zh"];
 
 /// Turns one lyric line into token ids (+1 shifted, unknown symbols dropped as the reference
 /// does).
@@ -53,26 +56,46 @@ impl std::fmt::Debug for LineEncoder {
 }
 
 impl LineEncoder {
-    /// An encoder for `languages` (each must be supported: only "en" for now). Makes sure
-    /// espeak-ng and its en-us voice load.
+    /// An encoder for `languages` without Mandarin data: "en" only (makes sure espeak-ng and
+    /// its en-us voice load); "zh" is refused.
     pub fn new(vocab: Vocab, languages: &[String]) -> Result<LineEncoder, LyricsError> {
+        Self::with_mandarin(vocab, languages, None)
+    }
+
+    /// An encoder for `languages` ("en", "zh"); "zh" needs `mandarin`.
+    pub fn with_mandarin(
+        vocab: Vocab,
+        languages: &[String],
+        mandarin: Option<MandarinG2p>,
+    ) -> Result<LineEncoder, LyricsError> {
+        let supported = if mandarin.is_some() {
+            SUPPORTED_LANGUAGES.join(", ")
+        } else {
+            "en (zh needs the bundle's Mandarin data: [lyrics] mandarin)".to_string()
+        };
         let unsupported = |language: &str| LyricsError::UnsupportedLanguage {
             language: language.to_string(),
             text: format!("the languages [{}]", languages.join(", ")),
-            supported: SUPPORTED_LANGUAGES.join(", "),
+            supported: supported.clone(),
         };
         if languages.is_empty() {
             return Err(unsupported(""));
         }
+        let mut mandarin = mandarin;
         let mut g2ps: Vec<Box<dyn G2p>> = Vec::new();
         for language in languages {
+            if g2ps.iter().any(|g| g.language() == language) {
+                continue;
+            }
             match language.as_str() {
                 "en" => {
-                    if !g2ps.iter().any(|g| g.language() == "en") {
-                        espeak::check()?;
-                        g2ps.push(Box::new(EnglishG2p));
-                    }
+                    espeak::check()?;
+                    g2ps.push(Box::new(EnglishG2p));
                 }
+                "zh" => match mandarin.take() {
+                    Some(m) => g2ps.push(Box::new(m)),
+                    None => return Err(unsupported("zh")),
+                },
                 other => return Err(unsupported(other)),
             }
         }

@@ -1,0 +1,244 @@
+//! The Mandarin G2P: a run of Chinese text to DiffRhythm's IPA symbols, ported from the
+//! reference's `g2p/g2p/mandarin.py::chinese_to_ipa` so that the tokens are identical (checked
+//! by `tests/mandarin_golden.rs` against ids produced by the reference code):
+//!
+//! 1. numbers to Chinese numerals ([`numbers`], cn2an's `an2cn`);
+//! 2. punctuation normalised, everything but ideographs and `_,.?!;:'…` removed ([`words`]);
+//! 3. jieba word segmentation, then the 一, 不 and 儿 merges ([`words`]);
+//! 4. per word, pinyin from the lexicon; a single polyphonic character is decided by the
+//!    polyphone BERT ([`PolyphoneModel`]) over the whole normalised text;
+//! 5. tone sandhi ([`sandhi`]);
+//! 6. pinyin → bopomofo → IPA with tone arrows ([`ipa`]).
+//!
+//! The data files come from the bundle ([`data`]). The BERT is an ONNX graph, and this crate
+//! links no ONNX Runtime (admission uses it): the node and the CLI plug a runtime in through
+//! [`PolyphoneModel`]. Without one — at admission, or with a bundle that has no polyphone
+//! data — a polyphonic character takes its lexicon reading, which can change which tone or
+//! final a token carries but not whether a line can be sung (a documented difference, see
+//! `docs/mandarin.md`). Results are cached per run of text ([`MandarinG2p::phonemes`]).
+
+pub mod data;
+pub mod ipa;
+pub mod numbers;
+pub mod sandhi;
+pub mod words;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub use data::MandarinData;
+
+use super::G2p;
+use crate::lyrics::LyricsError;
+
+/// The polyphone classifier: BERT input ids (`[CLS]` then one id per character) to the arg-max
+/// class of each character position (0-based, over all classes of `polydict.json`).
+pub trait PolyphoneModel: Send + Sync {
+    fn classify(&self, input_ids: &[i32]) -> Result<Vec<usize>, String>;
+}
+
+/// How many distinct runs of text the per-line cache keeps before it starts over.
+const CACHE_LIMIT: usize = 4096;
+
+/// The Mandarin [`G2p`] (`zh`).
+pub struct MandarinG2p {
+    data: Arc<MandarinData>,
+    model: Option<Arc<dyn PolyphoneModel>>,
+    cache: Mutex<HashMap<String, Vec<String>>>,
+}
+
+impl std::fmt::Debug for MandarinG2p {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MandarinG2p")
+            .field("data", &self.data.dir)
+            .field("polyphone_model", &self.model.is_some())
+            .finish()
+    }
+}
+
+fn tone_mark(digit: char) -> Option<&'static str> {
+    match digit {
+        '0' | '5' => Some("˙"),
+        '1' => Some(""),
+        '2' => Some("ˊ"),
+        '3' => Some("ˇ"),
+        '4' => Some("ˋ"),
+        _ => None,
+    }
+}
+
+impl MandarinG2p {
+    /// A G2P over `data`, deciding polyphones with `model` when given.
+    pub fn new(data: Arc<MandarinData>, model: Option<Arc<dyn PolyphoneModel>>) -> MandarinG2p {
+        words::warm_up();
+        MandarinG2p {
+            data,
+            model,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether polyphones are decided by the model (else by the lexicon).
+    pub fn has_polyphone_model(&self) -> bool {
+        self.model.is_some()
+    }
+
+    /// `pinyin_2_bopomofo_dict[py[:-1]] + tone_dict[py[-1]]`, or `None` where the reference's
+    /// lookup fails.
+    fn bopomofo(&self, pinyin: &str) -> Option<String> {
+        let tone = pinyin.chars().last()?;
+        let base = &pinyin[..pinyin.len() - tone.len_utf8()];
+        Some(self.data.pinyin_to_bopomofo.get(base)?.clone() + tone_mark(tone)?)
+    }
+
+    /// A character's lexicon reading as bopomofo, or the character itself (dropped later).
+    fn char_reading(&self, c: char) -> Result<String, LyricsError> {
+        let mut buf = [0u8; 4];
+        match self.data.lexicon.get(c.encode_utf8(&mut buf)) {
+            Some(py) => self
+                .bopomofo(py)
+                .ok_or_else(|| LyricsError::Unpronounceable {
+                    text: c.to_string(),
+                    reason: format!("the lexicon's pinyin {py:?} has no bopomofo"),
+                }),
+            None => Ok(c.to_string()),
+        }
+    }
+
+    /// The polyphone model's class of every character of `text` (run once per text).
+    fn classify(
+        &self,
+        model: &dyn PolyphoneModel,
+        text: &[char],
+    ) -> Result<Vec<usize>, LyricsError> {
+        let poly = self
+            .data
+            .poly
+            .as_ref()
+            .expect("a model implies polyphone data");
+        let mut ids = Vec::with_capacity(text.len() + 1);
+        ids.push(poly.cls_id);
+        for c in text {
+            ids.push(*poly.bert_vocab.get(&c.to_string()).unwrap_or(&poly.unk_id));
+        }
+        let classes = model
+            .classify(&ids)
+            .map_err(|e| LyricsError::Phonemizer(format!("polyphone model: {e}")))?;
+        if classes.len() != text.len() {
+            return Err(LyricsError::Phonemizer(format!(
+                "polyphone model gave {} classes for {} characters",
+                classes.len(),
+                text.len()
+            )));
+        }
+        Ok(classes)
+    }
+
+    /// The reference's `chinese_to_bopomofo`: the normalised text to `|`-separated bopomofo.
+    fn to_bopomofo(&self, text: &str) -> Result<String, LyricsError> {
+        let chars: Vec<char> = text.chars().collect();
+        let segmented = words::merge_er(&words::merge_bu(&words::merge_yi(&words::cut(text))));
+        let poly = self.data.poly.as_ref();
+        let model = self.model.as_deref().filter(|_| poly.is_some());
+        let mut classes: Option<Vec<usize>> = None;
+        let mut out = String::new();
+        let mut char_index = 0usize;
+        for word in &segmented {
+            let wchars: Vec<char> = word.chars().collect();
+            let is_poly = |c: char| poly.is_some_and(|p| p.chars.contains(&c));
+            let mut b: Vec<String> = Vec::new();
+            let whole = (wchars.len() != 1 || !is_poly(wchars[0]))
+                .then(|| self.data.lexicon.get(word))
+                .flatten();
+            if let Some(pinyin) = whole {
+                for py in pinyin.split(' ') {
+                    match self.bopomofo(py) {
+                        Some(s) => b.push(s),
+                        // the reference falls back to pypinyin for the whole word; the two
+                        // lexicon words that reach this are not in jieba's dictionary
+                        None => {
+                            for c in &wchars {
+                                b.push(self.char_reading(*c)?);
+                            }
+                        }
+                    }
+                }
+            } else {
+                for (i, &c) in wchars.iter().enumerate() {
+                    if let (true, Some(model)) = (is_poly(c), model) {
+                        if classes.is_none() {
+                            classes = Some(self.classify(model, &chars)?);
+                        }
+                        let at = char_index + i;
+                        let class = classes.as_ref().and_then(|v| v.get(at)).copied();
+                        let p = poly.expect("checked");
+                        let py = class.and_then(|k| p.classes.get(k)).ok_or_else(|| {
+                            LyricsError::Phonemizer(format!("polyphone model: no class at {at}"))
+                        })?;
+                        b.push(self.bopomofo(py).ok_or_else(|| {
+                            LyricsError::Phonemizer(format!(
+                                "polyphone class {py:?} has no bopomofo"
+                            ))
+                        })?);
+                    } else {
+                        b.push(self.char_reading(c)?);
+                    }
+                }
+            }
+            char_index += wchars.len();
+            let b = sandhi::apply(word, b).map_err(|e| LyricsError::Unpronounceable {
+                text: text.to_string(),
+                reason: format!("{e} (the reference fails here too)"),
+            })?;
+            if !words::has_ideograph(word) {
+                out.push('|');
+                out.push_str(word);
+                continue;
+            }
+            if !out.is_empty() {
+                out.push('|');
+            }
+            let marked: Vec<String> = b
+                .into_iter()
+                .map(|s| match s.chars().last() {
+                    Some(c) if ('\u{3105}'..='\u{3129}').contains(&c) => s + "ˉ",
+                    _ => s,
+                })
+                .collect();
+            out.push_str(&marked.join("|"));
+        }
+        Ok(out)
+    }
+
+    /// `_chinese_to_ipa` without the cache.
+    fn compute(&self, text: &str) -> Result<Vec<String>, LyricsError> {
+        let text = numbers::transform(text.trim());
+        let text = words::normalize(&text);
+        Ok(ipa::to_ipa(&self.to_bopomofo(&text)?))
+    }
+}
+
+impl G2p for MandarinG2p {
+    fn language(&self) -> &'static str {
+        "zh"
+    }
+
+    fn phonemes(&self, text: &str) -> Result<Vec<String>, LyricsError> {
+        let lock = |m: &Mutex<HashMap<String, Vec<String>>>| {
+            m.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(text)
+                .cloned()
+        };
+        if let Some(hit) = lock(&self.cache) {
+            return Ok(hit);
+        }
+        let symbols = self.compute(text)?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(text.to_string(), symbols.clone());
+        Ok(symbols)
+    }
+}
