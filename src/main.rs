@@ -19,6 +19,8 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Run one inference node of the distributed deployment (NATS JetStream).
     Node(cli::node::NodeArgs),
+    /// Run the chat bots of the [bots] section (Telegram), clients of a Refrain server.
+    Bots(cli::bots::BotsArgs),
     /// Generate one song on this machine and write it as a WAV file.
     Generate(cli::generate::GenerateArgs),
     /// Print the frame-aligned lyric token ids of an LRC file as a JSON array.
@@ -41,7 +43,7 @@ enum Command {
 /// one-shot commands only warnings.
 fn default_log_level(cli: &Cli) -> &'static str {
     match cli.command {
-        Command::Serve(_) | Command::Node(_) => "info,ort=warn",
+        Command::Serve(_) | Command::Node(_) | Command::Bots(_) => "info,ort=warn",
         // The report says what failed; library logs (a NATS client retrying) would only repeat it.
         Command::Doctor(_) => "off",
         _ => "warn",
@@ -66,6 +68,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => cli::serve::run(args),
         Command::Node(args) => cli::node::run(args),
+        Command::Bots(args) => cli::bots::run(args),
         Command::Generate(args) => cli::generate::run(args),
         Command::Lyrics(args) => cli::lyrics::run(args),
         Command::Submit(args) => cli::client::submit::run(args),

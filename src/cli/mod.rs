@@ -1,6 +1,7 @@
 //! The subcommands of the `refrain` binary.
 
 pub mod backup;
+pub mod bots;
 pub mod client;
 pub mod doctor;
 pub mod generate;

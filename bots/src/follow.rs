@@ -1,0 +1,254 @@
+//! Following one job to its end, the same for every chat platform: the job's event stream is
+//! read from the last sequence number seen (`Last-Event-ID`), and when the orchestrator is
+//! lost (connection refused or broken, a restart, a 5xx) the follower reconnects with
+//! exponential back-off and resumes after that number, so no event is lost or seen twice. What
+//! the chat should show is published on a `watch` channel ([`Status`]): a platform's progress
+//! editor reads it at its own pace, which is what keeps edits within the platform's rate
+//! limits. The outcome is returned once, when the job ends.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Client, ClientError, Job, JobEvent};
+
+/// What a chat shows about a job that has not ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    /// Waiting; 0 = next.
+    Queued { position: Option<usize> },
+    /// Being made.
+    Running {
+        stage: String,
+        step: u32,
+        total: u32,
+        /// Of the whole generation, never lower than an earlier value.
+        percent: f32,
+        eta_seconds: Option<f64>,
+    },
+}
+
+impl Status {
+    /// The share done, 0 to 100, for ordering updates.
+    pub fn percent(&self) -> f32 {
+        match self {
+            Status::Queued { .. } => 0.0,
+            Status::Running { percent, .. } => *percent,
+        }
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Done; the job with its result files.
+    Succeeded(Box<Job>),
+    Failed(String),
+    Cancelled,
+    /// Deleted by the server (retention) or unknown to it.
+    Gone,
+    /// The follower was told to stop (shutdown) before the job ended.
+    Stopped,
+}
+
+/// Back-off between reconnects: from `first`, doubling, at most `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            first: Duration::from_millis(250),
+            max: Duration::from_secs(15),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before reconnect number `failures` (1-based), with up to a quarter of jitter.
+    pub fn delay(&self, failures: u32) -> Duration {
+        let base = self
+            .first
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+            .min(self.max);
+        let jitter = base.as_millis() as u64 / 4;
+        let jitter = if jitter > 0 {
+            rand::random::<u64>() % jitter
+        } else {
+            0
+        };
+        base + Duration::from_millis(jitter)
+    }
+}
+
+/// Follows job `id` from event `after` until it ends, publishing its status on `status`.
+pub async fn follow(
+    client: &Client,
+    id: &str,
+    mut after: u64,
+    status: &watch::Sender<Status>,
+    backoff: Backoff,
+    stop: &CancellationToken,
+) -> Outcome {
+    let mut failures = 0u32;
+    loop {
+        let attempt = async {
+            let mut stream = client.events(id, after).await?;
+            loop {
+                match stream.next().await? {
+                    None => return Ok::<_, ClientError>(None),
+                    Some(event) => {
+                        after = event.seq;
+                        failures = 0;
+                        if event.is_final() {
+                            return Ok(Some(event));
+                        }
+                        publish(status, &event);
+                    }
+                }
+            }
+        };
+        let result = tokio::select! {
+            r = attempt => r,
+            () = stop.cancelled() => return Outcome::Stopped,
+        };
+        match result {
+            Ok(Some(event)) => return finish(client, id, &event, backoff, stop).await,
+            // The stream ended without a final event (a server going away): resume.
+            Ok(None) => {}
+            Err(ClientError::Api { status: 404, .. }) => return Outcome::Gone,
+            Err(e) if e.is_transient() => {
+                tracing::debug!(job = id, error = %e, "event stream lost; reconnecting");
+            }
+            Err(e) => {
+                tracing::warn!(job = id, error = %e, "cannot follow the job");
+                return Outcome::Failed(e.to_string());
+            }
+        }
+        failures += 1;
+        tokio::select! {
+            () = tokio::time::sleep(backoff.delay(failures)) => {}
+            () = stop.cancelled() => return Outcome::Stopped,
+        }
+    }
+}
+
+/// The outcome of a final event; a success fetches the job for its files (retrying while the
+/// orchestrator is unreachable).
+async fn finish(
+    client: &Client,
+    id: &str,
+    event: &JobEvent,
+    backoff: Backoff,
+    stop: &CancellationToken,
+) -> Outcome {
+    match event.kind.as_str() {
+        "succeeded" => {
+            let mut failures = 0;
+            loop {
+                match client.job(id).await {
+                    Ok(job) => return Outcome::Succeeded(Box::new(job)),
+                    Err(ClientError::Api { status: 404, .. }) => return Outcome::Gone,
+                    Err(e) if e.is_transient() => failures += 1,
+                    Err(e) => return Outcome::Failed(e.to_string()),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff.delay(failures)) => {}
+                    () = stop.cancelled() => return Outcome::Stopped,
+                }
+            }
+        }
+        "failed" => Outcome::Failed(
+            event
+                .error
+                .clone()
+                .unwrap_or_else(|| "the song could not be made".into()),
+        ),
+        "cancelled" => Outcome::Cancelled,
+        _ => Outcome::Gone,
+    }
+}
+
+/// Publishes what `event` changes; progress never goes backwards (a retry starts its steps
+/// again, the chat keeps the highest share reached).
+fn publish(status: &watch::Sender<Status>, event: &JobEvent) {
+    let next = match event.kind.as_str() {
+        "queued" | "requeued" | "retrying" => {
+            if status.borrow().percent() > 0.0 {
+                return;
+            }
+            Status::Queued {
+                position: event.queue_position,
+            }
+        }
+        "started" | "progress" => {
+            let percent = event.percent.unwrap_or(0.0).max(status.borrow().percent());
+            Status::Running {
+                stage: event.stage.clone().unwrap_or_else(|| "starting".into()),
+                step: event.step.unwrap_or(0),
+                total: event.total.unwrap_or(0),
+                percent,
+                eta_seconds: event.eta_seconds,
+            }
+        }
+        _ => return,
+    };
+    status.send_if_modified(|current| {
+        if *current == next {
+            false
+        } else {
+            *current = next;
+            true
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, percent: Option<f32>) -> JobEvent {
+        JobEvent {
+            seq: 1,
+            kind: kind.into(),
+            state: "running".into(),
+            stage: Some("sampling".into()),
+            step: Some(1),
+            total: Some(4),
+            percent,
+            eta_seconds: None,
+            queue_position: Some(2),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn progress_never_goes_backwards() {
+        let (tx, rx) = watch::channel(Status::Queued { position: None });
+        publish(&tx, &event("queued", None));
+        assert_eq!(*rx.borrow(), Status::Queued { position: Some(2) });
+        publish(&tx, &event("progress", Some(50.0)));
+        assert_eq!(rx.borrow().percent(), 50.0);
+        publish(&tx, &event("retrying", None));
+        publish(&tx, &event("progress", Some(10.0)));
+        assert_eq!(rx.borrow().percent(), 50.0, "kept at the highest share");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_limit() {
+        let b = Backoff {
+            first: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        let d1 = b.delay(1);
+        assert!(d1 >= Duration::from_millis(100) && d1 < Duration::from_millis(125));
+        let d3 = b.delay(3);
+        assert!(d3 >= Duration::from_millis(400) && d3 < Duration::from_millis(500));
+        let d30 = b.delay(30);
+        assert!(d30 >= Duration::from_secs(1) && d30 < Duration::from_millis(1250));
+    }
+}
