@@ -42,6 +42,11 @@ impl Setup {
     /// The server (every job with `steps` sampler steps), an API key trusted for Telegram
     /// users, the fake Bot API and `refrain bots`.
     fn start(steps: u32) -> Option<Setup> {
+        Setup::start_with(steps, "")
+    }
+
+    /// [`Setup::start`] with more `[bots.telegram]` settings.
+    fn start_with(steps: u32, telegram_extra: &str) -> Option<Setup> {
         let app = TestApp::embedded().steps(steps).start()?;
         let out = refrain_command(&[])
             .args([
@@ -69,7 +74,7 @@ impl Setup {
             format!(
                 "[bots]\nserver = \"{}\"\napi_key = \"{key}\"\n[bots.limits]\nconcurrent = 1\n\
                  [bots.telegram]\ntoken = \"123:TEST\"\napi_url = \"{}\"\n\
-                 edit_interval_ms = {EDIT_INTERVAL_MS}\npoll_timeout_seconds = 1\n",
+                 edit_interval_ms = {EDIT_INTERVAL_MS}\npoll_timeout_seconds = 1\n{telegram_extra}",
                 proxy.url, telegram.url
             ),
         )
@@ -383,4 +388,57 @@ fn telegram_song_survives_orchestrator_and_bot_restarts_and_arrives_once() {
             .expect("an MP3");
     let expected = support::latent_frames(LENGTH) as f64 * 2048.0 / 44100.0;
     assert!((decoded.duration_seconds() - expected).abs() < 0.1);
+}
+
+#[test]
+fn telegram_oversized_song_is_a_link_and_the_core_holds_each_user_to_one_song() {
+    // Nothing fits: the song comes as a link to its public URL.
+    let Some(setup) = Setup::start_with(1000, "max_upload_bytes = 1000\n") else {
+        return;
+    };
+    let tg = &setup.telegram;
+    tg.send_text(USER, &song_command());
+    let progress = progress_message(tg);
+    // A second song while the first is being made: the server refuses it for this user
+    // (`[bots.limits] concurrent = 1`, enforced by the core for telegram:<user>).
+    tg.send_text(USER, &song_command());
+    tg.wait_for(SONG_TIMEOUT, "the refusal", |calls| {
+        calls.iter().any(|c| {
+            c.method == "editmessagetext"
+                && c.body["message_id"].as_i64() != Some(progress)
+                && c.body["text"].as_str().unwrap_or("").contains("telegram:7")
+        })
+    });
+    tg.wait_for(SONG_TIMEOUT, "the link", |calls| {
+        calls.iter().any(|c| {
+            c.method == "sendmessage" && c.body["text"].as_str().unwrap_or("").contains("/output/")
+        })
+    });
+    assert!(tg.audio().is_empty(), "no upload over the limit");
+    let calls = tg.calls();
+    let text = calls
+        .iter()
+        .rev()
+        .find(|c| c.method == "sendmessage")
+        .and_then(|c| c.body["text"].as_str())
+        .unwrap()
+        .to_string();
+    let url = text[text.find("http").unwrap()..].trim().to_string();
+    // The link goes through the bot's server URL (the forwarder) and needs no key.
+    assert!(url.starts_with(&setup.proxy.url), "{url}");
+    let bytes = support::local_client()
+        .get(&url)
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let decoded = refrain_model::audio::decode(&bytes, Some("mp3"), 600.0).expect("an MP3");
+    let expected = support::latent_frames(LENGTH) as f64 * 2048.0 / 44100.0;
+    assert!((decoded.duration_seconds() - expected).abs() < 0.1);
+    let owned = setup
+        .jobs()
+        .into_iter()
+        .filter(|j| j["owner"] == format!("telegram:{USER}"))
+        .count();
+    assert_eq!(owned, 1, "the refused song made no job");
 }
