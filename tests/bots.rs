@@ -442,3 +442,20 @@ fn telegram_oversized_song_is_a_link_and_the_core_holds_each_user_to_one_song() 
         .count();
     assert_eq!(owned, 1, "the refused song made no job");
 }
+
+#[test]
+fn the_example_configuration_loads_and_a_missing_token_is_named() {
+    let out = refrain_command(&[])
+        .args(["bots", "--config", "config/bots.example.toml"])
+        .output()
+        .expect("refrain bots runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("REFRAIN_BOTS__TELEGRAM__TOKEN"), "{stderr}");
+    let out = refrain_command(&[("REFRAIN_BOTS__DEFAULT_LENGTH_SECONDS".into(), "90".into())])
+        .args(["bots", "--config", "config/bots.example.toml"])
+        .output()
+        .expect("refrain bots runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bots.default_length_seconds"), "{stderr}");
+}
