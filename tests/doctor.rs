@@ -107,7 +107,7 @@ fn a_healthy_setup_passes_every_check() {
         );
     }
     assert!(line(&all, "onnx runtime").contains("1.31.1"), "{all}");
-    assert!(line(&all, "checksums").contains("13 file(s)"), "{all}");
+    assert!(line(&all, "checksums").contains("15 file(s)"), "{all}");
     assert!(line(&all, "espeak-ng").contains("en-us"), "{all}");
     assert!(!all.contains("FAIL"), "{all}");
     // Nothing was created or left behind in the data folder's parent.
@@ -136,11 +136,21 @@ fn bundle_copy(dir: &Path) -> PathBuf {
     let src = workspace().join("models/test-bundle");
     let dst = dir.join("bundle");
     std::fs::create_dir_all(&dst).unwrap();
+    copy_dir(&src, &dst);
+    dst
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
     for entry in std::fs::read_dir(src).unwrap() {
         let p = entry.unwrap().path();
-        std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+        let to = dst.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &to); // the Mandarin data folder
+        } else {
+            std::fs::copy(&p, to).unwrap();
+        }
     }
-    dst
 }
 
 #[test]

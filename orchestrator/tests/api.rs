@@ -233,7 +233,8 @@ async fn every_bad_field_is_a_400_naming_it() {
         (base(&[("output_dir", "%2e%2e")]), "output_dir"),
         (base(&[("output_dir", "a\\b")]), "output_dir"),
         (
-            base(&[("lrc", "[00:00.00]你好世界\n[00:05.00]我爱音乐")]),
+            // Chinese is sung (the test bundle has a Mandarin lexicon); the bad timestamp is not
+            base(&[("lrc", "[00:00.00]你好世界\n[00:75.00]我爱音乐")]),
             "lrc",
         ),
     ];

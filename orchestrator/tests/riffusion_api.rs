@@ -266,7 +266,8 @@ async fn bad_generate_requests_and_the_controls() {
             "lyrics",
         ),
         (
-            json!({"lyrics": "[Verse]\n你好世界\n"}),
+            // Chinese is sung; a line over the 500-character limit is not
+            json!({"lyrics": format!("[Verse]\n你好世界\n{}\n", "你".repeat(501))}),
             "invalid_lyrics",
             "lyrics",
         ),

@@ -242,3 +242,45 @@ impl G2p for MandarinG2p {
         Ok(symbols)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::bundle::Bundle;
+    use crate::track;
+
+    fn encoder() -> crate::lyrics::g2p::LineEncoder {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/test-bundle");
+        track::line_encoder(&Bundle::load(&dir).unwrap(), None).unwrap()
+    }
+
+    #[test]
+    fn the_test_bundle_sings_chinese_with_its_own_lexicon() {
+        let e = encoder();
+        assert_eq!(e.languages(), ["en", "zh"]);
+        // 你好 → n i↑ x ɑʊ↓↑ (3-3 sandhi); the test vocabulary has n (24) and x (39), ids + 1
+        assert_eq!(e.encode("你好").unwrap(), [25, 40]);
+        // neutral tones keep bare finals: 的 → t⁼ ə, 了 → l ə
+        assert_eq!(e.encode("的了").unwrap(), [57, 23, 57]);
+        // numbers become numerals: 3 → 三 san1 → s an→ (s is 30)
+        assert_eq!(
+            e.encode("3").ok(),
+            None,
+            "digits alone are not a Chinese run"
+        );
+        assert_eq!(e.encode("你3").unwrap(), [25, 31]);
+        // mixed: the Chinese run, then the English run (no separator token between them)
+        let mixed = e.encode("你好 hello").unwrap();
+        assert_eq!(&mixed[..2], [25, 40]);
+        assert_eq!(mixed[2..], e.encode("hello").unwrap()[..]);
+        // punctuation: ，→ "," (id 0 + 1)
+        assert_eq!(e.encode("你，好").unwrap(), [25, 1, 40]);
+    }
+
+    #[test]
+    fn chinese_without_sung_symbols_is_not_an_error() {
+        // 我爱 → uo↓↑ aɪ↓: nothing in the test vocabulary, an empty but valid encoding
+        assert_eq!(encoder().encode("我爱").unwrap(), Vec::<i64>::new());
+    }
+}
