@@ -459,3 +459,39 @@ fn the_example_configuration_loads_and_a_missing_token_is_named() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bots.default_length_seconds"), "{stderr}");
 }
+
+#[test]
+fn telegram_bot_inside_refrain_serve_makes_songs_too() {
+    // No `refrain bots` process: the token in the server's own configuration starts the bot
+    // inside it, talking to the server's own address (no keys: the open loopback default).
+    let telegram = FakeTelegram::start();
+    let Some(app) = TestApp::embedded()
+        .steps(1000)
+        .env("REFRAIN_BOTS__TELEGRAM__TOKEN", "123:TEST")
+        .env("REFRAIN_BOTS__TELEGRAM__API_URL", &telegram.url)
+        .env("REFRAIN_BOTS__TELEGRAM__EDIT_INTERVAL_MS", EDIT_INTERVAL_MS)
+        .env("REFRAIN_BOTS__TELEGRAM__POLL_TIMEOUT_SECONDS", 1)
+        .start()
+    else {
+        return;
+    };
+    telegram.send_text(USER, &song_command());
+    telegram.wait_for(SONG_TIMEOUT, "the song", |calls| {
+        calls.iter().any(|c| c.method == "sendaudio")
+    });
+    let audio = telegram.audio();
+    let decoded = refrain_model::audio::decode(&audio[0].bytes, Some("mp3"), 600.0).expect("MP3");
+    let expected = support::latent_frames(LENGTH) as f64 * 2048.0 / 44100.0;
+    assert!((decoded.duration_seconds() - expected).abs() < 0.1);
+    let jobs: Value = support::local_client()
+        .get(app.url("/api/v1/jobs"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(jobs["jobs"][0]["owner"], format!("telegram:{USER}"));
+    assert!(
+        !app.server.all_logs().contains("123:TEST"),
+        "the token is never logged"
+    );
+}

@@ -103,6 +103,33 @@ async fn a_trusted_key_creates_jobs_owned_by_end_users_with_their_limits() {
 }
 
 #[tokio::test]
+async fn without_keys_any_caller_may_act_for_end_users_of_delegable_kinds() {
+    let s = start().await;
+    let r = s
+        .client
+        .post(format!("{}/api/v1/jobs", s.base))
+        .json(&song(json!({"on_behalf_of": {"user": "telegram:5"}})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let job: Value = r.json().await.unwrap();
+    assert_eq!(job["owner"], "telegram:5");
+    let r = s
+        .client
+        .post(format!("{}/api/v1/jobs", s.base))
+        .json(&song(json!({"on_behalf_of": {"user": "key:alice"}})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "reserved kinds stay refused"
+    );
+}
+
+#[tokio::test]
 async fn client_data_is_limited_in_size() {
     let s = start().await;
     let key = add_key(&s.app.config().api_keys_path(), "alice").unwrap();

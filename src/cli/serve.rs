@@ -1,7 +1,8 @@
 //! `refrain serve`: the service — HTTP APIs, durable job store, queue — and its in-process
 //! inference nodes. The service crate does not link ONNX Runtime: [`node_runner`] gives it the
 //! nodes, which load the bundle and run the worker loop on the service's link (embedded) or the
-//! NATS node runner (`queue.backend = "nats"`).
+//! NATS node runner (`queue.backend = "nats"`). With a Telegram token in `[bots]`, the bots
+//! run in the same process too, as clients of this server's own HTTP address.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +52,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let nodes = node_runner(&config);
+    let bots = config.bots.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -59,6 +61,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let running = service::start(config, nodes).await?;
         // A parseable line for scripts and tests that start the server on port 0.
         println!("listening on http://{}", running.addr);
+        if bots.telegram.as_ref().is_some_and(|t| t.token.is_some()) {
+            run_bots(bots, running.addr, running.cancel_token());
+        }
         let cancel = running.cancel_token();
         tokio::spawn(async move {
             shutdown_signal().await;
@@ -68,6 +73,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         running.wait().await?;
         anyhow::Ok(())
     })
+}
+
+/// The bots of `[bots]` inside the service: the same HTTP client as `refrain bots`, pointed at
+/// this server's own address (loopback when it listens on every interface).
+fn run_bots(
+    mut bots: protocol::bots::BotsConfig,
+    addr: SocketAddr,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    bots.server = format!("http://{host}");
+    tokio::spawn(async move {
+        if let Err(e) = refrain_bots::run(bots, stop).await {
+            tracing::error!(error = %e, "the bots stopped");
+        }
+    });
 }
 
 /// The in-process nodes of `config`: each loads the bundle off the async threads, reports it to

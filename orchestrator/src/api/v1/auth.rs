@@ -11,7 +11,8 @@
 //! key made with `refrain keys add NAME --on-behalf-of telegram,discord` may create jobs whose
 //! owner is `telegram:<user>` or `discord:<user>` (`on_behalf_of` of `POST /api/v1/jobs`), so
 //! that per-owner limits and fair share apply to each person rather than to the bot as a whole.
-//! Other keys are refused (403) when they try.
+//! Other keys are refused when they try. Without keys (the open loopback default, where every
+//! caller is trusted alike) any caller may, for any kind [`is_delegable_kind`] allows.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -35,8 +36,17 @@ use crate::error::OrchestratorError;
 pub struct Caller {
     pub owner: Owner,
     /// The owner kinds (`telegram`, `discord`, …) this caller may create jobs for
-    /// (`on_behalf_of`); empty for most keys and without keys.
+    /// (`on_behalf_of`); empty for most keys.
     pub on_behalf_of: Vec<String>,
+    /// No keys are configured: the caller may create jobs for any delegable kind.
+    pub open: bool,
+}
+
+impl Caller {
+    /// Whether this caller may create jobs for end users of owner kind `kind`.
+    pub fn may_act_for(&self, kind: &str) -> bool {
+        is_delegable_kind(kind) && (self.open || self.on_behalf_of.iter().any(|k| k == kind))
+    }
 }
 
 /// One stored key.
@@ -191,12 +201,14 @@ pub async fn authenticate(State(app): State<App>, mut request: Request, next: Ne
         Caller {
             owner: Owner::anonymous(),
             on_behalf_of: Vec::new(),
+            open: true,
         }
     } else {
         match presented(request.headers()).and_then(|k| keys.entry(k)) {
             Some(entry) => Caller {
                 owner: Owner::new("key", &entry.name),
                 on_behalf_of: entry.on_behalf_of,
+                open: false,
             },
             None => {
                 return ApiError(OrchestratorError::Unauthorized(

@@ -227,7 +227,7 @@ fn end_user(
             "expected <kind>:<id>, e.g. telegram:123456",
         ));
     };
-    if !caller.on_behalf_of.iter().any(|k| k == kind) {
+    if !caller.may_act_for(kind) {
         return Err(OrchestratorError::invalid(
             field(),
             format!(
