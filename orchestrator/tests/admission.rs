@@ -230,3 +230,26 @@ async fn refusals_carry_codes_and_neutral_fields_and_leave_no_uploads() {
     assert_eq!(e.code(), ErrorCode::OwnerLimit);
     assert_eq!(uploads(&s), before);
 }
+
+#[tokio::test]
+async fn chinese_and_mixed_lyrics_are_admitted_from_every_front_end() {
+    // The test bundle sings Chinese with its own small Mandarin lexicon (docs/mandarin.md).
+    let s = start().await;
+    s.app.set_ready(true);
+    for source in Source::ALL {
+        let mut d = draft("alice", None);
+        d.meta = JobMeta::anonymous(source);
+        d.lyrics = "[00:01.00]你好，我们来了\n[00:06.00]月亮 moonlight 的梦想\n".into();
+        let admitted = s.app.admit(d).await;
+        assert!(admitted.is_ok(), "{source:?}: {:?}", admitted.err());
+    }
+    // What is wrong with a Chinese line is still named: here its timestamp.
+    let mut d = draft("alice", None);
+    d.lyrics = "[00:01.00]你好\n[00:75.00]月亮\n".into();
+    let e = s.app.admit(d).await.unwrap_err();
+    assert_eq!(
+        code_and_field(&e),
+        (ErrorCode::InvalidLyrics, Some(Field::Lyrics))
+    );
+    assert!(e.to_string().contains("line 2"), "{e}");
+}
