@@ -419,10 +419,11 @@ fn bad_requests_are_typed_errors_naming_the_problem() {
         ),
         (
             GenerateRequest {
-                lyrics: "[00:01.00]你好世界\n".into(),
+                // Chinese is sung (the test bundle's Mandarin lexicon); a bad timestamp is not
+                lyrics: "[00:01.00]你好世界\n[00:75.00]月亮\n".into(),
                 ..base()
             },
-            "line 1",
+            "line 2",
         ),
         (
             GenerateRequest {
