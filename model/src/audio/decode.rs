@@ -37,7 +37,32 @@ pub fn decode_file(path: &Path, max_seconds: f64) -> Result<Decoded, AudioError>
     decode_source(Box::new(file), ext, max_seconds, Some(path))
 }
 
+/// Runs [`decode_inner`], turning a panic of the decoder into [`AudioError::Undecodable`].
+/// symphonia trusts some header fields: a WAV whose `fmt ` chunk makes `channels ×
+/// bytes per sample` overflow panics in builds with overflow checks (found by
+/// `model/tests/fuzz_inputs.rs`). A client's file must get a 400, not take a worker down.
 fn decode_source<'s>(
+    source: Box<dyn MediaSource + 's>,
+    hint: Option<&str>,
+    max_seconds: f64,
+    path: Option<&Path>,
+) -> Result<Decoded, AudioError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_inner(source, hint, max_seconds, path)
+    }))
+    .unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the decoder failed".into());
+        Err(AudioError::Undecodable(format!(
+            "malformed file (the decoder stopped: {why})"
+        )))
+    })
+}
+
+fn decode_inner<'s>(
     source: Box<dyn MediaSource + 's>,
     hint: Option<&str>,
     max_seconds: f64,
