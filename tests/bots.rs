@@ -495,3 +495,31 @@ fn telegram_bot_inside_refrain_serve_makes_songs_too() {
         "the token is never logged"
     );
 }
+
+#[test]
+fn telegram_reply_to_an_audio_message_uses_it_as_the_style() {
+    let Some(setup) = Setup::start(2) else {
+        return;
+    };
+    let tg = &setup.telegram;
+    let recording = tg.send_audio(USER, support::sine_wav(12.0), "audio/wav");
+    tg.reply_text(USER, "/song 95\n[00:10.00] hello world", recording);
+    tg.wait_for(SONG_TIMEOUT, "the song", |calls| {
+        calls.iter().any(|c| c.method == "sendaudio")
+    });
+    assert!(
+        tg.calls().iter().any(|c| c.method == "getfile"),
+        "the recording was fetched"
+    );
+    let job = setup.wait_job("of the user", |j| j["owner"] == format!("telegram:{USER}"));
+    assert_eq!(
+        job["request"]["style"],
+        serde_json::json!({"audio": "uploaded"})
+    );
+    let audio = tg.audio();
+    assert_eq!(audio.len(), 1);
+    assert_eq!(audio[0].fields["title"], "hello world");
+    let decoded = refrain_model::audio::decode(&audio[0].bytes, Some("mp3"), 600.0).expect("MP3");
+    let expected = support::latent_frames(95) as f64 * 2048.0 / 44100.0;
+    assert!((decoded.duration_seconds() - expected).abs() < 0.1);
+}

@@ -265,6 +265,22 @@ impl Client {
         }
     }
 
+    /// Uploads a reference recording (`POST /api/v1/uploads`, the raw bytes); returns its
+    /// `upload_id`.
+    pub async fn upload(&self, bytes: Vec<u8>, content_type: &str) -> Result<String, ClientError> {
+        let request = self
+            .http
+            .post(self.url("/api/v1/uploads"))
+            .header("content-type", content_type)
+            .timeout(Duration::from_secs(300))
+            .body(bytes);
+        let answer: Value = json(self.authorized(request).send().await?).await?;
+        answer["upload_id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Decode("no upload_id in the answer".into()))
+    }
+
     /// Downloads a result file by its `url` (the API's, with the key).
     pub async fn download(&self, url: &str) -> Result<Vec<u8>, ClientError> {
         let request = self

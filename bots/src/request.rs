@@ -24,11 +24,13 @@ pub enum RequestError {
 }
 
 /// Reads `/song`'s argument: the first line is `[LENGTH] style`, the rest the lyrics (unless
-/// `lyrics` comes from elsewhere, e.g. a replied-to `.lrc` file).
+/// `lyrics` comes from elsewhere, e.g. a replied-to `.lrc` file). With a reference recording
+/// (`has_reference`) the style text is optional: it only names the song.
 pub fn parse_song(
     argument: &str,
     lyrics_file: Option<&str>,
     default_length: u32,
+    has_reference: bool,
 ) -> Result<SongRequest, RequestError> {
     let mut lines = argument.lines();
     let first = lines.next().unwrap_or("").trim();
@@ -38,9 +40,11 @@ pub fn parse_song(
         _ if first.parse::<u32>().is_ok() => (first.parse().unwrap_or(0), ""),
         _ => (default_length, first),
     };
-    if style.is_empty() {
-        return Err(RequestError::NoStyle);
-    }
+    let style = match style {
+        "" if has_reference => "your reference",
+        "" => return Err(RequestError::NoStyle),
+        style => style,
+    };
     if !(length == 95 || (96..=285).contains(&length)) {
         return Err(RequestError::Length(length));
     }
@@ -160,21 +164,39 @@ mod tests {
 
     #[test]
     fn song_commands() {
-        let r = parse_song("bright pop\n[00:10.00] hello\n[00:20.00] world", None, 95).unwrap();
+        let r = parse_song(
+            "bright pop\n[00:10.00] hello\n[00:20.00] world",
+            None,
+            95,
+            false,
+        )
+        .unwrap();
         assert_eq!(r.style, "bright pop");
         assert_eq!(r.length_seconds, 95);
         assert_eq!(r.lyrics, "[00:10.00] hello\n[00:20.00] world");
-        let r = parse_song("120 dark synthwave", Some("[00:05.00] hi"), 95).unwrap();
+        let r = parse_song("120 dark synthwave", Some("[00:05.00] hi"), 95, false).unwrap();
         assert_eq!(
             (r.length_seconds, r.style.as_str()),
             (120, "dark synthwave")
         );
         assert_eq!(r.lyrics, "[00:05.00] hi");
-        assert_eq!(parse_song("", None, 95), Err(RequestError::NoStyle));
-        assert_eq!(parse_song("120", None, 95), Err(RequestError::NoStyle));
+        assert_eq!(parse_song("", None, 95, false), Err(RequestError::NoStyle));
         assert_eq!(
-            parse_song("90 jazz", None, 95),
+            parse_song("120", None, 95, false),
+            Err(RequestError::NoStyle)
+        );
+        assert_eq!(
+            parse_song("90 jazz", None, 95, false),
             Err(RequestError::Length(90))
+        );
+    }
+
+    #[test]
+    fn a_reference_recording_makes_the_style_optional() {
+        let r = parse_song("120\n[00:05.00] hi", None, 95, true).unwrap();
+        assert_eq!(
+            (r.length_seconds, r.style.as_str()),
+            (120, "your reference")
         );
     }
 

@@ -46,6 +46,8 @@ struct Inner {
     audio: Vec<Audio>,
     /// method → (answers of 429 still to give, retry_after seconds).
     throttled: HashMap<String, (u32, u32)>,
+    /// Files of the chat (`getFile`, `/file/bot<token>/<id>`), by file id.
+    files: HashMap<String, Vec<u8>>,
 }
 
 #[derive(Clone, Default)]
@@ -72,6 +74,7 @@ impl FakeTelegram {
         shared.inner.lock().unwrap().next_message = 100;
         let app = Router::new()
             .route("/{token}/{method}", any(method))
+            .route("/file/{token}/{*path}", axum::routing::get(file))
             // Songs are larger than axum's default 2 MB body limit.
             .layer(axum::extract::DefaultBodyLimit::max(100 * 1024 * 1024))
             .with_state(shared.clone());
@@ -113,6 +116,52 @@ impl FakeTelegram {
             "text": text,
         }}));
         id
+    }
+
+    /// The message JSON of a new message from `user` with `content` (`{"text": …}`,
+    /// `{"audio": …}`), not yet sent.
+    fn user_message(&self, user: i64, content: Value) -> Value {
+        let id = {
+            let mut inner = self.shared.inner.lock().unwrap();
+            inner.next_message += 1;
+            inner.next_message
+        };
+        let mut message = json!({
+            "message_id": id,
+            "date": 1_700_000_000,
+            "chat": {"id": user, "type": "private", "first_name": "Ann"},
+            "from": {"id": user, "is_bot": false, "first_name": "Ann"},
+        });
+        for (k, v) in content.as_object().unwrap() {
+            message[k] = v.clone();
+        }
+        message
+    }
+
+    /// An audio message (a recording of `mime_type`) from `user`; returns the message JSON,
+    /// for [`FakeTelegram::reply_text`].
+    pub fn send_audio(&self, user: i64, bytes: Vec<u8>, mime_type: &str) -> Value {
+        let id = format!("file{}", bytes.len());
+        let size = bytes.len();
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .files
+            .insert(id.clone(), bytes);
+        let message = self.user_message(
+            user,
+            json!({"audio": {"file_id": id, "file_unique_id": id, "file_size": size,
+                "duration": 12, "mime_type": mime_type}}),
+        );
+        self.push(json!({ "message": message.clone() }));
+        message
+    }
+
+    /// A text message from `user` in reply to `replied`.
+    pub fn reply_text(&self, user: i64, text: &str, replied: Value) {
+        let message = self.user_message(user, json!({"text": text, "reply_to_message": replied}));
+        self.push(json!({ "message": message }));
     }
 
     /// User `user` presses an inline button carrying `data`.
@@ -216,6 +265,12 @@ async fn method(
             }
             message(id, &body)
         }
+        "getfile" => {
+            let id = body["file_id"].as_str().unwrap_or("").to_string();
+            let size = inner.files.get(&id).map(Vec::len).unwrap_or(0);
+            json!({"file_id": id, "file_unique_id": id, "file_size": size,
+                "file_path": format!("music/{id}")})
+        }
         "editmessagetext" => {
             let id = body["message_id"].as_i64().unwrap_or(0);
             message(id, &body)
@@ -223,6 +278,16 @@ async fn method(
         _ => json!(true),
     };
     Json(json!({"ok": true, "result": result}))
+}
+
+/// A file download (`/file/bot<token>/music/<id>`).
+async fn file(
+    State(shared): State<Shared>,
+    Path((_token, path)): Path<(String, String)>,
+) -> Vec<u8> {
+    let id = path.trim_start_matches("music/");
+    let inner = shared.inner.lock().unwrap();
+    inner.files.get(id).cloned().unwrap_or_default()
 }
 
 fn message(id: i64, body: &Value) -> Value {

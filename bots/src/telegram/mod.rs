@@ -15,7 +15,7 @@ use std::time::Duration;
 use protocol::bots::{BotsConfig, TelegramConfig};
 use teloxide::net::Download;
 use teloxide::prelude::*;
-use teloxide::types::{AllowedUpdate, BotCommand, MessageId, ReplyParameters, UpdateKind};
+use teloxide::types::{AllowedUpdate, BotCommand, FileId, MessageId, ReplyParameters, UpdateKind};
 use teloxide::RequestError;
 use tokio_util::sync::CancellationToken;
 
@@ -26,11 +26,15 @@ use crate::request::{parse_song, title, ClientData};
 const HELP: &str = "Make a song:\n\
 /song [length] <style>\n<lyrics, one line each: LRC [mm:ss.xx] tags or plain lines>\n\n\
 e.g.\n/song 95 bright acoustic pop with piano\n[00:10.00] first line\n[00:15.00] second line\n\n\
-Or reply to a .lrc or .txt file with /song <style>.\n\
+Or reply to a .lrc or .txt file with /song <style>, or to an audio message with \
+/song [length] and the lyrics: that recording is the style.\n\
 /cancel stops your song in this chat, /queue shows the queue.";
 
 /// Largest lyrics file read from a replied-to document.
 const MAX_LYRICS_FILE: u32 = 64 * 1024;
+
+/// Largest reference recording taken from a chat: what the Bot API lets bots download.
+const MAX_REFERENCE_FILE: u32 = 20 * 1000 * 1000;
 
 /// What every handler of one running bot shares.
 pub struct Ctx {
@@ -202,16 +206,67 @@ async fn lyrics_file(ctx: &Ctx, message: &Message) -> Result<Option<String>, Req
     if !(name.ends_with(".lrc") || name.ends_with(".txt")) || document.file.size > MAX_LYRICS_FILE {
         return Ok(None);
     }
-    let file = api::retrying("getFile", || {
-        ctx.bot.get_file(document.file.id.clone()).send()
-    })
-    .await?;
+    let bytes = download(ctx, &document.file.id).await?;
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// A file of a chat message (`getFile`, then the file URL).
+async fn download(ctx: &Ctx, id: &FileId) -> Result<Vec<u8>, RequestError> {
+    let file = api::retrying("getFile", || ctx.bot.get_file(id.clone()).send()).await?;
     let mut bytes = Vec::new();
     ctx.bot
         .download_file(&file.path, &mut bytes)
         .await
-        .map_err(|e| RequestError::Io(std::sync::Arc::new(std::io::Error::other(e.to_string()))))?;
-    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+        .map_err(|e| RequestError::Io(Arc::new(std::io::Error::other(e.to_string()))))?;
+    Ok(bytes)
+}
+
+/// The recording of the audio, voice or audio-document message the command replies to: its
+/// file, size and media type.
+fn reference_of(message: &Message) -> Option<(FileId, u32, String)> {
+    let replied = message.reply_to_message()?;
+    let mime = |m: Option<String>, default: &str| m.unwrap_or_else(|| default.to_string());
+    if let Some(a) = replied.audio() {
+        let kind = mime(
+            a.mime_type.as_ref().map(|m| m.essence_str().into()),
+            "audio/mpeg",
+        );
+        return Some((a.file.id.clone(), a.file.size, kind));
+    }
+    if let Some(v) = replied.voice() {
+        let kind = mime(
+            v.mime_type.as_ref().map(|m| m.essence_str().into()),
+            "audio/ogg",
+        );
+        return Some((v.file.id.clone(), v.file.size, kind));
+    }
+    let d = replied.document()?;
+    let kind = mime(d.mime_type.as_ref().map(|m| m.essence_str().into()), "");
+    kind.starts_with("audio/")
+        .then(|| (d.file.id.clone(), d.file.size, kind))
+}
+
+/// The style of a request: its prompt, or its reference recording uploaded to the server
+/// (`Err`: what to tell the user).
+async fn style_of(
+    ctx: &Ctx,
+    request: &crate::request::SongRequest,
+    reference: Option<(FileId, u32, String)>,
+) -> Result<NewStyle, String> {
+    let Some((id, size, kind)) = reference else {
+        return Ok(NewStyle::Prompt(request.style.clone()));
+    };
+    if size > MAX_REFERENCE_FILE {
+        return Err("❌ The recording is too large for a bot to fetch (20 MB at most).".into());
+    }
+    let bytes = download(ctx, &id)
+        .await
+        .map_err(|e| format!("❌ The recording could not be fetched: {e}"))?;
+    match ctx.client.upload(bytes, &kind).await {
+        Ok(upload_id) => Ok(NewStyle::UploadId(upload_id)),
+        Err(ClientError::Api { message, .. }) => Err(format!("❌ {message}")),
+        Err(_) => Err("❌ The song server cannot be reached; try again later.".into()),
+    }
 }
 
 async fn song(ctx: &Arc<Ctx>, message: &Message, argument: &str) -> Result<(), RequestError> {
@@ -219,7 +274,14 @@ async fn song(ctx: &Arc<Ctx>, message: &Message, argument: &str) -> Result<(), R
         return Ok(());
     };
     let file = lyrics_file(ctx, message).await?;
-    let request = match parse_song(argument, file.as_deref(), ctx.config.default_length_seconds) {
+    let reference = reference_of(message);
+    let default_length = ctx.config.default_length_seconds;
+    let request = match parse_song(
+        argument,
+        file.as_deref(),
+        default_length,
+        reference.is_some(),
+    ) {
         Ok(r) => r,
         Err(e) => {
             return reply(ctx, message, &format!("{e}\n\n{HELP}"))
@@ -228,6 +290,10 @@ async fn song(ctx: &Arc<Ctx>, message: &Message, argument: &str) -> Result<(), R
         }
     };
     let progress = reply(ctx, message, "🎵 Sending your song to the queue…").await?;
+    let style = match style_of(ctx, &request, reference).await {
+        Ok(style) => style,
+        Err(text) => return api::edit(&ctx.bot, message.chat.id, progress.id, &text, None).await,
+    };
     let data = ClientData::new("telegram")
         .with("chat", message.chat.id.0)
         .with("msg", progress.id.0)
@@ -235,7 +301,7 @@ async fn song(ctx: &Arc<Ctx>, message: &Message, argument: &str) -> Result<(), R
         .with("user", user);
     let new_job = NewJob {
         lyrics: request.lyrics.clone(),
-        style: NewStyle::Prompt(request.style.clone()),
+        style,
         length_seconds: request.length_seconds,
         seed: None,
         format: "mp3".into(),
