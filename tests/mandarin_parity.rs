@@ -1,7 +1,7 @@
 //! Full-track parity of `refrain lyrics` with the DiffRhythm reference on Chinese and mixed
 //! Chinese/English LRC files, at 95 s (base model) and 285 s (full model).
 //!
-//! `tests/data/lyrics/mandarin_golden.json` holds, under `tracks`, the token track
+//! `tests/data/mandarin/golden.json` holds, under `tracks`, the token track
 //! `get_lrc_token` of the reference produced for `mandarin.lrc` and `mixed_zh_en.lrc` at both
 //! lengths (with its real Mandarin front end; see `tools/mandarin_golden.py`). The binary runs
 //! with the reference vocabulary and the Mandarin data files fetched by
@@ -58,7 +58,7 @@ fn mandarin_tracks_match_the_reference() {
     if !available() {
         return;
     }
-    let path = root().join("tests/data/lyrics/mandarin_golden.json");
+    let path = root().join("tests/data/mandarin/golden.json");
     let golden: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file")).expect("JSON");
     let tracks = golden["tracks"].as_array().expect("tracks");
@@ -70,7 +70,7 @@ fn mandarin_tracks_match_the_reference() {
         let expected: Vec<i64> = serde_json::from_value(case["tokens"].clone()).expect("tokens");
         let out = Command::new(env!("CARGO_BIN_EXE_refrain"))
             .args(["lyrics", "--lrc"])
-            .arg(root().join("tests/data/lyrics").join(lrc))
+            .arg(root().join("tests/data/mandarin").join(lrc))
             .args([
                 "--length",
                 &length.to_string(),

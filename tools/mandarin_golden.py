@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate tests/data/lyrics/mandarin_golden.json from the DiffRhythm reference G2P (Mandarin).
+"""Regenerate tests/data/mandarin/golden.json from the DiffRhythm reference G2P (Mandarin).
 
 The expected token ids come from the reference code itself, imported from your own checkout of
 github.com/ASLP-lab/DiffRhythm with its g2p/sources data files in place (nothing of it is copied
@@ -34,7 +34,7 @@ import types
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.join(HERE, "..", "tests", "data", "lyrics")
+DATA = os.path.join(HERE, "..", "tests", "data", "mandarin")
 
 # The golden lines: numbers, polyphones, 一/不/3-3 sandhi, 儿, traditional characters, Chinese
 # punctuation, code-switching inside a line.
@@ -99,7 +99,7 @@ LINES = [
     "我很好，你也很好，我们都很好",
 ]
 
-# Whole LRC files (tests/data/lyrics/<name>), each at both lengths.
+# Whole LRC files (tests/data/mandarin/<name>), each at both lengths.
 TRACKS = ["mandarin.lrc", "mixed_zh_en.lrc"]
 LENGTHS = [95, 285]
 
@@ -287,7 +287,7 @@ def main():
                 "DiffRhythm reference; produced by tools/mandarin_golden.py.",
         "produced_with": versions(diffrhythm),
     }
-    write_json(os.path.join(data, "mandarin_golden.json"), head,
+    write_json(os.path.join(data, "golden.json"), head,
                [("lines", lines), ("tracks", tracks)])
     print(f"wrote {len(lines)} lines and {len(tracks)} tracks", file=sys.stderr)
 

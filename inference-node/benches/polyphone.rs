@@ -1,7 +1,7 @@
 //! Cost of the Mandarin front end with its polyphone BERT: lines per second of the model alone
 //! (every line distinct, so every line runs it once), of the whole Mandarin G2P on distinct lines
 //! (model + segmentation + lexicon), and of the same lines again from the G2P's per-line cache.
-//! The lines are the golden ones (`tests/data/lyrics/mandarin_golden.json`), made distinct by a
+//! The lines are the golden ones (`tests/data/mandarin/golden.json`), made distinct by a
 //! numeral suffix so the cache cannot answer them.
 //!
 //! Needs the Mandarin data files (`tools/fetch-mandarin-data.sh`, or `REFRAIN_MANDARIN_DATA`).
@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..RuntimeConfig::default()
     })?;
     let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
-        root.join("tests/data/lyrics/mandarin_golden.json"),
+        root.join("tests/data/mandarin/golden.json"),
     )?)?;
     let base: Vec<String> = golden["lines"]
         .as_array()

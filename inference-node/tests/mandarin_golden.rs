@@ -1,4 +1,4 @@
-//! Golden test of the Mandarin G2P: every line of `tests/data/lyrics/mandarin_golden.json`
+//! Golden test of the Mandarin G2P: every line of `tests/data/mandarin/golden.json`
 //! (Chinese and mixed Chinese/English lines, produced by `tools/mandarin_golden.py` from the
 //! DiffRhythm reference with its real jieba, cn2an, lexicon and polyphone BERT) must encode to
 //! exactly the reference's token ids, and jieba-rs must cut each Chinese run as `jieba.lcut` did.
@@ -56,7 +56,7 @@ fn vocab() -> Option<Vocab> {
 }
 
 fn golden() -> Value {
-    let path = common::workspace().join("tests/data/lyrics/mandarin_golden.json");
+    let path = common::workspace().join("tests/data/mandarin/golden.json");
     serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file")).expect("JSON")
 }
 
