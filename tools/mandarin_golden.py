@@ -20,7 +20,8 @@ tools/g2p_golden.py.
 Needs, in a scratch virtualenv: jieba==0.42.1 cn2an==0.5.23 pypinyin==0.53.0 onnxruntime numpy
 transformers phonemizer==3.3.0 inflect==7.5.0 Unidecode==1.3.8, and the system espeak-ng.
 
-    python tools/mandarin_golden.py --diffrhythm ~/src/DiffRhythm
+    python tools/mandarin_golden.py --diffrhythm ~/src/DiffRhythm            # golden.json
+    python tools/mandarin_golden.py --diffrhythm ~/src/DiffRhythm --corpus   # corpus.json
 """
 
 import argparse
@@ -102,6 +103,41 @@ LINES = [
 # Whole LRC files (tests/data/mandarin/<name>), each at both lengths.
 TRACKS = ["mandarin.lrc", "mixed_zh_en.lrc"]
 LENGTHS = [95, 285]
+
+
+def random_lines(count, seed):
+    """Random lines for corpus.txt: jieba dictionary words (frequency > 2000), 一/不/儿 and
+    polyphones, numbers, dates, percentages, punctuation and, in every third line, English."""
+    import random
+
+    import jieba
+
+    rng = random.Random(seed)
+    with open(os.path.join(os.path.dirname(jieba.__file__), "dict.txt"), encoding="utf-8") as f:
+        words = [line.split()[0] for line in f if int(line.split()[1]) > 2000]
+    punct = ["，", "。", "！", "？", "、", "；", "：", "…", " ", ""]
+    extra = ["一", "不", "儿", "了", "的", "得", "地", "还", "行", "长", "重", "都", "为", "乐",
+             "好", "看", "想"]
+    english = ["love", "baby", "oh yeah", "I", "you", "night", "OK"]
+    out = []
+    for i in range(count):
+        parts = []
+        for _ in range(rng.randint(2, 7)):
+            r = rng.random()
+            if r < 0.55:
+                parts.append(rng.choice(words))
+            elif r < 0.8:
+                parts.append(rng.choice(extra))
+            elif r < 0.88:
+                parts.append(str(rng.choice([rng.randint(0, 99), rng.randint(100, 100000),
+                                             round(rng.random() * 100, 2)])))
+            elif r < 0.95:
+                parts.append(rng.choice(english) if i % 3 == 0 else rng.choice(words))
+            else:
+                parts.append(rng.choice(["%", "年", "月", "日", "℃"]))
+            parts.append(rng.choice(punct) if rng.random() < 0.3 else "")
+        out.append("".join(parts).strip() or "你好")
+    return out
 
 
 def stub(name, **attrs):
@@ -255,13 +291,27 @@ def main():
     parser.add_argument("--diffrhythm", required=True,
                         help="a checkout of ASLP-lab/DiffRhythm with g2p/sources complete")
     parser.add_argument("--data", default=DATA)
+    parser.add_argument("--lines", help="UTF-8 file, one line per case, instead of the built-in "
+                        "lines (then no tracks are made)")
+    parser.add_argument("--out", help="output file (default: golden.json in --data)")
+    parser.add_argument("--corpus", action="store_true", help="write corpus.txt (400 random "
+                        "lines, seed 12) and corpus.json in --data instead of golden.json")
     args = parser.parse_args()
     data = os.path.abspath(args.data)
     diffrhythm = os.path.abspath(args.diffrhythm)
     chn_eng_g2p, get_lrc_token, tokenizer, trace = load_reference(diffrhythm)
 
+    texts = LINES
+    if args.corpus:
+        texts = random_lines(400, 12)
+        with open(os.path.join(data, "corpus.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(texts) + "\n")
+        args.lines, args.out = os.path.join(data, "corpus.txt"), os.path.join(data, "corpus.json")
+    if args.lines:
+        with open(args.lines, encoding="utf-8") as f:
+            texts = [line.rstrip("\n") for line in f if line.strip()]
     lines = []
-    for text in LINES:
+    for text in texts:
         trace["jieba"].clear()
         trace["poly"].clear()
         phonemes, tokens = chn_eng_g2p(text)
@@ -269,7 +319,7 @@ def main():
                       "jieba": list(trace["jieba"]), "poly": list(trace["poly"])})
 
     tracks = []
-    for name in TRACKS:
+    for name in [] if args.lines else TRACKS:
         with open(os.path.join(data, name), encoding="utf-8") as f:
             lrc = f.read()
         for length in LENGTHS:
@@ -287,7 +337,7 @@ def main():
                 "DiffRhythm reference; produced by tools/mandarin_golden.py.",
         "produced_with": versions(diffrhythm),
     }
-    write_json(os.path.join(data, "golden.json"), head,
+    write_json(args.out or os.path.join(data, "golden.json"), head,
                [("lines", lines), ("tracks", tracks)])
     print(f"wrote {len(lines)} lines and {len(tracks)} tracks", file=sys.stderr)
 

@@ -55,9 +55,18 @@ fn vocab() -> Option<Vocab> {
     Some(Vocab::load(Path::new(VOCAB)).expect("reference vocabulary"))
 }
 
-fn golden() -> Value {
-    let path = common::workspace().join("tests/data/mandarin/golden.json");
+/// A golden file of `tests/data/mandarin/`, or `REFRAIN_MANDARIN_GOLDEN` instead (another corpus
+/// made with `tools/mandarin_golden.py --lines FILE --out FILE`).
+fn load(name: &str) -> Value {
+    let path = std::env::var_os("REFRAIN_MANDARIN_GOLDEN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::workspace().join("tests/data/mandarin").join(name));
     serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file")).expect("JSON")
+}
+
+/// The hand-written golden lines.
+fn golden() -> Value {
+    load("golden.json")
 }
 
 fn polyphone_model(dir: &Path) -> Option<Arc<dyn PolyphoneModel>> {
@@ -81,7 +90,10 @@ fn encoder(dir: &Path, model: Option<Arc<dyn PolyphoneModel>>) -> Option<LineEnc
 }
 
 fn check_lines(encoder: &LineEncoder, only_without_polyphones: bool) -> usize {
-    let golden = golden();
+    check(&golden(), encoder, only_without_polyphones)
+}
+
+fn check(golden: &Value, encoder: &LineEncoder, only_without_polyphones: bool) -> usize {
     let lines = golden["lines"].as_array().expect("lines");
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -112,9 +124,12 @@ fn check_lines(encoder: &LineEncoder, only_without_polyphones: bool) -> usize {
 
 #[test]
 fn jieba_cuts_as_the_reference() {
-    let golden = golden();
     let mut failures = Vec::new();
-    for case in golden["lines"].as_array().expect("lines") {
+    let files = [golden(), load("corpus.json")];
+    for case in files
+        .iter()
+        .flat_map(|g| g["lines"].as_array().expect("lines"))
+    {
         for call in case["jieba"].as_array().expect("jieba") {
             let text = call[0].as_str().expect("text");
             let expected: Vec<String> = serde_json::from_value(call[1].clone()).expect("words");
@@ -170,4 +185,18 @@ fn the_polyphone_model_decides_some_golden_lines() {
         .collect();
     assert!(differing.contains(&"对不起，来不及了"), "{differing:?}");
     eprintln!("lines the lexicon alone gets wrong: {differing:?}");
+}
+
+#[test]
+fn a_random_corpus_matches_the_reference() {
+    // 400 lines of random jieba words, 一/不/儿 and polyphones, numbers, punctuation and a little
+    // English (tests/data/mandarin/corpus.txt, made with a fixed seed), through the reference
+    let Some(dir) = data_dir() else { return };
+    let Some(model) = polyphone_model(&dir) else {
+        return;
+    };
+    let Some(encoder) = encoder(&dir, Some(model)) else {
+        return;
+    };
+    assert_eq!(check(&load("corpus.json"), &encoder, false), 400);
 }
