@@ -56,9 +56,10 @@ impl InferenceError {
     pub fn is_invalid_input(&self) -> bool {
         matches!(
             self,
-            InferenceError::Lyrics(_)
-                | InferenceError::Audio(_)
-                | InferenceError::InvalidRequest(_)
+            InferenceError::Lyrics(l) if !matches!(l, LyricsError::Polyphone(_))
+        ) || matches!(
+            self,
+            InferenceError::Audio(_) | InferenceError::InvalidRequest(_)
         ) || matches!(self, InferenceError::Model(m) if m.is_invalid_input())
     }
 

@@ -397,13 +397,24 @@ mod tests {
         }
     }
 
+    /// Copies a bundle directory with its subdirectories (the Mandarin data).
+    pub(crate) fn copy_dir(src: &Path, dst: &Path) {
+        std::fs::create_dir_all(dst).unwrap();
+        for entry in std::fs::read_dir(src).unwrap() {
+            let p = entry.unwrap().path();
+            let to = dst.join(p.file_name().unwrap());
+            if p.is_dir() {
+                copy_dir(&p, &to);
+            } else {
+                std::fs::copy(&p, to).unwrap();
+            }
+        }
+    }
+
     fn write_variant(edit: impl Fn(String) -> String) -> (tempfile::TempDir, PathBuf) {
         let src = test_bundle();
         let tmp = tempfile::tempdir().unwrap();
-        for entry in std::fs::read_dir(&src).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
-        }
+        copy_dir(&src, tmp.path());
         let text = std::fs::read_to_string(src.join(MANIFEST)).unwrap();
         std::fs::write(tmp.path().join(MANIFEST), edit(text)).unwrap();
         let p = tmp.path().to_path_buf();

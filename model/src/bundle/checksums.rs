@@ -213,10 +213,7 @@ mod tests {
     fn a_changed_byte_is_a_mismatch_naming_the_file() {
         let src = test_bundle();
         let dir = tempfile::tempdir().unwrap();
-        for entry in std::fs::read_dir(&src.dir).unwrap() {
-            let p = entry.unwrap().path();
-            std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
-        }
+        crate::bundle::tests::copy_dir(&src.dir, dir.path());
         let vocab = dir.path().join("vocab.json");
         let mut bytes = std::fs::read(&vocab).unwrap();
         bytes.push(b' ');

@@ -36,6 +36,9 @@ pub enum LyricsError {
     /// The phonemizer (espeak-ng) failed.
     #[error("phonemizer: {0}")]
     Phonemizer(String),
+    /// The Mandarin polyphone model failed to run (not the lyrics' fault).
+    #[error("polyphone model: {0}")]
+    Polyphone(String),
     /// The vocabulary file is missing or malformed.
     #[error("vocabulary {path}: {reason}")]
     Vocab { path: String, reason: String },
@@ -120,6 +123,7 @@ pub fn build_track(
                     reason,
                 })
             }
+            Err(e @ LyricsError::Polyphone(_)) => return Err(e),
             Err(e) => {
                 return Err(LyricsError::BadLine {
                     line: line_no,

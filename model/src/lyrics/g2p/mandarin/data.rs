@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::super::super::LyricsError;
+use crate::lyrics::LyricsError;
 
 /// File names inside a Mandarin data directory (those of the reference's `g2p/sources/`).
 pub const LEXICON: &str = "chinese_lexicon.txt";

@@ -121,12 +121,10 @@ impl MandarinG2p {
         for c in text {
             ids.push(*poly.bert_vocab.get(&c.to_string()).unwrap_or(&poly.unk_id));
         }
-        let classes = model
-            .classify(&ids)
-            .map_err(|e| LyricsError::Phonemizer(format!("polyphone model: {e}")))?;
+        let classes = model.classify(&ids).map_err(LyricsError::Polyphone)?;
         if classes.len() != text.len() {
-            return Err(LyricsError::Phonemizer(format!(
-                "polyphone model gave {} classes for {} characters",
+            return Err(LyricsError::Polyphone(format!(
+                "it gave {} classes for {} characters",
                 classes.len(),
                 text.len()
             )));
@@ -173,12 +171,16 @@ impl MandarinG2p {
                         let class = classes.as_ref().and_then(|v| v.get(at)).copied();
                         let p = poly.expect("checked");
                         let py = class.and_then(|k| p.classes.get(k)).ok_or_else(|| {
-                            LyricsError::Phonemizer(format!("polyphone model: no class at {at}"))
+                            LyricsError::Unpronounceable {
+                                text: text.to_string(),
+                                reason: format!(
+                                    "character {at} is past the text after the 不 merge \
+                                     (the reference fails here too)"
+                                ),
+                            }
                         })?;
                         b.push(self.bopomofo(py).ok_or_else(|| {
-                            LyricsError::Phonemizer(format!(
-                                "polyphone class {py:?} has no bopomofo"
-                            ))
+                            LyricsError::Polyphone(format!("class {py:?} has no bopomofo"))
                         })?);
                     } else {
                         b.push(self.char_reading(c)?);
