@@ -26,6 +26,10 @@ pub enum ClientError {
     /// The server could not be reached, or the connection broke.
     #[error("cannot reach the Refrain server: {0}")]
     Transport(#[from] reqwest::Error),
+    /// An event stream that stayed silent past [`STALL_TIMEOUT`] (the server sends a
+    /// keep-alive every 15 s): the connection is taken as lost.
+    #[error("the event stream went silent")]
+    Stalled,
     /// An answer that is not what the API documents.
     #[error("unexpected answer from the Refrain server: {0}")]
     Decode(String),
@@ -35,7 +39,7 @@ impl ClientError {
     /// Whether trying again later may succeed: transport errors and 5xx answers.
     pub fn is_transient(&self) -> bool {
         match self {
-            ClientError::Transport(_) => true,
+            ClientError::Transport(_) | ClientError::Stalled => true,
             ClientError::Api { status, .. } => *status >= 500,
             ClientError::Decode(_) => false,
         }
@@ -343,6 +347,10 @@ async fn json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
 }
 
+/// How long an event stream may stay silent (three keep-alive periods) before it is dropped
+/// and reopened: a connection whose peer vanished without closing it must not hang a follower.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(45);
+
 /// A job's Server-Sent Events, one [`JobEvent`] at a time.
 pub struct EventStream {
     response: reqwest::Response,
@@ -359,7 +367,10 @@ impl EventStream {
                 }
                 continue;
             }
-            match self.response.chunk().await? {
+            let chunk = tokio::time::timeout(STALL_TIMEOUT, self.response.chunk())
+                .await
+                .map_err(|_| ClientError::Stalled)??;
+            match chunk {
                 Some(chunk) => self.buffer.extend_from_slice(&chunk),
                 None => return Ok(None),
             }
