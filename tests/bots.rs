@@ -523,3 +523,45 @@ fn telegram_reply_to_an_audio_message_uses_it_as_the_style() {
     let expected = support::latent_frames(95) as f64 * 2048.0 / 44100.0;
     assert!((decoded.duration_seconds() - expected).abs() < 0.1);
 }
+
+#[test]
+fn telegram_queue_and_cancel_commands_act_on_the_users_own_song() {
+    let Some(setup) = Setup::start(1000) else {
+        return;
+    };
+    let tg = &setup.telegram;
+    tg.send_text(USER, &song_command());
+    let progress = progress_message(tg);
+    let job = setup.wait_job("of the user", |j| j["owner"] == format!("telegram:{USER}"));
+    let id = job["id"].as_str().unwrap().to_string();
+    let replies = |needle: &'static str| {
+        move |calls: &[Call]| {
+            calls.iter().any(|c| {
+                c.method == "sendmessage" && c.body["text"].as_str().unwrap_or("").contains(needle)
+            })
+        }
+    };
+    tg.send_text(USER, "/queue");
+    tg.wait_for(Duration::from_secs(60), "the queue", replies("Yours"));
+    // Another user has nothing to cancel; the requester's /cancel cancels the song.
+    tg.send_text(USER + 1, "/cancel");
+    tg.wait_for(
+        Duration::from_secs(60),
+        "nothing to cancel",
+        replies("no song"),
+    );
+    assert_ne!(setup.job(&id)["state"], "cancelled");
+    tg.send_text(USER, "/cancel");
+    tg.wait_for(SONG_TIMEOUT, "the cancelled message", |calls| {
+        edits_of(calls, progress)
+            .last()
+            .is_some_and(|c| c.body["text"].as_str().unwrap_or("").contains("Cancelled"))
+    });
+    assert_eq!(setup.job(&id)["state"], "cancelled");
+    tg.send_text(USER, "/help");
+    tg.wait_for(
+        Duration::from_secs(60),
+        "the help",
+        replies("/song [length] <style>"),
+    );
+}
