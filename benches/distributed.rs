@@ -8,7 +8,12 @@
 //!    node) against embedded (one in-process node), median of several idle-queue submissions.
 //! 3. **Object store**: put and get of a 50 MB WAV (a 285 s song) through the JetStream object
 //!    store, at several chunk sizes.
+//! 4. **Fail-over**, with the default NATS timings of `config/distributed.toml`: node `kill -9`
+//!    → its job started on the other node; orchestrator `kill -9` and start → the events the
+//!    nodes published meanwhile applied; nats-server `kill -9` and start → a new job started.
+//!    `BENCH_FAILOVER_RUNS` rounds each (default 3).
 //!
+//! `BENCH_SECTIONS` picks sections (`4`, `1,3`; default all).
 //! Everything runs on 127.0.0.1 with a private nats-server (tools/fetch-nats-server.sh) and the
 //! debug-or-release `refrain` binary cargo built for this bench. `BENCH_JOBS` sets the number of
 //! jobs of (1) (default 24), `BENCH_LATENCY_RUNS` the submissions of (2) (default 10).
@@ -158,7 +163,26 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
-    // 1. Throughput.
+    let sections = std::env::var("BENCH_SECTIONS").unwrap_or_else(|_| "1,2,3,4".into());
+    let section = |n: &str| sections.split(',').any(|s| s.trim() == n);
+    if section("1") {
+        throughput_section(jobs);
+    }
+    if section("2") {
+        latency_section(runs);
+    }
+    if section("3") {
+        let dir = TestDir::new();
+        let nats = NatsServer::start(&nats_bin, &dir.path().join("nats"));
+        object_store(&nats.url());
+    }
+    if section("4") {
+        failover(env_number("BENCH_FAILOVER_RUNS", 3));
+    }
+}
+
+/// 1. Jobs per second, NATS and embedded.
+fn throughput_section(jobs: usize) {
     println!("\n1. throughput, {jobs} jobs of 95 s at steps = 2, two nodes, one thread each");
     {
         let app = TestApp::nats()
@@ -188,8 +212,10 @@ fn main() {
             throughput(&api, jobs)
         );
     }
+}
 
-    // 2. Latency.
+/// 2. Submit to first step, NATS and embedded.
+fn latency_section(runs: usize) {
     println!("\n2. submit to first sampling step (polling every 2 ms), {runs} runs at steps = 200, one node");
     let nats_ms = {
         let app = TestApp::nats()
@@ -226,9 +252,138 @@ fn main() {
         median(embedded_post)
     );
     println!("   added by NATS: {:.1} ms (median)", n - e);
+}
 
-    // 3. Object store.
-    let dir = TestDir::new();
-    let nats = NatsServer::start(&nats_bin, &dir.path().join("nats"));
-    object_store(&nats.url());
+/// The system with the default NATS timings (`TestApp::nats` shortens some for the tests).
+fn default_timings() -> TestAppBuilder {
+    let defaults = NatsConfig::default();
+    TestApp::nats()
+        .env("REFRAIN_NATS__ACK_WAIT_SECONDS", defaults.ack_wait_seconds)
+        .env(
+            "REFRAIN_NATS__FETCH_EXPIRES_SECONDS",
+            defaults.fetch_expires_seconds,
+        )
+        .env(
+            "REFRAIN_NATS__HEARTBEAT_SECONDS",
+            defaults.heartbeat_seconds,
+        )
+}
+
+fn print_times(what: &str, target: f64, times: &[f64]) {
+    let worst = times.iter().cloned().fold(0.0, f64::max);
+    let shown: Vec<String> = times.iter().map(|t| format!("{t:.1}")).collect();
+    println!(
+        "   {what:<46} {} s (worst {worst:.1} s; target {target} s)",
+        shown.join(", ")
+    );
+}
+
+/// Seconds from each fault to the system working again, `runs` times each.
+fn failover(runs: usize) {
+    let defaults = NatsConfig::default();
+    println!(
+        "\n4. fail-over, default timings (ack_wait {} s, pulls of {} s), {runs} rounds",
+        defaults.ack_wait_seconds, defaults.fetch_expires_seconds
+    );
+    // Node killed mid-job → the job started again on the other node.
+    let mut node_kill = Vec::new();
+    {
+        let mut app = default_timings()
+            .steps(1000)
+            .nodes(&["n0", "n1"])
+            .start()
+            .expect("nats-server and ONNX Runtime");
+        let api = app.api();
+        for round in 0..runs {
+            let (id, _) = api.submit_prompt(285, 7000 + round as u64);
+            let mut events = api.events(&id);
+            let started = events.wait_kind("started");
+            // The node logs the start just after publishing it: wait for the line.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let runner = loop {
+                let runner = app.nodes().iter().find(|n| {
+                    n.log_events()
+                        .iter()
+                        .any(|e| matches!(e, NodeLogEvent::Started { job, .. } if *job == id))
+                });
+                if let Some(node) = runner {
+                    break node.name.clone();
+                }
+                assert!(Instant::now() < deadline, "no node logged the job's start");
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let killed = Instant::now();
+            app.node_mut(&runner).kill();
+            events.wait_for("the job started again", |e| {
+                e.kind == "started" && e.seq > started.seq
+            });
+            node_kill.push(killed.elapsed().as_secs_f64());
+            app.node_mut(&runner).restart();
+            let _ = api.cancel(&id);
+            app.wait_nodes(2);
+        }
+    }
+    print_times(
+        "node kill -9 → job running on another node",
+        15.0,
+        &node_kill,
+    );
+
+    // Orchestrator killed while a node finishes a job → the result recorded after the start.
+    let mut events_applied = Vec::new();
+    {
+        let mut app = default_timings()
+            .steps(2)
+            .nodes(&["n0"])
+            .start()
+            .expect("nats-server and ONNX Runtime");
+        for round in 0..runs {
+            let api = app.api();
+            let (id, _) = api.submit_prompt(95, 7100 + round as u64);
+            api.events(&id).wait_kind("started");
+            app.server.kill();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !app
+                .node("n0")
+                .log_events()
+                .iter()
+                .any(|e| matches!(e, NodeLogEvent::Finished { job, .. } if *job == id))
+            {
+                assert!(Instant::now() < deadline, "the node did not finish");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            app.server.restart();
+            let started = Instant::now();
+            let api = app.api();
+            while api.job(&id)["state"] != "succeeded" {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            events_applied.push(started.elapsed().as_secs_f64());
+        }
+    }
+    print_times(
+        "orchestrator restart → pending events applied",
+        2.0,
+        &events_applied,
+    );
+
+    // nats-server killed and started again → the next job running.
+    let mut flowing = Vec::new();
+    {
+        let mut app = default_timings()
+            .steps(2)
+            .nodes(&["n0"])
+            .start()
+            .expect("nats-server and ONNX Runtime");
+        for round in 0..runs {
+            app.nats_server().restart();
+            let back = Instant::now();
+            let api = app.api();
+            let (id, _) = api.submit_prompt(95, 7200 + round as u64);
+            api.events(&id).wait_kind("started");
+            flowing.push(back.elapsed().as_secs_f64());
+            api.events(&id).final_event();
+        }
+    }
+    print_times("nats-server back → next job running", 5.0, &flowing);
 }

@@ -46,6 +46,9 @@ pub struct NatsConfig {
     /// nats-server comes back; each idle node sends one pull per period.
     pub fetch_expires_seconds: u64,
     /// Seconds between two node heartbeats; a node unheard for 3 of them is listed as lost.
+    /// A redelivered job whose last run was on a node still listed as alive waits for that
+    /// node to finish or be lost, so 3 heartbeats bound the fail-over time along with
+    /// `ack_wait_seconds`.
     pub heartbeat_seconds: u64,
     /// Seconds a job waits before it is delivered again after a node error.
     pub retry_delay_seconds: u64,
@@ -68,7 +71,7 @@ impl Default for NatsConfig {
             duplicate_window_seconds: 120,
             max_age_hours: 7 * 24,
             fetch_expires_seconds: 3,
-            heartbeat_seconds: 5,
+            heartbeat_seconds: 2,
             retry_delay_seconds: 2,
             object_chunk_bytes: 512 * 1024,
         }

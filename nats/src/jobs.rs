@@ -148,7 +148,17 @@ impl JobConsumer {
             .messages()
             .await
             .map_err(|e| self.failed(NatsError::js("pull request", e)))?;
-        let message = match batch.next().await {
+        // The server answers an expired pull; one it forgot in a restart is given up on the
+        // client's side a second later, so jobs flow again soon after the server is back.
+        let wait = self.js.settings.fetch_expires() + Duration::from_secs(1);
+        let next = match tokio::time::timeout(wait, batch.next()).await {
+            Ok(next) => next,
+            Err(_) => {
+                tracing::debug!("a pull got no answer; pulling again");
+                return Ok(None);
+            }
+        };
+        let message = match next {
             None => {
                 self.errors.store(0, Ordering::SeqCst);
                 return Ok(None);
@@ -198,9 +208,17 @@ impl JobConsumer {
             tracing::debug!(job = %delivery.id, handle = delivery.handle, "ignoring a stale ack");
             return Ok(());
         };
-        message
-            .double_ack_with(kind)
+        // A double ack waits for the server's confirmation; one lost in a server restart
+        // would hold the node for the client's request timeout (10 s), so it is bounded here
+        // and the caller retries.
+        tokio::time::timeout(crate::ACK_TIMEOUT, message.double_ack_with(kind))
             .await
+            .map_err(|_| {
+                NatsError::js(
+                    format!("acknowledging job {}", delivery.id),
+                    "no confirmation from the server",
+                )
+            })?
             .map_err(|e| NatsError::js(format!("acknowledging job {}", delivery.id), e))?;
         self.held().remove(&delivery.handle);
         Ok(())

@@ -135,6 +135,11 @@ pub async fn connect(config: &NatsConfig, name: &str) -> Result<Client, NatsErro
         })
 }
 
+/// How long a double ack waits for the server's confirmation before it counts as lost (and
+/// is retried, or left to redelivery). The client's own request timeout is 10 s, which after
+/// a server restart would stall a node or the orchestrator's event loop that long.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Settings derived from the configuration that both sides need.
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -38,13 +38,19 @@ fn runner(default_cases: u32) -> TestRunner {
 /// A 4xx must carry the API's JSON error body; a 5xx other than 503 (queue full) is a bug.
 fn check_answer(what: &str, status: StatusCode, body: &[u8]) -> Result<(), TestCaseError> {
     prop_assert!(
-        status.is_success() || status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE,
+        status.is_success()
+            || status.is_client_error()
+            || status == StatusCode::SERVICE_UNAVAILABLE,
         "{what}: {status} {}",
         String::from_utf8_lossy(body)
     );
     if !status.is_success() {
         let json: Result<Value, _> = serde_json::from_slice(body);
-        prop_assert!(json.is_ok(), "{what}: {status} without a JSON body: {}", String::from_utf8_lossy(body));
+        prop_assert!(
+            json.is_ok(),
+            "{what}: {status} without a JSON body: {}",
+            String::from_utf8_lossy(body)
+        );
     }
     Ok(())
 }
@@ -84,7 +90,9 @@ fn multipart(fields: &[(String, Vec<u8>, Option<String>)], boundary: &str) -> Ve
     for (name, value, filename) in fields {
         body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
         let disposition = match filename {
-            Some(f) => format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n"),
+            Some(f) => {
+                format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n")
+            }
             None => format!("Content-Disposition: form-data; name=\"{name}\"\r\n"),
         };
         body.extend_from_slice(disposition.as_bytes());
@@ -96,7 +104,12 @@ fn multipart(fields: &[(String, Vec<u8>, Option<String>)], boundary: &str) -> Ve
     body
 }
 
-async fn post(s: &TestService, path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
+async fn post(
+    s: &TestService,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Vec<u8>) {
     let r = s
         .client
         .post(format!("{}{path}", s.base))
@@ -117,7 +130,12 @@ fn generate_takes_any_multipart_form() {
     runner(64)
         .run(&forms, |fields| {
             let body = multipart(&fields, "XyZboundary");
-            let (status, answer) = rt.block_on(post(&s, "/generate", "multipart/form-data; boundary=XyZboundary", body));
+            let (status, answer) = rt.block_on(post(
+                &s,
+                "/generate",
+                "multipart/form-data; boundary=XyZboundary",
+                body,
+            ));
             check_answer("POST /generate", status, &answer)
         })
         .unwrap();
@@ -130,9 +148,19 @@ fn generate_takes_any_bytes_as_multipart() {
     let bodies = prop::collection::vec(any::<u8>(), 0..2000);
     runner(64)
         .run(&bodies, |body| {
-            let (status, answer) = rt.block_on(post(&s, "/generate", "multipart/form-data; boundary=XyZboundary", body.clone()));
+            let (status, answer) = rt.block_on(post(
+                &s,
+                "/generate",
+                "multipart/form-data; boundary=XyZboundary",
+                body.clone(),
+            ));
             check_answer("POST /generate (bytes)", status, &answer)?;
-            let (status, answer) = rt.block_on(post(&s, "/api/v1/uploads", "multipart/form-data; boundary=XyZboundary", body));
+            let (status, answer) = rt.block_on(post(
+                &s,
+                "/api/v1/uploads",
+                "multipart/form-data; boundary=XyZboundary",
+                body,
+            ));
             check_answer("POST /api/v1/uploads", status, &answer)
         })
         .unwrap();
@@ -146,7 +174,9 @@ fn jobs_api_takes_any_json() {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         "\\PC{0,40}".prop_map(Value::from),
     ];
     let json = leaf.prop_recursive(3, 24, 6, |inner| {
@@ -197,29 +227,64 @@ fn downloads_take_any_range_header() {
     ];
     runner(128)
         .run(&ranges, |range| {
-            for path in [format!("/output/{id}.wav"), format!("/api/v1/jobs/{id}/audio/1?format=wav")] {
+            for path in [
+                format!("/output/{id}.wav"),
+                format!("/api/v1/jobs/{id}/audio/1?format=wav"),
+            ] {
                 let (status, headers, body) = rt.block_on(async {
-                    let r = s.client.get(format!("{}{path}", s.base)).header("range", &range).send().await.expect("an answer");
-                    (r.status(), r.headers().clone(), r.bytes().await.expect("a body").to_vec())
+                    let r = s
+                        .client
+                        .get(format!("{}{path}", s.base))
+                        .header("range", &range)
+                        .send()
+                        .await
+                        .expect("an answer");
+                    (
+                        r.status(),
+                        r.headers().clone(),
+                        r.bytes().await.expect("a body").to_vec(),
+                    )
                 });
                 prop_assert!(
-                    [StatusCode::OK, StatusCode::PARTIAL_CONTENT, StatusCode::RANGE_NOT_SATISFIABLE].contains(&status),
+                    [
+                        StatusCode::OK,
+                        StatusCode::PARTIAL_CONTENT,
+                        StatusCode::RANGE_NOT_SATISFIABLE
+                    ]
+                    .contains(&status),
                     "{path} {range:?}: {status}"
                 );
                 if status == StatusCode::OK {
                     prop_assert_eq!(body.len(), song.len());
                 }
-                if status == StatusCode::PARTIAL_CONTENT && !headers.get("content-type").is_some_and(|v| v.to_str().unwrap_or("").starts_with("multipart/")) {
+                if status == StatusCode::PARTIAL_CONTENT
+                    && !headers
+                        .get("content-type")
+                        .is_some_and(|v| v.to_str().unwrap_or("").starts_with("multipart/"))
+                {
                     // Content-Range: bytes first-last/size, and the body is those bytes.
                     let cr = headers["content-range"].to_str().unwrap().to_string();
-                    let span = cr.strip_prefix("bytes ").and_then(|r| r.split_once('/')).and_then(|(span, _)| span.split_once('-'));
+                    let span = cr
+                        .strip_prefix("bytes ")
+                        .and_then(|r| r.split_once('/'))
+                        .and_then(|(span, _)| span.split_once('-'));
                     let (first, last): (usize, usize) = match span {
                         Some((a, b)) => (a.parse().unwrap(), b.parse().unwrap()),
-                        None => return Err(TestCaseError::fail(format!("{path} {range:?}: Content-Range {cr}"))),
+                        None => {
+                            return Err(TestCaseError::fail(format!(
+                                "{path} {range:?}: Content-Range {cr}"
+                            )))
+                        }
                     };
                     prop_assert_eq!(&body[..], &song[first..=last], "{} {:?}", path, range);
                 }
-                check_answer(&format!("GET {path}"), status, &body).or_else(|e| if status.is_success() { Ok(()) } else { Err(e) })?;
+                check_answer(&format!("GET {path}"), status, &body).or_else(|e| {
+                    if status.is_success() {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })?;
             }
             Ok(())
         })

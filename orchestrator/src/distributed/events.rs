@@ -185,9 +185,15 @@ impl Applier {
             };
             errors = 0;
             loop {
+                // A pull the server forgot in a restart is given up on a second after it
+                // would have expired.
+                let wait = self.js.settings.fetch_expires() + Duration::from_secs(1);
                 let message = tokio::select! {
                     _ = cancel.cancelled() => return,
-                    m = batch.next() => m,
+                    m = tokio::time::timeout(wait, batch.next()) => match m {
+                        Ok(m) => m,
+                        Err(_) => break,
+                    },
                 };
                 let message = match message {
                     None => break,
@@ -217,7 +223,17 @@ impl Applier {
             }
         };
         let ack = match result {
-            Ok(()) => message.double_ack().await,
+            // Bounded: a confirmation lost in a server restart must not stall the loop for the
+            // client's 10 s request timeout (a lost ack only means the event is applied again).
+            Ok(()) => {
+                match tokio::time::timeout(refrain_nats::ACK_TIMEOUT, message.double_ack()).await {
+                    Ok(acked) => acked,
+                    Err(_) => {
+                        tracing::warn!(%subject, "no confirmation of a node event's ack; it may be applied again");
+                        Ok(())
+                    }
+                }
+            }
             Err(e) => {
                 tracing::warn!(%subject, error = %e, "cannot apply a node event; it comes back in {RETRY_EVENT:?}");
                 message.ack_with(AckKind::Nak(Some(RETRY_EVENT))).await
