@@ -210,6 +210,15 @@ impl NodeLink for EmbeddedLink {
                 .await;
                 match written {
                     Ok(result) => lifecycle.succeed(id, attempt, result).await.map(|_| ()),
+                    Err(e) if e.is_permanent() => {
+                        // Writing it again cannot succeed: fail now, do not retry.
+                        tracing::error!(job = %id, error = %e, "cannot write the result; failing the job");
+                        let expect = crate::jobs::Expect::new(JobState::Running, attempt);
+                        lifecycle
+                            .fail(id, expect, attempt, format!("writing result: {e}"))
+                            .await
+                            .map(|_| ())
+                    }
                     Err(e) => {
                         // Like a node error: retry (the queue message is still ours).
                         tracing::error!(job = %id, error = %e, "cannot write the result");

@@ -358,7 +358,7 @@ impl Applier {
                 Err(e) => return Err(e.into()),
             }
         }
-        let result = results::store_variants(
+        let result = match results::store_variants(
             &self.outputs,
             id,
             &record.spec,
@@ -366,7 +366,19 @@ impl Applier {
             &wavs,
             duration_seconds,
         )
-        .await?;
+        .await
+        {
+            Ok(result) => result,
+            // Applying the event again cannot get past it: fail the job instead of handing
+            // the event back forever.
+            Err(e) if e.is_permanent() => {
+                let message = format!("writing result: {e}");
+                self.fail(&record, attempt, message).await?;
+                self.cleanup(&record, objects).await;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let bytes = result.bytes;
         let done = self.lifecycle.succeed(id, attempt, result).await?;
         tracing::info!(job = %id, attempt, %node, bytes, "job succeeded");

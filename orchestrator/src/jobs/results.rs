@@ -31,6 +31,17 @@ pub enum ResultError {
     NoVariant { id: JobId, variant: u32 },
 }
 
+impl ResultError {
+    /// An error that writing the same result again cannot get past (a result name or an
+    /// `output_dir` the output store refuses): the job fails at once instead of being retried.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            ResultError::Output(OutputError::BadSubdir(_) | OutputError::BadName(_))
+        )
+    }
+}
+
 /// Writes each WAV of `wavs` (index 0 = variant 1) atomically, plus the format the job asked
 /// for, and returns the result of `attempt`. Nothing is recorded here: the caller hands the
 /// result to the lifecycle.
@@ -194,6 +205,19 @@ async fn encode(
 mod tests {
     use super::*;
     use protocol::{JobState, Source, StyleSpec};
+
+    /// A result name or folder the store refuses is permanent (never retried); an I/O error
+    /// (a full disk) may pass on a later attempt.
+    #[test]
+    fn only_refused_names_are_permanent() {
+        assert!(ResultError::Output(OutputError::BadSubdir("..".into())).is_permanent());
+        assert!(ResultError::Output(OutputError::BadName("x".into())).is_permanent());
+        let io = OutputError::Io {
+            context: "writing".into(),
+            source: std::io::Error::other("disk full"),
+        };
+        assert!(!ResultError::Output(io).is_permanent());
+    }
 
     fn wav(seconds: f64) -> Vec<u8> {
         let frames = (44_100.0 * seconds) as usize;
