@@ -446,6 +446,19 @@ fn a_job_the_node_rejects_fails_with_its_message_once() {
     assert!(metrics.contains("refrain_queue_depth 0"), "{metrics}");
 }
 
+/// Submits a long job, waits until node `a` runs it, starts node `b`, then kills `a`: the
+/// job, its download URL and its event stream.
+fn kill_the_node_running_a_long_job(app: &mut TestApp) -> (String, String, EventStream) {
+    let api = app.api();
+    let (id, url) = api.submit_prompt(285, 9);
+    let mut events = api.events(&id);
+    events.wait_kind("started");
+    app.add_node("b");
+    app.wait_nodes(2);
+    app.node_mut("a").kill();
+    (id, url, events)
+}
+
 /// A node killed under a job does not use up its attempts (here only one is allowed): the job
 /// runs again on the other node and succeeds.
 #[test]
@@ -461,12 +474,7 @@ fn a_killed_node_uses_up_no_attempt() {
         return;
     };
     let api = app.api();
-    let (id, url) = api.submit_prompt(285, 9);
-    let mut events = api.events(&id);
-    events.wait_kind("started");
-    app.add_node("b");
-    app.wait_nodes(2);
-    app.node_mut("a").kill();
+    let (id, url, events) = kill_the_node_running_a_long_job(&mut app);
     let done = events.final_event();
     assert_eq!(done.kind, "succeeded", "{:?}", done.data);
     wav(api.wait(&url, GENEROUS), &id);
@@ -493,12 +501,7 @@ fn a_job_whose_nodes_keep_dying_ends_failed() {
         return;
     };
     let api = app.api();
-    let (id, url) = api.submit_prompt(285, 9);
-    let mut events = api.events(&id);
-    events.wait_kind("started");
-    app.add_node("b");
-    app.wait_nodes(2);
-    app.node_mut("a").kill();
+    let (id, url, events) = kill_the_node_running_a_long_job(&mut app);
     let failed = events.final_event();
     assert_eq!(failed.kind, "failed", "{:?}", failed.data);
     assert_eq!(started_attempts(&api, &id), [1]);

@@ -204,7 +204,7 @@ pub type NodeRunner = Arc<dyn Fn(InProcessNode) -> NodeFuture + Send + Sync>;
 /// NATS is set up).
 pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeError> {
     use crate::config::Backend;
-    use crate::distributed::{self, events, JetStream, Role};
+    use crate::distributed::{self, events, reconcile, JetStream, Role};
     use crate::progress::EmbeddedBus;
     use crate::queue::embedded::EmbeddedQueue;
     use crate::queue::nats::NatsQueue;
@@ -346,7 +346,7 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
             .spawn(&tracker, cancel.clone());
             let (queue, lifecycle, cancel) = (queue.clone(), lifecycle.clone(), cancel.clone());
             tracker.spawn(async move {
-                match events::reconcile(&queue, &lifecycle, &cancel).await {
+                match reconcile::reconcile(&queue, &lifecycle, &cancel).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(jobs = n, "queued jobs back in the backlog"),
                     Err(e) => {

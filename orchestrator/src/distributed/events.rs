@@ -46,8 +46,6 @@ use super::{retry, DistributedError, JetStream};
 use crate::jobs::{results, Expect, Lifecycle};
 use crate::outputs::OutputStore;
 use crate::progress::ProgressBoard;
-use crate::queue::nats::NatsQueue;
-use crate::queue::{Queue, QueueItem};
 use crate::store::{JobStore, StoreError};
 
 /// Events taken per pull.
@@ -531,109 +529,4 @@ impl Applier {
             }
         }
     }
-}
-
-/// Startup reconciliation. First the jobs the work queue still holds: every Queued or Running
-/// job of the store is looked up in the stream (retried until NATS answers), and the ones found
-/// are handed to the dispatcher as in flight ([`NatsQueue::seed`], which lets it publish). Every
-/// other one goes back into the backlog, after the node events that were already in the
-/// stream have been applied (a job that finished while this process was down has no message
-/// either, but its events say so): a job never published (it waited in the backlog), or lost
-/// by the server. A Running job without a message becomes Queued with the next attempt number.
-/// Returns how many jobs went back into the backlog.
-pub async fn reconcile(
-    queue: &NatsQueue,
-    lifecycle: &Lifecycle,
-    cancel: &CancellationToken,
-) -> Result<usize, DistributedError> {
-    let store = lifecycle.store();
-    let js = queue.jetstream();
-    let (held, missing) = retry(
-        "looking up the queued jobs in the work queue",
-        cancel,
-        None,
-        || async move {
-            let mut held = Vec::new();
-            let mut missing = Vec::new();
-            for state in [JobState::Queued, JobState::Running] {
-                for id in store.ids_in_state(state)? {
-                    let Some(record) = store.get(&id)? else {
-                        continue;
-                    };
-                    if record.state != state {
-                        continue;
-                    }
-                    if queue.holds(&id).await? {
-                        held.push((QueueItem::of(&record), state == JobState::Running));
-                    } else {
-                        missing.push(record);
-                    }
-                }
-            }
-            Ok::<_, DistributedError>((held, missing))
-        },
-    )
-    .await?;
-    queue
-        .seed(held)
-        .map_err(|e| DistributedError::GaveUp(format!("seeding the dispatcher: {e}")))?;
-    if missing.is_empty() {
-        return Ok(0);
-    }
-    // Wait until every event published before the look-up above has been applied.
-    let target = js
-        .events
-        .get_info()
-        .await
-        .map_err(|e| DistributedError::js("events stream info", e))?
-        .state
-        .last_sequence;
-    let started = tokio::time::Instant::now();
-    loop {
-        let info = js
-            .events
-            .consumer_info(wire::EVENTS_CONSUMER)
-            .await
-            .map_err(|e| DistributedError::js("events consumer info", e))?;
-        if info.ack_floor.stream_sequence >= target {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            return Err(DistributedError::GaveUp(
-                "waiting for node events to be applied".into(),
-            ));
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return Err(DistributedError::GaveUp("reconciliation".into())),
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
-    }
-    let mut restored = 0;
-    for old in missing {
-        let Some(record) = store.get(&old.id)? else {
-            continue;
-        };
-        if record.state != old.state || record.attempt != old.attempt {
-            continue; // an event moved it meanwhile
-        }
-        let id = &record.id;
-        if record.state == JobState::Running {
-            tracing::warn!(job = %id, attempt = record.attempt, "running job is not in the queue any more; queuing it again");
-            lifecycle
-                .requeue_lost(id, record.attempt, record.attempt + 1)
-                .await?;
-        } else {
-            tracing::debug!(job = %id, "queued job back in the backlog");
-        }
-        let item = match store.get(id)? {
-            Some(now) => QueueItem::of(&now),
-            None => QueueItem::of(&record),
-        };
-        queue
-            .enqueue(&item)
-            .await
-            .map_err(|e| DistributedError::GaveUp(format!("queuing job {id}: {e}")))?;
-        restored += 1;
-    }
-    Ok(restored)
 }

@@ -9,7 +9,7 @@
 //!   `refrain_nats::jobs`.
 //! * [`events`] — its durable consumer of node events applies the job store's compare-and-swap
 //!   transitions, idempotent on (job id, attempt), and moves result WAVs from the object store
-//!   into the output store; it also reconciles at startup.
+//!   into the output store; [`reconcile`] rebuilds the dispatcher's view at startup.
 //! * [`bus`] — progress on core NATS subjects as a [`crate::progress::ProgressBus`].
 //! * [`registry`] — the nodes' announcements, for `GET /api/v1/nodes` and `refrain_nodes`.
 //!
@@ -20,6 +20,7 @@
 
 pub mod bus;
 pub mod events;
+pub mod reconcile;
 pub mod registry;
 
 pub use refrain_nats::{

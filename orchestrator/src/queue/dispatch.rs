@@ -26,7 +26,7 @@
 //!
 //! Nothing is lost: a job is in the store (flushed) before it is enqueued, and at startup the
 //! backlog is rebuilt from the store's queued jobs that the stream does not hold
-//! (`crate::distributed::events::reconcile`). A job published twice does not run twice: the
+//! (`crate::distributed::reconcile::reconcile`). A job published twice does not run twice: the
 //! stream drops a second publish within its duplicate window (`Nats-Msg-Id` = job id), a node
 //! skips a job whose last event says it finished, and the store's compare-and-swap on (state,
 //! attempt) ignores a late result. The backlog assumes one orchestrator per stream, as the

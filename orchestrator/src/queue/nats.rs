@@ -11,7 +11,7 @@
 //! when a node slot is free, so the order nodes get jobs in is the same fair order as the
 //! embedded queue's. The job record, flushed to sled before `enqueue` is called, is what makes
 //! the backlog durable: it is rebuilt from the store at startup
-//! (`crate::distributed::events::reconcile`, then [`NatsQueue::seed`]).
+//! (`crate::distributed::reconcile::reconcile`, then [`NatsQueue::seed`]).
 //!
 //! [`Publisher::publish`] reads the job record, puts the files the job needs into the inputs
 //! bucket, then publishes and waits for the stream's acknowledgement. [`Publisher::withdraw`]
