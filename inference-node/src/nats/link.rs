@@ -45,6 +45,7 @@ use refrain_nats::{now_ms, publish_durable, retry, JetStream, NatsError, Role, S
 use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
 
+use super::held::{spawn_ticker, Taken};
 use super::presence::Peers;
 use super::Identity;
 
@@ -61,36 +62,6 @@ struct Held {
     ticker: CancellationToken,
     /// Runs of this attempt lost with their node before this one.
     interruptions: u32,
-}
-
-/// Gives a taken job back if `next()` is dropped before handing it out (cancel safety).
-struct Taken {
-    queue: Arc<JobConsumer>,
-    delivery: Option<Delivery>,
-    ticker: CancellationToken,
-}
-
-impl Taken {
-    /// The job was handed out: dropping no longer gives it back.
-    fn disarm(mut self) {
-        self.delivery = None;
-    }
-}
-
-impl Drop for Taken {
-    fn drop(&mut self) {
-        if let Some(delivery) = self.delivery.take() {
-            self.ticker.cancel();
-            let queue = self.queue.clone();
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move {
-                    if let Err(e) = queue.nack(&delivery, Duration::ZERO).await {
-                        tracing::warn!(job = %delivery.id, error = %e, "cannot give back a job; it returns after ack_wait");
-                    }
-                });
-            }
-        }
-    }
 }
 
 /// The NATS [`NodeLink`].
@@ -627,27 +598,4 @@ impl NatsLink {
             }
         }
     }
-}
-
-/// Sends `+WPI` for `delivery` every third of `ack_wait` until `stop` fires.
-fn spawn_ticker(
-    queue: Arc<JobConsumer>,
-    delivery: Delivery,
-    ack_wait: Duration,
-    stop: CancellationToken,
-) {
-    let every = (ack_wait / 3).max(Duration::from_millis(200));
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tick.tick() => {
-                    if let Err(e) = queue.in_progress(&delivery).await {
-                        tracing::debug!(job = %delivery.id, error = %e, "in-progress ack lost");
-                    }
-                }
-            }
-        }
-    });
 }

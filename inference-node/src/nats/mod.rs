@@ -12,6 +12,7 @@
 //! The NATS plumbing shared with the orchestrator (connection, streams, wire format, object
 //! store) is in `refrain_nats`.
 
+mod held;
 pub mod link;
 pub mod presence;
 
