@@ -105,6 +105,7 @@ impl Orchestrator {
             variants: 1,
             chunked: true,
             edit: None,
+            init: None,
             output_subdir: None,
             format: AudioFormat::Wav,
         };

@@ -72,6 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             negative: vec![-1.0 / (STYLE_DIM as f32).sqrt(); STYLE_DIM],
             duration: n as f32 / 6144.0,
             noise: sampler::noise(1, 1, n, Precision::F32),
+            init: None,
         };
         for (mode, label) in [
             (CfgMode::Batched, "CFG batched (B=2)"),

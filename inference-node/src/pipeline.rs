@@ -6,6 +6,10 @@
 //! CFM sampling with CFG, paste-back of kept edit frames, VAE decoding and peak normalisation.
 //! It reports progress after every step and checks the cancellation token between steps.
 //!
+//! Addition, documented: [`GenerateRequest::init`] starts the sampler from a song's latents
+//! re-noised (SDEdit for flow matching, see `crate::sampler`), which the reference cannot do;
+//! the song's latents come from the VAE encoder exactly as an edit reference's do.
+//!
 //! Deviation, documented: with `variants > 1` the reference returns one randomly chosen sample;
 //! Refrain returns all of them in order, and callers choose (the CLI writes them all).
 
@@ -66,6 +70,16 @@ pub struct EditRequest {
     pub segments: Vec<(f64, f64)>,
 }
 
+/// A sampler start from a song instead of pure noise (Refrain's addition; SDEdit for flow
+/// matching): the song's latents re-noised to `t0 = 1 − strength`, then only the remaining
+/// steps. The song covers every frame of the new one (a longer one is cut).
+#[derive(Debug, Clone)]
+pub struct InitRequest {
+    pub song: Decoded,
+    /// Noise strength, 0 (the song itself) to 1 (a fresh generation).
+    pub strength: f32,
+}
+
 /// One generation request, already independent of the API it came from.
 #[derive(Debug, Clone)]
 pub struct GenerateRequest {
@@ -84,6 +98,8 @@ pub struct GenerateRequest {
     /// Chunked VAE decoding (less memory).
     pub chunked: bool,
     pub edit: Option<EditRequest>,
+    /// Start from a re-noised song; not together with `edit`.
+    pub init: Option<InitRequest>,
 }
 
 impl GenerateRequest {
@@ -99,6 +115,7 @@ impl GenerateRequest {
             variants: 1,
             chunked: true,
             edit: None,
+            init: None,
         }
     }
 }
@@ -281,6 +298,24 @@ impl Generator {
         if let StyleSource::Prompt(p) = &req.style {
             StyleEncoder::validate_prompt(p)?;
         }
+        if let Some(init) = &req.init {
+            if req.edit.is_some() {
+                return Err(InferenceError::InvalidRequest(
+                    "init and edit cannot be combined".into(),
+                ));
+            }
+            if !init.strength.is_finite() || !(0.0..=1.0).contains(&init.strength) {
+                return Err(InferenceError::InvalidRequest(format!(
+                    "init strength must be between 0 and 1, got {}",
+                    init.strength
+                )));
+            }
+            if !self.vae.has_encoder() {
+                return Err(InferenceError::InvalidRequest(
+                    "starting from a song needs a VAE encoder, and this bundle has none".into(),
+                ));
+            }
+        }
         if let Some(edit) = &req.edit {
             if !self.vae.has_encoder() {
                 return Err(InferenceError::InvalidRequest(
@@ -307,6 +342,25 @@ impl Generator {
         Ok((choice, settings))
     }
 
+    /// The latents `[T*64]` of a song to edit or start from: the reference's preparation
+    /// (44.1 kHz stereo at −6 dBFS peak) and the VAE encoder, sampled with the request's seed.
+    fn song_latent(
+        &mut self,
+        song: &Decoded,
+        seed: u64,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<f32>, InferenceError> {
+        let sr = self.bundle.manifest.audio.sample_rate;
+        let song = audio::reference_song(song, sr)?;
+        self.vae.encode(&song, seed, |_, _| {
+            if cancel.is_cancelled() {
+                Err(InferenceError::Cancelled)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
     /// Generates a song. `progress` receives every event; `cancel` is checked between steps.
     pub fn generate(
         &mut self,
@@ -329,7 +383,13 @@ impl Generator {
         let decodes = (self.vae.decode_runs(n, req.chunked) * b) as u32;
         let units = (n * b * solver_evals) as f64;
         let cost = self.cost;
-        let mut tracker = Tracker::new(progress, settings.steps - 1, decodes, units, cost);
+        let dit = &self.dits[choice.dit];
+        let start = req.init.as_ref().map(|init| {
+            let grid = sampler::time_grid(settings.steps, settings.sway_coef, dit.precision);
+            sampler::start_step(&grid, init.strength)
+        });
+        let steps = settings.steps - 1 - start.unwrap_or(0) as u32;
+        let mut tracker = Tracker::new(progress, steps, decodes, units, cost);
         let check = |c: &CancellationToken| {
             if c.is_cancelled() {
                 Err(InferenceError::Cancelled)
@@ -345,7 +405,11 @@ impl Generator {
             track_shape(&self.bundle, choice, req.seconds),
             &self.config.lyrics_limits,
         )?;
-        let prep_total = if req.edit.is_some() { 3 } else { 2 };
+        let prep_total = if req.edit.is_some() || req.init.is_some() {
+            3
+        } else {
+            2
+        };
         tracker.prepare(Stage::Tokenize, 1, prep_total);
         check(cancel)?;
 
@@ -354,12 +418,27 @@ impl Generator {
         tracker.prepare(Stage::Style, 2, prep_total);
         check(cancel)?;
 
-        // 3. Edit reference.
+        // 3. Edit reference, or the song an init run starts from.
         let mut cond = vec![0f32; n * LATENT_DIM];
         let mut mask = vec![true; n];
+        let mut init = None;
+        if let (Some(request), Some(start)) = (&req.init, start) {
+            let mut latent = self.song_latent(&request.song, req.seed, cancel)?;
+            let have = latent.len() / LATENT_DIM;
+            if have < n {
+                return Err(InferenceError::InvalidRequest(format!(
+                    "the song to start from is {:.1} s long, shorter than the {:.1} s being \
+                     generated: it must cover every frame",
+                    self.bundle.frames_to_seconds(have),
+                    self.bundle.frames_to_seconds(n)
+                )));
+            }
+            latent.truncate(n * LATENT_DIM);
+            init = Some(sampler::Init { latent, start });
+            tracker.prepare(Stage::Encode, 3, prep_total);
+        }
         if let Some(edit) = &req.edit {
-            let song = audio::reference_song(&edit.reference, sr)?;
-            let latent = self.vae.encode(&song, req.seed, |_, _| check(cancel))?;
+            let latent = self.song_latent(&edit.reference, req.seed, cancel)?;
             let have = latent.len() / LATENT_DIM;
             mask = edit_mask(&edit.segments, n, choice.max_frames, sr, hop);
             // A reference shorter than the song (extending it) is padded with zeros, as the
@@ -398,6 +477,7 @@ impl Generator {
             negative: self.style.negative().to_vec(),
             duration: n as f32 / choice.max_frames as f32,
             noise: sampler::noise(req.seed, b, n, dit.precision),
+            init,
         };
         let mut latents = sampler::sample(dit, &inputs, &settings, |k, total| {
             tracker.step(k, total);

@@ -8,6 +8,13 @@
 //! The two branches run as one batch of 2B when the graph's batch axis allows it
 //! ([`CfgMode::Auto`]), which the reference does not do but which gives the same numbers.
 //!
+//! **Init (SDEdit), Refrain's addition.** The reference always starts from pure noise. With
+//! [`SampleInputs::init`] the sampler starts instead from a song's latents re-noised onto the
+//! flow's straight path, `x_t = (1 − t)·noise + t·latent`, at the grid point `t_k0` where a
+//! noise strength `s` puts it (the first point at or after `1 − s`, [`start_step`]), and runs
+//! only the steps after it: `s = 1` is a fresh generation (the same noise, the same steps),
+//! `s = 0` runs no step and gives the latents back.
+//!
 //! Precision: the reference runs the whole sampler in fp16 (the model is `.half()`), so every
 //! elementwise operation rounds to fp16. When the DiT graph declares f16 inputs, this module
 //! rounds after each operation in the same order (`v_c − v_u`, `· cfg`, `v_c + …`, `dt · v`,
@@ -119,6 +126,45 @@ pub struct SampleInputs {
     pub duration: f32,
     /// Start noise `[B*N*64]`.
     pub noise: Vec<f32>,
+    /// Start from these latents re-noised instead of from pure noise ([`Init`]).
+    pub init: Option<Init>,
+}
+
+/// The start of an init (SDEdit) run: a song's latents `[N*64]` (the same for every variant)
+/// and the time-grid point the sampler starts at ([`start_step`]).
+#[derive(Debug, Clone)]
+pub struct Init {
+    pub latent: Vec<f32>,
+    /// Index into the time grid; the steps after it run.
+    pub start: usize,
+}
+
+/// The time-grid point an init run with noise strength `strength` (0–1) starts at: the first
+/// point at or after `t0 = 1 − strength` (so never more noise than asked; the tolerance
+/// absorbs the rounding of `1 − strength` and of a warped grid's last point).
+pub fn start_step(grid: &[f32], strength: f32) -> usize {
+    let t0 = 1.0 - strength.clamp(0.0, 1.0);
+    grid.iter()
+        .position(|&t| t >= t0 - 1e-6)
+        .unwrap_or(grid.len().saturating_sub(1))
+}
+
+/// `(1 − t)·noise + t·latent` for every variant, rounded like the rest of the sampler. At
+/// `t = 0` this is the noise itself, bit for bit.
+fn renoise(noise: &[f32], latent: &[f32], t: f32, p: Precision) -> Vec<f32> {
+    if t == 0.0 {
+        return noise.to_vec();
+    }
+    let keep = p.round(1.0 - t);
+    noise
+        .chunks(latent.len())
+        .flat_map(|variant| {
+            variant
+                .iter()
+                .zip(latent)
+                .map(move |(&z, &l)| p.round(p.round(keep * z) + p.round(t * p.round(l))))
+        })
+        .collect()
 }
 
 /// The time grid: torch's `linspace(0, 1, steps)` (computed in f32 from both ends, as the
@@ -377,6 +423,14 @@ pub fn sample(
         ("style", inputs.style.len(), STYLE_DIM),
         ("negative style", inputs.negative.len(), STYLE_DIM),
         ("noise", inputs.noise.len(), len),
+        (
+            "init latent",
+            inputs
+                .init
+                .as_ref()
+                .map_or(n * LATENT_DIM, |i| i.latent.len()),
+            n * LATENT_DIM,
+        ),
     ] {
         if got != want {
             return Err(InferenceError::InvalidRequest(format!(
@@ -396,11 +450,17 @@ pub fn sample(
     };
     let mut branches = Branches::new(dit, inputs, batched)?;
     let grid = time_grid(settings.steps, settings.sway_coef, p);
-    let total = settings.steps - 1;
     let cfg = settings.cfg_strength;
-    let mut x = inputs.noise.clone();
+    let (start, mut x) = match &inputs.init {
+        None => (0, inputs.noise.clone()),
+        Some(init) => {
+            let start = init.start.min(grid.len() - 1);
+            (start, renoise(&inputs.noise, &init.latent, grid[start], p))
+        }
+    };
+    let total = (grid.len() - 1 - start) as u32;
     let mut v = vec![0f32; len];
-    for (k, w) in grid.windows(2).enumerate() {
+    for (k, w) in grid[start..].windows(2).enumerate() {
         let (t0, t1) = (w[0], w[1]);
         let dt = p.round(t1 - t0);
         match settings.solver {
@@ -462,6 +522,28 @@ mod tests {
             let u = i as f32 / 4.0;
             assert!((t - (1.0 - (std::f32::consts::FRAC_PI_2 * u).cos())).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn init_starts_on_the_grid_and_renoises_on_the_straight_path() {
+        let g = time_grid(32, None, Precision::F32);
+        assert_eq!(start_step(&g, 1.0), 0);
+        assert_eq!(start_step(&g, 0.0), 31);
+        // 1 − 0.5 = 0.5 lies between 15/31 and 16/31: start at 16/31, 15 steps left.
+        assert_eq!(start_step(&g, 0.5), 16);
+        assert_eq!(start_step(&g, 0.01), 31);
+        let warped = time_grid(8, Some(-1.0), Precision::F16);
+        assert_eq!(start_step(&warped, 0.0), 7);
+        let (noise, latent) = (vec![1.0, -2.0, 3.0, 4.0], vec![10.0, 20.0]);
+        assert_eq!(renoise(&noise, &latent, 0.0, Precision::F32), noise);
+        assert_eq!(
+            renoise(&noise, &latent, 1.0, Precision::F32),
+            vec![10.0, 20.0, 10.0, 20.0]
+        );
+        assert_eq!(
+            renoise(&noise, &latent, 0.25, Precision::F32),
+            vec![3.25, 3.5, 4.75, 8.0]
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::audio::{self, Decoded};
-use crate::pipeline::{EditRequest, GenerateRequest, Generator};
+use crate::pipeline::{EditRequest, GenerateRequest, Generator, InitRequest};
 use crate::style::StyleSource;
 use crate::InferenceError;
 
@@ -188,25 +188,17 @@ pub async fn load_request(
     };
     let edit = match &spec.edit {
         None => None,
-        Some(edit) => {
-            let reference = match &edit.song {
-                SongRef::Upload(name) => blob(link, name, max, "ref_song").await?,
-                SongRef::Output(source) => {
-                    let bytes = link.earlier_result(source).await.map_err(|e| {
-                        if e.transient {
-                            Outcome::Retry(format!("ref_song: {e}"))
-                        } else {
-                            Outcome::Invalid(format!("ref_song: {e}"))
-                        }
-                    })?;
-                    decode(bytes, Some("wav".into()), max, "ref_song").await?
-                }
-            };
-            Some(EditRequest {
-                reference,
-                segments: edit.segments.clone(),
-            })
-        }
+        Some(edit) => Some(EditRequest {
+            reference: song(link, &edit.song, max, "ref_song").await?,
+            segments: edit.segments.clone(),
+        }),
+    };
+    let init = match &spec.init {
+        None => None,
+        Some(init) => Some(InitRequest {
+            song: song(link, &init.song, max, "init song").await?,
+            strength: init.strength,
+        }),
     };
     Ok(GenerateRequest {
         lyrics: spec.lyrics.clone(),
@@ -218,5 +210,28 @@ pub async fn load_request(
         variants: spec.variants as usize,
         chunked: spec.chunked,
         edit,
+        init,
     })
+}
+
+/// A song a job starts from (an edit's or an init's): an upload, or an earlier job's result.
+async fn song(
+    link: &dyn NodeLink,
+    song: &SongRef,
+    max_seconds: f64,
+    what: &str,
+) -> Result<Decoded, Outcome> {
+    match song {
+        SongRef::Upload(name) => blob(link, name, max_seconds, what).await,
+        SongRef::Output(source) => {
+            let bytes = link.earlier_result(source).await.map_err(|e| {
+                if e.transient {
+                    Outcome::Retry(format!("{what}: {e}"))
+                } else {
+                    Outcome::Invalid(format!("{what}: {e}"))
+                }
+            })?;
+            decode(bytes, Some("wav".into()), max_seconds, what).await
+        }
+    }
 }

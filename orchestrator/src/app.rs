@@ -46,6 +46,8 @@ pub struct JobMeta {
     pub webhook: Option<crate::webhooks::Target>,
     /// Opaque text the client keeps on the job (`client_data` of Refrain's own API).
     pub client_data: Option<String>,
+    /// The song's title (checked by admission, kept on the record).
+    pub title: Option<String>,
 }
 
 impl JobMeta {
@@ -59,6 +61,7 @@ impl JobMeta {
             quota: None,
             webhook: None,
             client_data: None,
+            title: None,
         }
     }
 }
@@ -206,17 +209,20 @@ impl App {
         spec: JobSpec,
         meta: JobMeta,
     ) -> Result<JobRecord, OrchestratorError> {
-        Ok(self.submit_spec(spec, meta, None).await?.record)
+        let mut submitted = self.submit_spec(vec![(spec, meta)], None).await?;
+        Ok(submitted.remove(0).record)
     }
 
-    /// [`App::submit`] with the request's fingerprint: under the admission lock, an
-    /// idempotency key that still names a job answers that job (or a conflict) instead.
+    /// Admits the jobs of one request together (the takes of a Riffusion request; one job
+    /// elsewhere): under one hold of the admission lock, each item whose idempotency key still
+    /// names a job answers that job (or a conflict), and the capacity and owner checks count
+    /// all the new ones at once, so a request makes all its jobs or none. `fingerprint` is the
+    /// request's digest (`None`: not idempotent).
     pub(crate) async fn submit_spec(
         &self,
-        spec: JobSpec,
-        meta: JobMeta,
+        items: Vec<(JobSpec, JobMeta)>,
         fingerprint: Option<String>,
-    ) -> Result<Submitted, OrchestratorError> {
+    ) -> Result<Vec<Submitted>, OrchestratorError> {
         if !self.is_ready() {
             return Err(OrchestratorError::NotReady(
                 "the model is still loading".into(),
@@ -224,16 +230,26 @@ impl App {
         }
         let parts = &self.inner.parts;
         let admission = self.inner.admission.lock().await;
-        if let Some(fingerprint) = &fingerprint {
-            if let Some(record) = self.idempotent_job(&meta, fingerprint)? {
-                drop(admission);
-                // That job may still wait for its flush (a concurrent submit of the same key).
-                parts.lifecycle.store().flush().await?;
-                return Ok(Submitted {
+        let mut existing = Vec::with_capacity(items.len());
+        for (_, meta) in &items {
+            existing.push(match &fingerprint {
+                Some(fp) => self.idempotent_job(meta, fp)?,
+                None => None,
+            });
+        }
+        let new = existing.iter().filter(|e| e.is_none()).count();
+        if new == 0 {
+            drop(admission);
+            // Those jobs may still wait for their flush (a concurrent submit of the same key).
+            parts.lifecycle.store().flush().await?;
+            return Ok(existing
+                .into_iter()
+                .flatten()
+                .map(|record| Submitted {
                     record,
                     created: false,
-                });
-            }
+                })
+                .collect());
         }
         let store = parts.lifecycle.store();
         let queued = store.count(JobState::Queued)?;
@@ -242,7 +258,7 @@ impl App {
         let busy = if capacity == 0 {
             queued + running > 0
         } else {
-            queued >= capacity
+            queued + new > capacity
         };
         if busy {
             parts.metrics.rejected_busy.inc();
@@ -252,64 +268,85 @@ impl App {
                 retry_after: parts.config.queue.retry_after_seconds,
             });
         }
-        crate::jobs::limits::check_owner(
-            store,
-            &parts.config.limits,
-            &meta.owner,
-            meta.quota.as_ref(),
-        )?;
-        let now = now_ms();
-        let record = JobRecord {
-            id: new_job_id(),
-            spec,
-            state: JobState::Queued,
-            attempt: 1,
-            interruptions: 0,
-            source: meta.source,
-            created_ms: now,
-            updated_ms: now,
-            started_ms: None,
-            finished_ms: None,
-            progress: None,
-            result: None,
-            error: None,
-            priority: meta
-                .priority
-                .unwrap_or_else(|| meta.source.default_priority()),
-            owner: meta.owner,
-            idempotency_key: meta.idempotency_key,
-            request_hash: fingerprint,
-            event_seq: 0,
-            client_data: meta.client_data,
-        };
-        if let Some(target) = &meta.webhook {
-            // Durable before the job is: no accepted job misses its webhook.
-            parts.webhooks.register(&record.id, target).await?;
+        if let Some((_, meta)) = items.first() {
+            crate::jobs::limits::check_owner(
+                store,
+                &parts.config.limits,
+                &meta.owner,
+                meta.quota.as_ref(),
+                new,
+            )?;
         }
-        let pending = parts.lifecycle.insert(record, Some(queued))?;
-        drop(admission);
-        let record = parts.lifecycle.commit(pending).await?;
-        if let Err(e) = parts.queue.enqueue(&QueueItem::of(&record)).await {
-            // The job is on disk but no node will see it: fail it, so that nobody waits for it
-            // (the client is told to try again).
-            tracing::error!(job = %record.id, error = %e, "cannot queue the job");
-            let why = format!("the job could not be queued: {e}");
-            let failed = parts
-                .lifecycle
-                .fail(&record.id, Expect::current(&record), record.attempt, why)
-                .await;
-            if let Err(te) = failed {
-                tracing::warn!(job = %record.id, error = %te, "cannot mark the unqueued job failed");
+        let mut answers: Vec<Option<Submitted>> = Vec::with_capacity(items.len());
+        let mut pending = Vec::with_capacity(new);
+        let mut queued_before = queued;
+        for ((spec, meta), existing) in items.into_iter().zip(existing) {
+            if let Some(record) = existing {
+                answers.push(Some(Submitted {
+                    record,
+                    created: false,
+                }));
+                continue;
             }
-            return Err(OrchestratorError::NotReady(format!(
-                "the job queue is unavailable ({e})"
-            )));
+            let record = new_record(spec, meta.clone(), fingerprint.clone());
+            if let Some(target) = &meta.webhook {
+                // Durable before the job is: no accepted job misses its webhook.
+                parts.webhooks.register(&record.id, target).await?;
+            }
+            pending.push((
+                answers.len(),
+                parts.lifecycle.insert(record, Some(queued_before))?,
+            ));
+            queued_before += 1;
+            answers.push(None);
         }
-        tracing::info!(job = %record.id, source = meta.source.as_str(), owner = %record.owner, seconds = record.spec.seconds, "job accepted");
-        Ok(Submitted {
-            record,
-            created: true,
-        })
+        drop(admission);
+        // Every inserted job is committed and queued even when one of them fails, so none is
+        // left behind unqueued; the request then fails with the first error.
+        let mut failure = None;
+        for (at, pending) in pending {
+            let record = match parts.lifecycle.commit(pending).await {
+                Ok(r) => r,
+                Err(e) => {
+                    failure.get_or_insert(OrchestratorError::from(e));
+                    continue;
+                }
+            };
+            if let Err(e) = self.enqueue(&record).await {
+                failure.get_or_insert(e);
+                continue;
+            }
+            tracing::info!(job = %record.id, source = record.source.as_str(), owner = %record.owner, seconds = record.spec.seconds, "job accepted");
+            answers[at] = Some(Submitted {
+                record,
+                created: true,
+            });
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(answers.into_iter().flatten().collect()),
+        }
+    }
+
+    /// Puts a committed job in the queue. When that fails the job is on disk but no node will
+    /// see it: it is failed, so that nobody waits for it (the client is told to try again).
+    async fn enqueue(&self, record: &JobRecord) -> Result<(), OrchestratorError> {
+        let parts = &self.inner.parts;
+        let Err(e) = parts.queue.enqueue(&QueueItem::of(record)).await else {
+            return Ok(());
+        };
+        tracing::error!(job = %record.id, error = %e, "cannot queue the job");
+        let why = format!("the job could not be queued: {e}");
+        let failed = parts
+            .lifecycle
+            .fail(&record.id, Expect::current(record), record.attempt, why)
+            .await;
+        if let Err(te) = failed {
+            tracing::warn!(job = %record.id, error = %te, "cannot mark the unqueued job failed");
+        }
+        Err(OrchestratorError::NotReady(format!(
+            "the job queue is unavailable ({e})"
+        )))
     }
 
     /// Cancels a queued or running job: recorded first (durable, `cancelled` event), then the
@@ -377,6 +414,35 @@ impl App {
     /// The board (for workers that want to drop finished entries).
     pub fn board(&self) -> &ProgressBoard {
         &self.inner.parts.board
+    }
+}
+
+/// The record of a new queued job.
+fn new_record(spec: JobSpec, meta: JobMeta, fingerprint: Option<String>) -> JobRecord {
+    let now = now_ms();
+    JobRecord {
+        id: new_job_id(),
+        spec,
+        state: JobState::Queued,
+        attempt: 1,
+        interruptions: 0,
+        source: meta.source,
+        created_ms: now,
+        updated_ms: now,
+        started_ms: None,
+        finished_ms: None,
+        progress: None,
+        result: None,
+        error: None,
+        priority: meta
+            .priority
+            .unwrap_or_else(|| meta.source.default_priority()),
+        owner: meta.owner,
+        idempotency_key: meta.idempotency_key,
+        request_hash: fingerprint,
+        event_seq: 0,
+        client_data: meta.client_data,
+        title: meta.title,
     }
 }
 

@@ -42,6 +42,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// The PiAPI/Qubico task API (`[task_api]`): per-key limits, the public base URL.
     pub task_api: TaskApiConfig,
+    /// The Riffusion-style API (`[riffusion_api]`): per-key limits.
+    pub riffusion_api: RiffusionApiConfig,
     /// Webhook deliveries (`[webhooks]`): retries and timeouts.
     pub webhooks: WebhookConfig,
     /// Scheduled batches (`[[schedules]]`, see `docs/schedules.md`).
@@ -71,6 +73,28 @@ impl Default for TaskApiConfig {
                 per_day: 100,
             },
             public_url: None,
+        }
+    }
+}
+
+/// The Riffusion-style API (`[riffusion_api]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiffusionApiConfig {
+    /// Per-key limits, counted in jobs (0: none); a request makes two (its takes), admitted
+    /// together or not at all. The defaults are the task API's per request: 2 requests at
+    /// once, 10 a minute, 100 a day.
+    pub limits: crate::jobs::limits::Quota,
+}
+
+impl Default for RiffusionApiConfig {
+    fn default() -> Self {
+        RiffusionApiConfig {
+            limits: crate::jobs::limits::Quota {
+                concurrent: 4,
+                per_minute: 20,
+                per_day: 200,
+            },
         }
     }
 }
@@ -254,6 +278,7 @@ impl Default for Config {
             fetch: FetchConfig::default(),
             api: ApiConfig::default(),
             task_api: TaskApiConfig::default(),
+            riffusion_api: RiffusionApiConfig::default(),
             webhooks: WebhookConfig::default(),
             schedules: Vec::new(),
             bots: protocol::bots::BotsConfig::default(),

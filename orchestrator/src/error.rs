@@ -33,6 +33,12 @@ pub enum Field {
     /// The song an edit changes.
     EditSong,
     EditSegments,
+    /// The song's title.
+    Title,
+    /// The song a sampler starts from (an init song, re-noised).
+    InitSong,
+    /// How much noise the init song gets (0–1).
+    InitStrength,
     Format,
     OutputDir,
     IdempotencyKey,
@@ -60,6 +66,9 @@ impl Field {
             Field::Edit => "edit",
             Field::EditSong => "edit.song",
             Field::EditSegments => "edit.segments",
+            Field::Title => "title",
+            Field::InitSong => "init.song",
+            Field::InitStrength => "init.strength",
             Field::Format => "format",
             Field::OutputDir => "output_dir",
             Field::IdempotencyKey => "Idempotency-Key",

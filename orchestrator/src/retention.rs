@@ -54,8 +54,10 @@ pub async fn sweep(
         }
         kept_uploads.extend(uploads(&record).map(str::to_string));
         if !record.state.is_terminal() {
-            if let Some(SongRef::Output(source)) = record.spec.edit.as_ref().map(|e| &e.song) {
-                needed_outputs.insert(source.clone());
+            for song in record.spec.songs() {
+                if let SongRef::Output(source) = song {
+                    needed_outputs.insert(source.clone());
+                }
             }
         }
     }
@@ -63,7 +65,7 @@ pub async fn sweep(
     let mut deleted = 0;
     for record in &candidates {
         if needed_outputs.contains(&record.id) {
-            tracing::debug!(job = %record.id, "retention: kept, a pending edit job starts from its result");
+            tracing::debug!(job = %record.id, "retention: kept, a pending edit or init job starts from its result");
             continue;
         }
         if !delete_files(record, blobs, outputs, &kept_uploads).await {
@@ -85,11 +87,11 @@ fn uploads(record: &JobRecord) -> impl Iterator<Item = &str> {
         StyleSpec::Upload(blob) => Some(blob.as_str()),
         StyleSpec::Prompt(_) => None,
     };
-    let song = match record.spec.edit.as_ref().map(|e| &e.song) {
-        Some(SongRef::Upload(blob)) => Some(blob.as_str()),
-        _ => None,
-    };
-    style.into_iter().chain(song)
+    let songs = record.spec.songs().filter_map(|song| match song {
+        SongRef::Upload(blob) => Some(blob.as_str()),
+        SongRef::Output(_) => None,
+    });
+    style.into_iter().chain(songs)
 }
 
 /// Deletes a job's result file(s) and its uploads that no remaining job uses. False if

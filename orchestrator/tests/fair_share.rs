@@ -27,6 +27,7 @@ fn spec(seed: u64) -> JobSpec {
         variants: 1,
         chunked: false,
         edit: None,
+        init: None,
         output_subdir: None,
         format: AudioFormat::Wav,
     }

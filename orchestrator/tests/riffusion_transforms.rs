@@ -1,17 +1,18 @@
 //! Riffusion transforms in process: inpaint and extend become edit mode (source by take or
 //! upload, segments, the song's length, new lyrics timed inside the regenerated part), cover
-//! makes the source the style reference, swap_vocals and swap_sound are refused with their
-//! reasons, and every bad transform has its code and field.
+//! makes the source the style reference, swap_sound starts the sampler from the source (the
+//! core's init, with the variation strength), swap_vocals is refused with its reason, and every
+//! bad transform has its code and field.
 
 mod riffusion_common;
 mod support;
 
 use protocol::{SongRef, StyleSpec};
 use reqwest::{Method, StatusCode};
+use riffusion_common::start;
 use riffusion_common::{add_key, call, finish, ids, refused, upload, LYRICS};
 use serde_json::{json, Value};
 use support::http::wav;
-use support::start;
 
 #[tokio::test]
 async fn transforms_map_onto_edit_mode_and_style_audio_or_are_refused() {
@@ -91,6 +92,49 @@ async fn transforms_map_onto_edit_mode_and_style_audio_or_are_refused() {
     );
     assert!(record.spec.edit.is_none());
 
+    // swap_sound: the take's own lyrics in the new tags' style, the sampler starting from the
+    // take re-noised with the variation strength.
+    let morph = json!({"transform": "swap_sound", "riff_id": riff.as_str(),
+                       "normalized_variation_strength": 0.25});
+    let (status, created) = post(json!({"tags": "rock", "morph": morph}), key.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    assert_eq!(created["mode"], "swap_sound");
+    assert_eq!(created["style"], "rock");
+    let source = s.app.store().get(&riff).unwrap().unwrap();
+    for id in ids(&created) {
+        let record = s.app.store().get(&id).unwrap().unwrap();
+        let init = record.spec.init.clone().unwrap();
+        assert_eq!(init.song, SongRef::Output(riff.clone()));
+        assert_eq!(init.strength, 0.25);
+        assert_eq!(record.spec.lyrics, source.spec.lyrics);
+        assert_eq!(record.spec.seconds, 95);
+        assert!(record.spec.edit.is_none());
+        assert_eq!(record.spec.style, StyleSpec::Prompt("rock".into()));
+    }
+    // An upload's lyrics are not known: they are given (and timed); the strength defaults to
+    // 0.5 and the song keeps the upload's length.
+    let morph = json!({"transform": "swap_sound", "audio_upload_id": upload_id});
+    let (status, created) = post(
+        json!({"lyrics": "[Verse]\nsame words again\n", "morph": morph}),
+        key.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let record = s.app.store().get(&ids(&created)[0]).unwrap().unwrap();
+    let init = record.spec.init.unwrap();
+    assert_eq!(init.song, SongRef::Upload(upload_id.to_string()));
+    assert_eq!(init.strength, 0.5);
+    assert_eq!(record.spec.seconds, 96);
+    let morph = json!({"transform": "swap_sound", "audio_upload_id": upload_id});
+    let (status, e) = post(json!({"morph": morph}), key.clone()).await;
+    refused(
+        status,
+        &e,
+        StatusCode::BAD_REQUEST,
+        "missing_field",
+        Some("lyrics"),
+    );
+
     // Refusals, each with its code and field.
     let r = riff.as_str();
     let cases: Vec<(Value, StatusCode, &str, &str)> = vec![
@@ -101,10 +145,16 @@ async fn transforms_map_onto_edit_mode_and_style_audio_or_are_refused() {
             "morph.transform",
         ),
         (
-            json!({"transform": "swap_sound", "riff_id": r}),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unsupported",
-            "morph.transform",
+            json!({"transform": "swap_sound", "riff_id": r, "normalized_variation_strength": 1.5}),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "morph.normalized_variation_strength",
+        ),
+        (
+            json!({"transform": "swap_sound"}),
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+            "morph.source",
         ),
         (
             json!({"transform": "inpaint", "replace_start_at": 1, "replace_end_at": 2}),
@@ -198,8 +248,23 @@ async fn transforms_map_onto_edit_mode_and_style_audio_or_are_refused() {
     // A short upload cannot be inpainted (its length is the song's), and another key's take
     // is not found.
     let (_, short) = upload(&s, &key, wav(30.0, 44_100), "short.wav").await;
-    let morph = json!({"transform": "inpaint", "audio_upload_id": short["id"],
-                       "replace_start_at": 1, "replace_end_at": 2});
+    for morph in [
+        json!({"transform": "inpaint", "audio_upload_id": short["id"],
+               "replace_start_at": 1, "replace_end_at": 2}),
+        json!({"transform": "swap_sound", "audio_upload_id": short["id"]}),
+    ] {
+        let (status, e) = post(json!({"lyrics": LYRICS, "morph": morph}), key.clone()).await;
+        refused(
+            status,
+            &e,
+            StatusCode::BAD_REQUEST,
+            "invalid_audio",
+            Some("morph.source"),
+        );
+    }
+    // A source a little shorter than the 95.1 s song cannot cover it (the core's check).
+    let (_, almost) = upload(&s, &key, wav(95.05, 44_100), "almost.wav").await;
+    let morph = json!({"transform": "swap_sound", "audio_upload_id": almost["id"]});
     let (status, e) = post(json!({"lyrics": LYRICS, "morph": morph}), key.clone()).await;
     refused(
         status,
@@ -207,6 +272,13 @@ async fn transforms_map_onto_edit_mode_and_style_audio_or_are_refused() {
         StatusCode::BAD_REQUEST,
         "invalid_audio",
         Some("morph.source"),
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cover every frame"),
+        "{e}"
     );
     // A source a little shorter than the base model's 95.1 s song would leave frames it does
     // not have: refused at admission (the node would refuse it too).

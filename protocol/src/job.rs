@@ -74,6 +74,21 @@ pub struct EditSpec {
     pub segments: Vec<(f64, f64)>,
 }
 
+/// A sampler start from an earlier song instead of pure noise: SDEdit for flow matching.
+/// Refrain's addition — the reference DiffRhythm has no such mode (its sampler always starts
+/// from noise). The song's latents (the VAE encoder's, as edit mode gets them) are re-noised
+/// to the time `t0 = 1 − strength` of the sampler's path `x_t = (1 − t)·noise + t·data`, and
+/// only the time-grid steps after `t0` run: strength 1 is a fresh generation (the same bytes
+/// as without `init` for the same seed), 0 gives the song's own latents back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InitSpec {
+    /// The song the sampler starts from; it covers every frame of the new song (a longer one
+    /// is cut).
+    pub song: SongRef,
+    /// Noise strength, 0 to 1 (checked at admission).
+    pub strength: f32,
+}
+
 /// A validated, normalised generation request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSpec {
@@ -94,12 +109,27 @@ pub struct JobSpec {
     pub chunked: bool,
     #[serde(default)]
     pub edit: Option<EditSpec>,
+    /// Start the sampler from a re-noised song ([`InitSpec`]); never together with `edit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<InitSpec>,
     /// Sub-folder of the output root the result goes to (validated, relative, no `..`).
     #[serde(default)]
     pub output_subdir: Option<String>,
     /// The format the client asked for; the WAV is always kept too.
     #[serde(default)]
     pub format: AudioFormat,
+}
+
+impl JobSpec {
+    /// The songs the job starts from (its edit song, its init song), which a node must be
+    /// given and retention must keep while the job may still run.
+    pub fn songs(&self) -> impl Iterator<Item = &SongRef> {
+        self.edit
+            .as_ref()
+            .map(|e| &e.song)
+            .into_iter()
+            .chain(self.init.as_ref().map(|i| &i.song))
+    }
 }
 
 /// An output audio format. Every job produces WAVs; other formats are transcoded from them once
@@ -421,6 +451,11 @@ pub struct JobRecord {
     /// and message ids, so that it finds its message again after a restart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_data: Option<String>,
+    /// The song's title, as the client gave it (checked at admission: at most 200 characters,
+    /// no control characters); download file names are made from it. Records written before
+    /// titles existed load with none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
 }
 
 #[cfg(test)]

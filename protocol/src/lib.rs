@@ -9,7 +9,7 @@ pub mod progress;
 
 pub use event::{JobEvent, JobEventKind};
 pub use job::{
-    AudioFormat, EditSpec, JobId, JobRecord, JobResult, JobSpec, JobState, Owner, Priority,
-    ResultFile, SongRef, Source, StyleSpec,
+    AudioFormat, EditSpec, InitSpec, JobId, JobRecord, JobResult, JobSpec, JobState, Owner,
+    Priority, ResultFile, SongRef, Source, StyleSpec,
 };
 pub use progress::{ProgressEvent, Stage};

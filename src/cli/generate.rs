@@ -139,6 +139,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         variants: args.batch,
         chunked: args.chunked,
         edit,
+        init: None,
     };
     let config = GeneratorConfig {
         runtime: RuntimeConfig {

@@ -22,6 +22,7 @@ pub fn spec(seed: u64) -> JobSpec {
         variants: 1,
         chunked: false,
         edit: None,
+        init: None,
         output_subdir: None,
         format: Default::default(),
     }

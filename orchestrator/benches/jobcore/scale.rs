@@ -38,6 +38,7 @@ async fn finished_job(app: &App, seed: u64) -> JobId {
         request_hash: None,
         event_seq: 0,
         client_data: None,
+        title: None,
     };
     let lifecycle = app.lifecycle();
     let record = lifecycle.submit(record, None).await.expect("store");

@@ -27,6 +27,15 @@ pub(crate) enum Checked {
     Blob { id: String, seconds: f64 },
 }
 
+impl Checked {
+    /// The decoded audio's duration in seconds.
+    pub(crate) fn seconds(&self) -> f64 {
+        match self {
+            Checked::Bytes { seconds, .. } | Checked::Blob { seconds, .. } => *seconds,
+        }
+    }
+}
+
 /// Reads `input` into bytes (fetching or decoding base64), checks that it decodes as audio and,
 /// when `min_seconds` is given, that it lasts at least that long.
 pub(crate) async fn check(

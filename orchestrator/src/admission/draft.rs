@@ -27,6 +27,8 @@ pub struct Draft {
     pub chunked: bool,
     /// Edit (inpainting) of an existing song.
     pub edit: Option<EditInput>,
+    /// Start the sampler from an existing song re-noised (SDEdit; never with `edit`).
+    pub init: Option<InitInput>,
     /// The format the client wants; WAV is always kept too.
     pub format: AudioFormat,
     /// Sub-folder of the output root for the result (validated as a plain relative path).
@@ -48,6 +50,7 @@ impl Draft {
             variants: None,
             chunked: false,
             edit: None,
+            init: None,
             format: AudioFormat::Wav,
             output_subdir: None,
             meta,
@@ -100,6 +103,14 @@ pub enum AudioInput {
 pub struct EditInput {
     pub song: SongInput,
     pub segments: SegmentsInput,
+}
+
+/// The song the sampler starts from, and how much noise it gets (`protocol::InitSpec`).
+#[derive(Debug, Clone)]
+pub struct InitInput {
+    pub song: SongInput,
+    /// 0 (the song itself) to 1 (a fresh generation); checked by admission.
+    pub strength: f64,
 }
 
 /// The song to edit.

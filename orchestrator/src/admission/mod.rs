@@ -2,25 +2,32 @@
 //!
 //! A front end translates its request into a [`Draft`] and calls [`App::admit`]. Admission
 //! then, in order: checks every field against the limits and the model ([`Validator`]: length,
-//! lyrics through the real LRC parser and G2P, the style prompt's token count), parses edit
-//! segments, resolves a referenced earlier result, reads and decodes audio (uploads, base64,
-//! URLs through the outbound guard in [`crate::outbound`], stored upload ids), answers a repeated
-//! idempotency key, stores new uploads as blobs, and hands the spec to [`App::submit_spec`],
-//! which applies capacity and per-owner limits and makes the job durable. Every refusal is an
-//! [`OrchestratorError`] with a catalogue code and the neutral [`Field`] at fault; uploads
-//! stored for a refused request are deleted.
+//! lyrics through the real LRC parser and G2P, the style prompt's token count, the title),
+//! parses edit segments, resolves a referenced earlier result, checks an init song ([`init`]),
+//! reads and decodes audio (uploads, base64, URLs through the outbound guard in
+//! [`crate::outbound`], stored upload ids), answers a repeated idempotency key
+//! ([`idempotency`]), stores new uploads as blobs, and hands the spec to `App::submit_spec`,
+//! which applies capacity and per-owner limits and makes the job durable. A request that makes
+//! several jobs (the takes of [`App::admit_takes`]) is checked once and admitted all at once or
+//! not at all. Every refusal is an [`OrchestratorError`] with a catalogue code and the neutral
+//! [`Field`] at fault; uploads stored for a refused request are deleted.
 
 pub mod audio;
 pub mod draft;
+mod idempotency;
+mod init;
 mod validate;
 
-use protocol::{EditSpec, JobId, JobRecord, JobSpec, JobState, SongRef, StyleSpec};
-use sha2::{Digest, Sha256};
+use protocol::{EditSpec, InitSpec, JobId, JobRecord, JobSpec, JobState, SongRef, StyleSpec};
 
 pub use self::audio::MIN_REFERENCE_SECONDS;
-pub use self::draft::{AudioInput, Draft, EditInput, SegmentsInput, SongInput, StyleInput, Timing};
+pub use self::draft::{
+    AudioInput, Draft, EditInput, InitInput, SegmentsInput, SongInput, StyleInput, Timing,
+};
+pub use self::idempotency::MAX_TAKES;
+use self::idempotency::{check_idempotency_key, fingerprint, take_meta};
 pub use self::validate::Validator;
-use crate::app::{App, Submitted};
+use crate::app::{App, JobMeta, Submitted};
 use crate::error::{ErrorCode, Field, OrchestratorError};
 use crate::outputs::{OutputError, OutputStore};
 
@@ -35,6 +42,26 @@ impl App {
     /// names a live job of the same owner returns that job (`created: false`) when the request
     /// is the same, and [`OrchestratorError::IdempotencyConflict`] when it is not.
     pub async fn admit(&self, draft: Draft) -> Result<Submitted, OrchestratorError> {
+        let mut takes = self.admit_takes(draft, 1).await?;
+        Ok(takes.remove(0))
+    }
+
+    /// [`App::admit`] for a request that makes `takes` independent jobs of one draft (the two
+    /// takes of a Riffusion request), checked once and admitted together: all of them or none
+    /// (capacity and owner limits count them all). Each take has its own seed: random, or the
+    /// draft's seed + k − 1 for take k. An idempotency key covers the whole request: the same
+    /// key and request answer the same jobs, in order.
+    pub async fn admit_takes(
+        &self,
+        draft: Draft,
+        takes: u32,
+    ) -> Result<Vec<Submitted>, OrchestratorError> {
+        if !(1..=MAX_TAKES).contains(&takes) {
+            return Err(OrchestratorError::invalid(
+                Field::Variants,
+                format!("a request makes 1 to {MAX_TAKES} takes, not {takes}"),
+            ));
+        }
         let limits = &self.config().limits;
         let validator = self.validator();
 
@@ -67,6 +94,8 @@ impl App {
         if let Some(key) = &draft.meta.idempotency_key {
             check_idempotency_key(key)?;
         }
+        let mut draft = draft;
+        draft.meta.title = check_title(draft.meta.title.take())?;
         if let Some(target) = &draft.meta.webhook {
             self.check_webhook(target).await?;
         }
@@ -131,6 +160,10 @@ impl App {
                 Some((song, segments))
             }
         };
+        let init = match draft.init.clone() {
+            None => None,
+            Some(init) => Some(self.check_init(&draft, init, seconds).await?),
+        };
         let style = match style {
             StyleInput::Prompt(p) => Ok(p),
             StyleInput::Audio(input) => {
@@ -141,13 +174,23 @@ impl App {
             }
         };
 
-        // Same key, same request: the same job, before anything is stored.
-        let fingerprint = fingerprint(&draft);
-        if let Some(existing) = self.idempotent_job(&draft.meta, &fingerprint)? {
-            return Ok(Submitted {
-                record: existing,
-                created: false,
-            });
+        // Same key, same request: the same jobs, before anything is stored.
+        let fingerprint = fingerprint(&draft, takes);
+        let metas: Vec<JobMeta> = (1..=takes)
+            .map(|take| take_meta(&draft.meta, take, takes))
+            .collect();
+        let mut known = Vec::with_capacity(metas.len());
+        for meta in &metas {
+            match self.idempotent_job(meta, &fingerprint)? {
+                Some(record) => known.push(Submitted {
+                    record,
+                    created: false,
+                }),
+                None => break,
+            }
+        }
+        if known.len() == metas.len() {
+            return Ok(known);
         }
 
         let mut stored = audio::Stored::default();
@@ -166,16 +209,27 @@ impl App {
                     segments,
                 }),
             };
+            let init = match init {
+                None => None,
+                Some((song, strength)) => Some(InitSpec {
+                    song: match song {
+                        Song::Job(id) => SongRef::Output(id),
+                        Song::Audio(checked) => SongRef::Upload(stored.put(self, checked).await?),
+                    },
+                    strength,
+                }),
+            };
             Ok::<_, OrchestratorError>(JobSpec {
                 lyrics,
                 style,
                 seconds,
-                seed: draft.seed.unwrap_or_else(rand::random::<u64>),
+                seed: 0,
                 steps: None,
                 cfg_strength: draft.cfg_strength,
                 variants,
                 chunked: draft.chunked,
                 edit,
+                init,
                 format: draft.format,
                 output_subdir,
             })
@@ -188,8 +242,20 @@ impl App {
                 return Err(e);
             }
         };
-        match self.submit_spec(spec, draft.meta, Some(fingerprint)).await {
-            Ok(submitted) if submitted.created => Ok(submitted),
+        let items = metas
+            .into_iter()
+            .enumerate()
+            .map(|(k, meta)| {
+                let mut spec = spec.clone();
+                spec.seed = match draft.seed {
+                    Some(seed) => seed.wrapping_add(k as u64),
+                    None => rand::random::<u64>(),
+                };
+                (spec, meta)
+            })
+            .collect();
+        match self.submit_spec(items, Some(fingerprint)).await {
+            Ok(submitted) if submitted.iter().any(|s| s.created) => Ok(submitted),
             Ok(existing) => {
                 // A concurrent request with the same key won the race.
                 stored.discard(self).await;
@@ -295,7 +361,7 @@ impl App {
     /// request, [`OrchestratorError::IdempotencyConflict`] for another one.
     pub(crate) fn idempotent_job(
         &self,
-        meta: &crate::app::JobMeta,
+        meta: &JobMeta,
         fingerprint: &str,
     ) -> Result<Option<JobRecord>, OrchestratorError> {
         let Some(key) = &meta.idempotency_key else {
@@ -421,15 +487,31 @@ fn timed_lyrics(draft: &Draft, seconds: u32) -> Result<String, OrchestratorError
     }
 }
 
-/// Idempotency keys are printable ASCII, 1 to 255 characters (as the IETF draft suggests).
-fn check_idempotency_key(key: &str) -> Result<(), OrchestratorError> {
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+/// Longest title, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+
+/// A title is trimmed (blank: none) and at most [`MAX_TITLE_CHARS`] characters without control
+/// characters.
+fn check_title(title: Option<String>) -> Result<Option<String>, OrchestratorError> {
+    let Some(title) = title
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+    else {
+        return Ok(None);
+    };
+    if title.chars().count() > MAX_TITLE_CHARS {
         return Err(OrchestratorError::invalid(
-            Field::IdempotencyKey,
-            "expected 1 to 255 printable ASCII characters",
+            Field::Title,
+            format!("longer than {MAX_TITLE_CHARS} characters"),
         ));
     }
-    Ok(())
+    if title.chars().any(char::is_control) {
+        return Err(OrchestratorError::invalid(
+            Field::Title,
+            "control characters (line breaks, tabs) are not allowed",
+        ));
+    }
+    Ok(Some(title))
 }
 
 /// A value shortened for an error message (trimmed, at most 40 characters and `…`).
@@ -441,65 +523,4 @@ pub(crate) fn shorten(value: &str) -> String {
     } else {
         format!("{}…", value.chars().take(MAX).collect::<String>())
     }
-}
-
-/// A digest of everything that defines the request (audio by the SHA-256 of its bytes or by its
-/// URL or upload id), so a retry with the same key can be told from a different request.
-fn fingerprint(draft: &Draft) -> String {
-    let mut h = Sha256::new();
-    let mut field = |name: &str, value: &[u8]| {
-        h.update((name.len() as u64).to_be_bytes());
-        h.update(name.as_bytes());
-        h.update((value.len() as u64).to_be_bytes());
-        h.update(value);
-    };
-    let audio = |input: &AudioInput| -> Vec<u8> {
-        match input {
-            AudioInput::Bytes { bytes, .. } => {
-                [b"bytes:".as_slice(), &Sha256::digest(bytes)].concat()
-            }
-            AudioInput::Base64(t) => [b"base64:".as_slice(), &Sha256::digest(t.trim())].concat(),
-            AudioInput::Url(u) => format!("url:{}", u.trim()).into_bytes(),
-            AudioInput::UploadId(id) => format!("upload:{}", id.trim()).into_bytes(),
-            AudioInput::Job(id) => format!("job:{id}").into_bytes(),
-        }
-    };
-    field("lyrics", draft.lyrics.as_bytes());
-    match &draft.style {
-        None => field("style", b""),
-        Some(StyleInput::Prompt(p)) => field("style.prompt", p.as_bytes()),
-        Some(StyleInput::Audio(a)) => field("style.audio", &audio(a)),
-    }
-    field("seconds", format!("{:?}", draft.seconds).as_bytes());
-    field("timing", format!("{:?}", draft.timing).as_bytes());
-    field("seed", format!("{:?}", draft.seed).as_bytes());
-    field(
-        "cfg_strength",
-        format!("{:?}", draft.cfg_strength).as_bytes(),
-    );
-    field("variants", format!("{:?}", draft.variants).as_bytes());
-    field("chunked", format!("{}", draft.chunked).as_bytes());
-    field("format", draft.format.extension().as_bytes());
-    field(
-        "output_dir",
-        format!("{:?}", draft.output_subdir).as_bytes(),
-    );
-    if let Some(edit) = &draft.edit {
-        match &edit.song {
-            SongInput::ResultFile(f) => field("edit.song", format!("file:{f}").as_bytes()),
-            SongInput::Job(id) => field("edit.song", format!("job:{id}").as_bytes()),
-            SongInput::Audio(a) => field("edit.song", &audio(a)),
-        }
-        match &edit.segments {
-            SegmentsInput::Json(t) => field("edit.segments", t.trim().as_bytes()),
-            SegmentsInput::List(l) => field("edit.segments", format!("{l:?}").as_bytes()),
-        }
-    }
-    field("priority", format!("{:?}", draft.meta.priority).as_bytes());
-    if let Some(target) = &draft.meta.webhook {
-        field("webhook.endpoint", target.endpoint.as_bytes());
-        field("webhook.secret", &Sha256::digest(target.secret.as_bytes()));
-    }
-    let digest = h.finalize();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -93,6 +93,31 @@ impl Validator {
         ))
     }
 
+    /// Checks that a song `have` seconds long covers every frame of a song of `seconds`, as a
+    /// song the sampler starts from must (a longer one is cut).
+    pub fn check_init_covers(&self, have: f64, seconds: u32) -> Result<(), OrchestratorError> {
+        let Ok(choice) = self.bundle.choose_model(seconds) else {
+            return Ok(()); // refused as a length elsewhere
+        };
+        let (sr, hop) = (
+            self.bundle.manifest.audio.sample_rate,
+            self.bundle.manifest.audio.hop,
+        );
+        let have_frames = (have * f64::from(sr) / hop as f64 + 1e-6).floor() as usize;
+        if have_frames >= choice.frames {
+            return Ok(());
+        }
+        let song = self.bundle.frames_to_seconds(choice.frames);
+        Err(OrchestratorError::coded(
+            ErrorCode::InvalidAudio,
+            Field::InitSong,
+            format!(
+                "the song to start from is {have:.2} s long, shorter than the {song:.2} s being \
+                 generated: it must cover every frame"
+            ),
+        ))
+    }
+
     /// Checks lyrics for a song of `seconds` (runs the real parser and G2P; cheap).
     pub fn check_lyrics(&self, lyrics: &str, seconds: u32) -> Result<(), OrchestratorError> {
         track::lyric_track(&self.bundle, &self.encoder, lyrics, seconds, &self.limits)

@@ -30,6 +30,7 @@ pub mod diffrhythm;
 pub mod error;
 pub mod fallback;
 pub mod form;
+pub mod headers;
 pub mod nodes;
 pub mod openapi;
 pub mod ops;

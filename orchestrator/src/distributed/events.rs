@@ -505,8 +505,8 @@ impl Applier {
         if let StyleSpec::Upload(name) = &record.spec.style {
             inputs.push(wire::input_object(id, name));
         }
-        if let Some(edit) = &record.spec.edit {
-            inputs.push(match &edit.song {
+        for song in record.spec.songs() {
+            inputs.push(match song {
                 SongRef::Upload(name) => wire::input_object(id, name),
                 SongRef::Output(source) => {
                     wire::input_object(id, &wire::earlier_result_name(source))

@@ -43,23 +43,32 @@ fn stricter(a: usize, b: usize) -> usize {
     }
 }
 
-/// Refuses a new job of `owner` when it would go over a limit.
+/// Refuses `adding` new jobs of `owner` (the jobs of one request, admitted together) when
+/// they would go over a limit.
 pub fn check_owner(
     store: &JobStore,
     limits: &LimitsConfig,
     owner: &Owner,
     quota: Option<&Quota>,
+    adding: usize,
 ) -> Result<(), OrchestratorError> {
     let quota = quota.copied().unwrap_or_default();
     let active_limit = stricter(limits.per_owner_active, quota.concurrent);
     let daily_limit = stricter(limits.per_owner_daily, quota.per_day);
+    let adding = adding.max(1);
+    // What a request of several jobs adds to a refusal.
+    let makes = if adding > 1 {
+        format!(" and this request makes {adding}")
+    } else {
+        String::new()
+    };
     if active_limit > 0 {
         let active = store.active_of(owner)?;
-        if active >= active_limit {
+        if active + adding > active_limit {
             return Err(OrchestratorError::OwnerLimit {
                 message: format!(
                     "{owner} already has {active} jobs queued or running (the limit is \
-                     {active_limit}); wait for one to finish"
+                     {active_limit}){makes}; wait for one to finish"
                 ),
                 retry_after: 30,
             });
@@ -72,18 +81,28 @@ pub fn check_owner(
         if limit == 0 {
             continue;
         }
+        if adding > limit {
+            return Err(OrchestratorError::OwnerLimit {
+                message: format!(
+                    "this request makes {adding} jobs, more than {owner} may submit in any \
+                     {window} (the limit is {limit})"
+                ),
+                retry_after: window_ms / 1000,
+            });
+        }
         let now = now_ms();
         // Newest first, at most `limit` of them (and the total, when there are that many).
         let (newest, total) =
             store.owner_created_since(owner, now.saturating_sub(window_ms), limit)?;
-        if let Some(&nth) = newest.get(limit - 1) {
-            // The window has room again once the job `limit` places from the newest leaves it.
+        if let Some(&nth) = newest.get(limit - adding) {
+            // The window has room again once the job `limit - adding + 1` places from the
+            // newest leaves it.
             let frees_at = nth + window_ms;
             let retry_after = frees_at.saturating_sub(now).div_ceil(1000).max(1);
             return Err(OrchestratorError::OwnerLimit {
                 message: format!(
-                    "{owner} submitted {total} jobs in the last {window} (the limit is {limit}); \
-                     try again in {retry_after} s"
+                    "{owner} submitted {total} jobs in the last {window} (the limit is \
+                     {limit}){makes}; try again in {retry_after} s"
                 ),
                 retry_after,
             });

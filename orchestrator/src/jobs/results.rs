@@ -238,6 +238,7 @@ mod tests {
             variants,
             chunked: false,
             edit: None,
+            init: None,
             output_subdir: None,
             format,
         }
@@ -289,6 +290,7 @@ mod tests {
             request_hash: None,
             event_seq: 3,
             client_data: None,
+            title: None,
         };
         // Listed: served as is.
         let mp3 = audio_file(&outputs, &record, 2, AudioFormat::Mp3)

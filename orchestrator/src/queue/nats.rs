@@ -102,8 +102,9 @@ impl Publisher {
         if let StyleSpec::Upload(name) = &record.spec.style {
             uploads.push(name.clone());
         }
-        if let Some(edit) = &record.spec.edit {
-            match &edit.song {
+        // The songs it starts from: its edit song and its init song.
+        for song in record.spec.songs() {
+            match song {
                 SongRef::Upload(name) => uploads.push(name.clone()),
                 SongRef::Output(source) => {
                     let file = self

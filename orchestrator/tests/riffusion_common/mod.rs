@@ -1,6 +1,7 @@
 //! Helpers of the Riffusion API's in-process tests (`riffusion_api.rs`,
-//! `riffusion_transforms.rs`): keys, requests with a bearer key, the error shape, ids, a take
-//! driven to success, a multipart upload.
+//! `riffusion_transforms.rs`, `riffusion_requests.rs`): the service without per-key limits,
+//! keys, requests with a bearer key, the error shape, ids, a take driven to success, a
+//! multipart upload.
 
 #![allow(dead_code)]
 
@@ -10,10 +11,18 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::support::http::wav;
-use crate::support::TestService;
+use crate::support::{start_with, TestService};
 
 pub const LYRICS: &str = "[Verse]\nCity lights are passing by\nEvery window tells a lie\n\n\
                           [Chorus]\nWe drive into the night\n";
+
+/// The default service, ready, without `[riffusion_api]` per-key limits (the tests make more
+/// takes than a minute allows; `riffusion_requests.rs` tests the limits).
+pub async fn start() -> TestService {
+    let s = start_with(|c| c.riffusion_api.limits = Default::default()).await;
+    s.app.set_ready(true);
+    s
+}
 
 pub fn add_key(s: &TestService, name: &str) -> String {
     refrain_orchestrator::api::v1::auth::add_key(&s.app.config().api_keys_path(), name).unwrap()

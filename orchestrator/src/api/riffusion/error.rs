@@ -46,7 +46,8 @@ pub fn field_name(field: &Field) -> String {
     match field {
         Field::Lyrics => "lyrics".into(),
         Field::StylePrompt => "tags".into(),
-        Field::StyleAudio | Field::EditSong => "morph.source".into(),
+        Field::StyleAudio | Field::EditSong | Field::InitSong => "morph.source".into(),
+        Field::InitStrength => "morph.normalized_variation_strength".into(),
         Field::Style => "tags".into(),
         Field::Length => "length_seconds".into(),
         Field::Edit | Field::EditSegments => "morph".into(),

@@ -13,13 +13,18 @@
 //!   most 285); untimed lyrics are timed within the new part;
 //! * `cover` — new lyrics over the source's style: the source is the style reference (its style
 //!   clip, as for any reference recording), `tags` are not used;
-//! * `swap_sound` and `swap_vocals` — refused with `unsupported` (422) and the reason.
+//! * `swap_sound` — same lyrics, new style (`tags`): the sampler starts from the source's
+//!   latents re-noised with strength `normalized_variation_strength` (default 0.5; the core's
+//!   `init`, SDEdit — Refrain's addition, DiffRhythm has no such mode), at the source's length
+//!   (95–285 s); a take's own lyrics unless new ones are given (an upload needs them);
+//! * `swap_vocals` — refused with `unsupported` (422) and the reason.
 //!
 //! `normalized_lyrics_strength` and `normalized_sound_prompt_strength` set DiffRhythm's one
 //! guidance control, the CFG strength (lyrics and style are guided together): `8 ×` their mean,
-//! so 0.5 is the reference's 4. `normalized_weirdness`, `normalized_cover_strength` and
-//! `normalized_variation_strength` have no DiffRhythm control: they are checked (0–1) and have
-//! no effect. Any of them outside 0–1 is a 400.
+//! so 0.5 is the reference's 4. `normalized_variation_strength` is `swap_sound`'s noise
+//! strength. `normalized_weirdness` and `normalized_cover_strength` (and the variation strength
+//! of other transforms) have no DiffRhythm control: they are checked (0–1) and have no effect.
+//! Any of them outside 0–1 is a 400.
 
 use protocol::{AudioFormat, JobId, JobRecord, JobState, Source};
 use serde::Deserialize;
@@ -28,7 +33,7 @@ use utoipa::ToSchema;
 
 use super::KeyOwner;
 use crate::admission::{
-    AudioInput, Draft, EditInput, SegmentsInput, SongInput, StyleInput, Timing,
+    AudioInput, Draft, EditInput, InitInput, SegmentsInput, SongInput, StyleInput, Timing,
 };
 use crate::app::{App, JobMeta};
 use crate::error::{ErrorCode, Field, OrchestratorError};
@@ -41,6 +46,8 @@ pub const DEFAULT_SECONDS: u32 = 95;
 pub const EXTEND_SECONDS: f64 = 60.0;
 /// The longest song DiffRhythm makes.
 pub const MAX_SECONDS: u32 = 285;
+/// `swap_sound`'s noise strength when `normalized_variation_strength` is not given.
+pub const DEFAULT_VARIATION: f64 = 0.5;
 /// Shortest part an extension regenerates.
 pub const MIN_EXTENSION_SECONDS: f64 = 5.0;
 
@@ -51,7 +58,8 @@ pub const MIN_EXTENSION_SECONDS: f64 = 5.0;
     "lyrics": "[Verse]\nCity lights are passing by\n[Chorus]\nWe drive into the night",
     "tags": ["synthwave", "female vocals"]}))]
 pub struct GenerateRequest {
-    /// Returned with the ids; not stored (jobs have no title).
+    /// Kept with both takes (at most 200 characters): shown in the feed, and the download file
+    /// name of Refrain's own API is made from it.
     #[serde(default)]
     pub title: Option<String>,
     /// Structured lyrics (`[Verse]`, `[Chorus]` … markers, no timestamps) or LRC.
@@ -79,7 +87,7 @@ pub enum Tags {
 /// A transform of a source song, and the creative controls.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct Morph {
-    /// `inpaint`, `extend`, `cover`, `swap_sound` (422), `swap_vocals` (422); absent: a new song.
+    /// `inpaint`, `extend`, `cover`, `swap_sound`, `swap_vocals` (422); absent: a new song.
     #[serde(default)]
     pub transform: Option<String>,
     /// A take of this key as the source.
@@ -109,7 +117,8 @@ pub struct Morph {
     /// 0–1; no DiffRhythm control (checked, no effect).
     #[serde(default)]
     pub normalized_cover_strength: Option<f64>,
-    /// 0–1; no DiffRhythm control (checked, no effect).
+    /// 0–1; `swap_sound`'s noise strength (default 0.5): 1 a fresh song, 0 the source itself.
+    /// No effect on other transforms.
     #[serde(default)]
     pub normalized_variation_strength: Option<f64>,
 }
@@ -298,14 +307,6 @@ pub async fn generate_draft(
     request: GenerateRequest,
     owner: &KeyOwner,
 ) -> Result<Draft, OrchestratorError> {
-    if let Some(title) = &request.title {
-        if title.chars().count() > 200 {
-            return Err(OrchestratorError::invalid(
-                named("title"),
-                "longer than 200 characters",
-            ));
-        }
-    }
     let lyrics = request.lyrics.clone().unwrap_or_default();
     let morph = request.morph.unwrap_or_default();
     let cfg = controls(&morph)?;
@@ -315,6 +316,7 @@ pub async fn generate_draft(
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let mut draft = base_draft(owner, request.length_seconds);
+    draft.meta.title = request.title.clone();
     draft.cfg_strength = cfg;
     draft.lyrics = lyrics.clone();
     draft.style = Some(StyleInput::Prompt(
@@ -429,13 +431,36 @@ pub async fn generate_draft(
             ))
         }
         Some("swap_sound") => {
-            return Err(OrchestratorError::coded(
-                ErrorCode::Unsupported,
-                named("morph.transform"),
-                "swap_sound needs the sampler to start from the source's latents partly \
-                 re-noised, which this server's sampler does not do yet (it always starts from \
-                 pure noise); use cover for new lyrics over the source's style",
-            ))
+            let source = source(app, owner, &morph)?;
+            let song = song(source);
+            let length = app.song_seconds(named("morph.source"), &song).await?;
+            if length < f64::from(DEFAULT_SECONDS) || length >= f64::from(MAX_SECONDS + 1) {
+                return Err(OrchestratorError::coded(
+                    ErrorCode::InvalidAudio,
+                    named("morph.source"),
+                    format!(
+                        "the source is {length:.1} s long: swap_sound keeps the song's length, \
+                         which must be 95 to 285 s"
+                    ),
+                ));
+            }
+            // Same lyrics: a take's own (as sung), unless new ones are given; an upload's
+            // lyrics are not known, so they must be.
+            match (&song, lyrics.trim().is_empty()) {
+                (SongInput::Job(id), true) => {
+                    draft.lyrics = owned(app, owner, id.as_str())?.spec.lyrics;
+                    draft.timing = Timing::AsGiven;
+                }
+                (_, true) => need_lyrics()?,
+                (_, false) => draft.timing = Timing::Song,
+            }
+            draft.seconds = Some(length.floor() as u32);
+            draft.init = Some(InitInput {
+                song,
+                strength: morph
+                    .normalized_variation_strength
+                    .unwrap_or(DEFAULT_VARIATION),
+            });
         }
         Some(other) => {
             return Err(OrchestratorError::invalid(

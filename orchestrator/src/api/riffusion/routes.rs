@@ -1,10 +1,11 @@
-//! The handlers: each translates the request ([`super::input`]), calls the job core (two
-//! `App::admit`s for the two takes, `App::store_audio` for uploads) and renders the answer
-//! ([`super::view`]) or the error ([`RiffError`]).
+//! The handlers: each translates the request ([`super::input`]), calls the job core
+//! (`App::admit_takes` for the two takes, with the `Idempotency-Key` and the per-key limits of
+//! `[riffusion_api]`; `App::store_audio` for uploads) and renders the answer ([`super::view`])
+//! or the error ([`RiffError`]).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -21,19 +22,20 @@ use crate::error::{Field, OrchestratorError};
 /// Most ids one feed request may name.
 pub const MAX_FEED_IDS: usize = 10;
 
-/// Admits `draft` twice: two takes with their own seeds. When the second is refused the first
-/// is cancelled, so a request makes both takes or none.
-async fn two_takes(app: &App, draft: Draft) -> Result<Vec<protocol::JobRecord>, RiffError> {
-    let first = app.admit(draft.clone()).await?.record;
-    match app.admit(draft).await {
-        Ok(second) => Ok(vec![first, second.record]),
-        Err(e) => {
-            if let Err(c) = app.cancel(&first.id).await {
-                tracing::warn!(job = %first.id, error = %c, "cannot cancel the first take");
-            }
-            Err(e.into())
-        }
-    }
+/// Takes per request.
+pub const TAKES: u32 = 2;
+
+/// Admits `draft` as the request's two takes (own seeds, all or none) through the core, with
+/// the request's `Idempotency-Key` and this API's per-key limits.
+async fn two_takes(
+    app: &App,
+    mut draft: Draft,
+    headers: &HeaderMap,
+) -> Result<Vec<protocol::JobRecord>, RiffError> {
+    draft.meta.idempotency_key = crate::api::headers::idempotency_key(headers)?;
+    draft.meta.quota = Some(app.config().riffusion_api.limits);
+    let takes = app.admit_takes(draft, TAKES).await?;
+    Ok(takes.into_iter().map(|t| t.record).collect())
 }
 
 /// Creates two takes of a song: from structured lyrics and tags, or a transform (`morph`).
@@ -41,6 +43,11 @@ async fn two_takes(app: &App, draft: Draft) -> Result<Vec<protocol::JobRecord>, 
     post, path = "/riffusion/generate", operation_id = "riffusionGenerate", tag = "riffusion",
     security(("bearer" = [])),
     request_body(content = GenerateRequest, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 255,
+            description = "Printable ASCII, at most 255: the same key and body return the same \
+                two takes; the same key with another body is 409 `idempotency_conflict`."),
+    ),
     responses(
         (status = 200, description = "Two takes, queued.", body = Created),
         (status = 400, description = "`missing_field`, `invalid_field` (e.g. a `normalized_*` \
@@ -50,28 +57,30 @@ async fn two_takes(app: &App, draft: Draft) -> Result<Vec<protocol::JobRecord>, 
         (status = 404, description = "`not_found`: `morph.riff_id` is not a take of this key.",
             body = RiffErrorBody),
         (status = 413, description = "The body is over the limit.", body = RiffErrorBody),
-        (status = 422, description = "`unsupported`: `swap_vocals` and `swap_sound`, with the \
-            reason.", body = RiffErrorBody),
-        (status = 429, description = "Over a per-owner limit (`Retry-After`).",
+        (status = 409, description = "`idempotency_conflict`: the Idempotency-Key was used \
+            for another request.", body = RiffErrorBody),
+        (status = 422, description = "`unsupported`: `swap_vocals`, with the reason.",
             body = RiffErrorBody),
+        (status = 429, description = "`owner_limit`: over a per-key limit (`[riffusion_api] \
+            limits`, counted in takes; `Retry-After`).", body = RiffErrorBody),
         (status = 503, description = "Busy or not ready (`Retry-After`).", body = RiffErrorBody),
     ),
 )]
 pub async fn generate(
     State(app): State<App>,
     Extension(owner): Extension<KeyOwner>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Created>, RiffError> {
     let request: GenerateRequest = input::parse(&body)?;
-    let title = request.title.clone();
     let mode = request
         .morph
         .as_ref()
         .and_then(|m| m.transform.clone())
         .unwrap_or_else(|| "generate".into());
     let draft = input::generate_draft(&app, request, &owner).await?;
-    let records = two_takes(&app, draft).await?;
-    Ok(Json(view::created(&records, title, &mode)))
+    let records = two_takes(&app, draft, &headers).await?;
+    Ok(Json(view::created(&records, &mode)))
 }
 
 /// Creates two takes from a theme only: instrumentals with the theme as their style prompt.
@@ -79,24 +88,31 @@ pub async fn generate(
     post, path = "/riffusion/generate/topic", operation_id = "riffusionGenerateTopic",
     tag = "riffusion", security(("bearer" = [])),
     request_body(content = TopicRequest, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 255,
+            description = "Printable ASCII, at most 255: the same key and body return the same \
+                two takes; the same key with another body is 409 `idempotency_conflict`."),
+    ),
     responses(
         (status = 200, description = "Two instrumental takes, queued.", body = Created),
         (status = 400, description = "`missing_field` (`topic`), `invalid_style_prompt`, \
             `invalid_length`, `invalid_field`.", body = RiffErrorBody),
         (status = 401, description = "No or an unknown key.", body = RiffErrorBody),
-        (status = 429, description = "Over a per-owner limit.", body = RiffErrorBody),
+        (status = 409, description = "`idempotency_conflict`.", body = RiffErrorBody),
+        (status = 429, description = "`owner_limit`: over a per-key limit.", body = RiffErrorBody),
         (status = 503, description = "Busy or not ready.", body = RiffErrorBody),
     ),
 )]
 pub async fn generate_topic(
     State(app): State<App>,
     Extension(owner): Extension<KeyOwner>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Created>, RiffError> {
     let request: TopicRequest = input::parse(&body)?;
     let draft = input::topic_draft(request, &owner)?;
-    let records = two_takes(&app, draft).await?;
-    Ok(Json(view::created(&records, None, "topic")))
+    let records = two_takes(&app, draft, &headers).await?;
+    Ok(Json(view::created(&records, "topic")))
 }
 
 /// The takes named, with their status, progress and audio.

@@ -19,7 +19,7 @@ use crate::api::v1::view::timestamp;
 pub struct Created {
     /// The two task ids, for `GET /riffusion/feed/{id1},{id2}`.
     pub ids: Vec<String>,
-    /// The title, as given (not stored).
+    /// The title, as stored (trimmed; absent when none was given).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     /// `generate`, `topic`, or the transform.
@@ -35,6 +35,8 @@ pub struct Created {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Riff {
     pub id: String,
+    /// The request's title, `null` when none was given.
+    pub title: Option<String>,
     /// `process`, `success` or `failure`.
     pub status: &'static str,
     /// Progress, 0–100.
@@ -77,11 +79,11 @@ fn style(record: &JobRecord) -> Option<String> {
 }
 
 /// The answer of a generate route for its two jobs.
-pub fn created(records: &[JobRecord], title: Option<String>, mode: &str) -> Created {
+pub fn created(records: &[JobRecord], mode: &str) -> Created {
     let first = &records[0];
     Created {
         ids: records.iter().map(|r| r.id.to_string()).collect(),
-        title,
+        title: first.title.clone(),
         mode: mode.to_string(),
         lyrics: first.spec.lyrics.clone(),
         style: style(first),
@@ -143,6 +145,7 @@ pub fn riff(record: &JobRecord, progress: Option<ProgressEvent>, base: &str) -> 
     };
     Riff {
         id: record.id.to_string(),
+        title: record.title.clone(),
         status,
         process,
         stage,

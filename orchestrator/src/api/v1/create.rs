@@ -58,6 +58,10 @@ pub struct CreateJob {
     /// Opaque text (at most 2048 bytes) kept on the job and shown with it unchanged.
     #[schema(example = "telegram:chat=42;message=7")]
     pub client_data: Option<String>,
+    /// The song's title (at most 200 characters): shown with the job and used for the download
+    /// file name.
+    #[schema(example = "Night Drive")]
+    pub title: Option<String>,
 }
 
 /// The longest `client_data`, in bytes.
@@ -173,16 +177,7 @@ pub(crate) async fn create(
     let body: CreateJob = serde_json::from_slice(&body).map_err(|e| {
         OrchestratorError::invalid(Field::Body, format!("not a valid job request: {e}"))
     })?;
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| {
-                    OrchestratorError::invalid(Field::IdempotencyKey, "not printable ASCII")
-                })?
-                .to_string(),
-        ),
-    };
+    let idempotency_key = crate::api::headers::idempotency_key(&headers)?;
     let mut meta = JobMeta::anonymous(Source::RefrainApi);
     meta.owner = caller.owner.clone();
     meta.idempotency_key = idempotency_key;
@@ -201,6 +196,7 @@ pub(crate) async fn create(
         }
         meta.client_data = Some(data.clone());
     }
+    meta.title = body.title.clone();
     let submitted = app.admit(draft(body, meta)?).await?;
     let view = JobView::of(&app, &submitted.record).await?;
     let status = if submitted.created {

@@ -335,8 +335,9 @@ async fn serve_audio(
     Ok(response)
 }
 
-/// A file name from the first lyric line (ASCII letters, digits, `-` and `_`, at most 60),
-/// else the job id; `-<n>` for variants after the first.
+/// A file name from the job's title, else its first lyric line (ASCII letters and digits in
+/// lower case, other runs as one `-`, at most 60), else the job id; `-<n>` for variants after
+/// the first.
 pub fn download_name(record: &JobRecord, variant: u32, format: AudioFormat) -> String {
     let first_line = record
         .spec
@@ -352,8 +353,22 @@ pub fn download_name(record: &JobRecord, variant: u32, format: AudioFormat) -> S
         })
         .find(|l| !l.is_empty())
         .unwrap_or("");
+    let stem = [record.title.as_deref().unwrap_or(""), first_line]
+        .into_iter()
+        .map(file_stem)
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| record.id.to_string());
+    match variant {
+        1 => format!("{stem}.{}", format.extension()),
+        n => format!("{stem}-{n}.{}", format.extension()),
+    }
+}
+
+/// `text` as a file name stem: ASCII letters and digits in lower case, every other run as one
+/// `-`, at most 60 characters, no `-` at either end.
+fn file_stem(text: &str) -> String {
     let mut stem = String::new();
-    for c in first_line.chars() {
+    for c in text.chars() {
         if c.is_ascii_alphanumeric() {
             stem.push(c.to_ascii_lowercase());
         } else if !stem.ends_with('-') && !stem.is_empty() {
@@ -363,14 +378,5 @@ pub fn download_name(record: &JobRecord, variant: u32, format: AudioFormat) -> S
             break;
         }
     }
-    let stem = stem.trim_matches('-');
-    let stem = if stem.is_empty() {
-        record.id.to_string()
-    } else {
-        stem.to_string()
-    };
-    match variant {
-        1 => format!("{stem}.{}", format.extension()),
-        n => format!("{stem}-{n}.{}", format.extension()),
-    }
+    stem.trim_matches('-').to_string()
 }

@@ -56,6 +56,8 @@ pub struct JobView {
     pub last_event: u64,
     /// The `client_data` given at creation, unchanged.
     pub client_data: Option<String>,
+    /// The title given at creation.
+    pub title: Option<String>,
     pub links: Links,
 }
 
@@ -175,6 +177,7 @@ impl JobView {
             }),
             error: record.error.clone(),
             client_data: record.client_data.clone(),
+            title: record.title.clone(),
             request: request(record),
             result: if record.state == JobState::Succeeded {
                 result

@@ -29,6 +29,7 @@ pub(crate) fn spec(subdir: Option<&str>) -> JobSpec {
         variants: 1,
         chunked: false,
         edit: None,
+        init: None,
         output_subdir: subdir.map(str::to_string),
         format: Default::default(),
     }
@@ -120,6 +121,7 @@ pub(crate) fn record_at(created_ms: u64, subdir: Option<&str>) -> JobRecord {
         // What `insert` gives a new record (its `queued` event), so stored == local.
         event_seq: 1,
         client_data: None,
+        title: None,
     }
 }
 
