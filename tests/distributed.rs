@@ -17,7 +17,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -33,28 +32,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 const GENEROUS: Duration = Duration::from_secs(240);
-
-/// All `job started` lines of the nodes: job → [(node, attempt)].
-fn starts(app: &TestApp) -> HashMap<String, Vec<(String, u32)>> {
-    let mut out: HashMap<String, Vec<(String, u32)>> = HashMap::new();
-    for node in app.nodes() {
-        for (job, attempt) in one_at_a_time(&node.name, &node.log_events()) {
-            out.entry(job)
-                .or_default()
-                .push((node.name.clone(), attempt));
-        }
-    }
-    out
-}
-
-/// The attempts a job started, from its events.
-fn started_attempts(api: &Api, id: &str) -> Vec<u64> {
-    api.history(id)
-        .iter()
-        .filter(|e| e.kind == "started")
-        .map(JobEvent::attempt)
-        .collect()
-}
 
 fn wav(done: Done, what: &str) -> Vec<u8> {
     match done {
@@ -112,7 +89,7 @@ fn two_nodes_share_many_jobs_each_exactly_once() {
     wav(api.wait(&edit_url, GENEROUS), &edit_id);
     wav(api.wait(&styled_url, GENEROUS), &styled_id);
 
-    let started = starts(&app);
+    let started = app.node_starts();
     let all: Vec<&String> = jobs
         .iter()
         .map(|(id, _)| id)
@@ -122,7 +99,7 @@ fn two_nodes_share_many_jobs_each_exactly_once() {
         let runs = started.get(*id).cloned().unwrap_or_default();
         assert_eq!(runs.len(), 1, "job {id} ran {runs:?}");
         assert_eq!(runs[0].1, 1, "job {id} was delivered again: {runs:?}");
-        assert_eq!(started_attempts(&api, id), [1], "job {id}");
+        assert_eq!(api.started_attempts(id), [1], "job {id}");
     }
     assert_eq!(
         started.len(),
@@ -210,7 +187,7 @@ fn killed_node_job_is_redelivered_and_progress_restarts() {
         after.iter().all(|e| e.attempt() == 1),
         "a kill used up an attempt: {after:?}"
     );
-    assert_eq!(started_attempts(&api, &id), [1, 1]);
+    assert_eq!(api.started_attempts(&id), [1, 1]);
     let job = api.job(&id);
     assert_eq!(job["attempt"], 1, "{job}");
     assert_eq!(job["interruptions"], 1, "{job}");
@@ -253,12 +230,12 @@ fn nats_restart_loses_and_duplicates_nothing() {
         assert_eq!(api.events(id).final_event().kind, "succeeded", "job {id}");
         wav(api.wait(url, GENEROUS), id);
     }
-    let started = starts(&app);
+    let started = app.node_starts();
     for (id, _) in &jobs {
         let runs = started.get(id).cloned().unwrap_or_default();
         assert_eq!(runs.len(), 1, "job {id} ran {runs:?}");
         assert_eq!(runs[0].1, 1, "job {id} was delivered again: {runs:?}");
-        assert_eq!(started_attempts(&api, id), [1], "job {id}");
+        assert_eq!(api.started_attempts(id), [1], "job {id}");
     }
     assert_eq!(started.len(), jobs.len(), "{started:?}");
     let status = api.get_json("/status");
@@ -319,14 +296,14 @@ fn results_arriving_while_the_orchestrator_is_down_are_recorded() {
         assert_eq!(api.events(id).final_event().kind, "succeeded", "job {id}");
         wav(api.wait(url, GENEROUS), id);
     }
-    let started = starts(&app);
+    let started = app.node_starts();
     for (id, _) in &jobs {
         assert_eq!(
             started.get(id).map(Vec::len),
             Some(1),
             "job {id}: {started:?}"
         );
-        assert_eq!(started_attempts(&api, id), [1], "job {id}");
+        assert_eq!(api.started_attempts(id), [1], "job {id}");
     }
     let status = api.get_json("/status");
     assert_eq!(status["jobs"]["succeeded"], jobs.len(), "{status}");
@@ -423,7 +400,7 @@ fn a_job_the_node_rejects_fails_with_its_message_once() {
         failed.data
     );
     let kinds = api.history_kinds(&id);
-    assert_eq!(started_attempts(&api, &id), [1], "{kinds:?}");
+    assert_eq!(api.started_attempts(&id), [1], "{kinds:?}");
     assert!(!kinds.iter().any(|k| k == "retrying"), "{kinds:?}");
     let body = match api.wait(&url, GENEROUS) {
         Done::Failed(body) => body,
@@ -478,7 +455,7 @@ fn a_killed_node_uses_up_no_attempt() {
     let done = events.final_event();
     assert_eq!(done.kind, "succeeded", "{:?}", done.data);
     wav(api.wait(&url, GENEROUS), &id);
-    assert_eq!(started_attempts(&api, &id), [1, 1]);
+    assert_eq!(api.started_attempts(&id), [1, 1]);
     assert_eq!(
         one_at_a_time("b", &app.node("b").log_events()),
         vec![(id.clone(), 1)]
@@ -504,7 +481,7 @@ fn a_job_whose_nodes_keep_dying_ends_failed() {
     let (id, url, events) = kill_the_node_running_a_long_job(&mut app);
     let failed = events.final_event();
     assert_eq!(failed.kind, "failed", "{:?}", failed.data);
-    assert_eq!(started_attempts(&api, &id), [1]);
+    assert_eq!(api.started_attempts(&id), [1]);
     let body: Value = match api.wait(&url, GENEROUS) {
         Done::Failed(body) => body,
         Done::Wav(_) => panic!("job {id} ran again though its node died under it"),

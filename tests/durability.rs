@@ -21,7 +21,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use reqwest::blocking::multipart::Form;
 use support::*;
 
 /// The tests of this file run one after another (they time kills on 2 cores).
@@ -32,35 +31,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 const GENEROUS: Duration = Duration::from_secs(180);
-const PROMPT: &str = "warm synthwave with a steady beat";
-const LYRICS: &str = "[00:02.00]we were here before\n[00:08.00]and we will be again\n";
 
-/// A job as submitted.
-#[derive(Debug, Clone)]
-struct Job {
-    id: String,
-    url: String,
-    seconds: u32,
-    seed: u64,
-}
-
-fn submit(api: &Api, seconds: u32, seed: u64) -> Job {
-    let form = Form::new()
-        .text("_dummy", "")
-        .text("ref_prompt", PROMPT)
-        .text("lrc", LYRICS)
-        .text("audio_length", seconds.to_string())
-        .text("seed", seed.to_string());
-    let (id, url) = api.submit(form);
-    Job {
-        id,
-        url,
-        seconds,
-        seed,
-    }
-}
-
-fn wav(api: &Api, job: &Job) -> Vec<u8> {
+fn wav(api: &Api, job: &SongJob) -> Vec<u8> {
     match api.wait(&job.url, GENEROUS) {
         Done::Wav(bytes) => bytes,
         Done::Failed(body) => panic!("job {} failed: {body}", job.id),
@@ -69,44 +41,40 @@ fn wav(api: &Api, job: &Job) -> Vec<u8> {
 
 /// Waits until `job` runs in the server's current run and has made `steps` sampler steps
 /// (events of earlier runs are skipped).
-fn wait_running(api: &Api, job: &Job, steps: u64) -> JobEvent {
+fn wait_running(api: &Api, job: &SongJob, steps: u64) -> JobEvent {
     let seen = api.job(&job.id)["event_seq"].as_u64().unwrap_or(0);
     api.events_after(&job.id, seen).wait_sampling(steps)
 }
 
 /// Waits for the job's `succeeded` event; returns its WAV at once.
-fn wait_wav_now(api: &Api, job: &Job) -> Vec<u8> {
+fn wait_wav_now(api: &Api, job: &SongJob) -> Vec<u8> {
     let done = api.events(&job.id).final_event();
     assert_eq!(done.kind, "succeeded", "job {}: {:?}", job.id, done.data);
     wav(api, job)
 }
 
-/// What each job went through, from its events (the outbox survives every kill): job →
-/// attempts started (in order), and how many times it succeeded.
-fn runs_of(api: &Api, jobs: &[Job]) -> (BTreeMap<String, Vec<u64>>, BTreeMap<String, usize>) {
-    let mut started: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    let mut succeeded: BTreeMap<String, usize> = BTreeMap::new();
+/// What each job went through, from its events: job → attempts started (in order), and how
+/// many times it succeeded. A job that failed, was cancelled or expired fails the test.
+fn runs_of(api: &Api, jobs: &[SongJob]) -> (BTreeMap<String, Vec<u64>>, BTreeMap<String, usize>) {
+    let mut started = BTreeMap::new();
+    let mut succeeded = BTreeMap::new();
     for job in jobs {
-        for event in api.history(&job.id) {
-            match event.kind.as_str() {
-                "started" => started
-                    .entry(job.id.clone())
-                    .or_default()
-                    .push(event.attempt()),
-                "succeeded" => *succeeded.entry(job.id.clone()).or_default() += 1,
-                "failed" | "cancelled" | "expired" => {
-                    panic!("job {} ended {}: {:?}", job.id, event.kind, event.data)
-                }
-                _ => {}
-            }
-        }
+        let summary = api.summary(&job.id);
+        assert!(
+            summary.ended_otherwise.is_empty(),
+            "job {} ended {:?}",
+            job.id,
+            summary.ended_otherwise
+        );
+        started.insert(job.id.clone(), summary.attempts());
+        succeeded.insert(job.id.clone(), summary.succeeded);
     }
     (started, succeeded)
 }
 
 /// What the node did, which no job's events tell, from the log of every run: one job at a
 /// time, only accepted jobs, and no run that failed (a kill -9 leaves no line).
-fn check_node_runs(server: &Server, jobs: &[Job]) {
+fn check_node_runs(server: &Server, jobs: &[SongJob]) {
     let accepted: BTreeSet<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
     for run in 1..=server.runs() {
         let events = node_events(&server.log_of_run(run));
@@ -126,7 +94,7 @@ fn check_node_runs(server: &Server, jobs: &[Job]) {
 
 /// The checks after the last restart: every job completed exactly once, with the bytes of an
 /// uninterrupted run, under its original URL.
-fn check_all_once(server: &Server, dir: &std::path::Path, jobs: &[Job], steps: u32) {
+fn check_all_once(server: &Server, dir: &std::path::Path, jobs: &[SongJob], steps: u32) {
     let api = server.api();
     let mut results = Vec::new();
     for job in jobs {
@@ -173,17 +141,12 @@ fn check_all_once(server: &Server, dir: &std::path::Path, jobs: &[Job], steps: u
     let urls: BTreeSet<String> = jobs.iter().map(|j| j.url.clone()).collect();
     assert_eq!(listed, urls, "one result file per job");
 
-    // The same request always gives the same bytes: equal to an uninterrupted run, and equal
-    // among jobs of the same seed.
-    let mut references: BTreeMap<(u32, u64), Vec<u8>> = BTreeMap::new();
+    // The same request always gives the same bytes: those of an uninterrupted run (so jobs of
+    // the same request are equal too).
+    let mut oracle = Oracle::new(dir, steps);
     for (job, bytes) in jobs.iter().zip(&results) {
-        let reference = references
-            .entry((job.seconds, job.seed))
-            .or_insert_with(|| {
-                generate_reference(dir, LYRICS, PROMPT, job.seconds, job.seed, steps)
-            });
         assert!(
-            bytes == reference,
+            oracle.matches(job, bytes),
             "job {} ({} s, seed {}) differs from an uninterrupted run",
             job.id,
             job.seconds,
@@ -202,14 +165,14 @@ fn kill_9_right_after_202_mid_generation_and_after_a_finish() {
     let server = &mut app.server;
 
     // Run 1: killed right after the 202.
-    let a = submit(&server.api(), 285, 11);
+    let a = server.api().submit_song(285, 11);
     server.kill();
 
     // Run 2: the job is still there; two more arrive; killed while the first one samples.
     server.restart();
     let api = server.api();
-    let b = submit(&api, 285, 12);
-    let c = submit(&api, 96, 13);
+    let b = api.submit_song(285, 12);
+    let c = api.submit_song(96, 13);
     let running = wait_running(&api, &a, 5);
     eprintln!(
         "run 2: killing during step {} of {}",
@@ -253,9 +216,9 @@ fn kill_9_repeatedly_under_a_queue_of_jobs() {
     let server = &mut app.server;
     // Six jobs on both models, two requests twice.
     let api = server.api();
-    let jobs: Vec<Job> = [(95, 0), (120, 1), (95, 0), (120, 1), (95, 2), (120, 3)]
+    let jobs: Vec<SongJob> = [(95, 0), (120, 1), (95, 0), (120, 1), (95, 2), (120, 3)]
         .into_iter()
-        .map(|(seconds, seed)| submit(&api, seconds, seed))
+        .map(|(seconds, seed)| api.submit_song(seconds, seed))
         .collect();
 
     // Kill at a few moments: while the first job samples, while a later one samples, and
@@ -284,7 +247,7 @@ fn a_job_killed_more_often_than_its_attempts_still_succeeds() {
         return;
     };
     let server = &mut app.server;
-    let job = submit(&server.api(), 95, 21);
+    let job = server.api().submit_song(95, 21);
     for kill in 1..=4 {
         let running = wait_running(&server.api(), &job, 2);
         eprintln!("kill {kill} at step {}", running.data["step"]);

@@ -13,11 +13,13 @@
 //! };
 //! ```
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::events::EventStream;
 use super::http::Api;
+use super::logs::one_at_a_time;
 use super::nats::NatsServer;
 use super::node::Node;
 use super::prereq::{nats_server_binary, ort_available, TestDir};
@@ -185,6 +187,11 @@ impl TestApp {
         self.dir.path()
     }
 
+    /// Keeps the test's directory (logs, data) when the system is dropped, and prints its path.
+    pub fn keep_dir(&mut self) {
+        self.dir.keep();
+    }
+
     /// The server's data directory (job store, uploads, outputs).
     pub fn data_dir(&self) -> PathBuf {
         self.server.data_dir()
@@ -222,6 +229,20 @@ impl TestApp {
     /// Every node started so far, in order.
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
+    }
+
+    /// Every run the nodes' logs show (`job started` lines), checked to be one at a time per
+    /// node: job → [(node, attempt)].
+    pub fn node_starts(&self) -> HashMap<String, Vec<(String, u32)>> {
+        let mut out: HashMap<String, Vec<(String, u32)>> = HashMap::new();
+        for node in &self.nodes {
+            for (job, attempt) in one_at_a_time(&node.name, &node.log_events()) {
+                out.entry(job)
+                    .or_default()
+                    .push((node.name.clone(), attempt));
+            }
+        }
+        out
     }
 
     /// Waits until `GET /api/v1/nodes` reports `live` nodes.

@@ -217,6 +217,15 @@ impl Api {
         self.events(job).read_all()
     }
 
+    /// The attempts of the runs a job started (its `started` events), in order.
+    pub fn started_attempts(&self, job: &str) -> Vec<u64> {
+        self.history(job)
+            .iter()
+            .filter(|e| e.kind == "started")
+            .map(JobEvent::attempt)
+            .collect()
+    }
+
     /// The kinds of a finished job's events, in order.
     pub fn history_kinds(&self, job: &str) -> Vec<String> {
         self.history(job).into_iter().map(|e| e.kind).collect()

@@ -16,6 +16,7 @@
 //!   job at a time);
 //! * [`spec`]: the seed-000 DiffRhythm API's request and the checks of its answers;
 //! * [`audio`]: WAV inputs and checks, and reference runs of `refrain generate`;
+//! * [`songs`]: song jobs with known results (the [`Oracle`]) and what their events say;
 //! * [`prereq`]: the external pieces (ONNX Runtime, nats-server) and the test directory.
 
 #![allow(dead_code, unused_imports)]
@@ -31,6 +32,7 @@ pub mod node;
 pub mod prereq;
 pub mod process;
 pub mod server;
+pub mod songs;
 pub mod spec;
 
 pub use app::{NatsFabric, TestApp, TestAppBuilder};
@@ -43,3 +45,4 @@ pub use node::Node;
 pub use prereq::{nats_server_binary, ort_available, workspace, TestDir};
 pub use process::{read_log, Proc};
 pub use server::Server;
+pub use songs::{song_request, JobSummary, Oracle, SongJob};

@@ -47,10 +47,12 @@ pub fn ort_available() -> bool {
     false
 }
 
-/// A test's own directory (data, logs), removed afterwards unless the test failed or
-/// `REFRAIN_TEST_KEEP` is set (then its path is printed, with the logs in it).
+/// A test's own directory (data, logs), removed afterwards unless the test failed, it was told
+/// to [`TestDir::keep`] it, or `REFRAIN_TEST_KEEP` is set (then its path is printed, with the
+/// logs in it).
 pub struct TestDir {
     dir: Option<tempfile::TempDir>,
+    keep: bool,
 }
 
 impl TestDir {
@@ -62,7 +64,13 @@ impl TestDir {
                     .tempdir()
                     .expect("temporary directory"),
             ),
+            keep: false,
         }
+    }
+
+    /// Keeps the directory (and prints its path) when dropped, as after a failure.
+    pub fn keep(&mut self) {
+        self.keep = true;
     }
 
     pub fn path(&self) -> &Path {
@@ -78,7 +86,7 @@ impl Default for TestDir {
 
 impl Drop for TestDir {
     fn drop(&mut self) {
-        let keep = std::env::var_os("REFRAIN_TEST_KEEP").is_some();
+        let keep = self.keep || std::env::var_os("REFRAIN_TEST_KEEP").is_some();
         if std::thread::panicking() || keep {
             if let Some(dir) = self.dir.take() {
                 let kept = dir.keep();
