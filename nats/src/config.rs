@@ -41,10 +41,16 @@ pub struct NatsConfig {
     pub duplicate_window_seconds: u64,
     /// Hours after which undelivered jobs, events and files are dropped by the server.
     pub max_age_hours: u64,
-    /// Seconds one pull request waits for a job or events. A pull the server forgot in a
-    /// restart is replaced when it expires, so this bounds how long jobs stand still after
-    /// nats-server comes back; each idle node sends one pull per period.
+    /// Seconds one pull request waits for a job or events; each idle node (and the
+    /// orchestrator's events consumer) sends one pull per period. A pull a restarted server
+    /// forgot is sent again as soon as the client is connected to it again; only a restart
+    /// the client did not notice leaves it waiting until this has passed (plus 1 s).
     pub fetch_expires_seconds: u64,
+    /// Longest pause, in milliseconds, between two attempts to reconnect to a nats-server that
+    /// went away (the first ones come 0.1 s, 0.2 s, … apart). It bounds how long after the
+    /// server is back a client notices; shorter costs one more connection attempt per client
+    /// per period while the server is down.
+    pub reconnect_max_delay_ms: u64,
     /// Seconds between two node heartbeats; a node unheard for 3 of them is listed as lost.
     /// A redelivered job whose last run was on a node still listed as alive waits for that
     /// node to finish or be lost, so 3 heartbeats bound the fail-over time along with
@@ -71,6 +77,7 @@ impl Default for NatsConfig {
             duplicate_window_seconds: 120,
             max_age_hours: 7 * 24,
             fetch_expires_seconds: 3,
+            reconnect_max_delay_ms: 1000,
             heartbeat_seconds: 2,
             retry_delay_seconds: 2,
             object_chunk_bytes: 512 * 1024,
@@ -104,6 +111,9 @@ impl NatsConfig {
                 "nats.fetch_expires_seconds, heartbeat_seconds and max_age_hours must be positive"
                     .into(),
             );
+        }
+        if !(100..=60_000).contains(&self.reconnect_max_delay_ms) {
+            return Err("nats.reconnect_max_delay_ms must be from 100 to 60000".into());
         }
         if !(1024..=1024 * 1024).contains(&self.object_chunk_bytes) {
             return Err("nats.object_chunk_bytes must be from 1024 to 1048576".into());

@@ -6,6 +6,9 @@
 //! [`JobConsumer::take`] waits for one job with a one-message `batch()` (never `messages()`,
 //! which prefetches a second job, and no idle heartbeat on the batch, which stalls it in
 //! async-nats 0.51) and a short `expires`, so a pull lost in a server restart is replaced soon.
+//! A pull that a restarted server forgot is replaced as soon as the client is connected to
+//! the new server process ([`crate::server::ServerWatch`]); so is a double ack it never
+//! confirmed (the caller acknowledges again).
 //! The attempt number is JetStream's delivery count. [`JobConsumer::ack`] is a double ack
 //! (confirmed by the server), [`JobConsumer::nack`] a (delayed) `-NAK`, [`JobConsumer::term`] a
 //! `+TERM`, [`JobConsumer::in_progress`] a `+WPI` that restarts `ack_wait`. After repeated
@@ -25,6 +28,7 @@ use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
 use protocol::JobId;
 
+use crate::server::ServerWatch;
 use crate::wire::{self, JobMessage};
 use crate::{JetStream, NatsError, Role};
 
@@ -141,20 +145,30 @@ impl JobConsumer {
     /// undecodable message was terminated).
     pub async fn take(&self) -> Result<Option<(Delivery, JobMessage)>, NatsError> {
         let consumer = self.consumer().await.map_err(|e| self.failed(e))?;
+        let expires = self.js.settings.fetch_expires();
+        let server = ServerWatch::when_connected(&self.js.client, expires).await;
         let mut batch = consumer
             .batch()
             .max_messages(1)
-            .expires(self.js.settings.fetch_expires())
+            .expires(expires)
             .messages()
             .await
             .map_err(|e| self.failed(NatsError::js("pull request", e)))?;
-        // The server answers an expired pull; one it forgot in a restart is given up on the
-        // client's side a second later, so jobs flow again soon after the server is back.
-        let wait = self.js.settings.fetch_expires() + Duration::from_secs(1);
-        let next = match tokio::time::timeout(wait, batch.next()).await {
-            Ok(next) => next,
-            Err(_) => {
-                tracing::debug!("a pull got no answer; pulling again");
+        // The server answers an expired pull. One it forgot in a restart is replaced as soon
+        // as the client is connected to the new server process, or else (a restart the client
+        // did not see) given up a second after it would have expired.
+        let wait = expires + Duration::from_secs(1);
+        let next = tokio::select! {
+            biased;
+            next = tokio::time::timeout(wait, batch.next()) => match next {
+                Ok(next) => next,
+                Err(_) => {
+                    tracing::debug!("a pull got no answer; pulling again");
+                    return Ok(None);
+                }
+            },
+            _ = server.restarted() => {
+                tracing::info!("nats-server restarted: pulling for a job again");
                 return Ok(None);
             }
         };
@@ -209,17 +223,22 @@ impl JobConsumer {
             return Ok(());
         };
         // A double ack waits for the server's confirmation; one lost in a server restart
-        // would hold the node for the client's request timeout (10 s), so it is bounded here
-        // and the caller retries.
-        tokio::time::timeout(crate::ACK_TIMEOUT, message.double_ack_with(kind))
-            .await
-            .map_err(|_| {
-                NatsError::js(
-                    format!("acknowledging job {}", delivery.id),
-                    "no confirmation from the server",
-                )
-            })?
-            .map_err(|e| NatsError::js(format!("acknowledging job {}", delivery.id), e))?;
+        // would hold the node for the client's request timeout (10 s), so it is given up as
+        // soon as the client is connected to the restarted server (or after `ACK_TIMEOUT`),
+        // and the caller acknowledges again.
+        let server = ServerWatch::now(&self.js.client);
+        let what = || format!("acknowledging job {}", delivery.id);
+        tokio::select! {
+            biased;
+            acked = tokio::time::timeout(crate::ACK_TIMEOUT, message.double_ack_with(kind)) => {
+                acked
+                    .map_err(|_| NatsError::js(what(), "no confirmation from the server"))?
+                    .map_err(|e| NatsError::js(what(), e))?;
+            }
+            _ = server.restarted() => {
+                return Err(NatsError::js(what(), "nats-server restarted before it confirmed"));
+            }
+        }
         self.held().remove(&delivery.handle);
         Ok(())
     }

@@ -26,7 +26,11 @@
 //! Events published while the orchestrator was down wait in the stream and are applied when it
 //! starts again. Events the previous orchestrator process had taken but not acknowledged when
 //! it died would only come back after the consumer's ack wait; at startup the consumer is
-//! rewound instead ([`Applier::rewind`]), so they are applied at once. At startup [`reconcile`] also rebuilds the dispatcher's view: the Queued and
+//! rewound instead ([`Applier::rewind`]), so they are applied at once. After a nats-server
+//! restart the pull the server forgot is sent again as soon as the client is back
+//! (`refrain_nats::server::ServerWatch`), and the consumer is rewound too (events delivered or
+//! acknowledged as the server died); deleting a finished job's objects happens off this loop,
+//! so a request lost with the server never holds up the next events. At startup [`reconcile`] also rebuilds the dispatcher's view: the Queued and
 //! Running jobs the work queue holds count as in flight, and every other one goes back into the
 //! backlog (jobs not yet published when the process stopped, or lost by the server).
 
@@ -35,7 +39,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
-use protocol::{JobRecord, JobState, SongRef, StyleSpec};
+use protocol::{JobId, JobRecord, JobState, SongRef, StyleSpec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -47,6 +51,7 @@ use crate::jobs::{results, Expect, Lifecycle};
 use crate::outputs::OutputStore;
 use crate::progress::ProgressBoard;
 use crate::store::{JobStore, StoreError};
+use refrain_nats::server::ServerWatch;
 
 /// Events taken per pull.
 const BATCH: usize = 32;
@@ -107,7 +112,8 @@ impl Applier {
     /// At startup: if the events consumer holds events delivered to a previous orchestrator
     /// process and never acknowledged (it died while applying them), it is recreated to
     /// deliver again from the first unacknowledged event, instead of waiting out their
-    /// `events_ack_wait_seconds`. Events acknowledged out of order after that point come again
+    /// `events_ack_wait_seconds`. The same after a nats-server restart, for the events whose
+    /// delivery or acknowledgement the restart cut off. Events acknowledged out of order after that point come again
     /// too; applying an event is idempotent. Assumes one orchestrator per NATS server (as the
     /// whole deployment does).
     async fn rewind(&self) -> Result<(), DistributedError> {
@@ -138,7 +144,7 @@ impl Applier {
         tracing::info!(
             pending = info.num_ack_pending,
             from = start_sequence,
-            "node events taken by the previous orchestrator process are applied again now"
+            "node events taken but not acknowledged are delivered again now"
         );
         Ok(())
     }
@@ -155,11 +161,21 @@ impl Applier {
             }
         };
         let mut errors = 0u32;
+        let expires = self.js.settings.fetch_expires();
+        let mut restarted = false;
         while !cancel.is_cancelled() {
+            // Events delivered before a server restart whose acks were lost (or that never
+            // arrived) would come again only after events_ack_wait_seconds.
+            if std::mem::take(&mut restarted) {
+                if let Err(e) = self.rewind().await {
+                    tracing::warn!(error = %e, "cannot rewind the node events consumer after a nats-server restart");
+                }
+            }
+            let server = ServerWatch::when_connected(&self.js.client, expires).await;
             let batch = consumer
                 .batch()
                 .max_messages(BATCH)
-                .expires(self.js.settings.fetch_expires())
+                .expires(expires)
                 .messages()
                 .await;
             let mut batch = match batch {
@@ -183,15 +199,22 @@ impl Applier {
             };
             errors = 0;
             loop {
-                // A pull the server forgot in a restart is given up on a second after it
-                // would have expired.
-                let wait = self.js.settings.fetch_expires() + Duration::from_secs(1);
+                // A pull a restarted server forgot is sent again as soon as the client is
+                // connected to the new server process (or else given up a second after it
+                // would have expired): node events flow again at once.
+                let wait = expires + Duration::from_secs(1);
                 let message = tokio::select! {
+                    biased;
                     _ = cancel.cancelled() => return,
                     m = tokio::time::timeout(wait, batch.next()) => match m {
                         Ok(m) => m,
                         Err(_) => break,
                     },
+                    _ = server.restarted() => {
+                        tracing::info!("nats-server restarted: pulling node events again");
+                        restarted = true;
+                        break;
+                    }
                 };
                 let message = match message {
                     None => break,
@@ -222,12 +245,20 @@ impl Applier {
         };
         let ack = match result {
             // Bounded: a confirmation lost in a server restart must not stall the loop for the
-            // client's 10 s request timeout (a lost ack only means the event is applied again).
+            // client's 10 s request timeout (a lost ack only means the event is applied again:
+            // after a restart the consumer is rewound, so at once).
             Ok(()) => {
-                match tokio::time::timeout(refrain_nats::ACK_TIMEOUT, message.double_ack()).await {
-                    Ok(acked) => acked,
-                    Err(_) => {
-                        tracing::warn!(%subject, "no confirmation of a node event's ack; it may be applied again");
+                let server = ServerWatch::now(&self.js.client);
+                tokio::select! {
+                    biased;
+                    acked = tokio::time::timeout(refrain_nats::ACK_TIMEOUT, message.double_ack()) => {
+                        acked.unwrap_or_else(|_| {
+                            tracing::warn!(%subject, "no confirmation of a node event's ack; it may be applied again");
+                            Ok(())
+                        })
+                    }
+                    _ = server.restarted() => {
+                        tracing::info!(%subject, "nats-server restarted before confirming a node event's ack; it is applied again");
                         Ok(())
                     }
                 }
@@ -250,7 +281,7 @@ impl Applier {
         for _ in 0..CONFLICT_RETRIES {
             let Some(record) = self.store.get(id)? else {
                 tracing::info!(job = %id, kind = event.kind.name(), "event for a job that no longer exists");
-                self.drop_result(event).await;
+                self.drop_result(event);
                 return Ok(());
             };
             if record.state.is_terminal() || record.attempt > attempt {
@@ -259,7 +290,7 @@ impl Applier {
                     state = %record.state, current = record.attempt,
                     "ignoring an event of a finished job or an older attempt"
                 );
-                self.drop_result(event).await;
+                self.drop_result(event);
                 return Ok(());
             }
             let applied = match &event.kind {
@@ -372,7 +403,7 @@ impl Applier {
             Err(e) if e.is_permanent() => {
                 let message = format!("writing result: {e}");
                 self.fail(&record, attempt, message).await?;
-                self.cleanup(&record, objects).await;
+                self.cleanup(&record, objects);
                 return Ok(());
             }
             Err(e) => return Err(e.into()),
@@ -381,7 +412,7 @@ impl Applier {
         let done = self.lifecycle.succeed(id, attempt, result).await?;
         tracing::info!(job = %id, attempt, %node, bytes, "job succeeded");
         self.board.forget(id).await;
-        self.cleanup(&done, objects).await;
+        self.cleanup(&done, objects);
         Ok(())
     }
 
@@ -426,7 +457,7 @@ impl Applier {
             .fail(&record.id, Expect::current(record), attempt, message)
             .await?;
         self.board.forget(&record.id).await;
-        self.cleanup(&done, &[]).await;
+        self.cleanup(&done, &[]);
         Ok(())
     }
 
@@ -482,51 +513,50 @@ impl Applier {
         Ok(())
     }
 
-    /// Deletes the WAV of an event that will not be recorded.
-    async fn drop_result(&self, event: &NodeEvent) {
+    /// Deletes the WAV of an event that will not be recorded (in the background).
+    fn drop_result(&self, event: &NodeEvent) {
         if let EventKind::Succeeded { objects, .. } = &event.kind {
-            for object in objects {
-                if let Err(e) = self
-                    .js
-                    .objects
-                    .delete(Bucket::Results, &object.object)
-                    .await
-                {
-                    tracing::warn!(job = %event.id, error = %e, "cannot delete an unused result");
-                }
-            }
+            let names = objects.iter().map(|o| (Bucket::Results, o.object.clone()));
+            self.delete_later(&event.id, names.collect());
         }
     }
 
-    /// Deletes a finished job's objects (best effort: the buckets' max_age removes leftovers).
-    async fn cleanup(&self, record: &JobRecord, results: &[ResultObject]) {
+    /// Deletes a finished job's objects (in the background).
+    fn cleanup(&self, record: &JobRecord, results: &[ResultObject]) {
         let id = &record.id;
-        let mut inputs = Vec::new();
+        let mut names = Vec::new();
         if let StyleSpec::Upload(name) = &record.spec.style {
-            inputs.push(wire::input_object(id, name));
+            names.push((Bucket::Inputs, wire::input_object(id, name)));
         }
         for song in record.spec.songs() {
-            inputs.push(match song {
-                SongRef::Upload(name) => wire::input_object(id, name),
-                SongRef::Output(source) => {
-                    wire::input_object(id, &wire::earlier_result_name(source))
+            names.push((
+                Bucket::Inputs,
+                match song {
+                    SongRef::Upload(name) => wire::input_object(id, name),
+                    SongRef::Output(source) => {
+                        wire::input_object(id, &wire::earlier_result_name(source))
+                    }
+                },
+            ));
+        }
+        names.extend(results.iter().map(|o| (Bucket::Results, o.object.clone())));
+        self.delete_later(id, names);
+    }
+
+    /// Deletes objects off the events loop, best effort (the buckets' `max_age` removes
+    /// leftovers): a delete sent just before nats-server died waits out the client's request
+    /// timeout, and applying the next events must not wait with it.
+    fn delete_later(&self, id: &JobId, names: Vec<(Bucket, String)>) {
+        if names.is_empty() {
+            return;
+        }
+        let (objects, id) = (self.js.objects.clone(), id.clone());
+        tokio::spawn(async move {
+            for (bucket, name) in names {
+                if let Err(e) = objects.delete(bucket, &name).await {
+                    tracing::debug!(job = %id, object = %name, error = %e, "cannot delete a job's object");
                 }
-            });
-        }
-        for name in inputs {
-            if let Err(e) = self.js.objects.delete(Bucket::Inputs, &name).await {
-                tracing::debug!(job = %id, error = %e, "cannot delete a job input");
             }
-        }
-        for object in results {
-            if let Err(e) = self
-                .js
-                .objects
-                .delete(Bucket::Results, &object.object)
-                .await
-            {
-                tracing::debug!(job = %id, error = %e, "cannot delete a moved result");
-            }
-        }
+        });
     }
 }
