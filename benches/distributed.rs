@@ -10,7 +10,8 @@
 //!    store, at several chunk sizes.
 //! 4. **Fail-over**, with the default NATS timings of `config/distributed.toml`: node `kill -9`
 //!    → its job started on the other node; orchestrator `kill -9` and start → the events the
-//!    nodes published meanwhile applied; nats-server `kill -9` and start → a new job started.
+//!    nodes published meanwhile applied; nats-server `kill -9` and start (at once, and after
+//!    5 s down) → a new job started.
 //!    `BENCH_FAILOVER_RUNS` rounds each (default 3).
 //!
 //! `BENCH_SECTIONS` picks sections (`4`, `1,3`; default all).
@@ -369,6 +370,7 @@ fn failover(runs: usize) {
 
     // nats-server killed and started again → the next job running.
     let mut flowing = Vec::new();
+    let mut flowing_after_outage = Vec::new();
     {
         let mut app = default_timings()
             .steps(2)
@@ -384,6 +386,24 @@ fn failover(runs: usize) {
             flowing.push(back.elapsed().as_secs_f64());
             api.events(&id).final_event();
         }
+        // Down for a while: the clients' reconnect attempts have backed off to
+        // `reconnect_max_delay_ms` by the time it is back.
+        for round in 0..runs {
+            app.nats_server().kill();
+            std::thread::sleep(Duration::from_secs(5));
+            app.nats_server().restart();
+            let back = Instant::now();
+            let api = app.api();
+            let (id, _) = api.submit_prompt(95, 7300 + round as u64);
+            api.events(&id).wait_kind("started");
+            flowing_after_outage.push(back.elapsed().as_secs_f64());
+            api.events(&id).final_event();
+        }
     }
     print_times("nats-server back → next job running", 5.0, &flowing);
+    print_times(
+        "nats-server down 5 s, back → next job running",
+        5.0,
+        &flowing_after_outage,
+    );
 }
