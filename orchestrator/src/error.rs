@@ -159,6 +159,8 @@ catalogue! {
     NotFound = "not_found", 404;
     /// The path exists, but not with this method (`Allow` lists the methods it takes).
     MethodNotAllowed = "method_not_allowed", 405;
+    /// A genuine download link past the time it was made for.
+    LinkExpired = "link_expired", 410;
     /// A `Range` that starts past the end of the file.
     RangeNotSatisfiable = "range_not_satisfiable", 416;
     /// An API key is needed, or the one given is not valid.

@@ -70,6 +70,7 @@ pub fn routes(app: App) -> Routes {
         .merge(ops::routes())
         .merge_router(web::routes(), WEB_ROUTES)
         .merge(v1::routes(app.clone()))
+        .merge(v1::links::public_routes())
         .merge(riffusion::routes(app.clone()))
         .merge(task::routes(app))
         .merge(openapi::routes())

@@ -46,6 +46,8 @@ use super::{diffrhythm, nodes, ops, task, v1};
         v1::events::events,
         v1::jobs::audio_first,
         v1::jobs::audio_variant,
+        v1::links::create,
+        v1::links::download,
         v1::uploads::upload,
         v1::schedules::list,
         v1::schedules::create,

@@ -8,8 +8,10 @@
 //!
 //! [`audio_file`] gives a succeeded job's variant in any format: a listed file as it is, any
 //! other format transcoded from the variant's WAV on first request and cached beside it under
-//! the same naming scheme (`<id>[-<n>].mp3`, `.ogg`), one transcode at a time. Retention deletes
-//! every name of the scheme with the job.
+//! the same naming scheme (`<id>[-<n>].mp3`, `.ogg`), one transcode at a time. A download may
+//! also ask for a lossy format at another bitrate of a fixed ladder ([`bitrates`]; a bot
+//! fitting a song under a chat's upload limit does), cached as `<id>[-<n>].<kbps>k.<ext>`.
+//! Retention deletes every name of the scheme with the job.
 
 use protocol::{AudioFormat, JobId, JobRecord, JobResult, JobSpec, ResultFile};
 use thiserror::Error;
@@ -29,6 +31,32 @@ pub enum ResultError {
     /// The job has no such variant, or no result at all.
     #[error("job {id} has no variant {variant}")]
     NoVariant { id: JobId, variant: u32 },
+    /// A bitrate off the ladder of [`bitrates`] (or any bitrate for WAV).
+    #[error("{format} is offered at {allowed:?} kbps, not {kbps}")]
+    Bitrate {
+        format: &'static str,
+        kbps: u32,
+        allowed: &'static [u32],
+    },
+}
+
+/// The bitrates (kbps) a download may ask for in `format`, lowest first: a fixed ladder rather
+/// than any value, so that a job has a known, small set of cached files (retention deletes
+/// them all) and a client cannot fill the disk with one copy per bitrate. Empty for WAV.
+pub fn bitrates(format: AudioFormat) -> &'static [u32] {
+    match format {
+        AudioFormat::Wav => &[],
+        AudioFormat::Mp3 => &[64, 96, 128, 160, 192, 256, 320],
+        AudioFormat::Opus => &[24, 32, 48, 64, 96, 128, 160],
+    }
+}
+
+/// `name` (`<stem>.<ext>`) at another bitrate: `<stem>.<kbps>k.<ext>`.
+fn at_bitrate(name: &str, kbps: u32) -> String {
+    match name.rsplit_once('.') {
+        Some((stem, ext)) => format!("{stem}.{kbps}k.{ext}"),
+        None => format!("{name}.{kbps}k"),
+    }
 }
 
 impl ResultError {
@@ -71,7 +99,7 @@ pub async fn store_variants(
         for (i, wav) in wavs.iter().enumerate() {
             let variant = u32::try_from(i + 1).unwrap_or(u32::MAX);
             let file = OutputStore::variant_relative(subdir, id, variant, spec.format);
-            let encoded = encode(wav.clone(), spec.format, outputs).await?;
+            let encoded = encode(wav.clone(), spec.format, *outputs.encoding()).await?;
             let bytes = outputs.write(&file, &encoded).await?;
             files.push(ResultFile {
                 variant,
@@ -106,6 +134,38 @@ pub async fn audio_file(
     variant: u32,
     format: AudioFormat,
 ) -> Result<ResultFile, ResultError> {
+    audio_file_at(outputs, record, variant, format, None).await
+}
+
+/// [`audio_file`] at bitrate `kbps` (one of [`bitrates`]; `None` or the configured bitrate:
+/// the usual file).
+pub async fn audio_file_at(
+    outputs: &OutputStore,
+    record: &JobRecord,
+    variant: u32,
+    format: AudioFormat,
+    kbps: Option<u32>,
+) -> Result<ResultFile, ResultError> {
+    let mut settings = *outputs.encoding();
+    let configured = match format {
+        AudioFormat::Wav => None,
+        AudioFormat::Mp3 => Some(settings.mp3_kbps),
+        AudioFormat::Opus => Some(settings.opus_kbps),
+    };
+    let kbps = kbps.filter(|k| Some(*k) != configured);
+    if let Some(kbps) = kbps {
+        if !bitrates(format).contains(&kbps) {
+            return Err(ResultError::Bitrate {
+                format: format.extension(),
+                kbps,
+                allowed: bitrates(format),
+            });
+        }
+        match format {
+            AudioFormat::Mp3 => settings.mp3_kbps = kbps,
+            _ => settings.opus_kbps = kbps,
+        }
+    }
     let missing = || ResultError::NoVariant {
         id: record.id.clone(),
         variant,
@@ -118,7 +178,7 @@ pub async fn audio_file(
             .find(|f| f.variant == variant && f.format == format)
             .cloned()
     };
-    if let Some(file) = listed(format) {
+    if let Some(file) = listed(format).filter(|_| kbps.is_none()) {
         return Ok(file);
     }
     // Results from before variants were listed have only `file` (variant 1, WAV).
@@ -136,12 +196,15 @@ pub async fn audio_file(
     if format == AudioFormat::Wav {
         return Ok(wav);
     }
-    let file = OutputStore::variant_relative(
+    let mut file = OutputStore::variant_relative(
         record.spec.output_subdir.as_deref(),
         &record.id,
         variant,
         format,
     );
+    if let Some(kbps) = kbps {
+        file = at_bitrate(&file, kbps);
+    }
     let _once = outputs.transcoding().lock().await;
     let path = outputs.resolve(&file)?;
     let bytes = match tokio::fs::metadata(&path).await {
@@ -154,7 +217,7 @@ pub async fn audio_file(
                     context: format!("reading {}", wav.file),
                     source: e,
                 })?;
-            let encoded = encode(pcm, format, outputs).await?;
+            let encoded = encode(pcm, format, settings).await?;
             outputs.write(&file, &encoded).await?
         }
     };
@@ -175,7 +238,14 @@ pub fn all_file_names(record: &JobRecord) -> Vec<String> {
         .flat_map(|v| {
             [AudioFormat::Wav, AudioFormat::Mp3, AudioFormat::Opus]
                 .into_iter()
-                .map(move |f| OutputStore::variant_relative(subdir, &record.id, v, f))
+                .flat_map(move |f| {
+                    let name = OutputStore::variant_relative(subdir, &record.id, v, f);
+                    let ladder = bitrates(f).iter().map({
+                        let name = name.clone();
+                        move |k| at_bitrate(&name, *k)
+                    });
+                    std::iter::once(name).chain(ladder)
+                })
         })
         .collect()
 }
@@ -183,9 +253,8 @@ pub fn all_file_names(record: &JobRecord) -> Vec<String> {
 async fn encode(
     wav: Vec<u8>,
     format: AudioFormat,
-    outputs: &OutputStore,
+    settings: refrain_formats::EncodeSettings,
 ) -> Result<Vec<u8>, ResultError> {
-    let settings = *outputs.encoding();
     let name = format.extension();
     tokio::task::spawn_blocking(move || refrain_formats::transcode(&wav, format, &settings))
         .await
@@ -318,7 +387,29 @@ mod tests {
             audio_file(&outputs, &record, 3, AudioFormat::Wav).await,
             Err(ResultError::NoVariant { .. })
         ));
+        // Another bitrate of the ladder: its own cached file, smaller at a lower rate.
+        let low = audio_file_at(&outputs, &record, 2, AudioFormat::Mp3, Some(64))
+            .await
+            .unwrap();
+        assert_eq!(low.file, format!("{id}-2.64k.mp3"));
+        assert!(low.bytes < mp3.bytes);
+        let same = audio_file_at(&outputs, &record, 2, AudioFormat::Mp3, Some(192))
+            .await
+            .unwrap();
+        assert_eq!(
+            same.file, mp3.file,
+            "the configured bitrate is the usual file"
+        );
+        assert!(matches!(
+            audio_file_at(&outputs, &record, 2, AudioFormat::Mp3, Some(100)).await,
+            Err(ResultError::Bitrate { kbps: 100, .. })
+        ));
+        assert!(matches!(
+            audio_file_at(&outputs, &record, 2, AudioFormat::Wav, Some(64)).await,
+            Err(ResultError::Bitrate { .. })
+        ));
         let names = all_file_names(&record);
-        assert!(names.contains(&ogg.file) && names.contains(&mp3.file) && names.len() == 6);
+        assert!(names.contains(&ogg.file) && names.contains(&mp3.file));
+        assert!(names.contains(&low.file) && names.len() == 2 * (3 + 7 + 7));
     }
 }

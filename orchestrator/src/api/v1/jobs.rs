@@ -185,7 +185,11 @@ pub(crate) async fn list(
 pub(crate) struct AudioQuery {
     /// `wav`, `mp3` or `ogg` (default: the job's own format); made on first request.
     #[param(example = "mp3")]
-    format: Option<String>,
+    pub(crate) format: Option<String>,
+    /// A lossy format at another bitrate: MP3 64, 96, 128, 160, 192, 256 or 320; Ogg/Opus 24,
+    /// 32, 48, 64, 96, 128 or 160 (default: the server's configured bitrate).
+    #[param(example = 96)]
+    pub(crate) kbps: Option<u32>,
 }
 
 /// The job's first song.
@@ -274,6 +278,20 @@ const AUDIO_OK: &str = "The song, with `Range`, `ETag` and `Last-Modified` suppo
 const AUDIO_NOT_FOUND: &str = "`not_found`: no such job or variant, or the job has not \
     succeeded (yet).";
 
+/// The format a download asks for (`None`: the job's own).
+pub(crate) fn audio_format(raw: Option<&str>) -> Result<Option<AudioFormat>, OrchestratorError> {
+    raw.map(|f| {
+        AudioFormat::parse(f).ok_or_else(|| {
+            OrchestratorError::coded(
+                ErrorCode::InvalidFormat,
+                Field::Format,
+                format!("expected wav, mp3 or ogg, not {f:?}"),
+            )
+        })
+    })
+    .transpose()
+}
+
 async fn serve_audio(
     app: &App,
     id: &str,
@@ -282,16 +300,19 @@ async fn serve_audio(
     request: Request,
 ) -> Result<Response, ApiError> {
     let record = find(app, id)?;
-    let format = match q.format.as_deref() {
-        None => record.spec.format,
-        Some(f) => AudioFormat::parse(f).ok_or_else(|| {
-            OrchestratorError::coded(
-                ErrorCode::InvalidFormat,
-                Field::Format,
-                format!("expected wav, mp3 or ogg, not {f:?}"),
-            )
-        })?,
-    };
+    let format = audio_format(q.format.as_deref())?.unwrap_or(record.spec.format);
+    serve_record_audio(app, record, variant, format, q.kbps, request).await
+}
+
+/// Variant `variant` of `record` as `format` (at `kbps`), with `ETag` and a download name.
+pub(crate) async fn serve_record_audio(
+    app: &App,
+    record: JobRecord,
+    variant: u32,
+    format: AudioFormat,
+    kbps: Option<u32>,
+    request: Request,
+) -> Result<Response, ApiError> {
     if record.state != JobState::Succeeded {
         return Err(OrchestratorError::NotFound(format!(
             "job {} has no audio: it is {}",
@@ -299,8 +320,16 @@ async fn serve_audio(
         ))
         .into());
     }
-    let file = match results::audio_file(app.outputs(), &record, variant, format).await {
+    let file = match results::audio_file_at(app.outputs(), &record, variant, format, kbps).await {
         Ok(f) => f,
+        Err(e @ ResultError::Bitrate { .. }) => {
+            return Err(OrchestratorError::coded(
+                ErrorCode::InvalidFormat,
+                Field::Named("kbps".into()),
+                e.to_string(),
+            )
+            .into())
+        }
         Err(ResultError::NoVariant { id, variant }) => {
             return Err(OrchestratorError::NotFound(format!("{id} variant {variant}")).into())
         }
@@ -319,10 +348,11 @@ async fn serve_audio(
     };
     let headers = response.headers_mut();
     let etag = format!(
-        "\"{}-{}-{}-{}\"",
+        "\"{}-{}-{}-{}-{}\"",
         record.id,
         variant,
         format.extension(),
+        kbps.unwrap_or(0),
         file.bytes
     );
     if let Ok(v) = HeaderValue::from_str(&etag) {

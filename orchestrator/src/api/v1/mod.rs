@@ -6,6 +6,8 @@
 //! - [`create`]: `POST /api/v1/jobs` (JSON → admission draft, `Idempotency-Key`);
 //! - [`jobs`]: `GET /api/v1/jobs` (newest first, cursor pages), `GET`/`DELETE
 //!   /api/v1/jobs/{id}`, `GET /api/v1/jobs/{id}/audio[/{variant}]?format=`;
+//! - [`links`]: `POST /api/v1/jobs/{id}/links` (signed, expiring download links) and the
+//!   public `GET /dl/{token}` that serves them;
 //! - [`events`]: `GET /api/v1/jobs/{id}/events` (Server-Sent Events from the outbox);
 //! - [`uploads`]: `POST /api/v1/uploads`;
 //! - [`schedules`]: `/api/v1/schedules` (cron schedules of batches);
@@ -15,6 +17,7 @@ pub mod auth;
 pub mod create;
 pub mod events;
 pub mod jobs;
+pub mod links;
 pub mod schedules;
 pub mod uploads;
 pub mod view;
@@ -34,6 +37,7 @@ pub fn routes(app: App) -> Routes {
         .get("/api/v1/jobs/{id}/events", events::events)
         .get("/api/v1/jobs/{id}/audio", jobs::audio_first)
         .get("/api/v1/jobs/{id}/audio/{variant}", jobs::audio_variant)
+        .post("/api/v1/jobs/{id}/links", links::create)
         .post("/api/v1/uploads", uploads::upload)
         .merge(crate::api::nodes::routes())
         .post("/api/v1/admin/backup", crate::api::admin::backup_now)
