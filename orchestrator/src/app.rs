@@ -111,6 +111,7 @@ struct Inner {
     ready: AtomicBool,
     started: Instant,
     admission: Mutex<()>,
+    uploads: std::sync::OnceLock<crate::uploads::UploadLedger>,
 }
 
 impl App {
@@ -122,6 +123,7 @@ impl App {
                 ready: AtomicBool::new(false),
                 started: Instant::now(),
                 admission: Mutex::new(()),
+                uploads: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -144,6 +146,15 @@ impl App {
     /// The base of absolute URLs given to clients (no trailing `/`).
     pub fn public_url(&self) -> &str {
         &self.inner.parts.public_url
+    }
+    /// The upload ledger (idempotency keys and per-owner windows of uploads, in the job
+    /// store's database), opened on first use.
+    pub fn uploads(&self) -> Result<&crate::uploads::UploadLedger, OrchestratorError> {
+        if let Some(ledger) = self.inner.uploads.get() {
+            return Ok(ledger);
+        }
+        let ledger = crate::uploads::UploadLedger::open(self.store().db())?;
+        Ok(self.inner.uploads.get_or_init(|| ledger))
     }
     pub fn store(&self) -> &JobStore {
         self.inner.parts.lifecycle.store()

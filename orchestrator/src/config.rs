@@ -228,8 +228,12 @@ pub struct LimitsConfig {
     /// Most jobs one owner may submit in 24 hours; 0: no limit.
     pub per_owner_daily: usize,
     /// How long an idempotency key names its job (hours): the same key and request within it
-    /// return the same job, a different request with the key is refused (409).
+    /// return the same job, a different request with the key is refused (409). Keys of
+    /// uploads are remembered as long.
     pub idempotency_hours: u64,
+    /// How many uploads (`POST /api/v1/uploads`, `POST /riffusion/upload`) one owner may store
+    /// (`[limits.uploads]`: 20 a minute, 200 a day by default; 0: no limit).
+    pub uploads: crate::uploads::UploadLimits,
 }
 
 /// How long results are kept.
@@ -310,6 +314,7 @@ impl Default for LimitsConfig {
             per_owner_active: 0,
             per_owner_daily: 0,
             idempotency_hours: 24,
+            uploads: crate::uploads::UploadLimits::default(),
         }
     }
 }
@@ -470,6 +475,37 @@ mod tests {
         assert_eq!(
             c.fetch.allow,
             vec!["10.1.2.0/24".parse::<ipnet::IpNet>().unwrap()]
+        );
+    }
+
+    /// `config/default.toml` documents the defaults: loaded, it is exactly `Config::default()`,
+    /// and it lists the per-key limits of the task and Riffusion APIs and the upload limits.
+    /// `config/distributed.toml` loads too, with the same API sections.
+    #[test]
+    fn the_shipped_config_files_load_and_list_the_api_sections() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let default = root.join("config/default.toml");
+        let text = std::fs::read_to_string(&default).unwrap();
+        for section in [
+            "[limits.uploads]",
+            "[task_api]",
+            "[task_api.limits]",
+            "[riffusion_api.limits]",
+        ] {
+            assert!(text.contains(section), "default.toml lacks {section}");
+        }
+        let c = Config::load(Some(&default), &Overrides::default()).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(
+            (c.riffusion_api.limits.concurrent, c.task_api.limits.per_day),
+            (4, 100)
+        );
+        let distributed = root.join("config/distributed.toml");
+        let d = Config::load(Some(&distributed), &Overrides::default()).unwrap();
+        assert_eq!(d.queue.backend, Backend::Nats);
+        assert_eq!(
+            (&d.limits, &d.task_api, &d.riffusion_api),
+            (&c.limits, &c.task_api, &c.riffusion_api)
         );
     }
 

@@ -23,6 +23,7 @@ pub mod retention;
 pub mod schedules;
 pub mod service;
 pub mod store;
+pub mod uploads;
 pub mod webhooks;
 
 pub use config::Config;

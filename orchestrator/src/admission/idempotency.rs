@@ -1,6 +1,7 @@
-//! What makes two requests the same: the digest of a draft ([`fingerprint`]) that tells a
-//! retry under an `Idempotency-Key` from another request, the key's form, and the keys of the
-//! takes of a request that makes several jobs ([`take_meta`]).
+//! What makes two requests the same: the digest of a draft ([`fingerprint`]) or of an upload
+//! ([`upload_fingerprint`]) that tells a retry under an `Idempotency-Key` from another request,
+//! the key's form, and the keys of the takes of a request that makes several jobs
+//! ([`take_meta`]).
 
 use sha2::{Digest, Sha256};
 
@@ -36,6 +37,23 @@ pub(super) fn check_idempotency_key(key: &str) -> Result<(), OrchestratorError> 
     Ok(())
 }
 
+/// What identifies client audio in a digest: its bytes' SHA-256, or its URL or upload id.
+pub(super) fn audio_digest(input: &AudioInput) -> Vec<u8> {
+    match input {
+        AudioInput::Bytes { bytes, .. } => [b"bytes:".as_slice(), &Sha256::digest(bytes)].concat(),
+        AudioInput::Base64(t) => [b"base64:".as_slice(), &Sha256::digest(t.trim())].concat(),
+        AudioInput::Url(u) => format!("url:{}", u.trim()).into_bytes(),
+        AudioInput::UploadId(id) => format!("upload:{}", id.trim()).into_bytes(),
+        AudioInput::Job(id) => format!("job:{id}").into_bytes(),
+    }
+}
+
+/// The digest of an upload request (`App::upload`): its audio, nothing else.
+pub(super) fn upload_fingerprint(input: &AudioInput) -> String {
+    let digest = Sha256::digest([b"upload\0".as_slice(), &audio_digest(input)].concat());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A digest of everything that defines the request (audio by the SHA-256 of its bytes or by its
 /// URL or upload id), so a retry with the same key can be told from a different request.
 pub(super) fn fingerprint(draft: &Draft, takes: u32) -> String {
@@ -46,17 +64,7 @@ pub(super) fn fingerprint(draft: &Draft, takes: u32) -> String {
         h.update((value.len() as u64).to_be_bytes());
         h.update(value);
     };
-    let audio = |input: &AudioInput| -> Vec<u8> {
-        match input {
-            AudioInput::Bytes { bytes, .. } => {
-                [b"bytes:".as_slice(), &Sha256::digest(bytes)].concat()
-            }
-            AudioInput::Base64(t) => [b"base64:".as_slice(), &Sha256::digest(t.trim())].concat(),
-            AudioInput::Url(u) => format!("url:{}", u.trim()).into_bytes(),
-            AudioInput::UploadId(id) => format!("upload:{}", id.trim()).into_bytes(),
-            AudioInput::Job(id) => format!("job:{id}").into_bytes(),
-        }
-    };
+    let audio = audio_digest;
     field("lyrics", draft.lyrics.as_bytes());
     match &draft.style {
         None => field("style", b""),

@@ -10,12 +10,14 @@
 //! which applies capacity and per-owner limits and makes the job durable. A request that makes
 //! several jobs (the takes of [`App::admit_takes`]) is checked once and admitted all at once or
 //! not at all. Every refusal is an [`OrchestratorError`] with a catalogue code and the neutral
-//! [`Field`] at fault; uploads stored for a refused request are deleted.
+//! [`Field`] at fault; uploads stored for a refused request are deleted. Uploads on their own
+//! (`App::upload`, with their idempotency keys and per-owner limits) are in [`upload`].
 
 pub mod audio;
 pub mod draft;
 mod idempotency;
 mod init;
+mod upload;
 mod validate;
 
 use protocol::{EditSpec, InitSpec, JobId, JobRecord, JobSpec, JobState, SongRef, StyleSpec};
@@ -26,6 +28,7 @@ pub use self::draft::{
 };
 pub use self::idempotency::MAX_TAKES;
 use self::idempotency::{check_idempotency_key, fingerprint, take_meta};
+pub use self::upload::{NewUpload, StoredUpload};
 pub use self::validate::Validator;
 use crate::app::{App, JobMeta, Submitted};
 use crate::error::{ErrorCode, Field, OrchestratorError};
@@ -277,36 +280,6 @@ impl App {
                 Err(e)
             }
         }
-    }
-
-    /// Stores a reference recording for later use by id (`POST /api/v1/uploads`) after
-    /// decoding it; returns the upload id and its duration in seconds.
-    pub async fn store_upload(
-        &self,
-        bytes: Vec<u8>,
-        hint: Option<String>,
-    ) -> Result<(String, f64), OrchestratorError> {
-        let field = Field::Named("file".into());
-        self.store_audio(field, AudioInput::Bytes { bytes, hint })
-            .await
-    }
-
-    /// Stores audio in any form a client may hand it in (a URL is fetched through the outbound
-    /// guard) as an upload, after decoding it; returns the upload id and its duration in
-    /// seconds. An upload id or a result comes back as it is (a result is stored as a copy).
-    pub async fn store_audio(
-        &self,
-        field: Field,
-        input: AudioInput,
-    ) -> Result<(String, f64), OrchestratorError> {
-        let checked = audio::check(self, field, input, None).await?;
-        let seconds = match &checked {
-            audio::Checked::Bytes { seconds, .. } | audio::Checked::Blob { seconds, .. } => {
-                *seconds
-            }
-        };
-        let mut stored = audio::Stored::default();
-        Ok((stored.put(self, checked).await?, seconds))
     }
 
     /// The duration in seconds of a song an edit could start from (decoded, so it is the length

@@ -1,6 +1,7 @@
 //! The handlers: each translates the request ([`super::input`]), calls the job core
 //! (`App::admit_takes` for the two takes, with the `Idempotency-Key` and the per-key limits of
-//! `[riffusion_api]`; `App::store_audio` for uploads) and renders the answer ([`super::view`])
+//! `[riffusion_api]`; `App::upload` for uploads, with the `Idempotency-Key` and
+//! `[limits.uploads]`) and renders the answer ([`super::view`])
 //! or the error ([`RiffError`]).
 
 use axum::body::Bytes;
@@ -14,7 +15,7 @@ use super::error::RiffErrorBody;
 use super::input::{self, GenerateRequest, TopicRequest};
 use super::view::{self, Created, Riff, Uploaded};
 use super::{KeyOwner, RiffError};
-use crate::admission::{AudioInput, Draft};
+use crate::admission::{AudioInput, Draft, NewUpload};
 use crate::api::error::multipart_error;
 use crate::app::App;
 use crate::error::{Field, OrchestratorError};
@@ -172,20 +173,31 @@ pub struct UploadRequest {
             (UploadRequest = "application/json"),
             (crate::api::v1::uploads::UploadForm = "multipart/form-data"),
         )),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 255,
+            description = "Printable ASCII, at most 255: the same key and audio (the same URL, \
+                or the same file) return the same upload; the same key with other audio is \
+                409 `idempotency_conflict`."),
+    ),
     responses(
-        (status = 200, description = "Stored.", body = Uploaded),
+        (status = 200, description = "Stored (or the upload this Idempotency-Key made).",
+            body = Uploaded),
         (status = 400, description = "`missing_field`, `invalid_field`, `invalid_url` (a \
             private or loopback address…), `fetch_failed`, `invalid_audio`.",
             body = RiffErrorBody),
         (status = 401, description = "No or an unknown key.", body = RiffErrorBody),
+        (status = 409, description = "`idempotency_conflict`.", body = RiffErrorBody),
         (status = 413, description = "`too_large`.", body = RiffErrorBody),
+        (status = 429, description = "`owner_limit`: over the key's `[limits.uploads]` \
+            (`Retry-After`).", body = RiffErrorBody),
     ),
 )]
 pub async fn upload(
     State(app): State<App>,
-    Extension(_owner): Extension<KeyOwner>,
+    Extension(owner): Extension<KeyOwner>,
     request: Request,
 ) -> Result<Json<Uploaded>, RiffError> {
+    let idempotency_key = crate::api::headers::idempotency_key(request.headers())?;
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -212,10 +224,17 @@ pub async fn upload(
         }
         (Field::Named("url".into()), AudioInput::Url(url))
     };
-    let (id, duration_seconds) = app.store_audio(field, input).await?;
+    let stored = app
+        .upload(NewUpload {
+            owner: owner.0,
+            idempotency_key,
+            field,
+            input,
+        })
+        .await?;
     Ok(Json(Uploaded {
-        id,
-        duration_seconds,
+        id: stored.upload_id,
+        duration_seconds: stored.duration_seconds,
     }))
 }
 

@@ -1,15 +1,18 @@
 //! `POST /api/v1/uploads`: a reference recording stored once and used by id
 //! (`style.upload_id`, `edit.song.upload_id`). Either `multipart/form-data` with a `file` part
 //! or the raw body with an `audio/*` (or `application/octet-stream`) Content-Type. The audio is
-//! decoded before it is kept, so an id always names usable audio.
+//! decoded before it is kept, so an id always names usable audio. The job core stores it
+//! (`App::upload`), with the `Idempotency-Key` and the caller's `[limits.uploads]`.
 
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::auth::Caller;
+use crate::admission::{AudioInput, NewUpload};
 use crate::api::error::{multipart_error, ApiError, ErrorBody};
 use crate::api::openapi::Binary;
 use crate::app::App;
@@ -51,19 +54,38 @@ pub(crate) struct UploadForm {
             (Binary = "application/octet-stream"),
         ),
     ),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 255,
+            description = "Printable ASCII, at most 255: the same key and audio return the same \
+                upload (200) within `limits.idempotency_hours`; the same key with other audio \
+                is 409 `idempotency_conflict`."),
+    ),
     responses(
         (status = 201, description = "Stored.", body = Upload),
+        (status = 200, description = "The upload this Idempotency-Key already made.",
+            body = Upload),
         (status = 400, description = "`missing_field` (no `file` part, an empty upload), \
-            `invalid_field` (another Content-Type, a malformed body) or `invalid_audio` (it \
-            does not decode, or is too short or too long).", body = ErrorBody),
+            `invalid_field` (another Content-Type, a malformed body, a malformed \
+            Idempotency-Key) or `invalid_audio` (it does not decode, or is too short or too \
+            long).", body = ErrorBody),
         (status = 401, description = "API keys are configured and none valid was given.",
             body = ErrorBody),
+        (status = 409, description = "`idempotency_conflict`: the Idempotency-Key was used \
+            for other audio.", body = ErrorBody),
         (status = 413, description = "`too_large`: over `limits.max_upload_bytes`.",
             body = ErrorBody),
+        (status = 429, description = "`owner_limit`: the caller stored as many uploads as \
+            `[limits.uploads]` allows in a minute or a day.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds."))),
         (status = 500, description = "`internal`.", body = ErrorBody),
     ),
 )]
-pub(crate) async fn upload(State(app): State<App>, request: Request) -> Result<Response, ApiError> {
+pub(crate) async fn upload(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let idempotency_key = crate::api::headers::idempotency_key(request.headers())?;
     let limit = app.config().limits.max_upload_bytes;
     let content_type = request
         .headers()
@@ -124,13 +146,25 @@ pub(crate) async fn upload(State(app): State<App>, request: Request) -> Result<R
     if bytes.is_empty() {
         return Err(OrchestratorError::missing(Field::Body, "the upload is empty").into());
     }
-    let (id, duration_seconds) = app.store_upload(bytes.clone(), hint).await?;
-    let upload = Upload {
-        upload_id: id,
-        bytes: bytes.len(),
-        duration_seconds,
+    let stored = app
+        .upload(NewUpload {
+            owner: caller.owner,
+            idempotency_key,
+            field: Field::Named("file".into()),
+            input: AudioInput::Bytes { bytes, hint },
+        })
+        .await?;
+    let status = if stored.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
-    Ok((StatusCode::CREATED, Json(upload)).into_response())
+    let upload = Upload {
+        upload_id: stored.upload_id,
+        bytes: stored.bytes,
+        duration_seconds: stored.duration_seconds,
+    };
+    Ok((status, Json(upload)).into_response())
 }
 
 fn too_large(limit: usize) -> OrchestratorError {
