@@ -295,6 +295,32 @@ impl Client {
         Ok(response.bytes().await?.to_vec())
     }
 
+    /// A signed download link to variant 1 of job `id` in `format` (at `kbps`, the server's
+    /// bitrate when `None`) that works for `seconds` (`POST /api/v1/jobs/{id}/links`): its
+    /// absolute URL.
+    pub async fn link(
+        &self,
+        id: &str,
+        format: &str,
+        kbps: Option<u32>,
+        seconds: u64,
+    ) -> Result<String, ClientError> {
+        let mut body = serde_json::json!({"format": format, "expires_in_seconds": seconds});
+        if let Some(kbps) = kbps {
+            body["kbps"] = kbps.into();
+        }
+        let request = self
+            .http
+            .post(self.url(&format!("/api/v1/jobs/{id}/links")))
+            .timeout(Duration::from_secs(30))
+            .json(&body);
+        let answer: Value = json(self.authorized(request).send().await?).await?;
+        answer["url"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Decode("no url in the answer".into()))
+    }
+
     /// Opens the event stream of job `id` after sequence number `after`.
     pub async fn events(&self, id: &str, after: u64) -> Result<EventStream, ClientError> {
         let request = self

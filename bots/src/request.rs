@@ -136,10 +136,14 @@ impl ClientData {
         self.fields.get(key)?.parse().ok()
     }
 
-    /// The text form (values must not contain `;` or `=`; ids and numbers do not).
+    /// The text form; `%`, `;` and `=` in values are percent-escaped (keys are plain words).
     pub fn encode(&self) -> String {
         let mut out = format!("refrain-bot:{}", self.platform);
         for (k, v) in &self.fields {
+            let v = v
+                .replace('%', "%25")
+                .replace(';', "%3B")
+                .replace('=', "%3D");
             out.push_str(&format!(";{k}={v}"));
         }
         out
@@ -152,7 +156,11 @@ impl ClientData {
         let mut data = ClientData::new(platform);
         for part in parts {
             let (k, v) = part.split_once('=')?;
-            data.fields.insert(k.to_string(), v.to_string());
+            let v = v
+                .replace("%3B", ";")
+                .replace("%3D", "=")
+                .replace("%25", "%");
+            data.fields.insert(k.to_string(), v);
         }
         Some(data)
     }
@@ -227,5 +235,8 @@ mod tests {
         assert_eq!(back, d);
         assert_eq!(back.get::<i64>("chat"), Some(-100123));
         assert_eq!(ClientData::parse("something else"), None);
+        // Tokens may hold the separators.
+        let d = ClientData::new("discord").with("tok", "a=b;c%3D");
+        assert_eq!(ClientData::parse(&d.encode()), Some(d));
     }
 }

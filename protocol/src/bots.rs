@@ -50,6 +50,8 @@ pub struct BotsConfig {
     pub default_length_seconds: u32,
     /// The Telegram bot; absent: no Telegram bot.
     pub telegram: Option<TelegramConfig>,
+    /// The Discord bot; absent: no Discord bot.
+    pub discord: Option<DiscordConfig>,
 }
 
 impl Default for BotsConfig {
@@ -65,6 +67,7 @@ impl Default for BotsConfig {
             },
             default_length_seconds: 95,
             telegram: None,
+            discord: None,
         }
     }
 }
@@ -113,6 +116,50 @@ impl Default for TelegramConfig {
     }
 }
 
+/// `[bots.discord]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscordConfig {
+    /// The bot token of the Discord application (Developer Portal → Bot → Reset Token). Also
+    /// `REFRAIN_BOTS__DISCORD__TOKEN`.
+    pub token: Option<Secret>,
+    /// The application id (Developer Portal → General Information); asked of Discord when
+    /// absent.
+    pub application_id: Option<u64>,
+    /// Discord's REST base (`https://discord.com`; every `/api/v10/…` call goes there). The
+    /// gateway's URL is what this REST API's `GET /gateway/bot` answers.
+    pub api_url: String,
+    /// Guilds whose members may use the bot, where its commands are registered at once;
+    /// empty: every guild and direct messages, with the commands registered globally (Discord
+    /// may take up to an hour to show new global commands).
+    pub guilds: Vec<u64>,
+    /// Upload limit used when an interaction reports none (Discord's default: 10 MiB).
+    pub default_upload_bytes: u64,
+    /// Least time between two edits of one song's progress message (milliseconds).
+    pub edit_interval_ms: u64,
+    /// How long an interaction token lets the bot edit its answer (Discord: 15 minutes).
+    /// After that (less a safety margin of a tenth) the song is posted as a channel message that
+    /// mentions its requester.
+    pub interaction_token_seconds: u64,
+    /// How long a download link (for a song too large to upload) works, in hours.
+    pub link_hours: u64,
+}
+
+impl Default for DiscordConfig {
+    fn default() -> Self {
+        DiscordConfig {
+            token: None,
+            application_id: None,
+            api_url: "https://discord.com".into(),
+            guilds: Vec::new(),
+            default_upload_bytes: 10 * 1024 * 1024,
+            edit_interval_ms: 2000,
+            interaction_token_seconds: 15 * 60,
+            link_hours: 24,
+        }
+    }
+}
+
 impl BotsConfig {
     /// What is wrong with the section, if anything (checked when the configuration loads).
     pub fn validate(&self) -> Result<(), String> {
@@ -125,6 +172,20 @@ impl BotsConfig {
         let length = self.default_length_seconds;
         if !(length == 95 || (96..=285).contains(&length)) {
             return Err("bots.default_length_seconds must be 95 or 96 to 285".into());
+        }
+        if let Some(d) = &self.discord {
+            if !(d.api_url.starts_with("http://") || d.api_url.starts_with("https://")) {
+                return Err("bots.discord.api_url must be an http(s) URL".into());
+            }
+            if d.edit_interval_ms == 0 || d.interaction_token_seconds == 0 {
+                return Err(
+                    "bots.discord.edit_interval_ms and interaction_token_seconds must be above 0"
+                        .into(),
+                );
+            }
+            if !(1..=168).contains(&d.link_hours) {
+                return Err("bots.discord.link_hours must be 1 to 168".into());
+            }
         }
         if let Some(t) = &self.telegram {
             if !(t.api_url.starts_with("http://") || t.api_url.starts_with("https://")) {
@@ -153,11 +214,15 @@ mod tests {
                 token: Some(Secret::new("123:XYZ")),
                 ..TelegramConfig::default()
             }),
+            discord: Some(DiscordConfig {
+                token: Some(Secret::new("MTIz.discord")),
+                ..DiscordConfig::default()
+            }),
             ..BotsConfig::default()
         };
         let shown = format!("{config:?}");
         assert!(
-            !shown.contains("rf_abc") && !shown.contains("123:XYZ"),
+            !shown.contains("rf_abc") && !shown.contains("123:XYZ") && !shown.contains("MTIz"),
             "{shown}"
         );
         assert!(shown.contains("<secret>"));
