@@ -23,6 +23,8 @@ enum Command {
     Bots(cli::bots::BotsArgs),
     /// Generate one song on this machine and write it as a WAV file.
     Generate(cli::generate::GenerateArgs),
+    /// Run the sampler alone on NumPy inputs and write the final latent (parity checks).
+    Sample(cli::sample::SampleArgs),
     /// Print the frame-aligned lyric token ids of an LRC file as a JSON array.
     Lyrics(cli::lyrics::LyricsArgs),
     /// Ask a Refrain server for a song (its HTTP API); optionally wait and download it.
@@ -70,6 +72,7 @@ fn main() -> std::process::ExitCode {
         Command::Node(args) => cli::node::run(args),
         Command::Bots(args) => cli::bots::run(args),
         Command::Generate(args) => cli::generate::run(args),
+        Command::Sample(args) => cli::sample::run(args),
         Command::Lyrics(args) => cli::lyrics::run(args),
         Command::Submit(args) => cli::client::submit::run(args),
         Command::Jobs(args) => cli::client::jobs::run(args),

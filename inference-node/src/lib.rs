@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod polyphone;
 pub mod progress;
 pub mod runtime;
+pub mod sample_files;
 pub mod sampler;
 pub mod style;
 pub mod tensor;

@@ -47,6 +47,20 @@ pub enum CfgMode {
     Separate,
 }
 
+impl std::str::FromStr for CfgMode {
+    type Err = String;
+
+    /// `auto`, `batched` or `separate`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(CfgMode::Auto),
+            "batched" => Ok(CfgMode::Batched),
+            "separate" => Ok(CfgMode::Separate),
+            _ => Err(format!("expected auto, batched or separate, not {s:?}")),
+        }
+    }
+}
+
 /// Sampler settings of one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SamplerSettings {
@@ -413,6 +427,26 @@ pub fn sample(
     dit: &mut Dit,
     inputs: &SampleInputs,
     settings: &SamplerSettings,
+    on_step: impl FnMut(u32, u32) -> Result<(), InferenceError>,
+) -> Result<Vec<f32>, InferenceError> {
+    if settings.steps < 2 {
+        return Err(InferenceError::InvalidRequest(
+            "steps must be at least 2".into(),
+        ));
+    }
+    let grid = time_grid(settings.steps, settings.sway_coef, dit.precision);
+    sample_on_grid(dit, inputs, settings, &grid, on_step)
+}
+
+/// [`sample`] on a given time grid (at least two non-decreasing points, rounded to the graph's
+/// precision here) instead of the one `settings.steps` and `settings.sway_coef` make: for
+/// parity checks against another implementation's grid (`refrain sample --inputs` with
+/// `t_grid.npy`).
+pub fn sample_on_grid(
+    dit: &mut Dit,
+    inputs: &SampleInputs,
+    settings: &SamplerSettings,
+    grid: &[f32],
     mut on_step: impl FnMut(u32, u32) -> Result<(), InferenceError>,
 ) -> Result<Vec<f32>, InferenceError> {
     let (n, b, p) = (inputs.frames, inputs.variants, dit.precision);
@@ -438,18 +472,19 @@ pub fn sample(
             )));
         }
     }
-    if settings.steps < 2 {
-        return Err(InferenceError::InvalidRequest(
-            "steps must be at least 2".into(),
-        ));
+    if grid.len() < 2 || grid.iter().any(|t| !t.is_finite()) || grid.windows(2).any(|w| w[1] < w[0])
+    {
+        return Err(InferenceError::InvalidRequest(format!(
+            "the time grid must have at least two finite, non-decreasing points, got {grid:?}"
+        )));
     }
+    let grid: Vec<f32> = grid.iter().map(|&t| p.round(t)).collect();
     let batched = match settings.cfg_mode {
         CfgMode::Auto => dit.dynamic_batch,
         CfgMode::Batched => true,
         CfgMode::Separate => false,
     };
     let mut branches = Branches::new(dit, inputs, batched)?;
-    let grid = time_grid(settings.steps, settings.sway_coef, p);
     let cfg = settings.cfg_strength;
     let (start, mut x) = match &inputs.init {
         None => (0, inputs.noise.clone()),

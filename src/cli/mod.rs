@@ -8,6 +8,7 @@ pub mod generate;
 pub mod keys;
 pub mod lyrics;
 pub mod node;
+pub mod sample;
 pub mod serve;
 
 use std::path::PathBuf;
