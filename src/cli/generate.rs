@@ -8,7 +8,9 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use protocol::{ProgressEvent, Stage};
 use refrain_inference::audio;
-use refrain_inference::pipeline::{self, EditRequest, GenerateRequest, Generator, GeneratorConfig};
+use refrain_inference::pipeline::{
+    self, EditRequest, GenerateRequest, Generator, GeneratorConfig, InitRequest,
+};
 use refrain_inference::runtime::{Device, RuntimeConfig};
 use refrain_inference::sampler::CfgMode;
 use refrain_inference::style::StyleSource;
@@ -59,6 +61,15 @@ pub struct GenerateArgs {
     /// Spans to regenerate as JSON, e.g. '[[-1,25],[50.0,-1]]' (-1 = song start or end).
     #[arg(long, requires = "edit")]
     edit_segments: Option<String>,
+    /// Start the sampler from this song (WAV, MP3 or FLAC, at least --length long) partly
+    /// re-noised instead of pure noise: its sound and structure with these lyrics and style
+    /// (Refrain's addition to DiffRhythm; the Riffusion API's swap_sound). Needs --strength.
+    #[arg(long, requires = "strength", conflicts_with = "edit")]
+    init: Option<PathBuf>,
+    /// Noise strength of --init, 0 to 1: 0 gives the song back, 1 is a new song (the same
+    /// bytes as without --init); the sampler runs the steps after t0 = 1 - strength.
+    #[arg(long, requires = "init")]
+    strength: Option<f32>,
     /// Output WAV file.
     #[arg(short, long)]
     output: PathBuf,
@@ -129,6 +140,15 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let init = match (&args.init, args.strength) {
+        (Some(song), Some(strength)) => Some(InitRequest {
+            song: audio::decode_file(song, MAX_REFERENCE_SECONDS)
+                .with_context(|| format!("init song {}", song.display()))?,
+            strength,
+        }),
+        (None, None) => None,
+        _ => bail!("--init and --strength go together"),
+    };
     let request = GenerateRequest {
         lyrics,
         style,
@@ -139,7 +159,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         variants: args.batch,
         chunked: args.chunked,
         edit,
-        init: None,
+        init,
     };
     let config = GeneratorConfig {
         runtime: RuntimeConfig {

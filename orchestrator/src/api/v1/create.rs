@@ -13,7 +13,9 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::view::JobView;
-use crate::admission::{AudioInput, Draft, EditInput, SegmentsInput, SongInput, StyleInput};
+use crate::admission::{
+    AudioInput, Draft, EditInput, InitInput, SegmentsInput, SongInput, StyleInput,
+};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::app::{App, JobMeta};
 use crate::error::{ErrorCode, Field, OrchestratorError};
@@ -52,6 +54,9 @@ pub struct CreateJob {
     pub chunked: bool,
     /// Change parts of an existing song instead of making a new one.
     pub edit: Option<EditBody>,
+    /// Start the sampler from an existing song partly re-noised instead of pure noise (same
+    /// lyrics or new ones, a new style; Refrain's addition to DiffRhythm). Not with `edit`.
+    pub init: Option<InitBody>,
     /// Create the job for an end user of a front end (a chat bot's user): only for API keys
     /// made with `refrain keys add NAME --on-behalf-of KIND` for that owner kind.
     pub on_behalf_of: Option<OnBehalfOf>,
@@ -117,7 +122,20 @@ pub struct EditBody {
     pub segments: Vec<(f64, f64)>,
 }
 
-/// The song to edit: exactly one of these.
+/// A sampler start from an existing song: which song, and how much noise it gets.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"song": {"job": "3f0c…"}, "strength": 0.5}))]
+pub struct InitBody {
+    /// The song to start from (as `edit.song`); it must last at least as long as the new song.
+    pub song: SongBody,
+    /// Noise strength from 0 (the song itself, no sampler step) to 1 (a new song, as without
+    /// `init`); the sampler runs the steps after `t0 = 1 - strength`.
+    #[schema(minimum = 0.0, maximum = 1.0, example = 0.5)]
+    pub strength: f64,
+}
+
+/// The song to edit (or to start from): exactly one of these.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SongBody {
@@ -155,7 +173,8 @@ pub struct SongBody {
         (status = 400, description = "A field is missing or invalid (`missing_field`, \
             `invalid_field`, `invalid_length`, `invalid_lyrics`, `invalid_style_prompt`, \
             `invalid_audio`, `invalid_edit`, `invalid_reference`, `invalid_format`, \
-            `invalid_url`, `fetch_failed`).", body = ErrorBody),
+            `invalid_url`, `fetch_failed`; `init.song`, `init.strength` for `init`).",
+            body = ErrorBody),
         (status = 401, description = "API keys are configured and none valid was given.",
             body = ErrorBody),
         (status = 409, description = "`idempotency_conflict`.", body = ErrorBody),
@@ -271,8 +290,15 @@ pub fn draft(body: CreateJob, meta: JobMeta) -> Result<Draft, OrchestratorError>
     draft.edit = match body.edit {
         None => None,
         Some(edit) => Some(EditInput {
-            song: song_input(edit.song)?,
+            song: song_input(edit.song, Field::EditSong)?,
             segments: SegmentsInput::List(edit.segments),
+        }),
+    };
+    draft.init = match body.init {
+        None => None,
+        Some(init) => Some(InitInput {
+            song: song_input(init.song, Field::InitSong)?,
+            strength: init.strength,
         }),
     };
     Ok(draft)
@@ -302,7 +328,8 @@ fn style_input(style: StyleBody) -> Result<StyleInput, OrchestratorError> {
     })
 }
 
-fn song_input(song: SongBody) -> Result<SongInput, OrchestratorError> {
+/// The song of `edit` or `init` (`field`).
+fn song_input(song: SongBody, field: Field) -> Result<SongInput, OrchestratorError> {
     let given = [
         song.job.is_some(),
         song.upload_id.is_some(),
@@ -311,7 +338,7 @@ fn song_input(song: SongBody) -> Result<SongInput, OrchestratorError> {
     ];
     if given.iter().filter(|g| **g).count() != 1 {
         return Err(OrchestratorError::invalid(
-            Field::EditSong,
+            field,
             "give exactly one of job, upload_id, audio_url or audio_base64",
         ));
     }
@@ -319,7 +346,7 @@ fn song_input(song: SongBody) -> Result<SongInput, OrchestratorError> {
         let id = JobId::parse(job.trim()).ok_or_else(|| {
             OrchestratorError::coded(
                 ErrorCode::InvalidReference,
-                Field::EditSong,
+                field.clone(),
                 format!(
                     "{:?} is not a job id",
                     job.chars().take(40).collect::<String>()

@@ -3,7 +3,9 @@
 //! [`JobRecord`] stays an internal format.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use protocol::{EditSpec, JobRecord, JobState, ProgressEvent, SongRef, Source, Stage, StyleSpec};
+use protocol::{
+    EditSpec, InitSpec, JobRecord, JobState, ProgressEvent, SongRef, Source, Stage, StyleSpec,
+};
 use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -48,7 +50,7 @@ pub struct JobView {
     /// `{"audio": "uploaded"}`.
     #[schema(value_type = Object, example = json!({"lyrics": "…", "style": {"prompt": "…"},
         "length_seconds": 95, "seed": 42, "variants": 1, "format": "mp3", "chunked": false,
-        "edit": null}))]
+        "edit": null, "init": null}))]
     pub request: Value,
     /// Only when succeeded.
     pub result: Option<ResultView>,
@@ -209,6 +211,15 @@ fn request(record: &JobRecord) -> Value {
         };
         json!({"song": song, "segments": segments})
     });
+    let init = spec.init.as_ref().map(|InitSpec { song, strength }| {
+        let song = match song {
+            SongRef::Output(id) => json!({"job": id}),
+            SongRef::Upload(_) => json!({"audio": "uploaded"}),
+        };
+        // As given (an f32 in the spec: 0.3 would show as 0.30000001192092896).
+        let strength = (f64::from(*strength) * 1e6).round() / 1e6;
+        json!({"song": song, "strength": strength})
+    });
     json!({
         "lyrics": spec.lyrics,
         "style": style,
@@ -218,5 +229,6 @@ fn request(record: &JobRecord) -> Value {
         "format": spec.format.extension(),
         "chunked": spec.chunked,
         "edit": edit,
+        "init": init,
     })
 }
