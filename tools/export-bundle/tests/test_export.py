@@ -134,3 +134,18 @@ def test_complete_bundle(checkpoints, tmp_path):
         # Left for the Rust end-to-end test (`refrain generate` on an exported bundle).
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(out, dest)
+
+
+def test_large_graphs_keep_their_weights_in_one_external_file(checkpoints, tmp_path, monkeypatch):
+    """The real graphs are over protobuf's 2 GB: their weights go to `<graph>.onnx.data`
+    (forced here by lowering the threshold), which ONNX Runtime finds next to the graph."""
+    from refrain_export import onnx_export
+
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_OVER", 0)
+    model = load_dit(checkpoints["full"][1], "full")
+    graph = export_dit(model, tmp_path / "dit_full.onnx", half=True)
+    data = tmp_path / "dit_full.onnx.data"
+    assert data.is_file() and data.stat().st_size > graph.stat().st_size
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("dit_full")) == ["dit_full.onnx", "dit_full.onnx.data"]
+    result = check_dit(model, graph, half=True)
+    assert result.ok, result.line()
