@@ -95,6 +95,8 @@ def export_dit(model: DiT, out: Path, half: bool) -> Path:
                 location=data.name,
                 size_threshold=1024,
             )
+            # onnx creates the data file private to its owner; a bundle is read by a service user.
+            data.chmod(0o644)
         else:
             onnx.save_model(graph, str(out))
     model.float()
