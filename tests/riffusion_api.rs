@@ -3,7 +3,10 @@
 //! feed to `success`, upload a take, then inpaint and extend it. The oracle (each 2048-sample
 //! frame is an exact sum of the bundle's 64 sinusoids) checks that the kept spans are the
 //! source's and that the regenerated spans sing the new lyrics, where the automatic timing put
-//! them; `swap_vocals` is refused with its reason.
+//! them; `swap_vocals` is refused with its reason. `swap_sound` runs end to end on both
+//! deployments (the embedded one and NATS with a `refrain node`): its takes start from the
+//! source re-noised and run only the sampler steps after `t0 = 1 − strength` (counted in
+//! their progress events), keep the source's length and lyrics and take the new style.
 
 mod support;
 
@@ -14,6 +17,7 @@ use refrain_inference::pipeline::line_encoder;
 use reqwest::blocking::multipart::{Form, Part};
 use serde_json::{json, Value};
 use support::app::TestApp;
+use support::events::EventStream;
 use support::http::local_client;
 use support::prereq::workspace;
 
@@ -101,6 +105,14 @@ fn assert_kept(a: &[[f32; 64]], b: &[[f32; 64]], frames: impl Iterator<Item = us
     }
 }
 
+/// The loudest style channel (the bundle's channels 48–63) at `seconds`.
+fn style_channel(coeffs: &[[f32; 64]], seconds: f64) -> usize {
+    let f = &coeffs[frame(seconds)];
+    (LYRIC_CHANNELS..64)
+        .max_by(|&x, &y| f[x].abs().total_cmp(&f[y].abs()))
+        .unwrap()
+}
+
 struct Client {
     http: reqwest::blocking::Client,
     base: String,
@@ -166,6 +178,25 @@ impl Client {
         }
     }
 
+    /// A client of `app` with a new API key.
+    fn of(app: &TestApp) -> Client {
+        let key = refrain_orchestrator::api::v1::auth::add_key(
+            &app.data_dir().join("api-keys.json"),
+            "riffusion-client",
+        )
+        .expect("an API key");
+        Client {
+            http: local_client(),
+            base: app.base().to_string(),
+            key,
+        }
+    }
+
+    /// Every event of a job that ended, through Refrain's event stream.
+    fn events(&self, id: &str) -> Vec<support::events::JobEvent> {
+        EventStream::open_keyed(&self.base, id, None, Some(&self.key)).read_all()
+    }
+
     fn wav(&self, id: &str) -> Vec<u8> {
         let r = self
             .http
@@ -182,16 +213,7 @@ fn generate_feed_upload_inpaint_and_extend_on_the_real_binary() {
     let Some(app) = TestApp::embedded().steps(2).start() else {
         return;
     };
-    let key = refrain_orchestrator::api::v1::auth::add_key(
-        &app.data_dir().join("api-keys.json"),
-        "riffusion-client",
-    )
-    .expect("an API key");
-    let c = Client {
-        http: local_client(),
-        base: app.base().to_string(),
-        key,
-    };
+    let c = Client::of(&app);
 
     // Professional mode: two takes, timed by the section rule (intro 9.5 s, 25.65 s a line).
     let lyrics = "[Verse]\nCity lights are passing by\nEvery window tells a lie\n\n\
@@ -291,4 +313,90 @@ fn generate_feed_upload_inpaint_and_extend_on_the_real_binary() {
     );
     assert_eq!(status, 422, "{e}");
     assert_eq!(e["error"]["code"], "unsupported");
+}
+
+/// Sampler time-grid points of the swap_sound runs (`inference.steps`, server and nodes).
+const SWAP_GRID: u32 = 16;
+
+/// swap_sound through the Riffusion API on a running system with `inference.steps =
+/// SWAP_GRID`: from a take of one style to the other style at strength 0.5.
+fn swap_sound_end_to_end(app: &TestApp) {
+    let c = Client::of(app);
+    let lyrics = "[Verse]\nCity lights are passing by\nEvery window tells a lie\n\n\
+                  [Chorus]\nWe drive into the night\n";
+    let source = c.generate(&json!({"lyrics": lyrics, "tags": ["bright pop"]}));
+    c.wait(&source);
+    // One request at a time: on NATS a job's `started` is applied after the node events before
+    // it (a finished take's result is fetched and encoded first), and progress of a job the
+    // orchestrator does not know to be running yet is not recorded.
+    let swapped = c.generate(&json!({"tags": ["dark jazz"], "morph": {
+        "transform": "swap_sound", "riff_id": source[0],
+        "normalized_variation_strength": 0.5}}));
+    let feed = c.wait(&swapped);
+    let fresh = c.generate(&json!({"lyrics": lyrics, "tags": ["dark jazz"]}));
+    c.wait(&fresh);
+
+    // t0 = 1 - 0.5; the grid is i/15 and the first point at or after 0.5 is 8/15, so 7 of
+    // the 15 steps run — where a new song runs all 15.
+    let start = (0..SWAP_GRID)
+        .find(|&i| f64::from(i) / f64::from(SWAP_GRID - 1) >= 0.5)
+        .unwrap();
+    let expected = u64::from(SWAP_GRID - 1 - start);
+    assert_eq!(expected, 7);
+    let sampler = |id: &str| {
+        let events = c.events(id);
+        assert_eq!(events.last().unwrap().kind, "succeeded", "{events:?}");
+        let sampling: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == "progress" && e.stage() == Some("sampling"))
+            .collect();
+        assert!(!sampling.is_empty(), "{events:?}");
+        let total = sampling[0].data["total"].as_u64().unwrap();
+        assert!(sampling.iter().all(|e| e.data["total"] == total));
+        assert_eq!(sampling.last().unwrap().step(), Some(total));
+        total
+    };
+    for id in &swapped {
+        assert_eq!(sampler(id), expected, "swap_sound take {id}");
+    }
+    assert_eq!(sampler(&fresh[0]), u64::from(SWAP_GRID - 1));
+
+    // The source's length (95 s: 2048 frames) and its lyrics as sung, the new style: the
+    // analytic DiT's last step lands on its target from any start, so the swapped take is
+    // the new style's song (up to the sampler noise).
+    let a = project(&c.wav(&source[0]));
+    let n = project(&c.wav(&fresh[0]));
+    for (riff, id) in feed.as_array().unwrap().iter().zip(&swapped) {
+        let duration = riff["generations"][0]["duration"].as_f64().unwrap();
+        assert!((duration - 95.1).abs() < 0.1, "{riff}");
+        let wav = c.wav(id);
+        let reader = hound::WavReader::new(std::io::Cursor::new(&wav)).unwrap();
+        assert_eq!(reader.duration() as usize, 2048 * HOP);
+        let s = project(&wav);
+        assert_eq!(s.len(), 2048);
+        assert_eq!(pitches(&s)[frame(9.5)], pitches(&a)[frame(9.5)]);
+        assert_eq!(
+            pitches(&s)[frame(9.5)],
+            first_channel("City lights are passing by")
+        );
+        assert_eq!(style_channel(&s, 5.0), style_channel(&n, 5.0));
+    }
+    assert_ne!(style_channel(&a, 5.0), style_channel(&n, 5.0));
+}
+
+#[test]
+fn swap_sound_on_the_real_binary() {
+    let Some(app) = TestApp::embedded().steps(SWAP_GRID).start() else {
+        return;
+    };
+    swap_sound_end_to_end(&app);
+}
+
+#[test]
+fn swap_sound_on_the_nats_deployment() {
+    // Two nodes: the two takes of a request run at once, each `started` applied at once.
+    let Some(app) = TestApp::nats().steps(SWAP_GRID).nodes(&["a", "b"]).start() else {
+        return;
+    };
+    swap_sound_end_to_end(&app);
 }

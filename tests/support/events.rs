@@ -72,6 +72,12 @@ impl EventStream {
     /// Opens the stream of `job` at `base`, from the first event or after `after`
     /// (`Last-Event-ID`).
     pub fn open(base: &str, job: &str, after: Option<u64>) -> EventStream {
+        Self::open_keyed(base, job, after, None)
+    }
+
+    /// [`EventStream::open`] with an API key (`Authorization: Bearer`), for servers that
+    /// have keys.
+    pub fn open_keyed(base: &str, job: &str, after: Option<u64>, key: Option<&str>) -> EventStream {
         let http = reqwest::blocking::Client::builder()
             .no_proxy()
             .timeout(STREAM_TIMEOUT)
@@ -80,6 +86,9 @@ impl EventStream {
         let mut request = http.get(format!("{base}/api/v1/jobs/{job}/events"));
         if let Some(after) = after {
             request = request.header("Last-Event-ID", after.to_string());
+        }
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
         }
         let response = request.send().expect("GET /api/v1/jobs/{id}/events");
         assert_eq!(response.status().as_u16(), 200, "events of {job}");
