@@ -7,6 +7,11 @@
 //! (deleting a missing file is fine). A job is kept, for a later sweep, when a file of it could
 //! not be deleted, when a queued or running edit job still starts from its result, and an
 //! upload is kept while any job that stays refers to it.
+//!
+//! A sweep costs what it deletes, not what the store holds: the candidates are one range of
+//! the store's finish-time index, and who else uses a candidate's uploads or result is one
+//! range each of the same lookup index (`crate::store::JobStore::finished_before`,
+//! `upload_users`, `output_users`).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -38,26 +43,36 @@ pub async fn sweep(
     }
     let doomed: HashSet<JobId> = candidates.iter().map(|r| r.id.clone()).collect();
 
-    // What the jobs that stay still need.
+    // What the jobs that stay still need, from the lookup index: of each candidate's uploads,
+    // those another job that stays uses; and the candidates whose result a job that is not
+    // finished starts from. Only the candidates' own entries are read, never every job.
     let mut kept_uploads = HashSet::new();
     let mut needed_outputs = HashSet::new();
-    for item in store.scan() {
-        let record = match item {
-            Ok(record) => record,
-            Err(e) => {
-                tracing::warn!(error = %e, "retention: skipping an unreadable job record");
+    for record in &candidates {
+        for blob in uploads(record) {
+            if kept_uploads.contains(blob) {
                 continue;
             }
-        };
-        if doomed.contains(&record.id) {
-            continue;
+            if store
+                .upload_users(blob)?
+                .iter()
+                .any(|user| !doomed.contains(user))
+            {
+                kept_uploads.insert(blob.to_string());
+            }
         }
-        kept_uploads.extend(uploads(&record).map(str::to_string));
-        if !record.state.is_terminal() {
-            for song in record.spec.songs() {
-                if let SongRef::Output(source) = song {
-                    needed_outputs.insert(source.clone());
+        for user in store.output_users(&record.id)? {
+            let pending = match store.get(&user) {
+                Ok(Some(r)) => !r.state.is_terminal(),
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::warn!(job = %user, error = %e, "retention: an unreadable job uses a result; keeping it");
+                    true
                 }
+            };
+            if pending {
+                needed_outputs.insert(record.id.clone());
+                break;
             }
         }
     }

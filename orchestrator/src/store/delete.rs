@@ -24,6 +24,10 @@ impl JobStore {
                 Ok(record) => counts::Deltas::default().record(record, -1),
                 Err(_) => counts::Deltas::default(),
             };
+            let lookup_keys: Vec<Vec<u8>> = match &decoded {
+                Ok(record) => super::lookup::keys_of(record).into_iter().collect(),
+                Err(_) => self.keys_pointing_to(&self.lookup, key)?,
+            };
             let index_keys: [Vec<Vec<u8>>; 5] = match &decoded {
                 Ok(record) => [
                     vec![keys::state_key(record.state, record.created_ms, id)],
@@ -58,9 +62,20 @@ impl JobStore {
                 &self.by_key,
                 &self.by_owner,
                 &self.counts,
+                &self.lookup,
             )
                 .transaction(
-                    |(jobs, by_state, by_created, by_file, events, by_key, by_owner, counts)| {
+                    |(
+                        jobs,
+                        by_state,
+                        by_created,
+                        by_file,
+                        events,
+                        by_key,
+                        by_owner,
+                        counts,
+                        lookup_tree,
+                    )| {
                         if jobs.get(key)?.as_ref() != Some(&bytes) {
                             return abort(StoreError::Transaction(format!(
                                 "job {id} changed while being deleted"
@@ -75,6 +90,9 @@ impl JobStore {
                         }
                         for k in owner_keys {
                             by_owner.remove(k.as_slice())?;
+                        }
+                        for k in &lookup_keys {
+                            lookup_tree.remove(k.as_slice())?;
                         }
                         deltas.apply(counts)?;
                         for k in &event_keys {

@@ -2,12 +2,13 @@
 //! (`GET /api/v1/jobs`, [`JobStore::list`]). Pages walk the creation index (`<created_ms
 //! BE><id>`) backwards from a cursor — the index key of the last job of the previous page,
 //! hex-encoded — so a page is stable while new jobs arrive. A page filtered by state walks that
-//! state's index (`<state>/<created_ms BE>/<id>`) instead, so it reads only jobs it returns (a
-//! source filter still skips the other sources' jobs).
+//! state's index (`<state>/<created_ms BE>/<id>`) instead, and one filtered by source (and
+//! maybe state) the lookup index's range of that source (and state) (`s<source>/<state or
+//! *>/<created_ms BE><id>`, see [`super::lookup`]), so a page reads only the jobs it returns.
 
 use protocol::{JobRecord, JobState, Source};
 
-use super::{keys, JobStore, StoreError, BY_CREATED, BY_STATE};
+use super::{keys, lookup, JobStore, StoreError, BY_CREATED, BY_STATE, LOOKUP};
 
 /// Which jobs a listing shows.
 #[derive(Debug, Clone, Copy, Default)]
@@ -43,15 +44,22 @@ impl JobStore {
                 None => return Ok(Err(BadCursor)),
             },
         };
-        // Walk the state's own index when filtering by state: its keys are `<state>/` + the
-        // creation key's time + `/` + id, so the cursor converts both ways.
-        let (tree, tree_name, prefix) = match filter.state {
-            Some(state) => (&self.by_state, BY_STATE, keys::state_prefix(state)),
-            None => (&self.by_created, BY_CREATED, Vec::new()),
+        // The index that holds exactly the jobs of the filter. The state index's keys are
+        // `<state>/` + the creation key's time + `/` + id; the others' are a prefix + the
+        // creation key; so the cursor (a creation key) converts both ways.
+        let (tree, tree_name, prefix, slash) = match (filter.source, filter.state) {
+            (Some(source), state) => (
+                &self.lookup,
+                LOOKUP,
+                lookup::source_prefix(source, state),
+                false,
+            ),
+            (None, Some(state)) => (&self.by_state, BY_STATE, keys::state_prefix(state), true),
+            (None, None) => (&self.by_created, BY_CREATED, Vec::new(), false),
         };
         let to_tree_key = |created_key: &[u8]| -> Vec<u8> {
             let mut k = prefix.clone();
-            if filter.state.is_some() && created_key.len() > 8 {
+            if slash && created_key.len() > 8 {
                 k.extend_from_slice(&created_key[..8]);
                 k.push(b'/');
                 k.extend_from_slice(&created_key[8..]);
@@ -62,7 +70,7 @@ impl JobStore {
         };
         let to_cursor_key = |tree_key: &[u8]| -> Vec<u8> {
             let rest = &tree_key[prefix.len().min(tree_key.len())..];
-            if filter.state.is_some() && rest.len() > 9 {
+            if slash && rest.len() > 9 {
                 [&rest[..8], &rest[9..]].concat()
             } else {
                 rest.to_vec()
@@ -165,5 +173,30 @@ mod tests {
             .jobs
             .is_empty());
         assert!(store.list(all, Some("zz"), 10).unwrap().is_err());
+
+        // Source and state together, paged with a cursor.
+        let cli_queued = ListFilter {
+            source: Some(Source::Cli),
+            state: Some(JobState::Queued),
+        };
+        let page = store.list(cli_queued, None, 3).unwrap().unwrap();
+        let got: Vec<_> = page.jobs.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(got, [ids[4].clone(), ids[3].clone(), ids[1].clone()]);
+        let page = store
+            .list(cli_queued, page.next_cursor.as_deref(), 3)
+            .unwrap()
+            .unwrap();
+        let got: Vec<_> = page.jobs.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(got, [ids[0].clone()]);
+        let discord_succeeded = ListFilter {
+            source: Some(Source::Discord),
+            state: Some(JobState::Succeeded),
+        };
+        assert!(store
+            .list(discord_succeeded, None, 10)
+            .unwrap()
+            .unwrap()
+            .jobs
+            .is_empty());
     }
 }

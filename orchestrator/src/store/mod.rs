@@ -17,7 +17,9 @@
 //!   change flushes them). [`JobStore::insert_buffered`] leaves the flush to its caller (the
 //!   admission path, which flushes after releasing its lock).
 //! - Counts per state and per owner ([`counts`]) change in the same transaction as the record,
-//!   so `/status`, `/metrics` and admission read counters instead of scanning.
+//!   so `/status`, `/metrics` and admission read counters instead of scanning; so do the
+//!   [`lookup`] index's entries (by source, finish time, upload, referenced result), so
+//!   listings by source and retention sweeps read ranges instead of every job.
 //!
 //! - Every change of a record appends the job's next [`JobEvent`] to the outbox (tree
 //!   `job_events`, see [`outbox`]) in the same transaction, with `event_seq` of the record as
@@ -35,6 +37,7 @@ pub mod counts;
 mod delete;
 mod keys;
 pub mod list;
+mod lookup;
 mod outbox;
 mod read;
 
@@ -83,6 +86,8 @@ pub struct JobStore {
     events: Tree,
     /// Counters per state and per owner ([`counts`]).
     counts: Tree,
+    /// By source, by finish time, by upload and by referenced result ([`lookup`]).
+    lookup: Tree,
     /// Concurrent flushes become one ([`commit`]).
     group: commit::GroupFlush,
     /// Serialises read-check-write sequences of this process (never held across an await).
@@ -111,6 +116,7 @@ const BY_KEY: &str = "jobs_by_idempotency_key";
 const BY_OWNER: &str = "jobs_by_owner";
 const EVENTS: &str = "job_events";
 const COUNTS: &str = "job_counts";
+const LOOKUP: &str = "jobs_lookup";
 
 impl JobStore {
     /// Opens (or creates) the store at `path`. sled takes an exclusive lock on the directory:
@@ -132,11 +138,13 @@ impl JobStore {
             by_owner: db.open_tree(BY_OWNER)?,
             events: db.open_tree(EVENTS)?,
             counts: db.open_tree(COUNTS)?,
+            lookup: db.open_tree(LOOKUP)?,
             group: commit::GroupFlush::new(db.clone()),
             db,
             writer: Arc::new(Mutex::new(())),
         };
         store.check_counts()?;
+        store.check_lookup()?;
         Ok(store)
     }
 
@@ -198,6 +206,7 @@ impl JobStore {
         let created_key = keys::created_key(record.created_ms, &record.id);
         let owner_key = keys::owner_key(&record.owner, record.created_ms, &record.id);
         let deltas = counts::Deltas::default().record(record, 1);
+        let lookup_keys = lookup::keys_of(record);
         let file_key = keys::file_key(record);
         let idempotency_key = record
             .idempotency_key
@@ -214,9 +223,20 @@ impl JobStore {
                 &self.by_key,
                 &self.by_owner,
                 &self.counts,
+                &self.lookup,
             )
                 .transaction(
-                    |(jobs, by_state, by_created, by_file, events, by_key, by_owner, counts)| {
+                    |(
+                        jobs,
+                        by_state,
+                        by_created,
+                        by_file,
+                        events,
+                        by_key,
+                        by_owner,
+                        counts,
+                        lookup_tree,
+                    )| {
                         if let Some(existing) = jobs.get(id)? {
                             let found = decode(id, &existing)
                                 .map(|r| format!("an existing job, {}", describe(&r)))
@@ -244,6 +264,7 @@ impl JobStore {
                         events.insert(event_key.as_slice(), event_bytes.as_slice())?;
                         by_owner.insert(owner_key.as_slice(), id)?;
                         deltas.apply(counts)?;
+                        lookup::apply(lookup_tree, &record.id, &Default::default(), &lookup_keys)?;
                         if let Some(k) = &idempotency_key {
                             // Admission (serialised) decided that any older job under this key is
                             // stale or gone: the key now names this job.
@@ -399,8 +420,15 @@ impl JobStore {
         let old_state_key = keys::state_key(old.state, old.created_ms, &old.id);
         let new_state_key = keys::state_key(new.state, new.created_ms, &new.id);
         let deltas = counts::Deltas::change(old, new);
-        (&self.jobs, &self.by_state, &self.events, &self.counts)
-            .transaction(|(jobs, by_state, events, counts)| {
+        let (old_lookup, new_lookup) = (lookup::keys_of(old), lookup::keys_of(new));
+        (
+            &self.jobs,
+            &self.by_state,
+            &self.events,
+            &self.counts,
+            &self.lookup,
+        )
+            .transaction(|(jobs, by_state, events, counts, lookup_tree)| {
                 let current = jobs.get(key)?;
                 if current.as_ref() != Some(old_bytes) {
                     let found = match &current {
@@ -422,6 +450,7 @@ impl JobStore {
                     by_state.insert(new_state_key.as_slice(), key)?;
                 }
                 deltas.apply(counts)?;
+                lookup::apply(lookup_tree, &new.id, &old_lookup, &new_lookup)?;
                 Ok(())
             })
             .map_err(from_tx)

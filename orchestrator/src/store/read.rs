@@ -1,5 +1,6 @@
 //! Reads of the job store by state: the ids in a state, a job's place in creation order among
-//! the queued ones, finished jobs for retention, and the whole store for maintenance. Each
+//! the queued ones, and the whole store for maintenance (finished jobs for retention are in
+//! [`super::lookup`]). Each
 //! reads one index range (or, for [`JobStore::scan`], everything, which only maintenance does).
 
 use protocol::{JobId, JobRecord, JobState};
@@ -42,31 +43,8 @@ impl JobStore {
         Ok(Some(ahead))
     }
 
-    /// Terminal jobs whose `finished_ms` (or, if unset, `updated_ms`) is older than
-    /// `before_ms`, oldest first. Only index ranges of jobs created before `before_ms` are read
-    /// (a job finishes after it is created).
-    pub fn finished_before(&self, before_ms: u64) -> Result<Vec<JobRecord>, StoreError> {
-        let mut out = Vec::new();
-        for state in JobState::ALL.into_iter().filter(|s| s.is_terminal()) {
-            let range = keys::state_prefix(state)..keys::state_bound(state, before_ms);
-            for item in self.by_state.range(range) {
-                let (key, value) = item?;
-                let id = keys::id_value(BY_STATE, &key, &value)?;
-                if let Some(record) = self.get(&id)? {
-                    let finished = record.finished_ms.unwrap_or(record.updated_ms);
-                    if record.state.is_terminal() && finished < before_ms {
-                        out.push(record);
-                    }
-                }
-            }
-        }
-        out.sort_by_key(|r| (r.finished_ms.unwrap_or(r.updated_ms), r.id.clone()));
-        Ok(out)
-    }
-
     /// Every record, in id order, one by one (an undecodable one is an `Err` item and the scan
-    /// goes on). For maintenance, such as retention's reference check: this reads the whole
-    /// store.
+    /// goes on). For maintenance and tests only: this reads the whole store.
     pub fn scan(&self) -> impl Iterator<Item = Result<JobRecord, StoreError>> + Send + 'static {
         self.jobs.iter().map(|item| {
             let (key, bytes) = item?;

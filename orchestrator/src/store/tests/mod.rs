@@ -4,6 +4,7 @@
 
 mod counters;
 mod indexes;
+mod lookup;
 mod persistence;
 mod transitions;
 
