@@ -301,8 +301,9 @@ impl App {
             }
             let record = new_record(spec, meta.clone(), fingerprint.clone());
             if let Some(target) = &meta.webhook {
-                // Durable before the job is: no accepted job misses its webhook.
-                parts.webhooks.register(&record.id, target).await?;
+                // Written before the job and made durable by the same group commit (no flush
+                // under the admission lock): no accepted job misses its webhook.
+                parts.webhooks.register(&record.id, target)?;
             }
             pending.push((
                 answers.len(),

@@ -132,10 +132,13 @@ impl Webhooks {
         })
     }
 
-    /// Makes `target` durable for job `id` (flushed), before the job is stored: a crash in
-    /// between leaves a target without a job, which the dispatcher removes at start.
-    pub async fn register(&self, id: &JobId, target: &Target) -> Result<(), WebhookStoreError> {
-        self.store.register(id, target).await
+    /// Writes `target` for job `id`, before the job is stored, in the job store's database and
+    /// without flushing: admission's group commit, which makes the job durable before its
+    /// 2xx, covers it too (sled writes its log in order, so a job on disk has its earlier
+    /// target on disk). A crash before the job is stored leaves a target without a job, which
+    /// the dispatcher removes at start.
+    pub fn register(&self, id: &JobId, target: &Target) -> Result<(), WebhookStoreError> {
+        self.store.register_buffered(id, target)
     }
 
     /// The deliveries of job `id`, oldest first.

@@ -94,7 +94,9 @@ impl Trees {
         Ok(())
     }
 
-    pub(super) async fn register(
+    /// Writes `target` for job `id` without flushing: the caller's flush of the same
+    /// database (the job's group commit) makes it durable.
+    pub(super) fn register_buffered(
         &self,
         id: &JobId,
         target: &Target,
@@ -106,7 +108,7 @@ impl Trees {
             cursors.insert(k, &0u64.to_be_bytes())?;
             Ok::<_, ConflictableTransactionError<WebhookStoreError>>(())
         })?;
-        self.flush().await
+        Ok(())
     }
 
     pub(super) fn target(&self, id: &JobId) -> Result<Option<Target>, WebhookStoreError> {
