@@ -13,6 +13,12 @@
 //!    nodes published meanwhile applied; nats-server `kill -9` and start (at once, and after
 //!    5 s down) → a new job started.
 //!    `BENCH_FAILOVER_RUNS` rounds each (default 3).
+//! 5. **Idle gap**: `BENCH_GAP_JOBS` (12) jobs of 95 s at `BENCH_GAP_STEPS` (32) submitted
+//!    together to one node, NATS and embedded; each node logs, for every job after the first,
+//!    the time its device was idle before the job's first sampler step (`node idle gap`:
+//!    `idle_ms` from the previous generation's end, `after_last_step_ms` from the previous
+//!    job's last sampler step, so with its VAE decode) and whether its inputs were prepared
+//!    while the previous job ran (`prepared_ahead`).
 //!
 //! `BENCH_SECTIONS` picks sections (`4`, `1,3`; default all).
 //! Everything runs on 127.0.0.1 with a private nats-server (tools/fetch-nats-server.sh) and the
@@ -179,6 +185,89 @@ fn main() {
     }
     if section("4") {
         failover(env_number("BENCH_FAILOVER_RUNS", 3));
+    }
+    if section("5") {
+        idle_gap_section(
+            env_number("BENCH_GAP_JOBS", 12),
+            env_number("BENCH_GAP_STEPS", 32) as u32,
+        );
+    }
+}
+
+/// A number field (`name=1.5`) of a log line.
+fn log_number(line: &str, name: &str) -> Option<f64> {
+    let start = line.find(&format!(" {name}="))? + name.len() + 2;
+    line[start..].split_whitespace().next()?.parse().ok()
+}
+
+/// The `node idle gap` lines of a log: (idle ms, ms after the last step, prepared ahead).
+fn idle_gaps(log: &str) -> Vec<(f64, f64, bool)> {
+    log.lines()
+        .filter(|l| l.contains("node idle gap"))
+        .filter_map(|l| {
+            Some((
+                log_number(l, "idle_ms")?,
+                log_number(l, "after_last_step_ms")?,
+                l.contains("prepared_ahead=true"),
+            ))
+        })
+        .collect()
+}
+
+fn print_gaps(what: &str, gaps: &[(f64, f64, bool)]) {
+    if gaps.is_empty() {
+        println!("   {what}: no idle gap logged");
+        return;
+    }
+    let idle: Vec<f64> = gaps.iter().map(|g| g.0).collect();
+    let after: Vec<f64> = gaps.iter().map(|g| g.1).collect();
+    let mut sorted = idle.clone();
+    sorted.sort_by(f64::total_cmp);
+    let p90 = sorted[(sorted.len() * 9 / 10).min(sorted.len() - 1)];
+    let ahead = gaps.iter().filter(|g| g.2).count();
+    println!(
+        "   {what}: idle median {:.1} ms, p90 {p90:.1} ms, max {:.1} ms; last step → next first step median {:.1} ms; {ahead}/{} prepared ahead",
+        median(idle),
+        sorted[sorted.len() - 1],
+        median(after),
+        gaps.len()
+    );
+}
+
+/// Submits `jobs` at once and waits for all of them.
+fn back_to_back(api: &Api, jobs: usize, seed: u64) {
+    let submitted: Vec<(String, String)> = (0..jobs)
+        .map(|i| api.submit_prompt(95, seed + i as u64))
+        .collect();
+    for (id, url) in &submitted {
+        if let Done::Failed(body) = api.wait(url, Duration::from_secs(600)) {
+            panic!("job {id} failed: {body}");
+        }
+    }
+}
+
+/// 5. The device's idle time between back-to-back jobs, NATS and embedded.
+fn idle_gap_section(jobs: usize, steps: u32) {
+    println!("\n5. node idle gap between back-to-back jobs: {jobs} jobs of 95 s at steps = {steps} submitted together, one node of one thread");
+    {
+        let app = TestApp::nats()
+            .steps(steps)
+            .ack_wait(60)
+            .env("REFRAIN_INTRA_THREADS", 1)
+            .nodes(&["a"])
+            .start()
+            .expect("nats-server and ONNX Runtime");
+        back_to_back(&app.api(), jobs, 7000);
+        print_gaps("NATS    ", &idle_gaps(&app.node("a").log_text()));
+    }
+    {
+        let app = TestApp::embedded()
+            .steps(steps)
+            .env("REFRAIN_INTRA_THREADS", 1)
+            .start()
+            .expect("ONNX Runtime");
+        back_to_back(&app.api(), jobs, 7000);
+        print_gaps("embedded", &idle_gaps(&app.server.all_logs()));
     }
 }
 

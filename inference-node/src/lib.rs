@@ -17,6 +17,7 @@ pub mod error;
 pub mod nats;
 pub mod pipeline;
 pub mod polyphone;
+pub mod prepare;
 pub mod progress;
 pub mod runtime;
 pub mod sample_files;

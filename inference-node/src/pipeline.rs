@@ -22,17 +22,16 @@ use tokio_util::sync::CancellationToken;
 use crate::audio::{self, Decoded};
 use crate::bundle::{Bundle, ModelChoice, Solver};
 use crate::error::InferenceError;
-use crate::lyrics::g2p::LineEncoder;
 use crate::lyrics::lrc::LyricsLimits;
 use crate::lyrics::placement::frame_of;
-use crate::lyrics::{build_track, Lyrics};
+use crate::lyrics::Lyrics;
+use crate::prepare::{Parts, Prepared, Preparer};
 use crate::progress::{CostModel, Tracker};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::sampler::{self, CfgMode, Dit, SampleInputs, SamplerSettings, LATENT_DIM};
 use crate::style::{self, StyleEncoder, StyleSource};
 use crate::tensor::Graph;
 use crate::vae::Vae;
-use refrain_model::track::track_shape;
 
 pub use refrain_model::edit::{parse_edit_segments, MAX_EDIT_SEGMENTS};
 pub use refrain_model::track::{line_encoder, lyric_track};
@@ -178,8 +177,10 @@ pub struct Generator {
     config: GeneratorConfig,
     dits: Vec<Dit>,
     vae: Vae,
-    style: StyleEncoder,
-    lyrics: LineEncoder,
+    /// The lyric front end and the style encoders, shared with whoever prepares the next job.
+    prep: Preparer,
+    /// The negative style (a copy of the style encoder's).
+    negative: Vec<f32>,
     cost: CostModel,
 }
 
@@ -233,14 +234,21 @@ impl Generator {
         )?;
         let lyrics = crate::polyphone::line_encoder(&bundle, &runtime, None, None)?;
         tracing::info!(bundle = %m.name, version = %m.version, device = %runtime.device(), "bundle loaded");
+        let negative = style.negative().to_vec();
+        let prep = Preparer::new(Parts {
+            bundle: bundle.clone(),
+            limits: config.lyrics_limits,
+            lyrics,
+            style,
+        });
         Ok(Generator {
             bundle,
             runtime,
             config,
             dits,
             vae,
-            style,
-            lyrics,
+            prep,
+            negative,
             cost: CostModel::default(),
         })
     }
@@ -249,7 +257,13 @@ impl Generator {
     pub fn onnx_time(&self) -> Duration {
         self.dits.iter().map(|d| d.graph.busy).sum::<Duration>()
             + self.vae.busy()
-            + self.style.busy()
+            + self.prep.lock().style.busy()
+    }
+
+    /// The lyric front end and style encoders, to prepare a request on another thread while
+    /// this generator runs ([`Generator::generate_prepared`]).
+    pub fn preparer(&self) -> Preparer {
+        self.prep.clone()
     }
 
     pub fn bundle(&self) -> &Bundle {
@@ -368,6 +382,19 @@ impl Generator {
         cancel: &CancellationToken,
         progress: &mut dyn FnMut(ProgressEvent),
     ) -> Result<GenerateOutput, InferenceError> {
+        self.generate_prepared(req, None, cancel, progress)
+    }
+
+    /// [`Generator::generate`] with the lyric track and style embedding made ahead
+    /// ([`Preparer::prepare`]); made here when `prepared` is `None` or does not match `req`.
+    /// The events and the song are the same either way.
+    pub fn generate_prepared(
+        &mut self,
+        req: &GenerateRequest,
+        prepared: Option<Prepared>,
+        cancel: &CancellationToken,
+        progress: &mut dyn FnMut(ProgressEvent),
+    ) -> Result<GenerateOutput, InferenceError> {
         let started = Instant::now();
         let (choice, settings) = self.validate(req)?;
         let (sr, hop) = (
@@ -398,13 +425,12 @@ impl Generator {
             }
         };
 
-        // 1. Lyrics.
-        let lyrics = build_track(
-            &self.lyrics,
-            &req.lyrics,
-            track_shape(&self.bundle, choice, req.seconds),
-            &self.config.lyrics_limits,
-        )?;
+        // 1. Lyrics and 2. style, unless made ahead.
+        let prepared = match prepared.filter(|p| p.matches(req)) {
+            Some(p) => p,
+            None => self.prep.prepare(req)?,
+        };
+        let (lyrics, style) = (prepared.lyrics, prepared.style);
         let prep_total = if req.edit.is_some() || req.init.is_some() {
             3
         } else {
@@ -413,8 +439,6 @@ impl Generator {
         tracker.prepare(Stage::Tokenize, 1, prep_total);
         check(cancel)?;
 
-        // 2. Style.
-        let style = self.style.embed(&req.style)?;
         tracker.prepare(Stage::Style, 2, prep_total);
         check(cancel)?;
 
@@ -474,7 +498,7 @@ impl Generator {
             cond,
             text: lyrics.track.tokens.clone(),
             style,
-            negative: self.style.negative().to_vec(),
+            negative: self.negative.clone(),
             duration: n as f32 / choice.max_frames as f32,
             noise: sampler::noise(req.seed, b, n, dit.precision),
             init,

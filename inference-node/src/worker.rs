@@ -8,66 +8,279 @@
 //! shutdown token hands the job back ([`Outcome::Interrupted`]); the job's own token
 //! ([`Assignment::cancel`]) ends it for good ([`Outcome::Cancelled`]). The contract types live
 //! in `protocol::node` and are re-exported here.
+//!
+//! **No idle device between jobs.** Three things overlap with the device's work:
+//!
+//! - *the next job's inputs*: while a job runs, the loop asks the link which job comes next
+//!   ([`NodeLink::peek`], often at first, then every [`PEEK_EVERY`]; the embedded queue's head, or the NATS work
+//!   queue's next undelivered message — read, not taken, so no other node is kept from it) and
+//!   prepares it: its uploads fetched and decoded, its lyric track and style embedding made
+//!   ([`crate::prepare`]). When that job is the one handed out next, its generation starts
+//!   with sampling; a wrong guess only cost the preparation.
+//! - *the finished job's report*: the WAV encoding and the link's `finish` (writing or
+//!   uploading the result, the durable event, the ack) run while the next job is taken and
+//!   generated. At most one report is pending; it completes before the next one starts and
+//!   before the loop returns.
+//! - what is left between two jobs is taking the next one (a queue hand-out and the durable
+//!   `started`), which the loop logs with each job as `node idle gap`: `idle_ms`, from the
+//!   previous generation's end (its VAE decode done) to this one's first sampler step, and
+//!   `after_last_step_ms`, from the previous job's last sampler step (so its decode included).
+//!   Meaningful for jobs that were waiting when the previous one ended (the distributed bench
+//!   submits them so).
 
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use protocol::{JobSpec, ProgressEvent, SongRef, StyleSpec};
+use protocol::{JobId, JobSpec, ProgressEvent, SongRef, StyleSpec};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::audio::{self, Decoded};
-use crate::pipeline::{EditRequest, GenerateRequest, Generator, InitRequest};
+use crate::pipeline::{EditRequest, GenerateOutput, GenerateRequest, Generator, InitRequest};
+use crate::prepare::{Prepared, Preparer};
 use crate::style::StyleSource;
 use crate::InferenceError;
 
 pub use protocol::node::{Assignment, LinkError, NodeLink, Outcome, WorkerSettings};
 
+/// How often a running job's loop asks the link for the next job: every [`PEEK_SOON`] in
+/// the first [`SOON_FOR`] of a job (the next job is often published, or queued, just after
+/// this one started), then every [`PEEK_EVERY`].
+pub const PEEK_EVERY: Duration = Duration::from_millis(200);
+/// See [`PEEK_EVERY`].
+pub const PEEK_SOON: Duration = Duration::from_millis(25);
+/// See [`PEEK_EVERY`].
+pub const SOON_FOR: Duration = Duration::from_secs(1);
+
+/// The next job's inputs, made while the current job ran.
+struct Ahead {
+    id: JobId,
+    /// `None`: preparing it failed (the job's own run reports why).
+    ready: Option<(GenerateRequest, Option<Prepared>)>,
+}
+
+/// When a generation ended, and how long its VAE decode took.
+#[derive(Clone, Copy)]
+struct Ended {
+    at: Instant,
+    decode: Duration,
+}
+
+/// How a run went, before its report.
+enum Ran {
+    Songs {
+        songs: Vec<Vec<i16>>,
+        sample_rate: u32,
+    },
+    Done(Outcome),
+}
+
+/// A report under way (the link's `finish` of the previous job).
+type Pending<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Runs `main` to its end while also driving `pending` (dropped once it completes).
+async fn alongside<T>(pending: &mut Option<Pending<'_>>, main: impl Future<Output = T>) -> T {
+    tokio::pin!(main);
+    loop {
+        let Some(other) = pending.as_mut() else {
+            return main.await;
+        };
+        tokio::select! {
+            biased;
+            out = &mut main => return out,
+            _ = other => *pending = None,
+        }
+    }
+}
+
 /// Runs the loop until `cancel` fires. `generator` is this node's loaded bundle.
 pub async fn run(
     link: &dyn NodeLink,
-    mut generator: Generator,
+    generator: Generator,
     settings: WorkerSettings,
     cancel: CancellationToken,
 ) {
     tracing::info!(node = %settings.name, "inference node ready");
+    let preparer = generator.preparer();
+    let mut generator = generator;
+    let ahead: Mutex<Option<Ahead>> = Mutex::new(None);
+    let mut pending: Option<Pending<'_>> = None;
+    let mut last: Option<Ended> = None;
     loop {
-        let job = tokio::select! {
-            _ = cancel.cancelled() => break,
+        let Some(job) = alongside(&mut pending, take(link, &settings, &cancel)).await else {
+            break;
+        };
+        tracing::info!(job = %job.id, attempt = job.attempt, node = %settings.name, "job started");
+        let made = {
+            let mut slot = ahead.lock().unwrap_or_else(|p| p.into_inner());
+            match slot.take() {
+                Some(a) if a.id == job.id => a.ready,
+                other => {
+                    *slot = other;
+                    None
+                }
+            }
+        };
+        let run = async {
+            tokio::select! {
+                biased;
+                ran = execute(link, generator, &settings, &job, &cancel, made) => ran,
+                never = prefetch(link, &preparer, &settings, &ahead, &job.id) => match never {},
+            }
+        };
+        let (g, ran, timing) = alongside(&mut pending, run).await;
+        generator = g;
+        log_outcome(&job, &ran);
+        if let Some(t) = &timing {
+            if let (Some(prev), Some(sampling)) = (last, t.sampling) {
+                let idle = sampling.saturating_duration_since(prev.at);
+                tracing::info!(
+                    job = %job.id,
+                    node = %settings.name,
+                    idle_ms = ms(idle),
+                    after_last_step_ms = ms(idle + prev.decode),
+                    prepared_ahead = t.prepared_ahead,
+                    "node idle gap"
+                );
+            }
+            last = Some(t.ended);
+        }
+        // One report at a time, in order.
+        if let Some(previous) = pending.take() {
+            previous.await;
+        }
+        pending = Some(Box::pin(report(link, job, ran)));
+    }
+    if let Some(previous) = pending.take() {
+        previous.await;
+    }
+    tracing::info!(node = %settings.name, "inference node stopped");
+}
+
+/// Milliseconds, to two decimals (for the log).
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 100_000.0).round() / 100.0
+}
+
+/// The next job, or `None` once `cancel` fires.
+async fn take(
+    link: &dyn NodeLink,
+    settings: &WorkerSettings,
+    cancel: &CancellationToken,
+) -> Option<Assignment> {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
             j = link.next() => match j {
-                Ok(j) => j,
+                Ok(j) => return Some(j),
                 Err(e) => {
                     tracing::error!(node = %settings.name, error = %e, "cannot take a job; retrying in 1 s");
                     tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        _ = cancel.cancelled() => return None,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                 }
             },
-        };
-        tracing::info!(job = %job.id, attempt = job.attempt, node = %settings.name, "job started");
-        let (g, outcome) = execute(link, generator, &settings, &job, &cancel).await;
-        generator = g;
-        match &outcome {
-            Outcome::Succeeded {
-                duration_seconds, ..
-            } => {
-                tracing::info!(job = %job.id, attempt = job.attempt, seconds = duration_seconds, "job succeeded")
-            }
-            Outcome::Invalid(m) => {
-                tracing::warn!(job = %job.id, error = %m, "job failed: invalid input")
-            }
-            Outcome::Retry(m) => tracing::warn!(job = %job.id, error = %m, "job attempt failed"),
-            Outcome::Interrupted => {
-                tracing::info!(job = %job.id, "job interrupted; it will run again")
-            }
-            Outcome::Cancelled => tracing::info!(job = %job.id, "job cancelled"),
-        }
-        let id = job.id.clone();
-        if let Err(e) = link.finish(job, outcome).await {
-            tracing::error!(job = %id, error = %e, "cannot record the outcome; the job will be delivered again");
         }
     }
-    tracing::info!(node = %settings.name, "inference node stopped");
+}
+
+fn log_outcome(job: &Assignment, ran: &Ran) {
+    match ran {
+        Ran::Songs { songs, sample_rate } => {
+            let seconds = songs
+                .first()
+                .map_or(0.0, |s| (s.len() / 2) as f64 / *sample_rate as f64);
+            tracing::info!(job = %job.id, attempt = job.attempt, seconds, "job succeeded")
+        }
+        Ran::Done(Outcome::Succeeded {
+            duration_seconds, ..
+        }) => {
+            tracing::info!(job = %job.id, attempt = job.attempt, seconds = duration_seconds, "job succeeded")
+        }
+        Ran::Done(Outcome::Invalid(m)) => {
+            tracing::warn!(job = %job.id, error = %m, "job failed: invalid input")
+        }
+        Ran::Done(Outcome::Retry(m)) => {
+            tracing::warn!(job = %job.id, error = %m, "job attempt failed")
+        }
+        Ran::Done(Outcome::Interrupted) => {
+            tracing::info!(job = %job.id, "job interrupted; it will run again")
+        }
+        Ran::Done(Outcome::Cancelled) => tracing::info!(job = %job.id, "job cancelled"),
+    }
+}
+
+/// Encodes the songs and hands the outcome to the link.
+async fn report(link: &dyn NodeLink, job: Assignment, ran: Ran) {
+    let outcome = match ran {
+        Ran::Done(outcome) => outcome,
+        Ran::Songs { songs, sample_rate } => {
+            tokio::task::spawn_blocking(move || succeeded(&songs, sample_rate))
+                .await
+                .unwrap_or_else(|e| Outcome::Retry(format!("encoding WAV: {e}")))
+        }
+    };
+    let id = job.id.clone();
+    if let Err(e) = link.finish(job, outcome).await {
+        tracing::error!(job = %id, error = %e, "cannot record the outcome; the job will be delivered again");
+    }
+}
+
+/// While a job runs: prepares the job the link says comes next, again whenever that changes.
+/// Never returns (dropped when the running job ends).
+async fn prefetch(
+    link: &dyn NodeLink,
+    preparer: &Preparer,
+    settings: &WorkerSettings,
+    ahead: &Mutex<Option<Ahead>>,
+    running: &JobId,
+) -> std::convert::Infallible {
+    let began = Instant::now();
+    loop {
+        if let Some((id, spec)) = link.peek().await {
+            let known = ahead
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .is_some_and(|a| a.id == id);
+            if !known && id != *running {
+                let ready = match load_request(link, &id, &spec, settings).await {
+                    Ok(request) => {
+                        let preparer = preparer.clone();
+                        let made = tokio::task::spawn_blocking(move || {
+                            let prepared = preparer.prepare(&request);
+                            (request, prepared)
+                        })
+                        .await;
+                        match made {
+                            Ok((request, prepared)) => Some((request, prepared.ok())),
+                            Err(_) => None,
+                        }
+                    }
+                    Err(_) => None,
+                };
+                tracing::debug!(job = %id, ready = ready.is_some(), "prepared the next job ahead");
+                *ahead.lock().unwrap_or_else(|p| p.into_inner()) = Some(Ahead { id, ready });
+            }
+        }
+        let pause = if began.elapsed() < SOON_FOR {
+            PEEK_SOON
+        } else {
+            PEEK_EVERY
+        };
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// When a run's generation happened.
+struct Timing {
+    /// When its first sampler step began (`None`: it never sampled).
+    sampling: Option<Instant>,
+    ended: Ended,
+    prepared_ahead: bool,
 }
 
 async fn execute(
@@ -76,11 +289,16 @@ async fn execute(
     settings: &WorkerSettings,
     job: &Assignment,
     cancel: &CancellationToken,
-) -> (Generator, Outcome) {
-    let request = match load_request(link, &job.spec, settings).await {
-        Ok(r) => r,
-        Err(outcome) => return (generator, outcome),
+    made: Option<(GenerateRequest, Option<Prepared>)>,
+) -> (Generator, Ran, Option<Timing>) {
+    let (request, prepared) = match made {
+        Some(made) => made,
+        None => match load_request(link, &job.id, &job.spec, settings).await {
+            Ok(r) => (r, None),
+            Err(outcome) => return (generator, Ran::Done(outcome), None),
+        },
     };
+    let prepared_ahead = prepared.is_some();
     let (tx, mut rx) = mpsc::unbounded_channel::<ProgressEvent>();
     // The pipeline sees one token: the job's, also fired by shutdown.
     let run_cancel = job.cancel.child_token();
@@ -95,10 +313,11 @@ async fn execute(
     };
     let pipeline_cancel = run_cancel.clone();
     let blocking = tokio::task::spawn_blocking(move || {
-        let result = generator.generate(&request, &pipeline_cancel, &mut |e| {
+        let began = Instant::now();
+        let result = generator.generate_prepared(&request, prepared, &pipeline_cancel, &mut |e| {
             let _ = tx.send(e);
         });
-        (generator, result)
+        (generator, result, began, Instant::now())
     });
     // Forward progress while the pipeline runs; the channel closes when it returns.
     while let Some(event) = rx.recv().await {
@@ -107,7 +326,7 @@ async fn execute(
     let joined = blocking.await;
     run_cancel.cancel();
     let _ = forward.await;
-    let (generator, result) = match joined {
+    let (generator, result, began, ended) = match joined {
         Ok(x) => x,
         Err(e) => {
             // The pipeline panicked: this node's sessions are in an unknown state. Stop the
@@ -116,15 +335,36 @@ async fn execute(
             std::process::abort();
         }
     };
-    let outcome = match result {
-        Ok(output) => succeeded(&output.songs, output.sample_rate),
-        // The job's own cancellation wins: a cancelled job must not run again.
-        Err(InferenceError::Cancelled) if job.cancel.is_cancelled() => Outcome::Cancelled,
-        Err(InferenceError::Cancelled) => Outcome::Interrupted,
-        Err(e) if e.is_invalid_input() => Outcome::Invalid(e.to_string()),
-        Err(e) => Outcome::Retry(e.to_string()),
+    let timing = |output: Option<&GenerateOutput>| Timing {
+        sampling: output.map(|o| began + o.timings.prepare),
+        ended: Ended {
+            at: ended,
+            decode: output.map_or(Duration::ZERO, |o| o.timings.decode),
+        },
+        prepared_ahead,
     };
-    (generator, outcome)
+    let (ran, timing) = match result {
+        Ok(output) => {
+            let t = timing(Some(&output));
+            (
+                Ran::Songs {
+                    songs: output.songs,
+                    sample_rate: output.sample_rate,
+                },
+                t,
+            )
+        }
+        // The job's own cancellation wins: a cancelled job must not run again.
+        Err(InferenceError::Cancelled) if job.cancel.is_cancelled() => {
+            (Ran::Done(Outcome::Cancelled), timing(None))
+        }
+        Err(InferenceError::Cancelled) => (Ran::Done(Outcome::Interrupted), timing(None)),
+        Err(e) if e.is_invalid_input() => {
+            (Ran::Done(Outcome::Invalid(e.to_string())), timing(None))
+        }
+        Err(e) => (Ran::Done(Outcome::Retry(e.to_string())), timing(None)),
+    };
+    (generator, ran, Some(timing))
 }
 
 /// Every variant as a WAV file (index 0 first).
@@ -159,11 +399,12 @@ async fn decode(
 
 async fn blob(
     link: &dyn NodeLink,
+    job: &JobId,
     name: &str,
     max_seconds: f64,
     what: &str,
 ) -> Result<Decoded, Outcome> {
-    let bytes = link.blob(name).await.map_err(|e| {
+    let bytes = link.blob(job, name).await.map_err(|e| {
         let message = format!("{what}: the upload is not available ({e})");
         if e.transient {
             Outcome::Retry(message)
@@ -178,25 +419,28 @@ async fn blob(
 /// Turns a spec into a pipeline request, fetching the files it names.
 pub async fn load_request(
     link: &dyn NodeLink,
+    job: &JobId,
     spec: &JobSpec,
     settings: &WorkerSettings,
 ) -> Result<GenerateRequest, Outcome> {
     let max = settings.max_reference_seconds;
     let style = match &spec.style {
         StyleSpec::Prompt(p) => StyleSource::Prompt(p.clone()),
-        StyleSpec::Upload(name) => StyleSource::Audio(blob(link, name, max, "ref_audio").await?),
+        StyleSpec::Upload(name) => {
+            StyleSource::Audio(blob(link, job, name, max, "ref_audio").await?)
+        }
     };
     let edit = match &spec.edit {
         None => None,
         Some(edit) => Some(EditRequest {
-            reference: song(link, &edit.song, max, "ref_song").await?,
+            reference: song(link, job, &edit.song, max, "ref_song").await?,
             segments: edit.segments.clone(),
         }),
     };
     let init = match &spec.init {
         None => None,
         Some(init) => Some(InitRequest {
-            song: song(link, &init.song, max, "init song").await?,
+            song: song(link, job, &init.song, max, "init song").await?,
             strength: init.strength,
         }),
     };
@@ -217,14 +461,15 @@ pub async fn load_request(
 /// A song a job starts from (an edit's or an init's): an upload, or an earlier job's result.
 async fn song(
     link: &dyn NodeLink,
+    job: &JobId,
     song: &SongRef,
     max_seconds: f64,
     what: &str,
 ) -> Result<Decoded, Outcome> {
     match song {
-        SongRef::Upload(name) => blob(link, name, max_seconds, what).await,
+        SongRef::Upload(name) => blob(link, job, name, max_seconds, what).await,
         SongRef::Output(source) => {
-            let bytes = link.earlier_result(source).await.map_err(|e| {
+            let bytes = link.earlier_result(job, source).await.map_err(|e| {
                 if e.transient {
                     Outcome::Retry(format!("{what}: {e}"))
                 } else {

@@ -37,10 +37,10 @@ impl NodeLink for OneJob {
             self.on_step.cancel();
         }
     }
-    async fn blob(&self, name: &str) -> Result<Vec<u8>, LinkError> {
+    async fn blob(&self, _job: &JobId, name: &str) -> Result<Vec<u8>, LinkError> {
         Err(LinkError::new(format!("no blob {name}")))
     }
-    async fn earlier_result(&self, job: &JobId) -> Result<Vec<u8>, LinkError> {
+    async fn earlier_result(&self, _for: &JobId, job: &JobId) -> Result<Vec<u8>, LinkError> {
         Err(LinkError::new(format!("no result of {job}")))
     }
     async fn finish(&self, _job: Assignment, outcome: Outcome) -> Result<(), LinkError> {

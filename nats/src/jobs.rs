@@ -290,6 +290,39 @@ impl JobConsumer {
         }
     }
 
+    /// The job message the consumer would deliver next, read without taking it: the first
+    /// job message after the consumer's last delivered stream sequence. `None` when no message
+    /// waits undelivered. (A message given back for redelivery, behind that sequence, is not
+    /// seen: this is a guess for preparing inputs ahead, never a delivery.)
+    pub async fn peek(&self) -> Result<Option<JobMessage>, NatsError> {
+        let info = self
+            .js
+            .jobs
+            .consumer_info(wire::JOBS_CONSUMER)
+            .await
+            .map_err(|e| NatsError::js("consumer info", e))?;
+        if info.num_pending == 0 {
+            return Ok(None);
+        }
+        let from = info.delivered.stream_sequence.saturating_add(1);
+        let message = match self
+            .js
+            .jobs
+            .raw_message_builder()
+            .sequence(from)
+            .next_by_subject(wire::JOBS_SUBJECTS)
+            .send()
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(error = %e, from, "no job message to look at");
+                return Ok(None);
+            }
+        };
+        Ok(serde_json::from_slice(&message.payload).ok())
+    }
+
     /// Messages waiting (not in flight).
     pub async fn depth(&self) -> Result<usize, NatsError> {
         let info = self

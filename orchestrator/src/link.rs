@@ -8,6 +8,11 @@
 //!
 //! Cancel: each assignment carries its own token, registered in [`crate::jobs::RunningJobs`]
 //! so `App::cancel` can stop the generation between two sampler steps.
+//!
+//! Ahead of time: [`NodeLink::peek`] names the job the fair order would hand out now (the
+//! queue's choice, taken by nobody), so the worker prepares its inputs while its current job
+//! runs; and the worker may take the next job before the previous one's `finish` is done, so
+//! `finish` marks the node idle only if it still runs the finished job.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -97,6 +102,15 @@ impl EmbeddedLink {
     fn set_busy(&self, job: Option<(&JobId, u32)>, done: bool) {
         self.app.nodes().update_in_process(&self.node, job, done);
     }
+
+    /// The job at the head of the queue, as the next `next()` would most likely hand it out.
+    async fn head(&self) -> Option<(JobId, protocol::JobSpec)> {
+        let id = self.app.queue().peek()?;
+        match self.app.store().get(&id) {
+            Ok(Some(record)) if record.state == JobState::Queued => Some((id, record.spec)),
+            _ => None,
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -155,7 +169,7 @@ impl NodeLink for EmbeddedLink {
         }
     }
 
-    async fn blob(&self, name: &str) -> Result<Vec<u8>, LinkError> {
+    async fn blob(&self, _job: &JobId, name: &str) -> Result<Vec<u8>, LinkError> {
         self.app.blobs().read(name).await.map_err(|e| match e {
             // A disk error may pass; a missing or invalid upload will not.
             crate::blobs::BlobError::Io { .. } => LinkError::transient(e.to_string()),
@@ -163,7 +177,7 @@ impl NodeLink for EmbeddedLink {
         })
     }
 
-    async fn earlier_result(&self, job: &JobId) -> Result<Vec<u8>, LinkError> {
+    async fn earlier_result(&self, _for: &JobId, job: &JobId) -> Result<Vec<u8>, LinkError> {
         let file = self
             .app
             .store()
@@ -182,6 +196,10 @@ impl NodeLink for EmbeddedLink {
             .map_err(|e| LinkError::new(format!("the result of job {job} is gone ({e})")))
     }
 
+    async fn peek(&self) -> Option<(JobId, protocol::JobSpec)> {
+        self.head().await
+    }
+
     async fn finish(&self, job: Assignment, outcome: Outcome) -> Result<(), LinkError> {
         let Some(delivery) = self.held.lock().await.remove(&job.handle) else {
             return Err(LinkError::new(format!(
@@ -191,7 +209,8 @@ impl NodeLink for EmbeddedLink {
         };
         self.app.running().remove(&job.id);
         self.app.board().forget(&job.id).await;
-        self.set_busy(None, true);
+        // The worker may have taken its next job already: only that job's own end is idle.
+        self.app.nodes().finished_in_process(&self.node, &job.id);
         let lifecycle = self.app.lifecycle();
         let (id, attempt) = (&job.id, job.attempt);
         let recorded: Result<(), StoreError> = match outcome {

@@ -77,12 +77,22 @@ pub trait NodeLink: Send + Sync + 'static {
     async fn next(&self) -> Result<Assignment, LinkError>;
     /// A progress event of a running job.
     async fn progress(&self, job: &Assignment, event: ProgressEvent);
-    /// An uploaded file (reference audio or song) by blob name.
-    async fn blob(&self, name: &str) -> Result<Vec<u8>, LinkError>;
-    /// The result WAV of an earlier job (edit mode).
-    async fn earlier_result(&self, job: &JobId) -> Result<Vec<u8>, LinkError>;
-    /// Records the outcome and releases the job (ack, nack or term).
+    /// An uploaded file (reference audio or song) of job `job`, by blob name. Also asked for
+    /// a job [`NodeLink::peek`] named, before it is assigned.
+    async fn blob(&self, job: &JobId, name: &str) -> Result<Vec<u8>, LinkError>;
+    /// The result WAV of an earlier job `source` that job `job` starts from (edit, init).
+    async fn earlier_result(&self, job: &JobId, source: &JobId) -> Result<Vec<u8>, LinkError>;
+    /// Records the outcome and releases the job (ack, nack or term). The loop may already have
+    /// taken its next job ([`NodeLink::next`]) when this runs: a link must not mistake the
+    /// finished job's end for the end of the one running now.
     async fn finish(&self, job: Assignment, outcome: Outcome) -> Result<(), LinkError>;
+    /// The job this node would most likely be given next, if the link can tell without taking
+    /// it (so that no other node is kept from it): its id and spec, for preparing its inputs
+    /// while the current job runs. A guess: the job handed out may be another one. `None`:
+    /// nothing waits, or the link cannot tell (the default).
+    async fn peek(&self) -> Option<(JobId, JobSpec)> {
+        None
+    }
 }
 
 /// Settings of one node's worker.

@@ -34,7 +34,7 @@ use std::time::Duration;
 use async_nats::Client;
 use futures_util::StreamExt;
 use protocol::node::{Assignment, LinkError, NodeLink, Outcome};
-use protocol::{JobId, ProgressEvent};
+use protocol::{JobId, JobSpec, ProgressEvent};
 use refrain_nats::jobs::{Delivery, JobConsumer};
 use refrain_nats::objects::Bucket;
 use refrain_nats::progress::publish_progress;
@@ -52,7 +52,7 @@ use super::Identity;
 /// How long a node keeps trying to report a finished job (the WAV is worth it).
 const REPORT_SUCCESS_FOR: Duration = Duration::from_secs(300);
 /// How long a node keeps trying other durable reports and input downloads.
-const REPORT_FOR: Duration = Duration::from_secs(60);
+pub(super) const REPORT_FOR: Duration = Duration::from_secs(60);
 /// How long a node that is shutting down tries to give its job back.
 const GIVE_BACK_FOR: Duration = Duration::from_secs(5);
 
@@ -66,9 +66,9 @@ struct Held {
 
 /// The NATS [`NodeLink`].
 pub struct NatsLink {
-    queue: Arc<JobConsumer>,
+    pub(super) queue: Arc<JobConsumer>,
     client: Client,
-    js: JetStream,
+    pub(super) js: JetStream,
     identity: Identity,
     status: watch::Sender<NodeAnnouncement>,
     held: Mutex<HashMap<u64, Held>>,
@@ -258,36 +258,13 @@ impl NatsLink {
         }
     }
 
-    async fn fetch(&self, name: &str) -> Result<Vec<u8>, LinkError> {
-        let current = self.current.lock().await.as_ref().map(|(id, _)| id.clone());
-        let Some(job) = current else {
-            return Err(LinkError::new("no job is running"));
-        };
-        let object = wire::input_object(&job, name);
-        let never = CancellationToken::new();
-        retry(
-            &format!("reading {object}"),
-            &never,
-            Some(REPORT_FOR),
-            || async {
-                match self.js.objects.get(Bucket::Inputs, &object).await {
-                    // Not there is final: no retry.
-                    Err(e @ NatsError::ObjectNotFound { .. }) => Ok(Err(e)),
-                    Err(e) => Err(e),
-                    Ok(bytes) => Ok(Ok(bytes)),
-                }
-            },
-        )
-        .await
-        .map_err(|e| LinkError::transient(e.to_string()))?
-        .map_err(|e| LinkError::new(e.to_string()))
-    }
-
-    /// Marks this node idle (after a job).
-    fn idle(&self) {
+    /// Counts a finished job, and marks this node idle unless it runs another one by now.
+    fn idle(&self, finished: &JobId) {
         self.status.send_modify(|s| {
-            s.state = NodeState::Idle;
-            s.job = None;
+            if s.job.as_ref().is_none_or(|j| j.id == *finished) {
+                s.state = NodeState::Idle;
+                s.job = None;
+            }
             s.jobs_done += 1;
         });
     }
@@ -439,12 +416,16 @@ impl NodeLink for NatsLink {
         });
     }
 
-    async fn blob(&self, name: &str) -> Result<Vec<u8>, LinkError> {
-        self.fetch(name).await
+    async fn blob(&self, job: &JobId, name: &str) -> Result<Vec<u8>, LinkError> {
+        self.fetch(job, name).await
     }
 
-    async fn earlier_result(&self, job: &JobId) -> Result<Vec<u8>, LinkError> {
-        self.fetch(&wire::earlier_result_name(job)).await
+    async fn earlier_result(&self, job: &JobId, source: &JobId) -> Result<Vec<u8>, LinkError> {
+        self.fetch(job, &wire::earlier_result_name(source)).await
+    }
+
+    async fn peek(&self) -> Option<(JobId, JobSpec)> {
+        self.peek_next().await
     }
 
     async fn finish(&self, job: Assignment, outcome: Outcome) -> Result<(), LinkError> {
@@ -454,7 +435,13 @@ impl NodeLink for NatsLink {
                 job.id
             )));
         };
-        *self.current.lock().await = None;
+        {
+            // The loop may have taken its next job already.
+            let mut current = self.current.lock().await;
+            if current.as_ref().is_some_and(|(id, _)| *id == job.id) {
+                *current = None;
+            }
+        }
         let delivery = &held.delivery;
         let queue = &self.queue;
         let interruptions = held.interruptions;
@@ -518,7 +505,7 @@ impl NodeLink for NatsLink {
             }
         }
         held.ticker.cancel();
-        self.idle();
+        self.idle(&job.id);
         Ok(())
     }
 }

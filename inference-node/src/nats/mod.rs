@@ -13,6 +13,7 @@
 //! store) is in `refrain_nats`.
 
 mod held;
+mod inputs;
 pub mod link;
 pub mod presence;
 

@@ -167,6 +167,21 @@ impl NodeRegistry {
         }
     }
 
+    /// A node of this process finished `job`: one more job done, and idle unless it runs
+    /// another job by now.
+    pub fn finished_in_process(&self, node: &str, job: &protocol::JobId) {
+        let mut nodes = self.lock();
+        if let Some(entry) = nodes.get_mut(node) {
+            let a = &mut entry.announcement;
+            if a.job.as_ref().is_none_or(|j| j.id == *job) {
+                a.state = NodeState::Idle;
+                a.job = None;
+            }
+            a.jobs_done += 1;
+            entry.seen = Instant::now();
+        }
+    }
+
     /// Every known node, by name.
     pub fn list(&self) -> Vec<NodeView> {
         let now = Instant::now();

@@ -370,6 +370,14 @@ impl Queue for EmbeddedQueue {
         Ok(self.inner.lock().fair.position(id))
     }
 
+    fn peek(&self) -> Option<JobId> {
+        let st = self.inner.lock();
+        match st.fair.choose(Instant::now()) {
+            Choice::Next(seq) => st.fair.item(seq).map(|i| i.id.clone()),
+            Choice::Wait(_) => None,
+        }
+    }
+
     async fn depth(&self) -> Result<usize, QueueError> {
         Ok(self.inner.lock().fair.waiting())
     }

@@ -105,6 +105,11 @@ pub trait Queue: Send + Sync + 'static {
     async fn in_progress(&self, delivery: &Delivery) -> Result<(), QueueError>;
     /// Messages waiting (not in flight).
     async fn depth(&self) -> Result<usize, QueueError>;
+    /// The job `next()` would hand out now, without handing it out (for preparing its inputs
+    /// ahead); `None` when nothing is available or the backend cannot tell.
+    fn peek(&self) -> Option<JobId> {
+        None
+    }
     /// Backend name for logs and metrics ("embedded", "nats").
     fn backend(&self) -> &'static str;
 }
