@@ -1,0 +1,193 @@
+//! The worker loop prepares the next job while the current one runs: the job the link's
+//! `peek` names has its upload fetched before the loop is handed that job, and both jobs end
+//! with their songs; a job `peek` did not foresee is prepared when it comes.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use protocol::node::{Assignment, LinkError, NodeLink, Outcome, WorkerSettings};
+use protocol::{JobId, JobSpec, ProgressEvent};
+use refrain_inference::pipeline::{Generator, GeneratorConfig};
+use refrain_inference::worker;
+use tokio_util::sync::CancellationToken;
+
+/// Hands out its jobs in order; `peek` names the next one when `foresee` is set. Records what
+/// the loop asked for, in order.
+struct Jobs {
+    queue: Mutex<VecDeque<Assignment>>,
+    foresee: bool,
+    calls: Mutex<Vec<String>>,
+    style: Vec<u8>,
+    finished: tokio::sync::Notify,
+}
+
+impl Jobs {
+    fn log(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+#[async_trait::async_trait]
+impl NodeLink for Jobs {
+    async fn next(&self) -> Result<Assignment, LinkError> {
+        let job = self.queue.lock().unwrap().pop_front();
+        match job {
+            Some(j) => {
+                self.log(format!("next {}", j.handle));
+                Ok(j)
+            }
+            None => std::future::pending().await,
+        }
+    }
+    async fn progress(&self, _job: &Assignment, _event: ProgressEvent) {}
+    async fn blob(&self, job: &JobId, name: &str) -> Result<Vec<u8>, LinkError> {
+        self.log(format!(
+            "blob {} {name}",
+            job.as_str().as_bytes()[1] as char
+        ));
+        Ok(self.style.clone())
+    }
+    async fn earlier_result(&self, _for: &JobId, job: &JobId) -> Result<Vec<u8>, LinkError> {
+        Err(LinkError::new(format!("no result of {job}")))
+    }
+    async fn finish(&self, job: Assignment, outcome: Outcome) -> Result<(), LinkError> {
+        let how = match outcome {
+            Outcome::Succeeded { wavs, .. } => format!("succeeded {}", wavs.len()),
+            Outcome::Invalid(m) => format!("invalid {m}"),
+            Outcome::Retry(m) => format!("retry {m}"),
+            Outcome::Interrupted => "interrupted".into(),
+            Outcome::Cancelled => "cancelled".into(),
+        };
+        self.log(format!("finish {} {how}", job.handle));
+        self.finished.notify_one();
+        Ok(())
+    }
+    async fn peek(&self) -> Option<(JobId, JobSpec)> {
+        if !self.foresee {
+            return None;
+        }
+        let queue = self.queue.lock().unwrap();
+        queue.front().map(|j| (j.id.clone(), j.spec.clone()))
+    }
+}
+
+fn job(n: u8) -> Assignment {
+    let spec = serde_json::from_value(serde_json::json!({
+        "lyrics": "[00:01.00]hello world",
+        "style": {"kind": "upload", "value": format!("style-{n}.wav")},
+        "seconds": 95,
+        "seed": n,
+        "steps": 32,
+        "variants": 1,
+        "chunked": true,
+    }))
+    .unwrap();
+    // The id's first byte is the job's number: its hex form's second digit, for the blob log.
+    let mut id = [0u8; 16];
+    id[0] = n;
+    Assignment {
+        id: JobId::from_bytes(id),
+        attempt: 1,
+        spec,
+        handle: u64::from(n),
+        cancel: CancellationToken::new(),
+    }
+}
+
+/// Runs jobs 1 and 2 through the loop; returns the link's record of calls.
+async fn run(foresee: bool) -> Vec<String> {
+    let generator = tokio::task::spawn_blocking(|| {
+        Generator::load(&common::bundle_dir(), GeneratorConfig::default()).unwrap()
+    })
+    .await
+    .unwrap();
+    // 12 s of a 440 Hz stereo tone at 44.1 kHz: a style recording.
+    let tone: Vec<i16> = (0..44_100 * 12)
+        .flat_map(|i| {
+            let v = ((i as f32 * 440.0 * std::f32::consts::TAU / 44_100.0).sin() * 8000.0) as i16;
+            [v, v]
+        })
+        .collect();
+    let link = Jobs {
+        queue: Mutex::new(VecDeque::from([job(1), job(2)])),
+        foresee,
+        calls: Mutex::new(Vec::new()),
+        style: refrain_inference::audio::wav_bytes_i16(&tone, 2, 44_100).unwrap(),
+        finished: tokio::sync::Notify::new(),
+    };
+    let settings = WorkerSettings {
+        name: "test".into(),
+        steps: None,
+        max_reference_seconds: 60.0,
+    };
+    let cancel = CancellationToken::new();
+    let stop = async {
+        loop {
+            let done = link
+                .calls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|c| c.starts_with("finish"))
+                .count();
+            if done == 2 {
+                break;
+            }
+            let _ =
+                tokio::time::timeout(Duration::from_millis(100), link.finished.notified()).await;
+        }
+        cancel.cancel();
+    };
+    tokio::join!(
+        worker::run(&link, generator, settings, cancel.clone()),
+        stop
+    );
+    link.calls.into_inner().unwrap()
+}
+
+fn position(calls: &[String], call: &str) -> usize {
+    calls
+        .iter()
+        .position(|c| c.starts_with(call))
+        .unwrap_or_else(|| panic!("no {call:?} in {calls:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_job_is_prepared_while_the_current_one_runs() {
+    if !common::ort_available() {
+        return;
+    }
+    let calls = run(true).await;
+    // Job 2's upload is fetched (once) while job 1 runs, before the loop is handed job 2.
+    assert!(
+        position(&calls, "blob 2") < position(&calls, "next 2"),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("blob 2")).count(),
+        1,
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"finish 1 succeeded 1".to_string()),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"finish 2 succeeded 1".to_string()),
+        "{calls:?}"
+    );
+
+    // Unforeseen, job 2 is prepared once it is handed out, with the same result.
+    let calls = run(false).await;
+    assert!(
+        position(&calls, "next 2") < position(&calls, "blob 2"),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"finish 2 succeeded 1".to_string()),
+        "{calls:?}"
+    );
+}
