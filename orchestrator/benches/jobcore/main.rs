@@ -17,11 +17,12 @@
 //! * **scale** ([`scale`]): the store is filled to each size of `BENCH_STORE_SIZES`
 //!   (`1000,10000,100000`), a tenth queued (`App::submit`) and the rest finished (stored,
 //!   started and succeeded through the `Lifecycle`). At each size: `App::submit` from 1 client
-//!   (`BENCH_SINGLE_SUBMITS`, 300) and from `BENCH_SUBMITTERS` (16) clients
-//!   (`BENCH_BURST_SUBMITS`, 2,000); then, through the real router (`tower::ServiceExt::oneshot`,
-//!   no sockets) from `BENCH_POLLERS` (16) concurrent pollers, `BENCH_POLLS` (2,000) requests
-//!   each of `GET /api/v1/jobs/{id}` of the newest queued job (with its `queue_position`) and
-//!   of a finished one, `GET /status` and `GET /metrics`.
+//!   (`BENCH_SINGLE_SUBMITS`, 1,000) and from `BENCH_SUBMITTERS` (16) clients
+//!   (`BENCH_BURST_SUBMITS`, 4,000), after `BENCH_SETTLE_MS` (2,000) of quiet; then, through
+//!   the real router (`tower::ServiceExt::oneshot`, no sockets) from `BENCH_POLLERS` (16)
+//!   concurrent pollers, `BENCH_POLLS` (2,000) requests each of `GET /api/v1/jobs/{id}` of the
+//!   newest queued job (with its `queue_position`) and of a finished one, `GET /status` and
+//!   `GET /metrics`.
 //!
 //! With `REFRAIN_BENCH_URL=http://127.0.0.1:PORT` it instead drives an already-running
 //! `refrain serve` over HTTP ([`http`]): it submits `POST /generate` jobs from 16 concurrent
