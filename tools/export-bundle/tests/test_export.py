@@ -3,6 +3,7 @@ loading, ONNX export of every graph, ONNX Runtime against PyTorch, and a complet
 
 import json
 import shutil
+import subprocess
 
 import numpy as np
 import onnx
@@ -131,9 +132,22 @@ def test_complete_bundle(checkpoints, tmp_path):
     assert "CC-BY-NC-4.0" in (out / "bundle.toml").read_text()
     assert 'file = "dit_base_f16.onnx"' in (out / "bundle-f16.toml").read_text()
     if (dest := REPO / "target" / "export-bundle-test").parent.is_dir():
-        # Left for the Rust end-to-end test (`refrain generate` on an exported bundle).
+        # Left for trying `refrain generate --bundle target/export-bundle-test` by hand.
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(out, dest)
+    # Export -> bundle -> song: the built `refrain` generates with both manifests, base and full.
+    refrain = REPO / "target" / "debug" / "refrain"
+    if not refrain.is_file():
+        pytest.skip("target/debug/refrain not built: `cargo build` for the end-to-end part")
+    for manifest, length in (("bundle.toml", "95"), ("bundle-f16.toml", "120")):
+        wav = tmp_path / f"{manifest}.wav"
+        run = subprocess.run(
+            [str(refrain), "generate", "--bundle", str(out / manifest), "--lrc", str(REPO / "examples/demo.lrc"),
+             "--prompt", "bright pop", "--length", length, "--steps", "4", "-o", str(wav)],
+            capture_output=True, text=True, cwd=REPO,
+        )
+        assert run.returncode == 0, run.stderr
+        assert wav.stat().st_size > 44100 * 4 * 90, run.stderr
 
 
 def test_large_graphs_keep_their_weights_in_one_external_file(checkpoints, tmp_path, monkeypatch):
