@@ -4,7 +4,7 @@
 #
 #   tools/gpu-check.sh [--quick]
 #
-# 1. Set-up: ONNX Runtime's GPU build into .ort/lib/ (ORT_FLAVOUR=gpu tools/fetch-onnxruntime.sh),
+# 1. Set-up: tools/setup.sh with ONNX Runtime's GPU build into .ort/lib/ (ORT_FLAVOUR=gpu),
 #    the export tool's venv .venv-export/ (PyPI's torch brings CUDA 13 and cuDNN 9, which ONNX
 #    Runtime's CUDA provider loads too; cuRAND and onnxruntime-gpu are added), a release build.
 # 2. Device checks with --device cuda: `refrain sample` on the parity fixtures against the PyTorch
@@ -35,7 +35,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 date -u +"date: %Y-%m-%d %H:%M UTC"
 
 echo "== set-up" >&2
-ORT_FLAVOUR=gpu tools/fetch-onnxruntime.sh >&2
+# What the build needs (espeak-ng, cmake, ...) and ONNX Runtime's GPU build into .ort/lib/.
+ORT_FLAVOUR=gpu tools/setup.sh
 venv=.venv-export
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
@@ -79,7 +80,7 @@ done
 echo "== timings (float16, random weights of the real architecture)"
 bench() {
   "$venv/bin/python" tools/export-bundle/bench_sampler.py --device cuda --precision f16 \
-    --refrain "$refrain" --steps 8 --repeat 2 "$@"
+    --refrain "$refrain" --steps 8 --repeat 2 --threads "$(nproc)" "$@"
   echo
 }
 bench --depth 2 --frames 2048

@@ -10,7 +10,7 @@ against a bare ONNX Runtime loop on the same graph (the floor), same threads, sa
 
 Prints per-step and end-to-end times, the ratios and, on CUDA, the peak GPU memory of each
 (PyTorch's allocator peak; for the ONNX Runtime runs the largest ``nvidia-smi`` reading while
-they ran). The graph and inputs go to ``target/bench-sampler/`` (ignored by git). On CUDA the
+they ran, above the reading before). The graph and inputs go to ``target/bench-sampler/`` (ignored by git). On CUDA the
 bare loop copies to and from the device every step (plain ``InferenceSession.run``).
 """
 
@@ -67,10 +67,18 @@ def inputs(frames: int, steps: int, kind: str = "base") -> dict[str, np.ndarray]
     return out
 
 
+def _gpu_used_mib() -> int:
+    out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True, timeout=5).stdout
+    return max(int(x) for x in out.split())
+
+
 class GpuMemory:
-    """The largest `nvidia-smi` memory reading (MiB) while the block runs."""
+    """The largest `nvidia-smi` memory reading (MiB) while the block runs, above the reading
+    before it (what this benchmark's own PyTorch process holds is not counted)."""
 
     def __enter__(self):
+        self.base = _gpu_used_mib()
         self.peak, self.running = 0, True
         self.thread = threading.Thread(target=self._poll, daemon=True)
         self.thread.start()
@@ -79,9 +87,7 @@ class GpuMemory:
     def _poll(self):
         while self.running:
             try:
-                out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                                     capture_output=True, text=True, timeout=5).stdout
-                self.peak = max(self.peak, max(int(x) for x in out.split()))
+                self.peak = max(self.peak, _gpu_used_mib() - self.base)
             except (OSError, ValueError, subprocess.SubprocessError):
                 pass
             time.sleep(0.05)
