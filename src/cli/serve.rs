@@ -61,7 +61,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let running = service::start(config, nodes).await?;
         // A parseable line for scripts and tests that start the server on port 0.
         println!("listening on http://{}", running.addr);
-        if bots.telegram.as_ref().is_some_and(|t| t.token.is_some()) {
+        let telegram = bots.telegram.as_ref().is_some_and(|t| t.token.is_some());
+        let discord = bots.discord.as_ref().is_some_and(|d| d.token.is_some());
+        if telegram || discord {
             run_bots(bots, running.addr, running.cancel_token());
         }
         let cancel = running.cancel_token();

@@ -63,12 +63,15 @@ impl Ctx {
     }
 }
 
-/// An HTTP client of Discord's REST API as configured (base URL, application id).
+/// An HTTP client of Discord's REST API as configured (base URL, application id). serenity's
+/// rate limiter sends to discord.com whatever the base, so with another base (a rate-limiting
+/// proxy such as twilight-http-proxy, or a test's fake) it is off, as serenity's docs ask, and
+/// [`retrying`] retries what is answered 429.
 fn make_http(discord: &DiscordConfig, token: &str, application: Option<ApplicationId>) -> Http {
     let mut builder = HttpBuilder::new(token);
     let base = discord.api_url.trim_end_matches('/');
     if base != "https://discord.com" {
-        builder = builder.proxy(base);
+        builder = builder.proxy(base).ratelimiter_disabled(true);
     }
     if let Some(id) = application.or(discord.application_id.map(ApplicationId::new)) {
         builder = builder.application_id(id);
@@ -140,6 +143,28 @@ pub async fn run(
         sleep_or_stop(backoff.delay(failures.max(1)), &stop).await;
     }
     Ok(())
+}
+
+/// Runs a Discord call again while it is answered 429 (at most 5 times, 1 s, 2 s, 4 s… apart:
+/// serenity does not hand on the `retry_after` of an answer it did not rate-limit itself).
+pub async fn retrying<T, F, Fut>(what: &str, mut call: F) -> Result<T, serenity::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, serenity::Error>>,
+{
+    let mut tries = 0;
+    loop {
+        match call().await {
+            Err(serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(e)))
+                if e.status_code.as_u16() == 429 && tries < 5 =>
+            {
+                tries += 1;
+                tracing::debug!(what, tries, "Discord answered 429; waiting");
+                tokio::time::sleep(Duration::from_secs(1 << (tries - 1))).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn sleep_or_stop(wait: Duration, stop: &CancellationToken) {

@@ -19,7 +19,7 @@ use serenity::builder::Builder;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::Ctx;
+use super::{retrying, Ctx};
 use crate::client::Job;
 use crate::follow::{follow, Backoff, Outcome, Status};
 use crate::request::{title, ClientData};
@@ -231,10 +231,13 @@ async fn edit_progress(
         if text == shown {
             continue;
         }
-        let edit = EditInteractionResponse::new()
-            .content(text.clone())
-            .components(vec![cancel_row(&job)]);
-        match edit.execute(&ctx.http, &place.token).await {
+        let edit = || {
+            EditInteractionResponse::new()
+                .content(text.clone())
+                .components(vec![cancel_row(&job)])
+                .execute(&ctx.http, &place.token)
+        };
+        match retrying("edit", edit).await {
             Ok(_) => shown = text,
             Err(e) => tracing::warn!(job, error = %e, "cannot edit the progress message"),
         }
@@ -255,24 +258,30 @@ async fn post(
     files: Vec<CreateAttachment>,
 ) {
     if place.token_valid(ctx) {
-        let mut edit = EditInteractionResponse::new()
-            .content(text.clone())
-            .components(buttons.clone().into_iter().collect());
-        for file in files.iter().cloned() {
-            edit = edit.new_attachment(file);
-        }
-        match edit.execute(&ctx.http, &place.token).await {
+        let edit = || {
+            let mut edit = EditInteractionResponse::new()
+                .content(text.clone())
+                .components(buttons.clone().into_iter().collect());
+            for file in files.iter().cloned() {
+                edit = edit.new_attachment(file);
+            }
+            edit.execute(&ctx.http, &place.token)
+        };
+        match retrying("edit", edit).await {
             Ok(_) => return,
             Err(e) => tracing::warn!(error = %e, "cannot edit the answer; posting instead"),
         }
     }
-    let mut message = CreateMessage::new()
-        .content(format!("<@{}> {text}", place.user.get()))
-        .components(buttons.into_iter().collect());
-    for file in files {
-        message = message.add_file(file);
-    }
-    if let Err(e) = place.channel.send_message(&ctx.http, message).await {
+    let send = || {
+        let mut message = CreateMessage::new()
+            .content(format!("<@{}> {text}", place.user.get()))
+            .components(buttons.clone().into_iter().collect());
+        for file in files.iter().cloned() {
+            message = message.add_file(file);
+        }
+        place.channel.send_message(&ctx.http, message)
+    };
+    if let Err(e) = retrying("post", send).await {
         tracing::warn!(channel = %place.channel, error = %e, "cannot post the song");
     }
 }
