@@ -10,10 +10,9 @@
 //! measured as the submits' cost, and the submit phases are long enough (1,000 and 4,000 jobs
 //! by default) that sled's own periodic work is averaged rather than caught or missed. With
 //! the earlier 300 and 2,000 submits straight after the fill, one run (debug build) went from
-//! 2,511 single-client submits/s at 1k to 1,400 at 100k, while 6,000 single-client submits
-//! measured 1,249 jobs/s at 1k and 1,240 at 100k: the short phase caught sled's start-up
-//! state and write-out, not a cost of the store's size (`perf` showed the same sled page work
-//! per submit at both sizes).
+//! 2,511 single-client submits/s at 1k to 1,400 at 100k, while 6,000 single-client submits ran
+//! at 1,249 jobs/s from 1k to 7k and 1,240 from 100k to 106k: a short phase at 1k measures
+//! trees of a few hundred keys, which sled writes faster (see docs/benchmarks.md).
 
 use std::time::Instant;
 
