@@ -9,18 +9,20 @@
 //! ([`Assignment::cancel`]) ends it for good ([`Outcome::Cancelled`]). The contract types live
 //! in `protocol::node` and are re-exported here.
 //!
-//! **No idle device between jobs.** Three things overlap with the device's work:
+//! **No idle device between jobs.** Two things overlap with the device's work:
 //!
 //! - *the next job's inputs*: while a job runs, the loop asks the link which job comes next
-//!   ([`NodeLink::peek`], often at first, then every [`PEEK_EVERY`]; the embedded queue's head, or the NATS work
-//!   queue's next undelivered message — read, not taken, so no other node is kept from it) and
-//!   prepares it: its uploads fetched and decoded, its lyric track and style embedding made
-//!   ([`crate::prepare`]). When that job is the one handed out next, its generation starts
+//!   ([`NodeLink::peek`], often at first, then every [`PEEK_EVERY`]; the embedded queue's
+//!   head, or the NATS work queue's next undelivered message — read, not taken, so no other
+//!   node is kept from it) and prepares it: its uploads fetched and decoded, its lyric track
+//!   and style embedding made ([`crate::prepare`]). When that job is the one handed out next, its generation starts
 //!   with sampling; a wrong guess only cost the preparation.
 //! - *the finished job's report*: the WAV encoding and the link's `finish` (writing or
 //!   uploading the result, the durable event, the ack) run while the next job is taken and
 //!   generated. At most one report is pending; it completes before the next one starts and
-//!   before the loop returns.
+//!   before the loop returns. A link must therefore treat a job it still reports as its own
+//!   (the NATS node announces such jobs in its heartbeats, and waits for its own report when
+//!   the server delivers one again) and not mark the node idle at its end.
 //! - what is left between two jobs is taking the next one (a queue hand-out and the durable
 //!   `started`), which the loop logs with each job as `node idle gap`: `idle_ms`, from the
 //!   previous generation's end (its VAE decode done) to this one's first sampler step, and

@@ -257,6 +257,11 @@ pub struct NodeAnnouncement {
     pub state: NodeState,
     #[serde(default)]
     pub job: Option<CurrentJob>,
+    /// Jobs whose run ended on this node and whose outcome it is still reporting (results
+    /// uploaded, durable event, ack): the node may already run its next job meanwhile, and
+    /// another node that is delivered one of these again must wait for it as for `job`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reporting: Vec<JobId>,
     /// Attempts this node finished (any outcome).
     pub jobs_done: u64,
     /// Unix milliseconds when the node started.

@@ -365,6 +365,7 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
                     bundle_version: node.bundle_version.clone(),
                     state: distributed::wire::NodeState::Idle,
                     job: None,
+                    reporting: Vec::new(),
                     jobs_done: 0,
                     started_ms: crate::store::now_ms(),
                     heartbeat_ms: 0,

@@ -1,6 +1,7 @@
-//! A node's inputs from NATS: the files a job names, read from the object store's inputs
-//! bucket, and a look at the job the work queue would deliver next ([`NatsLink::peek_next`]),
-//! whose inputs the worker loop prepares while the current job runs.
+//! A node's files in NATS: the inputs a job names, read from the object store's inputs bucket,
+//! its results, put into the results bucket, and a look at the job the work queue would
+//! deliver next ([`NatsLink::peek_next`]), whose inputs the worker loop prepares while the
+//! current job runs.
 //!
 //! The look takes nothing: it reads the consumer's delivered sequence and the first job
 //! message after it in the stream (a plain stream read), so the job stays in the work queue
@@ -16,8 +17,9 @@ use refrain_nats::wire;
 use refrain_nats::{retry, NatsError};
 use tokio_util::sync::CancellationToken;
 
-use super::link::{NatsLink, REPORT_FOR};
-use protocol::node::LinkError;
+use super::link::{NatsLink, REPORT_FOR, REPORT_SUCCESS_FOR};
+use protocol::node::{Assignment, LinkError};
+use refrain_nats::wire::ResultObject;
 
 impl NatsLink {
     /// Reads input `name` of job `job` from the inputs bucket (retrying for a while).
@@ -52,5 +54,30 @@ impl NatsLink {
                 None
             }
         }
+    }
+
+    /// Puts every variant into the results bucket (retrying for a while), in order.
+    pub(super) async fn store_results(
+        &self,
+        job: &Assignment,
+        wavs: &[Vec<u8>],
+    ) -> Result<Vec<ResultObject>, NatsError> {
+        let never = CancellationToken::new();
+        let mut objects = Vec::with_capacity(wavs.len());
+        for (variant, wav) in wavs.iter().enumerate() {
+            let object = wire::result_object(&job.id, job.attempt, &self.identity.node, variant);
+            retry::<_, NatsError, _, _>(
+                &format!("storing {object}"),
+                &never,
+                Some(REPORT_SUCCESS_FOR),
+                || self.js.objects.put(Bucket::Results, &object, wav),
+            )
+            .await?;
+            objects.push(ResultObject {
+                object,
+                bytes: wav.len() as u64,
+            });
+        }
+        Ok(objects)
     }
 }

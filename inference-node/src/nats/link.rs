@@ -3,9 +3,10 @@
 //! 1. takes one message from the shared consumer (one-message pull) and checks the job's last
 //!    durable event, which also numbers the attempt (see `NatsLink::guard`): a
 //!    job that already finished is acknowledged and skipped; a job another live node is
-//!    running (the server forgot that delivery: a crash rewound its consumer state) is held,
-//!    with in-progress acks, until that node finishes or disappears; after an earlier attempt
-//!    the attempt number continues from it (see `NatsLink::guard`);
+//!    running (the server forgot that delivery: a crash rewound its consumer state), or that
+//!    this node ran and is still reporting (the loop takes its next job meanwhile), is held,
+//!    with in-progress acks, until that report is done or that node disappears; after an
+//!    earlier attempt the attempt number continues from it (see `NatsLink::guard`);
 //! 2. starts an in-progress ticker (`+WPI` every third of `ack_wait`) that runs until the job
 //!    is settled, so long songs are not delivered to a second node;
 //! 3. publishes a durable `started` event;
@@ -36,10 +37,9 @@ use futures_util::StreamExt;
 use protocol::node::{Assignment, LinkError, NodeLink, Outcome};
 use protocol::{JobId, JobSpec, ProgressEvent};
 use refrain_nats::jobs::{Delivery, JobConsumer};
-use refrain_nats::objects::Bucket;
 use refrain_nats::progress::publish_progress;
 use refrain_nats::wire::{
-    self, CurrentJob, EventKind, NodeAnnouncement, NodeEvent, NodeState, ProgressWire, ResultObject,
+    self, CurrentJob, EventKind, NodeAnnouncement, NodeEvent, NodeState, ProgressWire,
 };
 use refrain_nats::{now_ms, publish_durable, retry, JetStream, NatsError, Role, Settings};
 use tokio::sync::{watch, Mutex};
@@ -50,7 +50,7 @@ use super::presence::Peers;
 use super::Identity;
 
 /// How long a node keeps trying to report a finished job (the WAV is worth it).
-const REPORT_SUCCESS_FOR: Duration = Duration::from_secs(300);
+pub(super) const REPORT_SUCCESS_FOR: Duration = Duration::from_secs(300);
 /// How long a node keeps trying other durable reports and input downloads.
 pub(super) const REPORT_FOR: Duration = Duration::from_secs(60);
 /// How long a node that is shutting down tries to give its job back.
@@ -69,7 +69,7 @@ pub struct NatsLink {
     pub(super) queue: Arc<JobConsumer>,
     client: Client,
     pub(super) js: JetStream,
-    identity: Identity,
+    pub(super) identity: Identity,
     status: watch::Sender<NodeAnnouncement>,
     held: Mutex<HashMap<u64, Held>>,
     /// The job running now and its cancellation token.
@@ -97,6 +97,7 @@ impl NatsLink {
             bundle_version: identity.bundle_version.clone(),
             state: NodeState::Idle,
             job: None,
+            reporting: Vec::new(),
             jobs_done: 0,
             started_ms: now_ms(),
             heartbeat_ms: u64::try_from(js.settings.heartbeat().as_millis()).unwrap_or(u64::MAX),
@@ -172,6 +173,14 @@ impl NatsLink {
                     );
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
+                EventKind::Started
+                    if last.node == self.identity.node && self.reporting(id).await =>
+                {
+                    // This node ran it and is still reporting it (the server delivered it
+                    // again, e.g. after a restart, before the ack): wait for the report.
+                    tracing::info!(job = %id, "this node is still reporting this job; waiting for it");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
                 EventKind::Started => {
                     let attempt = last.attempt.max(first);
                     let interruptions = last.interruptions.saturating_add(1);
@@ -202,6 +211,16 @@ impl NatsLink {
                 }
             }
         }
+    }
+
+    /// Whether this node holds a delivery of job `id` it has not settled yet (its run ended
+    /// and its report is under way: a new delivery is not in `held` before it runs).
+    async fn reporting(&self, id: &JobId) -> bool {
+        self.held
+            .lock()
+            .await
+            .values()
+            .any(|h| h.delivery.id == *id)
     }
 
     fn settings(&self) -> &Settings {
@@ -261,6 +280,7 @@ impl NatsLink {
     /// Counts a finished job, and marks this node idle unless it runs another one by now.
     fn idle(&self, finished: &JobId) {
         self.status.send_modify(|s| {
+            s.reporting.retain(|id| id != finished);
             if s.job.as_ref().is_none_or(|j| j.id == *finished) {
                 s.state = NodeState::Idle;
                 s.job = None;
@@ -376,17 +396,25 @@ impl NodeLink for NatsLink {
                 )));
             }
             taken.disarm();
-            self.held.lock().await.insert(
-                delivery.handle,
-                Held {
-                    delivery,
-                    ticker,
-                    interruptions,
-                },
-            );
+            // Jobs that ended here and are still being reported (the loop takes this one
+            // meanwhile): announced, so that no other node runs one of them again meanwhile.
+            let reporting: Vec<JobId> = {
+                let mut held = self.held.lock().await;
+                let reporting = held.values().map(|h| h.delivery.id.clone()).collect();
+                held.insert(
+                    delivery.handle,
+                    Held {
+                        delivery,
+                        ticker,
+                        interruptions,
+                    },
+                );
+                reporting
+            };
             *self.current.lock().await = Some((assignment.id.clone(), assignment.cancel.clone()));
             self.status.send_modify(|s| {
                 s.state = NodeState::Busy;
+                s.reporting = reporting;
                 s.job = Some(CurrentJob {
                     id: assignment.id.clone(),
                     attempt: assignment.attempt,
@@ -429,7 +457,13 @@ impl NodeLink for NatsLink {
     }
 
     async fn finish(&self, job: Assignment, outcome: Outcome) -> Result<(), LinkError> {
-        let Some(held) = self.held.lock().await.remove(&job.handle) else {
+        // Kept in `held` until reported, so that `next` announces it as being reported.
+        let found = self.held.lock().await.get(&job.handle).map(|h| Held {
+            delivery: h.delivery.clone(),
+            ticker: h.ticker.clone(),
+            interruptions: h.interruptions,
+        });
+        let Some(held) = found else {
             return Err(LinkError::new(format!(
                 "job {} is not held by this node",
                 job.id
@@ -505,37 +539,13 @@ impl NodeLink for NatsLink {
             }
         }
         held.ticker.cancel();
+        self.held.lock().await.remove(&job.handle);
         self.idle(&job.id);
         Ok(())
     }
 }
 
 impl NatsLink {
-    /// Puts every variant into the results bucket (retrying for a while), in order.
-    async fn store_results(
-        &self,
-        job: &Assignment,
-        wavs: &[Vec<u8>],
-    ) -> Result<Vec<ResultObject>, NatsError> {
-        let never = CancellationToken::new();
-        let mut objects = Vec::with_capacity(wavs.len());
-        for (variant, wav) in wavs.iter().enumerate() {
-            let object = wire::result_object(&job.id, job.attempt, &self.identity.node, variant);
-            retry::<_, NatsError, _, _>(
-                &format!("storing {object}"),
-                &never,
-                Some(REPORT_SUCCESS_FOR),
-                || self.js.objects.put(Bucket::Results, &object, wav),
-            )
-            .await?;
-            objects.push(ResultObject {
-                object,
-                bytes: wav.len() as u64,
-            });
-        }
-        Ok(objects)
-    }
-
     /// Fires the token of the running job if it is `id`.
     pub async fn cancel(&self, id: &str) -> bool {
         match self.current.lock().await.as_ref() {

@@ -86,7 +86,9 @@ impl Peers {
                 Some(None) => Duration::ZERO,
             };
             let fresh = silent <= Duration::from_millis(a.heartbeat_ms.max(1000)) * 3;
-            fresh && a.state == NodeState::Busy && a.job.as_ref().is_some_and(|j| &j.id == job)
+            let running =
+                a.state == NodeState::Busy && a.job.as_ref().is_some_and(|j| &j.id == job);
+            fresh && (running || a.reporting.contains(job))
         })
     }
 }

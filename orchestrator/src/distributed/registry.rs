@@ -293,6 +293,7 @@ mod tests {
             bundle_version: "1".into(),
             state,
             job: None,
+            reporting: Vec::new(),
             jobs_done: 0,
             started_ms: 0,
             heartbeat_ms,
