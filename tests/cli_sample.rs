@@ -12,6 +12,25 @@ fn fixtures() -> PathBuf {
     workspace().join("inference-node/tests/data/dit-parity")
 }
 
+/// The parity fixtures' DiT graph, unpacked once from the committed `dit.onnx.gz` (gzipped to
+/// keep the repository's files small) into the target folder; written to a temporary file and
+/// renamed, so tests running at once never read a half-written graph.
+fn fixture_dit() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dit-parity.onnx");
+    if !path.is_file() {
+        let packed = std::fs::File::open(fixtures().join("dit.onnx.gz")).expect("dit.onnx.gz");
+        let mut graph = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(packed), &mut graph)
+            .expect("dit.onnx.gz unpacks");
+        let dir = path.parent().unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        let mut part = tempfile::NamedTempFile::new_in(dir).unwrap();
+        std::io::Write::write_all(&mut part, &graph).unwrap();
+        part.persist(&path).unwrap();
+    }
+    path
+}
+
 /// The f32 values of a version-1 `.npy` file (the header is not checked beyond its length).
 fn npy_f32(path: &std::path::Path) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap();
@@ -41,7 +60,7 @@ fn sample_writes_the_reference_samplers_latent() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let dit = fixtures().join("dit.onnx");
+    let dit = fixture_dit();
     for case in ["plain", "edit"] {
         let out = dir.path().join(format!("{case}.npy"));
         let inputs = fixtures().join(case);

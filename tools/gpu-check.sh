@@ -59,8 +59,9 @@ echo "== device checks (--device cuda)"
 fixtures=inference-node/tests/data/dit-parity
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+gunzip -c "$fixtures/dit.onnx.gz" >"$out/dit.onnx"
 for case in plain edit; do
-  "$refrain" sample --device cuda --dit "$fixtures/dit.onnx" --inputs "$fixtures/$case" -o "$out/$case.npy"
+  "$refrain" sample --device cuda --dit "$out/dit.onnx" --inputs "$fixtures/$case" -o "$out/$case.npy"
   "$venv/bin/python" - "$out/$case.npy" "$fixtures/$case/expected.npy" "$case" <<'EOF'
 import sys
 import numpy as np

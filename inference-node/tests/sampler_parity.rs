@@ -21,6 +21,25 @@ fn fixtures() -> PathBuf {
     common::workspace().join("inference-node/tests/data/dit-parity")
 }
 
+/// The parity fixtures' DiT graph, unpacked once from the committed `dit.onnx.gz` (gzipped to
+/// keep the repository's files small) into the target folder; written to a temporary file and
+/// renamed, so tests running at once never read a half-written graph.
+fn fixture_dit() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dit-parity.onnx");
+    if !path.is_file() {
+        let packed = std::fs::File::open(fixtures().join("dit.onnx.gz")).expect("dit.onnx.gz");
+        let mut graph = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(packed), &mut graph)
+            .expect("dit.onnx.gz unpacks");
+        let dir = path.parent().unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        let mut part = tempfile::NamedTempFile::new_in(dir).unwrap();
+        std::io::Write::write_all(&mut part, &graph).unwrap();
+        part.persist(&path).unwrap();
+    }
+    path
+}
+
 fn settings(cfg_mode: CfgMode) -> SamplerSettings {
     SamplerSettings {
         steps: 32,
@@ -41,7 +60,7 @@ fn rust_sampler_matches_the_pytorch_reference_sampler() {
         return;
     }
     let runtime = Runtime::init(RuntimeConfig::default()).expect("ONNX Runtime");
-    let mut dit = sample_files::load_dit(&runtime, &fixtures().join("dit.onnx")).expect("dit");
+    let mut dit = sample_files::load_dit(&runtime, &fixture_dit()).expect("dit");
     assert!(dit.has_duration);
     for case in ["plain", "edit"] {
         let want = expected(case);
@@ -81,7 +100,7 @@ fn bad_input_directories_name_the_file() {
         return;
     }
     let runtime = Runtime::init(RuntimeConfig::default()).expect("ONNX Runtime");
-    let mut dit = sample_files::load_dit(&runtime, &fixtures().join("dit.onnx")).expect("dit");
+    let mut dit = sample_files::load_dit(&runtime, &fixture_dit()).expect("dit");
     let dir = tempfile::tempdir().unwrap();
     for f in std::fs::read_dir(fixtures().join("edit")).unwrap() {
         let f = f.unwrap().path();
