@@ -162,13 +162,13 @@ fn expected_seconds(length: u32) -> f64 {
 
 #[test]
 fn discord_song_from_command_to_attachment_with_paced_progress() {
-    let Some(setup) = Setup::start(400, "") else {
+    let Some(setup) = Setup::start(1000, "") else {
         return;
     };
     let dc = &setup.discord;
     // Discord is busy at first: the first edit is answered 429 retry_after 1 s.
     dc.throttle_edits(1, 1.0);
-    let token = dc.slash_song(USER, options(95), json!({}), TEN_MIB);
+    let token = dc.slash_song(USER, options(285), json!({}), TEN_MIB);
     dc.wait_for(SONG_TIMEOUT, "the song", |calls| delivered(calls, &token));
     let calls = dc.calls();
 
@@ -244,7 +244,7 @@ fn discord_song_from_command_to_attachment_with_paced_progress() {
     let (name, bytes) = &last.files[0];
     assert_eq!(name, "hello-world.mp3");
     let decoded = refrain_model::audio::decode(bytes, Some("mp3"), 600.0).expect("an MP3");
-    assert!((decoded.duration_seconds() - expected_seconds(95)).abs() < 0.1);
+    assert!((decoded.duration_seconds() - expected_seconds(285)).abs() < 0.1);
     assert!(
         !setup.logs().contains("MTIz.DISCORD"),
         "the token is never logged"

@@ -30,6 +30,22 @@ pub enum Status {
 }
 
 impl Status {
+    /// What `job` shows before its first event arrives.
+    pub fn of(job: &Job) -> Status {
+        match &job.progress {
+            Some(p) if job.state == "running" => Status::Running {
+                stage: p.stage.clone(),
+                step: p.step,
+                total: p.total,
+                percent: p.percent,
+                eta_seconds: p.eta_seconds,
+            },
+            _ => Status::Queued {
+                position: job.queue_position,
+            },
+        }
+    }
+
     /// The share done, 0 to 100, for ordering updates.
     pub fn percent(&self) -> f32 {
         match self {
@@ -82,6 +98,32 @@ impl Backoff {
             0
         };
         base + Duration::from_millis(jitter)
+    }
+}
+
+/// The queued and running jobs on the server (what a restarted bot follows again), asked for
+/// again with back-off while the server is unreachable; `None` when stopped first.
+pub async fn unfinished_jobs(client: &Client, stop: &CancellationToken) -> Option<Vec<Job>> {
+    let backoff = Backoff::default();
+    let mut failures = 0;
+    loop {
+        match tokio::try_join!(
+            client.list_all("queued", 10_000),
+            client.list_all("running", 10_000)
+        ) {
+            Ok((mut queued, running)) => {
+                queued.extend(running);
+                return Some(queued);
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(error = %e, "cannot list the jobs to resume; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff.delay(failures)) => {}
+                    () = stop.cancelled() => return None,
+                }
+            }
+        }
     }
 }
 

@@ -149,21 +149,6 @@ pub fn render(status: &Status, song: &Song) -> String {
     }
 }
 
-fn initial(job: &Job) -> Status {
-    match &job.progress {
-        Some(p) if job.state == "running" => Status::Running {
-            stage: p.stage.clone(),
-            step: p.step,
-            total: p.total,
-            percent: p.percent,
-            eta_seconds: p.eta_seconds,
-        },
-        _ => Status::Queued {
-            position: job.queue_position,
-        },
-    }
-}
-
 /// Follows `job` to its end, editing the answer, then delivers or reports it.
 pub async fn follow_job(ctx: Arc<Ctx>, job: Job, place: Place, song: Song) {
     let first = ctx
@@ -174,7 +159,7 @@ pub async fn follow_job(ctx: Arc<Ctx>, job: Job, place: Place, song: Song) {
     if !first {
         return;
     }
-    let (tx, rx) = watch::channel(initial(&job));
+    let (tx, rx) = watch::channel(Status::of(&job));
     let done = CancellationToken::new();
     let editor = tokio::spawn(edit_progress(
         ctx.clone(),

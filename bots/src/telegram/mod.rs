@@ -373,26 +373,8 @@ async fn queue(ctx: &Ctx, message: &Message) -> Result<(), RequestError> {
 /// Follows again the queued and running jobs this bot made (after a restart), from their
 /// `client_data`.
 async fn resume(ctx: Arc<Ctx>) {
-    let backoff = Backoff::default();
-    let mut failures = 0;
-    let jobs = loop {
-        match tokio::try_join!(
-            ctx.client.list_all("queued", 10_000),
-            ctx.client.list_all("running", 10_000)
-        ) {
-            Ok((mut queued, running)) => {
-                queued.extend(running);
-                break queued;
-            }
-            Err(e) => {
-                failures += 1;
-                tracing::warn!(error = %e, "cannot list the jobs to resume; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(backoff.delay(failures)) => {}
-                    () = ctx.stop.cancelled() => return,
-                }
-            }
-        }
+    let Some(jobs) = crate::follow::unfinished_jobs(&ctx.client, &ctx.stop).await else {
+        return;
     };
     for found in jobs {
         let Some(data) = found.client_data.as_deref().and_then(ClientData::parse) else {
