@@ -407,6 +407,11 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
     }
     .spawn(&tracker, cancel.clone());
 
+    app.spawn_upload_expiry(
+        &tracker,
+        cancel.clone(),
+        std::time::Duration::from_secs(config.retention.sweep_interval_seconds.max(1)),
+    );
     crate::retention::spawn(
         &tracker,
         cancel.clone(),

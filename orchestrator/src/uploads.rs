@@ -14,8 +14,10 @@
 //!   more without scanning the rest.
 //!
 //! A key names its upload for `limits.idempotency_hours`, as a job's key names its job; entries
-//! are pruned once older than both that and the longest window (24 h). The ledger knows nothing
-//! of the upload files themselves: retention deletes those with the jobs that used them.
+//! are pruned once older than both that and the longest window (24 h). [`UploadLedger::prune`]
+//! returns the uploads it forgot, and the caller (`App::expire_uploads`) deletes the file of
+//! each one that no job uses: an upload nobody made a song from does not stay forever. An
+//! upload a job uses is deleted by retention with the last job that uses it.
 
 use protocol::Owner;
 use serde::{Deserialize, Serialize};
@@ -231,9 +233,9 @@ impl UploadLedger {
     }
 
     /// Forgets up to `max` uploads stored before `before_ms` (their window entries and their
-    /// keys, unless a key was used again since); returns how many.
-    pub fn prune(&self, before_ms: u64, max: usize) -> Result<usize, StoreError> {
-        let mut pruned = 0;
+    /// keys, unless a key was used again since); returns their upload ids, oldest first.
+    pub fn prune(&self, before_ms: u64, max: usize) -> Result<Vec<String>, StoreError> {
+        let mut pruned = Vec::new();
         for item in self
             .by_time
             .range(..before_ms.to_be_bytes().to_vec())
@@ -243,6 +245,7 @@ impl UploadLedger {
             if let Some(bytes) = self.by_owner.remove(&at)? {
                 let entry = decode(&at, &bytes)?;
                 let owner_end = at.iter().position(|b| *b == 0);
+                pruned.push(entry.upload.clone());
                 if let (Some(key), Some(nul)) = (&entry.key, owner_end) {
                     let mut k = at[..=nul].to_vec();
                     k.extend_from_slice(key.as_bytes());
@@ -253,7 +256,6 @@ impl UploadLedger {
                 }
             }
             self.by_time.remove(time)?;
-            pruned += 1;
         }
         Ok(pruned)
     }
@@ -304,9 +306,9 @@ mod tests {
         // A later use of the key replaces the expired one, and pruning the old entry keeps it.
         l.record(&alice, &entry("a2.wav", Some("k"), 5_000))
             .unwrap();
-        assert_eq!(l.prune(2_000, 100).unwrap(), 1);
+        assert_eq!(l.prune(2_000, 100).unwrap(), ["a1.wav"]);
         assert_eq!(l.by_key(&alice, "k", 0).unwrap().unwrap().upload, "a2.wav");
-        assert_eq!(l.prune(6_000, 100).unwrap(), 1);
+        assert_eq!(l.prune(6_000, 100).unwrap(), ["a2.wav"]);
         assert_eq!(l.by_key(&alice, "k", 0).unwrap(), None);
         assert!(l.is_empty());
     }

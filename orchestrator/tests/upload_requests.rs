@@ -239,3 +239,47 @@ async fn the_upload_limits_refuse_with_retry_after_on_both_routes() {
         }
     );
 }
+
+#[tokio::test]
+async fn unused_uploads_expire_and_used_ones_stay_with_their_jobs() {
+    let s = ready(|_| {}).await;
+    let clip = wav(12.0, 22_050);
+    let (_, _, unused) = v1_upload(&s, None, Some("unused"), clip.clone()).await;
+    let (_, _, used) = v1_upload(&s, None, None, clip.clone()).await;
+    let job = json!({"lyrics": "", "length_seconds": 95,
+        "style": {"upload_id": used["upload_id"]}});
+    let create = |body: Value| {
+        s.client
+            .post(format!("{}/api/v1/jobs", s.base))
+            .json(&body)
+            .send()
+    };
+    assert_eq!(create(job).await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(stored(&s), 2);
+
+    // Within 24 hours nothing expires.
+    let now = refrain_orchestrator::store::now_ms();
+    assert_eq!(s.app.expire_uploads(now, 100).await.unwrap(), 0);
+    assert_eq!(stored(&s), 2);
+    // A day and an hour later the unused upload's file is gone; the used one stays (retention
+    // deletes it with its job).
+    let later = now + 25 * 3600 * 1000;
+    assert_eq!(s.app.expire_uploads(later, 100).await.unwrap(), 1);
+    assert_eq!(stored(&s), 1);
+    let path = s.app.blobs().path(used["upload_id"].as_str().unwrap());
+    assert!(path.unwrap().exists(), "the used upload was deleted");
+    // The expired id is refused as unknown, and its key no longer names it.
+    let job = json!({"lyrics": "", "length_seconds": 95,
+        "style": {"upload_id": unused["upload_id"]}});
+    let r = create(job).await.unwrap();
+    let status = r.status();
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
+    let (status, _, again) = v1_upload(&s, None, Some("unused"), clip).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_ne!(again["upload_id"], unused["upload_id"]);
+    // At that later time the new upload expires too; the used one still stays.
+    assert_eq!(s.app.expire_uploads(later, 100).await.unwrap(), 1);
+    assert_eq!(stored(&s), 1);
+    assert_eq!(s.app.expire_uploads(later, 100).await.unwrap(), 0);
+}

@@ -10,6 +10,13 @@
 //! - per-owner limits (`[limits.uploads]`): over one is `429 owner_limit` with `Retry-After`,
 //!   checked before anything is fetched or decoded and again, under the ledger's lock, when the
 //!   upload is recorded (the file of a refused upload is deleted).
+//!
+//! Uploads expire: [`App::expire_uploads`] (after each upload, and every
+//! `retention.sweep_interval_seconds`: [`App::spawn_upload_expiry`])
+//! forgets ledger entries older than both the idempotency window and 24 hours, and deletes the
+//! file of each such upload that no job uses. A job that uses an upload keeps it until
+//! retention deletes the last such job. A job created from an upload at the very moment it
+//! expires fails with "upload not found", as one created after.
 
 use protocol::Owner;
 
@@ -22,6 +29,9 @@ use crate::uploads::{UploadEntry, UploadLedger, DAY_MS};
 
 /// Most old ledger entries one upload prunes.
 const PRUNE_BATCH: usize = 256;
+
+/// Most old ledger entries one periodic expiry prunes (the rest wait for the next).
+const EXPIRE_BATCH: usize = 10_000;
 
 /// An upload as a front end hands it to the core.
 #[derive(Debug, Clone)]
@@ -101,10 +111,6 @@ impl App {
                 created_ms: now,
             };
             ledger.record(&request.owner, &entry)?;
-            let keep_ms = self.idempotency_ms().max(DAY_MS);
-            if let Err(e) = ledger.prune(now.saturating_sub(keep_ms), PRUNE_BATCH) {
-                tracing::warn!(error = %e, "cannot prune the upload ledger");
-            }
             Ok::<_, OrchestratorError>(None)
         }
         .await;
@@ -120,6 +126,12 @@ impl App {
             }
         }
         self.store().flush().await?;
+        if let Err(e) = self
+            .expire_uploads(crate::store::now_ms(), PRUNE_BATCH)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot expire old uploads");
+        }
         Ok(StoredUpload {
             upload_id,
             bytes,
@@ -158,6 +170,65 @@ impl App {
             Err(_) => false,
         };
         Ok(exists.then(|| StoredUpload::known(entry)))
+    }
+
+    /// Forgets up to `max` uploads older than both the idempotency window and 24 hours at
+    /// `now_ms`, and deletes the file of each one no job uses; returns how many it
+    /// deleted (or found gone). A file that cannot be deleted is logged and left (its entry is gone, so a
+    /// later call does not try again: the operator's log says which).
+    pub async fn expire_uploads(
+        &self,
+        now_ms: u64,
+        max: usize,
+    ) -> Result<usize, OrchestratorError> {
+        let ledger = self.uploads()?;
+        let keep_ms = self.idempotency_ms().max(DAY_MS);
+        let expired = {
+            let _lock = ledger.lock().await;
+            ledger.prune(now_ms.saturating_sub(keep_ms), max)?
+        };
+        let mut deleted = 0;
+        for upload in expired {
+            if !self.store().upload_users(&upload)?.is_empty() {
+                continue;
+            }
+            match self.blobs().delete(&upload).await {
+                Ok(()) => deleted += 1,
+                Err(e) => {
+                    tracing::warn!(upload = %upload, error = %e, "cannot delete an expired upload")
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Runs [`App::expire_uploads`] now and then every `interval` until `cancel` fires.
+    pub fn spawn_upload_expiry(
+        &self,
+        tracker: &tokio_util::task::TaskTracker,
+        cancel: tokio_util::sync::CancellationToken,
+        interval: std::time::Duration,
+    ) {
+        let app = self.clone();
+        tracker.spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = ticks.tick() => {}
+                }
+                let expired = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    result = app.expire_uploads(crate::store::now_ms(), EXPIRE_BATCH) => result,
+                };
+                match expired {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "deleted unused uploads"),
+                    Err(e) => tracing::warn!(error = %e, "expiring unused uploads failed"),
+                }
+            }
+        });
     }
 
     /// How long an idempotency key is remembered, in milliseconds.
