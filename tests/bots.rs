@@ -391,6 +391,59 @@ fn telegram_song_survives_orchestrator_and_bot_restarts_and_arrives_once() {
 }
 
 #[test]
+fn telegram_song_that_ends_while_the_bot_is_down_is_delivered_once_it_is_back() {
+    let Some(mut setup) = Setup::start(1000) else {
+        return;
+    };
+    setup.telegram.send_text(USER, &song_command());
+    let progress = progress_message(&setup.telegram);
+    let job = setup.wait_job("created", |_| true);
+    let id = job["id"].as_str().unwrap().to_string();
+    let client_data = |setup: &Setup| {
+        setup.job(&id)["client_data"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        client_data(&setup).contains(";d=0"),
+        "{}",
+        client_data(&setup)
+    );
+
+    // The bot goes away while the song is made, and the song ends without it.
+    setup.bots.kill();
+    setup.wait_job("succeeded", |j| {
+        j["id"] == id.as_str() && j["state"] == "succeeded"
+    });
+    assert!(setup.telegram.audio().is_empty());
+
+    // Back, it finds the song it owes and delivers it, on the original message, and notes so.
+    setup.start_bots();
+    setup.telegram.wait_for(SONG_TIMEOUT, "the song", |calls| {
+        calls.iter().any(|c| c.method == "sendaudio")
+    });
+    let deadline = Instant::now() + SONG_TIMEOUT;
+    while !client_data(&setup).contains(";d=1") {
+        assert!(
+            Instant::now() < deadline,
+            "never noted: {}",
+            client_data(&setup)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(edits_of(&setup.telegram.calls(), progress)
+        .last()
+        .is_some_and(|c| c.body["text"].as_str().unwrap_or("").starts_with('✅')));
+
+    // Another restart delivers nothing again.
+    setup.bots.kill();
+    setup.start_bots();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(setup.telegram.audio().len(), 1, "{}", setup.logs());
+}
+
+#[test]
 fn telegram_oversized_song_is_a_link_and_the_core_holds_each_user_to_one_song() {
     // Nothing fits: the song comes as a link to its public URL.
     let Some(setup) = Setup::start_with(1000, "max_upload_bytes = 1000\n") else {

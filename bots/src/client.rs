@@ -66,6 +66,9 @@ pub struct Job {
     pub client_data: Option<String>,
     #[serde(default)]
     pub request: Value,
+    /// RFC 3339.
+    #[serde(default)]
+    pub created_at: Option<String>,
 }
 
 impl Job {
@@ -239,6 +242,46 @@ impl Client {
             .delete(self.url(&format!("/api/v1/jobs/{id}")))
             .timeout(Duration::from_secs(30));
         json(self.authorized(request).send().await?).await
+    }
+
+    /// Replaces the `client_data` of job `id` (`PATCH /api/v1/jobs/{id}`).
+    pub async fn set_client_data(&self, id: &str, data: &str) -> Result<Job, ClientError> {
+        let request = self
+            .http
+            .patch(self.url(&format!("/api/v1/jobs/{id}")))
+            .timeout(Duration::from_secs(30))
+            .json(&serde_json::json!({ "client_data": data }));
+        json(self.authorized(request).send().await?).await
+    }
+
+    /// The jobs in `state`, newest first, until the first created before `since_ms` (Unix
+    /// milliseconds), at most `max`.
+    pub async fn list_since(
+        &self,
+        state: &str,
+        since_ms: i64,
+        max: usize,
+    ) -> Result<Vec<Job>, ClientError> {
+        let mut jobs = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.list(state, cursor.as_deref()).await?;
+            for job in page.jobs {
+                let created = job
+                    .created_at
+                    .as_deref()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map_or(i64::MAX, |t| t.timestamp_millis());
+                if created < since_ms || jobs.len() >= max {
+                    return Ok(jobs);
+                }
+                jobs.push(job);
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(jobs),
+            }
+        }
     }
 
     /// One page of jobs in `state`, newest first.

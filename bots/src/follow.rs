@@ -5,6 +5,10 @@
 //! the chat should show is published on a `watch` channel ([`Status`]): a platform's progress
 //! editor reads it at its own pace, which is what keeps edits within the platform's rate
 //! limits. The outcome is returned once, when the job ends.
+//!
+//! A restarted bot finds its work again on the server ([`jobs_to_resume`]): the jobs still
+//! queued or running, and those that ended while it was down, which it knows by the `d=0` it
+//! keeps in their `client_data` until it has posted their outcome ([`mark_delivered`]).
 
 use std::time::Duration;
 
@@ -12,6 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, ClientError, Job, JobEvent};
+use crate::request::ClientData;
 
 /// What a chat shows about a job that has not ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,19 +106,45 @@ impl Backoff {
     }
 }
 
-/// The queued and running jobs on the server (what a restarted bot follows again), asked for
-/// again with back-off while the server is unreachable; `None` when stopped first.
-pub async fn unfinished_jobs(client: &Client, stop: &CancellationToken) -> Option<Vec<Job>> {
+/// The `client_data` field that says whether the bot still owes the chat the job's outcome:
+/// `0` when the job is created, `1` once the song (or why there is none) was posted
+/// ([`mark_delivered`]). A restarted bot delivers the ended jobs still at `0`.
+pub const DELIVERED: &str = "d";
+
+/// How far back a restarted bot looks for jobs that ended while it was down (by creation
+/// time; older ones are not delivered late).
+pub const RESUME_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Most ended jobs of one state a restarted bot looks at.
+const RESUME_MAX_ENDED: usize = 10_000;
+
+/// What a restarted bot follows again: the queued and running jobs on the server, and the
+/// ended ones from the last [`RESUME_WINDOW`] whose outcome it has not posted (a follow of an
+/// ended job replays its events and ends at once, so it is delivered like any other). Asked
+/// for again with back-off while the server is unreachable; `None` when stopped first.
+pub async fn jobs_to_resume(client: &Client, stop: &CancellationToken) -> Option<Vec<Job>> {
     let backoff = Backoff::default();
     let mut failures = 0;
+    let window_ms = i64::try_from(RESUME_WINDOW.as_millis()).unwrap_or(i64::MAX);
     loop {
+        let since = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_sub(window_ms);
+        let ended = |state| client.list_since(state, since, RESUME_MAX_ENDED);
         match tokio::try_join!(
             client.list_all("queued", 10_000),
-            client.list_all("running", 10_000)
+            client.list_all("running", 10_000),
+            ended("succeeded"),
+            ended("failed"),
+            ended("cancelled"),
         ) {
-            Ok((mut queued, running)) => {
-                queued.extend(running);
-                return Some(queued);
+            Ok((queued, running, succeeded, failed, cancelled)) => {
+                let owed = succeeded
+                    .into_iter()
+                    .chain(failed)
+                    .chain(cancelled)
+                    .filter(undelivered);
+                return Some(queued.into_iter().chain(running).chain(owed).collect());
             }
             Err(e) => {
                 failures += 1;
@@ -123,6 +154,45 @@ pub async fn unfinished_jobs(client: &Client, stop: &CancellationToken) -> Optio
                     () = stop.cancelled() => return None,
                 }
             }
+        }
+    }
+}
+
+/// Whether `job` is a bot's job whose outcome was not posted yet.
+fn undelivered(job: &Job) -> bool {
+    job.client_data
+        .as_deref()
+        .and_then(ClientData::parse)
+        .is_some_and(|d| d.fields.get(DELIVERED).is_some_and(|v| v == "0"))
+}
+
+/// Notes on the server that the outcome of `job` was posted (its `client_data` gets
+/// `d=1`), retrying a few times while the server is unreachable. A failure is logged: at
+/// worst a restarted bot posts the outcome again.
+pub async fn mark_delivered(client: &Client, job: &Job, stop: &CancellationToken) {
+    let Some(mut data) = job.client_data.as_deref().and_then(ClientData::parse) else {
+        return;
+    };
+    if data.fields.get(DELIVERED).map(String::as_str) != Some("0") {
+        return;
+    }
+    data.fields.insert(DELIVERED.into(), "1".into());
+    let text = data.encode();
+    let backoff = Backoff::default();
+    for failures in 1..=5 {
+        match client.set_client_data(&job.id, &text).await {
+            Ok(_) => return,
+            Err(e) if e.is_transient() && failures < 5 => {
+                tracing::debug!(job = %job.id, error = %e, "cannot note the delivery yet; retrying");
+            }
+            Err(e) => {
+                tracing::warn!(job = %job.id, error = %e, "cannot note on the server that the song was delivered");
+                return;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff.delay(failures)) => {}
+            () = stop.cancelled() => return,
         }
     }
 }

@@ -386,6 +386,26 @@ impl App {
         Ok(record)
     }
 
+    /// Replaces the opaque text a client keeps on job `id` (at most
+    /// [`MAX_CLIENT_DATA_BYTES`]), in any state; e.g. a chat bot notes that it delivered the
+    /// song, so that a restarted bot knows what is left to deliver.
+    pub async fn set_client_data(
+        &self,
+        id: &JobId,
+        data: Option<String>,
+    ) -> Result<JobRecord, OrchestratorError> {
+        if let Some(data) = &data {
+            check_client_data(data)?;
+        }
+        match self.store().set_client_data(id, data).await {
+            Ok(record) => Ok(record),
+            Err(crate::store::StoreError::NotFound(_)) => {
+                Err(OrchestratorError::NotFound(id.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub fn job(&self, id: &JobId) -> Result<Option<JobRecord>, OrchestratorError> {
         Ok(self.store().get(id)?)
     }
@@ -461,4 +481,18 @@ fn new_record(spec: JobSpec, meta: JobMeta, fingerprint: Option<String>) -> JobR
 /// A fresh random job id.
 pub fn new_job_id() -> JobId {
     JobId::from_bytes(rand::random())
+}
+
+/// The longest `client_data`, in bytes.
+pub const MAX_CLIENT_DATA_BYTES: usize = 2048;
+
+/// Refuses `client_data` over [`MAX_CLIENT_DATA_BYTES`] (413 `too_large`).
+pub fn check_client_data(data: &str) -> Result<(), OrchestratorError> {
+    if data.len() > MAX_CLIENT_DATA_BYTES {
+        return Err(OrchestratorError::TooLarge {
+            field: crate::error::Field::Named("client_data".into()),
+            limit: MAX_CLIENT_DATA_BYTES,
+        });
+    }
+    Ok(())
 }

@@ -130,6 +130,59 @@ async fn create_read_list_cancel() {
 }
 
 #[tokio::test]
+async fn the_client_data_can_be_replaced_in_any_state() {
+    let s = start().await;
+    let mut body = song();
+    body["client_data"] = json!("bot;d=0");
+    let (status, _, job) = s.post_job(body, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let path = format!("{}/api/v1/jobs/{id}", s.base);
+    let patch = |body: Value| s.client.patch(&path).json(&body).send();
+    // Ended (cancelled) jobs too: a bot notes the delivery after the end.
+    let (status, _) = s
+        .api(reqwest::Method::DELETE, &format!("/api/v1/jobs/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let r = patch(json!({"client_data": "bot;d=1"})).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let j: Value = r.json().await.unwrap();
+    assert_eq!(
+        (j["client_data"].as_str(), j["state"].as_str()),
+        (Some("bot;d=1"), Some("cancelled"))
+    );
+    let (_, read) = s
+        .api(reqwest::Method::GET, &format!("/api/v1/jobs/{id}"))
+        .await;
+    assert_eq!(read["client_data"], "bot;d=1");
+    // Nothing but client_data; at most 2048 bytes; unknown ids are 404; null removes it.
+    let r = patch(json!({"state": "queued"})).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["field"], "body", "{e}");
+    let r = patch(json!({"client_data": "x".repeat(2049)}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let r = s
+        .client
+        .patch(format!(
+            "{}/api/v1/jobs/0123456789abcdef0123456789abcdef",
+            s.base
+        ))
+        .json(&json!({"client_data": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = patch(json!({"client_data": null})).await.unwrap();
+    let j: Value = r.json().await.unwrap();
+    assert!(j["client_data"].is_null(), "{j}");
+    // No event was added for these notes.
+    assert_eq!(j["last_event"], job["last_event"].as_u64().unwrap() + 1);
+}
+
+#[tokio::test]
 async fn bad_requests_name_their_field() {
     let s = start().await;
     let cases = [

@@ -231,10 +231,10 @@ async fn register(ctx: &Ctx) {
     }
 }
 
-/// Follows again the queued and running jobs this bot made (after a restart), from their
-/// `client_data`.
+/// Follows again the jobs this bot made that are queued or running, or that ended while it was
+/// down without their outcome posted (after a restart), from their `client_data`.
 async fn resume(ctx: Arc<Ctx>) {
-    let Some(jobs) = crate::follow::unfinished_jobs(&ctx.client, &ctx.stop).await else {
+    let Some(jobs) = crate::follow::jobs_to_resume(&ctx.client, &ctx.stop).await else {
         return;
     };
     for found in jobs {

@@ -39,14 +39,15 @@ pub struct Place {
 }
 
 impl Place {
-    /// The `client_data` fields of this place.
+    /// The `client_data` of a new job at this place (its outcome not yet delivered).
     pub fn data(&self) -> ClientData {
         let mut data = ClientData::new("discord")
             .with("tok", &self.token)
             .with("at", self.at_ms)
             .with("ch", self.channel.get())
             .with("user", self.user.get())
-            .with("lim", self.upload_limit);
+            .with("lim", self.upload_limit)
+            .with(crate::follow::DELIVERED, 0);
         if let Some(g) = self.guild {
             data = data.with("g", g.get());
         }
@@ -185,6 +186,7 @@ pub async fn follow_job(ctx: Arc<Ctx>, job: Job, place: Place, song: Song) {
     if let Some(text) = text {
         post(&ctx, &place, text, None, Vec::new()).await;
     }
+    crate::follow::mark_delivered(&ctx.client, &job, &ctx.stop).await;
     ctx.following
         .lock()
         .unwrap_or_else(|p| p.into_inner())

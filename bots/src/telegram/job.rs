@@ -124,8 +124,11 @@ async fn follow_to_end(ctx: &Arc<Ctx>, job: &Job, place: Place, song: &Song) {
         Outcome::Cancelled => finish(ctx, place, &format!("✖️ {}\nCancelled", song.style)).await,
         Outcome::Gone => finish(ctx, place, &format!("❌ {}\nThe job is gone", song.style)).await,
     };
-    if let Err(e) = result {
-        tracing::warn!(job = %job.id, error = %e, "cannot tell the Telegram chat how the job ended");
+    match result {
+        Ok(()) => crate::follow::mark_delivered(&ctx.client, job, &ctx.stop).await,
+        Err(e) => {
+            tracing::warn!(job = %job.id, error = %e, "cannot tell the Telegram chat how the job ended")
+        }
     }
 }
 

@@ -298,7 +298,8 @@ async fn song(ctx: &Arc<Ctx>, message: &Message, argument: &str) -> Result<(), R
         .with("chat", message.chat.id.0)
         .with("msg", progress.id.0)
         .with("req", message.id.0)
-        .with("user", user);
+        .with("user", user)
+        .with(crate::follow::DELIVERED, 0);
     let new_job = NewJob {
         lyrics: request.lyrics.clone(),
         style,
@@ -370,10 +371,10 @@ async fn queue(ctx: &Ctx, message: &Message) -> Result<(), RequestError> {
     reply(ctx, message, &text).await.map(drop)
 }
 
-/// Follows again the queued and running jobs this bot made (after a restart), from their
-/// `client_data`.
+/// Follows again the jobs this bot made that are queued or running, or that ended while it was
+/// down without their outcome posted (after a restart), from their `client_data`.
 async fn resume(ctx: Arc<Ctx>) {
-    let Some(jobs) = crate::follow::unfinished_jobs(&ctx.client, &ctx.stop).await else {
+    let Some(jobs) = crate::follow::jobs_to_resume(&ctx.client, &ctx.stop).await else {
         return;
     };
     for found in jobs {

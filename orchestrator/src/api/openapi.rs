@@ -43,6 +43,7 @@ use super::{diffrhythm, nodes, ops, task, v1};
         v1::jobs::list,
         v1::jobs::get,
         v1::jobs::cancel,
+        v1::jobs::update,
         v1::events::events,
         v1::jobs::audio_first,
         v1::jobs::audio_variant,

@@ -59,6 +59,15 @@ impl Routes {
         self.add("PUT", path, routing::put(handler))
     }
 
+    /// `PATCH path`.
+    pub fn patch<H, T>(self, path: &'static str, handler: H) -> Routes
+    where
+        H: Handler<T, App>,
+        T: 'static,
+    {
+        self.add("PATCH", path, routing::patch(handler))
+    }
+
     /// `DELETE path`.
     pub fn delete<H, T>(self, path: &'static str, handler: H) -> Routes
     where

@@ -402,6 +402,36 @@ impl JobStore {
         Ok(changed)
     }
 
+    /// Sets the opaque `client_data` of job `id` (in any state), durably; no event: it is the
+    /// client's own note, not a change of the job. A compare-and-swap under the writer lock;
+    /// nothing indexed changes.
+    pub async fn set_client_data(
+        &self,
+        id: &JobId,
+        data: Option<String>,
+    ) -> Result<JobRecord, StoreError> {
+        let record = {
+            let _writer = self.lock();
+            let key = id.as_str().as_bytes();
+            let Some(old_bytes) = self.jobs.get(key)? else {
+                return Err(StoreError::NotFound(id.clone()));
+            };
+            let mut record = decode(key, &old_bytes)?;
+            record.client_data = data;
+            let new_bytes = encode(&record)?;
+            self.jobs
+                .compare_and_swap(key, Some(old_bytes), Some(new_bytes))?
+                .map_err(|_| StoreError::Conflict {
+                    id: id.clone(),
+                    expected: describe(&record),
+                    found: "a record changed concurrently".into(),
+                })?;
+            record
+        };
+        self.flush().await?;
+        Ok(record)
+    }
+
     /// Replaces `old` (whose stored bytes were `old_bytes`) by `new`, moving its state index
     /// entry and its counts and appending `event` to the outbox, in one transaction that
     /// re-checks the stored bytes. Call with the writer lock held; `new` keeps `old`'s id,

@@ -69,9 +69,6 @@ pub struct CreateJob {
     pub title: Option<String>,
 }
 
-/// The longest `client_data`, in bytes.
-pub const MAX_CLIENT_DATA_BYTES: usize = 2048;
-
 /// The end user a trusted key creates a job for.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -206,13 +203,7 @@ pub(crate) async fn create(
         meta.quota = quota;
     }
     if let Some(data) = &body.client_data {
-        if data.len() > MAX_CLIENT_DATA_BYTES {
-            return Err(OrchestratorError::TooLarge {
-                field: Field::Named("client_data".into()),
-                limit: MAX_CLIENT_DATA_BYTES,
-            }
-            .into());
-        }
+        crate::app::check_client_data(data)?;
         meta.client_data = Some(data.clone());
     }
     meta.title = body.title.clone();

@@ -1,5 +1,6 @@
 //! Reading, listing, cancelling and downloading jobs in Refrain's own API:
-//! `GET /api/v1/jobs`, `GET`/`DELETE /api/v1/jobs/{id}`, `GET /api/v1/jobs/{id}/audio[/{n}]`.
+//! `GET /api/v1/jobs`, `GET`/`PATCH`/`DELETE /api/v1/jobs/{id}`,
+//! `GET /api/v1/jobs/{id}/audio[/{n}]`.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
@@ -57,6 +58,50 @@ pub(crate) async fn get(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let record = find(&app, &id)?;
+    Ok(Json(JobView::of(&app, &record).await?).into_response())
+}
+
+/// What `PATCH /api/v1/jobs/{id}` may change: only the client's own note.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobPatch {
+    /// The new opaque text kept on the job (at most 2048 bytes); null (or absent) removes it.
+    #[schema(example = "telegram:chat=42;message=7;delivered")]
+    pub client_data: Option<String>,
+}
+
+/// Replaces the job's `client_data`, in any state (a chat bot notes there that it delivered
+/// the song). No event is published: nothing about the job itself changes.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/jobs/{id}",
+    operation_id = "updateJob",
+    tag = "jobs",
+    security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "The job's id.")),
+    request_body = JobPatch,
+    responses(
+        (status = 200, description = "The job, with its new `client_data`.", body = JobView),
+        (status = 400, description = "`invalid_field`: not a JSON object with only \
+            `client_data`.", body = ErrorBody),
+        (status = 401, description = "API keys are configured and none valid was given.",
+            body = ErrorBody),
+        (status = 404, description = "`not_found`: no such job.", body = ErrorBody),
+        (status = 413, description = "`too_large`: `client_data` over 2048 bytes.",
+            body = ErrorBody),
+        (status = 500, description = "`internal`.", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn update(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: bytes::Bytes,
+) -> Result<Response, ApiError> {
+    let patch: JobPatch = serde_json::from_slice(&body).map_err(|e| {
+        OrchestratorError::invalid(Field::Body, format!("not a valid job update: {e}"))
+    })?;
+    let id = parse_id(&id)?;
+    let record = app.set_client_data(&id, patch.client_data).await?;
     Ok(Json(JobView::of(&app, &record).await?).into_response())
 }
 

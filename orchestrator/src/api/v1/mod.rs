@@ -34,6 +34,7 @@ pub fn routes(app: App) -> Routes {
         .get("/api/v1/jobs", jobs::list)
         .get("/api/v1/jobs/{id}", jobs::get)
         .delete("/api/v1/jobs/{id}", jobs::cancel)
+        .patch("/api/v1/jobs/{id}", jobs::update)
         .get("/api/v1/jobs/{id}/events", events::events)
         .get("/api/v1/jobs/{id}/audio", jobs::audio_first)
         .get("/api/v1/jobs/{id}/audio/{variant}", jobs::audio_variant)
