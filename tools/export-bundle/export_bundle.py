@@ -4,10 +4,12 @@
     python tools/export-bundle/export_bundle.py --out bundle/ \\
         --base DiffRhythm-1_2/cfm_model.pt --full DiffRhythm-1_2-full/cfm_model.pt \\
         --vae DiffRhythm-vae/vae_model.pt --vocab vocab.json --negative vocal.npy \\
-        --style-text mulan_text.onnx --tokenizer tokenizer.json --style-audio mulan_audio.onnx
+        --mulan MuQ-MuLan-large --muq MuQ-large-msd-iter --xlmr xlm-roberta-base
 
 Writes ``dit_base.onnx``/``dit_full.onnx`` (float32) and ``*_f16.onnx`` (float16), each
-checked against PyTorch with ONNX Runtime, the VAE and style graphs, the vocabulary, the
+checked against PyTorch with ONNX Runtime, the VAE graphs, the style encoder graphs (exported
+from MuQ-MuLan's weights with the ``muq`` package, or taken as ready-made ONNX graphs with
+``--style-text``/``--style-audio``/``--tokenizer``), the vocabulary, the
 negative style, ``bundle.toml`` (float32 DiTs) and ``bundle-f16.toml`` (float16 DiTs),
 ``LICENSES.md`` and ``SHA256SUMS``. Any file that is not what it should be stops the export
 with a message naming it (and, for a checkpoint, the key). See the README's "Real songs".
@@ -23,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from refrain_export import parts  # noqa: E402
+from refrain_export import mulan, parts  # noqa: E402
 from refrain_export.checkpoint import CheckpointError, load_dit  # noqa: E402
 from refrain_export.onnx_export import ExportError, check_dit, export_dit  # noqa: E402
 
@@ -37,7 +39,8 @@ their own licences; Refrain's code (Apache-2.0) does not change them.
 | `dit_base*.onnx` | Hugging Face `ASLP-lab/DiffRhythm-1_2` `cfm_model.pt` | Apache-2.0 (per the model card; check it) |
 | `dit_full*.onnx` | Hugging Face `ASLP-lab/DiffRhythm-1_2-full` `cfm_model.pt` | Apache-2.0 (per the model card; check it) |
 | `vae_decoder.onnx`, `vae_encoder.onnx` | Hugging Face `ASLP-lab/DiffRhythm-vae` `vae_model.pt` | Stability AI Community License (`stable-audio-community`): commercial use limited |
-| `style_text.onnx`, `style_audio.onnx`, `tokenizer.json` | `OpenMuQ/MuQ-MuLan-large` (XLM-R tokenizer) | **CC-BY-NC-4.0: non-commercial only** |
+| `style_text.onnx`, `style_audio.onnx` | `OpenMuQ/MuQ-MuLan-large` `pytorch_model.bin` (with the configs of `OpenMuQ/MuQ-large-msd-iter` and `xlm-roberta-base`) | **CC-BY-NC-4.0: non-commercial only** |
+| `tokenizer.json` | Hugging Face `FacebookAI/xlm-roberta-base` (the tokenizer MuQ-MuLan's text tower uses) | MIT (per the model card; check it) |
 | `vocab.json`, `negative_style.f32` | DiffRhythm repository `g2p/g2p/vocab.json`, `infer/example/vocal.npy` | Apache-2.0 |
 
 Songs made with this bundle are therefore for non-commercial use unless you replace the
@@ -127,9 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, help="the checkpoints' config.json (cross-checked if given)")
     p.add_argument("--vae", type=Path, help="vae_model.pt of ASLP-lab/DiffRhythm-vae (TorchScript)")
     p.add_argument("--no-encoder", action="store_true", help="no VAE encoder (no edit mode)")
-    p.add_argument("--style-text", type=Path, help="MuQ-MuLan text tower as ONNX")
-    p.add_argument("--tokenizer", type=Path, help="its tokenizer.json (XLM-R)")
-    p.add_argument("--style-audio", type=Path, help="MuQ-MuLan audio tower as ONNX (24 kHz mono in)")
+    p.add_argument("--mulan", type=Path, help="folder of OpenMuQ/MuQ-MuLan-large (config.json, pytorch_model.bin): the style encoders are exported from it")
+    p.add_argument("--muq", type=Path, help="folder (or the config.json) of OpenMuQ/MuQ-large-msd-iter: only its config.json is read")
+    p.add_argument("--xlmr", type=Path, help="folder of xlm-roberta-base: its config.json and tokenizer.json")
+    p.add_argument("--tokenizer", type=Path, help="the XLM-R tokenizer.json (default: the one in --xlmr)")
+    p.add_argument("--style-text", type=Path, help="instead of --mulan: a ready-made ONNX graph of MuQ-MuLan's text tower (needs --tokenizer)")
+    p.add_argument("--style-audio", type=Path, help="instead of --mulan: a ready-made ONNX graph of its audio tower (24 kHz mono in)")
     p.add_argument("--vocab", type=Path, help="DiffRhythm's g2p/g2p/vocab.json")
     p.add_argument("--negative", type=Path, help="DiffRhythm's infer/example/vocal.npy")
     p.add_argument("--mandarin", type=Path, help="DiffRhythm's g2p/sources (Chinese lyrics; without it English only)")
@@ -144,27 +150,39 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--precision takes f32, f16 or f32,f16")
     if args.base is None and args.full is None:
         p.error("give --base and/or --full")
+    onnx_style = args.style_text is not None or args.style_audio is not None
+    if onnx_style and (args.mulan or args.muq or args.xlmr):
+        p.error("give either --mulan/--muq/--xlmr (export the style encoders) or --style-text/--style-audio (ready-made graphs), not both")
     if not args.dit_only:
-        missing = [f"--{n.replace('_', '-')}" for n in ("vae", "style_text", "tokenizer", "style_audio", "vocab", "negative") if getattr(args, n) is None]
+        style = ("style_text", "style_audio", "tokenizer") if onnx_style else ("mulan", "muq", "xlmr")
+        missing = [f"--{n.replace('_', '-')}" for n in ("vae", *style, "vocab", "negative") if getattr(args, n) is None]
         if missing:
             p.error(f"a bundle needs {', '.join(missing)} (or pass --dit-only)")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     try:
+        style_files = None
+        if not args.dit_only and not onnx_style:  # find the files before the long DiT export
+            style_files = mulan.MulanFiles.find(args.mulan, args.muq, args.xlmr, args.tokenizer)
         files = export_dits(args, out)
         if args.dit_only:
             return 0
         parts.export_vae(args.vae, out)
         if args.no_encoder:
             (out / "vae_encoder.onnx").unlink()
-        parts.import_style(args.style_text, out / "style_text.onnx", "text")
-        parts.import_style(args.style_audio, out / "style_audio.onnx", "audio")
+        if style_files is not None:
+            mulan.export_style(style_files, out, no_check=args.no_check)
+            tokenizer = style_files.tokenizer
+        else:
+            parts.import_style(args.style_text, out / "style_text.onnx", "text")
+            parts.import_style(args.style_audio, out / "style_audio.onnx", "audio")
+            tokenizer = args.tokenizer
         parts.copy_vocab(args.vocab, out / "vocab.json")
         parts.copy_negative(args.negative, out / "negative_style.f32")
-        (out / "tokenizer.json").write_bytes(args.tokenizer.read_bytes())
+        (out / "tokenizer.json").write_bytes(tokenizer.read_bytes())
         if args.mandarin is not None:
             parts.copy_mandarin(args.mandarin, out / "mandarin")
-    except (CheckpointError, ExportError, parts.PartError) as e:
+    except (CheckpointError, ExportError, parts.PartError, mulan.MulanError) as e:
         print(f"export-bundle: error: {e}", file=sys.stderr)
         return 1
     (out / "LICENSES.md").write_text(LICENSES)

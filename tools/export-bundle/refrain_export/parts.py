@@ -5,9 +5,10 @@
   audio [B,2,T*2048]`` and ``encode_export(audio [B,2,S]) -> [B,128,S/2048]`` (mean and scale;
   Refrain samples the latent from them as the reference does). Each method is wrapped in a
   script module and exported to ONNX in float32 (the reference decodes in float32).
-* **Style encoders.** MuQ-MuLan is taken as ONNX graphs the user already has (its text and audio
-  towers); their inputs and output are renamed to the contract's names after checking their
-  types, and each is run once to check that it gives 512 values per batch row.
+* **Style encoders, ready-made** (``--style-text``/``--style-audio``; the default is to export
+  them from MuQ-MuLan's weights, ``mulan.py``): ONNX graphs of MuQ-MuLan's text and audio
+  towers that the user already has; their inputs and output are renamed to the contract's names
+  after checking their types, and each is run once to check that it gives 512 values per row.
 * **Mandarin data** (optional): the files of a DiffRhythm checkout's ``g2p/sources/``,
   flattened into ``mandarin/`` (the layout ``docs/mandarin.md`` describes).
 * **Vocabulary** (``g2p/g2p/vocab.json``) and **negative style** (``infer/example/vocal.npy``,

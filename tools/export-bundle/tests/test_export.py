@@ -105,20 +105,26 @@ def test_strict_loading_names_the_file_and_key(checkpoints, tmp_path):
     assert load_dit(base, "base", config).cfg.depth == 2  # `heads` is ignored: always 32
 
 
-def test_complete_bundle(checkpoints, tmp_path):
+@pytest.mark.parametrize("style", ["mulan", "onnx"])
+def test_complete_bundle(checkpoints, mulan_download, tmp_path, style):
+    """``mulan``: the style encoders exported from (reduced, random) MuQ-MuLan weights;
+    ``onnx``: ready-made style graphs (here the test bundle's) taken as they are."""
     vae = tmp_path / "vae_model.pt"
     torch.jit.script(FakeVae()).save(str(vae))
     negative = tmp_path / "vocal.npy"
     v = np.random.default_rng(0).standard_normal((1, 512)).astype(np.float32)
     np.save(negative, v / np.linalg.norm(v))
     out = tmp_path / "bundle"
+    _, files = mulan_download
     rc = main([
         "--out", str(out),
         "--base", str(checkpoints["base"][1]), "--full", str(checkpoints["full"][1]),
         "--vae", str(vae),
-        "--style-text", str(TEST_BUNDLE / "style_text.onnx"),
-        "--tokenizer", str(TEST_BUNDLE / "tokenizer.json"),
-        "--style-audio", str(TEST_BUNDLE / "style_audio.onnx"),
+        *(["--mulan", str(files.config.parent), "--muq", str(files.muq_config.parent),
+            "--xlmr", str(files.xlmr_config.parent)] if style == "mulan" else
+          ["--style-text", str(TEST_BUNDLE / "style_text.onnx"),
+           "--tokenizer", str(TEST_BUNDLE / "tokenizer.json"),
+           "--style-audio", str(TEST_BUNDLE / "style_audio.onnx")]),
         "--vocab", str(TEST_BUNDLE / "vocab.json"),
         "--negative", str(negative),
         "--mandarin", str(TEST_BUNDLE / "mandarin"),
@@ -131,7 +137,10 @@ def test_complete_bundle(checkpoints, tmp_path):
     assert "dit_full.onnx" in sums and "bundle.toml" in sums and "mandarin/pinyin_2_bpmf.txt" in sums
     assert "CC-BY-NC-4.0" in (out / "bundle.toml").read_text()
     assert 'file = "dit_base_f16.onnx"' in (out / "bundle-f16.toml").read_text()
-    if (dest := REPO / "target" / "export-bundle-test").parent.is_dir():
+    assert "style_audio.onnx" in sums and "tokenizer.json" in sums
+    tokenizer = files.tokenizer if style == "mulan" else TEST_BUNDLE / "tokenizer.json"
+    assert (out / "tokenizer.json").read_bytes() == tokenizer.read_bytes()
+    if style == "mulan" and (dest := REPO / "target" / "export-bundle-test").parent.is_dir():
         # Left for trying `refrain generate --bundle target/export-bundle-test` by hand.
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(out, dest)
