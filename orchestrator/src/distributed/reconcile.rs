@@ -61,27 +61,35 @@ pub async fn reconcile(
         return Ok(0);
     }
     // Wait until every event published before the look-up above has been applied.
-    let target = js
-        .events
-        .get_info()
-        .await
-        .map_err(|e| DistributedError::js("events stream info", e))?
-        .state
-        .last_sequence;
+    let target = retry("reading the events stream", cancel, None, || async {
+        js.events
+            .get_info()
+            .await
+            .map_err(|e| DistributedError::js("events stream info", e))
+    })
+    .await?
+    .state
+    .last_sequence;
+    // The events consumer may be missing for a moment: the events applier rewinds it at
+    // startup by recreating it (seen as "consumer not found"). Every failure to read it is
+    // retried; after two minutes without getting there the jobs go back anyway (a job whose
+    // events were not applied may run again, to the same result: its seed is fixed), since a
+    // job left out of the backlog would never run.
     let started = tokio::time::Instant::now();
     loop {
-        let info = js
-            .events
-            .consumer_info(wire::EVENTS_CONSUMER)
-            .await
-            .map_err(|e| DistributedError::js("events consumer info", e))?;
-        if info.ack_floor.stream_sequence >= target {
-            break;
+        match js.events.consumer_info(wire::EVENTS_CONSUMER).await {
+            Ok(info) if info.ack_floor.stream_sequence >= target => break,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "events consumer info (retrying)");
+            }
         }
         if started.elapsed() > Duration::from_secs(120) {
-            return Err(DistributedError::GaveUp(
-                "waiting for node events to be applied".into(),
-            ));
+            tracing::warn!(
+                "node events published before this start are still not applied after 120 s; \
+                 queuing the jobs without a message anyway"
+            );
+            break;
         }
         tokio::select! {
             _ = cancel.cancelled() => return Err(DistributedError::GaveUp("reconciliation".into())),
