@@ -210,7 +210,8 @@ impl App {
 
     /// Admits a job: capacity and per-owner checks and the insert (with its `queued` event)
     /// under the admission lock, the flush shared with concurrent submits, the durable enqueue
-    /// — then the caller may answer 2xx. With `queue.capacity = 0` a job is
+    /// (in that same flush with the embedded queue, see [`Queue::enqueue_unflushed`]) — then
+    /// the caller may answer 2xx. With `queue.capacity = 0` a job is
     /// admitted only when nothing is queued or running (the reference single-job server).
     ///
     /// This takes a spec that is already valid: front ends call [`App::admit`], which checks a
@@ -305,10 +306,20 @@ impl App {
                 // under the admission lock): no accepted job misses its webhook.
                 parts.webhooks.register(&record.id, target)?;
             }
-            pending.push((
-                answers.len(),
-                parts.lifecycle.insert(record, Some(queued_before))?,
-            ));
+            let inserted = parts.lifecycle.insert(record, Some(queued_before))?;
+            // Where the queue shares the store's database, its message is written now and
+            // made durable by the same flush as the job (else it is enqueued after it).
+            let queued = match parts
+                .queue
+                .enqueue_unflushed(&QueueItem::of(inserted.record()))
+            {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::warn!(job = %inserted.record().id, error = %e, "cannot write the job's queue message; enqueuing after the commit");
+                    false
+                }
+            };
+            pending.push((answers.len(), inserted, queued));
             queued_before += 1;
             answers.push(None);
         }
@@ -316,7 +327,7 @@ impl App {
         // Every inserted job is committed and queued even when one of them fails, so none is
         // left behind unqueued; the request then fails with the first error.
         let mut failure = None;
-        for (at, pending) in pending {
+        for (at, pending, queued) in pending {
             let record = match parts.lifecycle.commit(pending).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -324,9 +335,11 @@ impl App {
                     continue;
                 }
             };
-            if let Err(e) = self.enqueue(&record).await {
-                failure.get_or_insert(e);
-                continue;
+            if !queued {
+                if let Err(e) = self.enqueue(&record).await {
+                    failure.get_or_insert(e);
+                    continue;
+                }
             }
             tracing::info!(job = %record.id, source = record.source.as_str(), owner = %record.owner, seconds = record.spec.seconds, "job accepted");
             answers[at] = Some(Submitted {

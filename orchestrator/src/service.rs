@@ -316,7 +316,7 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
         for r in &recovered {
             tracing::warn!(job = %r.id, attempt = r.attempt, "job was running when the service stopped; queued again");
         }
-        let queue: Arc<dyn Queue> = Arc::new(EmbeddedQueue::open(store.db())?);
+        let queue: Arc<dyn Queue> = Arc::new(EmbeddedQueue::in_store(&store)?);
         // A crash between the durable insert and the durable enqueue would leave a queued job
         // without a message: enqueue every queued job again (the queue de-duplicates).
         for id in store.ids_in_state(JobState::Queued)? {

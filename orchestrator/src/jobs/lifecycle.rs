@@ -68,6 +68,13 @@ pub struct Pending {
     event: JobEvent,
 }
 
+impl Pending {
+    /// The inserted job.
+    pub fn record(&self) -> &JobRecord {
+        &self.record
+    }
+}
+
 /// How [`Lifecycle::retry`] ended.
 #[derive(Debug)]
 pub enum Retry {

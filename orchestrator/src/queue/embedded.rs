@@ -55,8 +55,12 @@ impl std::fmt::Debug for EmbeddedQueue {
 
 struct Inner {
     db: sled::Db,
-    /// Concurrent enqueues, acks and nacks share one flush.
+    /// Concurrent enqueues, acks and nacks share one flush (the job store's, when the queue
+    /// was opened with [`EmbeddedQueue::in_store`]).
     flusher: GroupFlush,
+    /// Whether the queue lives in the job store's database and shares its group commit, so
+    /// that a submit's message can ride on the flush of its job ([`Queue::enqueue_unflushed`]).
+    in_store: bool,
     messages: Tree,
     delivered: Tree,
     state: Mutex<State>,
@@ -85,6 +89,21 @@ impl EmbeddedQueue {
     /// covers the store and the queue). Every stored message is waiting: whatever was in
     /// flight when the process stopped is delivered again.
     pub fn open(db: &sled::Db) -> Result<EmbeddedQueue, QueueError> {
+        Self::open_with(db, GroupFlush::new(db.clone()), false)
+    }
+
+    /// Opens the queue in the job store's database, sharing the store's group commit: one
+    /// flush makes a new job and its message durable together (see
+    /// [`Queue::enqueue_unflushed`]).
+    pub fn in_store(store: &crate::store::JobStore) -> Result<EmbeddedQueue, QueueError> {
+        Self::open_with(store.db(), store.group_flush(), true)
+    }
+
+    fn open_with(
+        db: &sled::Db,
+        flusher: GroupFlush,
+        in_store: bool,
+    ) -> Result<EmbeddedQueue, QueueError> {
         let messages = db.open_tree(MESSAGES)?;
         let delivered = db.open_tree(DELIVERED)?;
         let mut state = State {
@@ -139,7 +158,8 @@ impl EmbeddedQueue {
         tracing::debug!(waiting = state.fair.waiting(), "embedded queue opened");
         Ok(EmbeddedQueue {
             inner: Arc::new(Inner {
-                flusher: GroupFlush::new(db.clone()),
+                flusher,
+                in_store,
                 db: db.clone(),
                 messages,
                 delivered,
@@ -314,6 +334,16 @@ impl Queue for EmbeddedQueue {
         // Flushed even for a duplicate: the first enqueue's flush may still be under way.
         self.inner.flusher.flush().await?;
         Ok(())
+    }
+
+    fn enqueue_unflushed(&self, item: &QueueItem) -> Result<bool, QueueError> {
+        if !self.inner.in_store {
+            return Ok(false);
+        }
+        if self.inner.enqueue(item)? {
+            self.inner.notify.notify_waiters();
+        }
+        Ok(true)
     }
 
     async fn next(&self) -> Result<Delivery, QueueError> {

@@ -87,6 +87,16 @@ pub trait Queue: Send + Sync + 'static {
     /// flushes its tree before returning; the NATS backlog is rebuilt from the store's queued
     /// jobs at startup. Enqueuing an id already waiting or in flight is a no-op.
     async fn enqueue(&self, item: &QueueItem) -> Result<(), QueueError>;
+    /// Writes `item` without making it durable, when this queue lives in the job store's
+    /// database and shares its group commit (the embedded queue of `refrain serve`): the flush
+    /// that makes the job durable then makes its message durable too, one flush per submit
+    /// instead of two. `Ok(false)`: this queue cannot; call [`Queue::enqueue`] once the job is
+    /// committed. The message may be handed out before that flush: a node's start of the job
+    /// is itself a flushed state change, and a crash before the flush loses both (the submit
+    /// got no 2xx).
+    fn enqueue_unflushed(&self, _item: &QueueItem) -> Result<bool, QueueError> {
+        Ok(false)
+    }
     /// Removes a waiting job durably and tells whoever runs it to stop (the NATS nodes; the
     /// embedded nodes are stopped through [`crate::jobs::RunningJobs`]). Idempotent.
     async fn cancel(&self, id: &JobId) -> Result<(), QueueError>;

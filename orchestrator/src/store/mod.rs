@@ -153,6 +153,12 @@ impl JobStore {
         &self.db
     }
 
+    /// The store's group commit, for the embedded queue in the same database: a flush by
+    /// either covers the writes of both.
+    pub fn group_flush(&self) -> commit::GroupFlush {
+        self.group.clone()
+    }
+
     fn lock(&self) -> MutexGuard<'_, ()> {
         // The guarded data is `()`: a panic under the lock (in a caller's closure) leaves
         // nothing half-done in memory, and sled transactions are atomic, so poisoning is moot.

@@ -285,6 +285,33 @@ async fn shares_the_store_database() {
     assert_eq!(next_soon(&q).await.id, id(1));
 }
 
+#[tokio::test]
+async fn in_the_store_a_message_rides_on_the_stores_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.sled");
+    {
+        let store = crate::store::JobStore::open(&path).unwrap();
+        let q = EmbeddedQueue::in_store(&store).unwrap();
+        assert!(q.enqueue_unflushed(&QueueItem::plain(&id(1))).unwrap());
+        assert!(
+            q.enqueue_unflushed(&QueueItem::plain(&id(1))).unwrap(),
+            "a duplicate is a no-op"
+        );
+        assert_eq!(q.depth().await.unwrap(), 1);
+        store.flush().await.unwrap();
+        q.close();
+    }
+    // The store's flush made it durable: it is waiting after a reopen.
+    let store = crate::store::JobStore::open(&path).unwrap();
+    let q = EmbeddedQueue::in_store(&store).unwrap();
+    assert_eq!(next_soon(&q).await.id, id(1));
+    // A queue in a database of its own cannot ride on anybody's flush.
+    let other = tempfile::tempdir().unwrap();
+    let plain = EmbeddedQueue::open(&open_db(&other)).unwrap();
+    assert!(!plain.enqueue_unflushed(&QueueItem::plain(&id(2))).unwrap());
+    assert_eq!(plain.depth().await.unwrap(), 0);
+}
+
 fn owned(n: u32, owner: &str, priority: Priority) -> QueueItem {
     QueueItem {
         id: id(n),
