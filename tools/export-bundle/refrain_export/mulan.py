@@ -410,13 +410,8 @@ class _TextTower(torch.nn.Module):
         return self.mulan._norm_latents(latents)
 
 
-def _size_of(module: torch.nn.Module) -> int:
-    return sum(t.numel() * t.element_size() for t in module.state_dict().values())
-
-
 def _export(module, args, out: Path, inputs: list[str], axes: dict) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
-    large = _size_of(module) > EXTERNAL_DATA_OVER
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         raw = Path(tmp) / "graph.onnx"
         with torch.no_grad():
@@ -428,6 +423,8 @@ def _export(module, args, out: Path, inputs: list[str], axes: dict) -> Path:
         graph = onnx.load(str(raw), load_external_data=True)
         # The width is fixed: say so instead of the exporter's symbolic name.
         graph.graph.output[0].type.tensor_type.shape.dim[1].dim_value = EMBEDDING_DIM
+        # Only the tower's own weights are in the graph (the module holds both towers).
+        large = sum(len(t.raw_data) for t in graph.graph.initializer) > EXTERNAL_DATA_OVER
         data = out.with_name(out.name + ".data")
         for stale in (out, data):
             if stale.exists():
