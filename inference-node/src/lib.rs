@@ -14,6 +14,7 @@
 pub use refrain_model::{audio, bundle, lyrics};
 
 pub mod error;
+pub mod memory;
 pub mod nats;
 pub mod pipeline;
 pub mod polyphone;

@@ -27,11 +27,11 @@ use crate::lyrics::placement::frame_of;
 use crate::lyrics::Lyrics;
 use crate::prepare::{Parts, Prepared, Preparer};
 use crate::progress::{CostModel, Tracker};
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::{DeviceSettings, Runtime, RuntimeConfig};
 use crate::sampler::{self, CfgMode, Dit, SampleInputs, SamplerSettings, LATENT_DIM};
 use crate::style::{self, StyleEncoder, StyleSource};
 use crate::tensor::Graph;
-use crate::vae::Vae;
+use crate::vae::{DecodeEvent, Vae};
 
 pub use refrain_model::edit::{parse_edit_segments, MAX_EDIT_SEGMENTS};
 pub use refrain_model::track::{line_encoder, lyric_track};
@@ -140,6 +140,9 @@ pub struct GenerateOutput {
     pub model: String,
     pub lyrics: Lyrics,
     pub timings: Timings,
+    /// What ran with less memory than asked after ONNX Runtime ran out of it (empty normally):
+    /// the DiT with fewer rows per call, the VAE chunked.
+    pub fallbacks: Vec<String>,
 }
 
 /// The regenerate mask over `frames` frames: `true` where a segment regenerates (reference
@@ -196,8 +199,17 @@ impl std::fmt::Debug for Generator {
 impl Generator {
     /// Loads ONNX Runtime (once per process), the bundle at `path` and all its sessions.
     pub fn load(path: &Path, config: GeneratorConfig) -> Result<Generator, InferenceError> {
+        Generator::load_with(path, config, DeviceSettings::default())
+    }
+
+    /// [`Generator::load`] with the node's device settings (memory limit, IO binding).
+    pub fn load_with(
+        path: &Path,
+        config: GeneratorConfig,
+        device: DeviceSettings,
+    ) -> Result<Generator, InferenceError> {
         let bundle = Bundle::load(path)?;
-        let runtime = Runtime::init(config.runtime.clone())?;
+        let runtime = Runtime::init_with(config.runtime.clone(), device)?;
         let m = &bundle.manifest;
         let graph = |name: &str, file: &Path| -> Result<Graph, InferenceError> {
             Ok(Graph::new(name, runtime.session(&bundle.file(file))?))
@@ -206,10 +218,12 @@ impl Generator {
             .dit
             .iter()
             .map(|d| {
-                Dit::new(
+                let mut dit = Dit::new(
                     graph(&format!("dit {}", d.name), &d.file)?,
                     d.duration_input,
-                )
+                )?;
+                dit.io = runtime.io_binding();
+                Ok::<_, InferenceError>(dit)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let encoder = match &m.vae.encoder {
@@ -519,15 +533,28 @@ impl Generator {
             }
         }
 
+        let mut fallbacks = Vec::new();
+        let layout = sampler::Layout::initial(settings.cfg_mode, dit.dynamic_batch);
+        if let Some(last) = dit.last_layout.filter(|&l| l != layout) {
+            fallbacks.push(format!("DiT out of memory: CFG {layout} -> {last}"));
+        }
+
         // 5. Decode each variant and normalise it on its own peak.
-        let mut songs = Vec::with_capacity(b);
-        for v in 0..b {
-            let latent = &latents[v * n * LATENT_DIM..(v + 1) * n * LATENT_DIM];
-            let [l, r] = self.vae.decode(latent, req.chunked, || {
-                tracker.decoded();
+        let (songs, chunked) = self.vae.decode_songs(
+            &latents,
+            b,
+            req.chunked,
+            |event| {
+                match event {
+                    DecodeEvent::Chunk => tracker.decoded(),
+                    DecodeEvent::Restart { runs } => tracker.restart_decoding(runs as u32),
+                }
                 check(cancel)
-            })?;
-            songs.push(audio::peak_normalise_to_i16(&l, &r));
+            },
+            |[l, r]| audio::peak_normalise_to_i16(&l, &r),
+        )?;
+        if chunked != req.chunked {
+            fallbacks.push("VAE decoder out of memory: unchunked -> chunked".to_string());
         }
         tracker.done();
         self.cost = tracker.measured();
@@ -538,6 +565,7 @@ impl Generator {
             frames: n,
             model: self.bundle.manifest.dit[choice.dit].name.clone(),
             lyrics,
+            fallbacks,
             timings: Timings {
                 total,
                 prepare: prepared,

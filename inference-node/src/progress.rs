@@ -130,6 +130,15 @@ impl<'a> Tracker<'a> {
         self.emit(Stage::Decode, self.decodes_done, self.decodes, p.min(99.9));
     }
 
+    /// Decoding starts again with `decodes` decoder runs in all (the VAE fell back to chunked
+    /// decoding); the percent stays where it is until the new runs pass it.
+    pub fn restart_decoding(&mut self, decodes: u32) {
+        self.decodes = decodes;
+        self.decodes_done = 0;
+        self.decode_time = Duration::ZERO;
+        self.stage_start = Instant::now();
+    }
+
     /// The generation finished.
     pub fn done(&mut self) {
         self.emit(Stage::Done, 1, 1, 100.0);

@@ -7,6 +7,11 @@
 //! the executable (where `tools/fetch-onnxruntime.sh` puts it). When none is found the error says
 //! exactly what to run. CUDA is only used when asked for, and then with `error_on_failure`: a GPU
 //! node never falls back to the CPU silently.
+//!
+//! [`DeviceSettings`] holds what a node may set about its device's memory and data movement:
+//! a memory limit ([`crate::memory`]) and whether the DiT runs through IO binding
+//! (`crate::sampler`). They are given with [`Runtime::init_with`]; [`Runtime::init`] takes the
+//! defaults (no limit, IO binding on CUDA only).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -56,6 +61,8 @@ pub enum RuntimeError {
     },
     #[error("ONNX Runtime environment: {0}")]
     Environment(ort::Error),
+    #[error("memory limit: {0}")]
+    MemoryLimit(String),
 }
 
 /// The execution device of one inference node.
@@ -104,12 +111,25 @@ pub struct RuntimeConfig {
     pub intra_threads: Option<usize>,
 }
 
+/// A node's settings for its device's memory and data movement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeviceSettings {
+    /// Bytes ONNX Runtime's arena may hold: the CUDA provider's `gpu_mem_limit` on a GPU, a
+    /// process-wide cap of a shared CPU arena on the CPU ([`crate::memory`]). `None`: no limit.
+    pub memory_limit: Option<u64>,
+    /// Whether the DiT runs through IO binding: inputs that do not change between sampler
+    /// steps bound once (on the device), `v` into a buffer allocated once. `None`: on CUDA
+    /// only. The numbers are the same either way.
+    pub io_binding: Option<bool>,
+}
+
 /// The process-wide ONNX Runtime environment (ONNX Runtime allows exactly one).
 #[derive(Debug, Clone)]
 pub struct Runtime {
     env: &'static Environment,
     library: &'static Path,
     config: RuntimeConfig,
+    settings: DeviceSettings,
 }
 
 /// The loaded ONNX Runtime, as [`Runtime::info`] describes it.
@@ -157,8 +177,28 @@ pub fn library_candidates(configured: Option<&Path>) -> Vec<PathBuf> {
 }
 
 impl Runtime {
-    /// Loads ONNX Runtime (once per process) and returns a handle configured for `config.device`.
+    /// Loads ONNX Runtime (once per process) and returns a handle configured for `config.device`
+    /// with the default [`DeviceSettings`].
     pub fn init(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        Runtime::init_with(config, DeviceSettings::default())
+    }
+
+    /// [`Runtime::init`] with a node's [`DeviceSettings`]. A CPU memory limit registers the
+    /// shared CPU arena in the environment (once per process: every limited CPU runtime of a
+    /// process must use the same limit).
+    pub fn init_with(
+        config: RuntimeConfig,
+        settings: DeviceSettings,
+    ) -> Result<Runtime, RuntimeError> {
+        let runtime = Runtime::load(config, settings)?;
+        if let (Device::Cpu, Some(limit)) = (runtime.config.device, settings.memory_limit) {
+            crate::memory::register_cpu_arena(runtime.env, limit)
+                .map_err(RuntimeError::MemoryLimit)?;
+        }
+        Ok(runtime)
+    }
+
+    fn load(config: RuntimeConfig, settings: DeviceSettings) -> Result<Runtime, RuntimeError> {
         let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
         let loaded = match LOADED.get() {
             Some(l) => {
@@ -204,7 +244,23 @@ impl Runtime {
             env: &loaded.env,
             library: &loaded.library,
             config,
+            settings,
         })
+    }
+
+    /// The node's device settings.
+    pub fn settings(&self) -> DeviceSettings {
+        self.settings
+    }
+
+    /// The device the DiT binds its inputs and output on, when IO binding is on
+    /// ([`DeviceSettings::io_binding`]).
+    pub fn io_binding(&self) -> Option<Device> {
+        let on = self
+            .settings
+            .io_binding
+            .unwrap_or(matches!(self.config.device, Device::Cuda(_)));
+        on.then_some(self.config.device)
     }
 
     /// The library this process loaded.
@@ -253,11 +309,19 @@ impl Runtime {
         if let Some(n) = self.config.intra_threads {
             builder = builder.with_intra_threads(n).map_err(|e| err(e.into()))?;
         }
+        if let (Device::Cpu, Some(_)) = (self.config.device, self.settings.memory_limit) {
+            // The arena registered by `init_with`, shared and capped.
+            builder = builder.with_env_allocators().map_err(|e| err(e.into()))?;
+        }
         if let Device::Cuda(ordinal) = self.config.device {
-            let cuda = ort::ep::CUDA::default()
-                .with_device_id(ordinal as i32)
-                .build()
-                .error_on_failure();
+            let mut cuda = ort::ep::CUDA::default().with_device_id(ordinal as i32);
+            if let Some(limit) = self.settings.memory_limit {
+                // Grow by what is asked, so the limit is what it says.
+                cuda = cuda
+                    .with_memory_limit(limit as usize)
+                    .with_arena_extend_strategy(ort::ep::ArenaExtendStrategy::SameAsRequested);
+            }
+            let cuda = cuda.build().error_on_failure();
             builder = builder
                 .with_execution_providers([cuda])
                 .map_err(|e| RuntimeError::Cuda {

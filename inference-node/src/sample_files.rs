@@ -222,7 +222,9 @@ pub fn load_dit(runtime: &Runtime, dit: &Path) -> Result<Dit, SampleFilesError> 
         runtime.session(dit).map_err(InferenceError::from)?,
     );
     let has_duration = graph.has_input("duration");
-    Ok(Dit::new(graph, has_duration)?)
+    let mut dit = Dit::new(graph, has_duration)?;
+    dit.io = runtime.io_binding();
+    Ok(dit)
 }
 
 /// Runs the sampler on the inputs of `dir` (steps and grid from `t_grid.npy` when present,

@@ -154,6 +154,20 @@ impl Graph {
         })
     }
 
+    /// Runs the graph on the inputs and outputs bound in `binding`.
+    pub fn run_binding<'b>(
+        &'b mut self,
+        binding: &'b ort::session::IoBinding,
+    ) -> Result<SessionOutputs<'b>, InferenceError> {
+        let started = std::time::Instant::now();
+        let out = self.session.run_binding(binding);
+        self.busy += started.elapsed();
+        out.map_err(|source| InferenceError::Onnx {
+            graph: self.name.clone(),
+            source,
+        })
+    }
+
     /// Runs the graph and copies one float output out as f32 with its shape.
     pub fn run_f32(
         &mut self,

@@ -3,7 +3,9 @@
 //! Chunked decoding and encoding follow the reference `decode_audio` / `encode_audio`
 //! (`infer_utils.py`): windows of `chunk_frames` (128) with `overlap_frames` (32) overlap, a
 //! final window aligned to the end, and a hard cut that drops half the overlap on each interior
-//! edge. Unchunked decoding runs the whole latent at once (more memory, no seams).
+//! edge. Unchunked decoding runs the whole latent at once (more memory, no seams); when ONNX
+//! Runtime runs out of memory for it, [`Vae::decode_songs`] logs a warning and decodes every
+//! variant again chunked, so the songs are those of a chunked run.
 //! The encoder either outputs the latent directly (64 channels, a deterministic encoder such as
 //! the test bundle's) or mean and scale (128 channels, the real Oobleck VAE), in which case the
 //! latent is sampled as the reference does: `mean + (softplus(scale) + 1e-4) · ε`, with ε from
@@ -91,6 +93,15 @@ pub fn plan(total: usize, chunk: usize, overlap: usize, scale: Scale) -> Vec<Pie
             }
         })
         .collect()
+}
+
+/// Progress of [`Vae::decode_songs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeEvent {
+    /// One decoder run finished.
+    Chunk,
+    /// Decoding starts again chunked: `runs` decoder runs in all from now on.
+    Restart { runs: usize },
 }
 
 /// The VAE graphs of a bundle.
@@ -233,6 +244,47 @@ impl Vae {
             on_chunk()?;
         }
         Ok(out)
+    }
+
+    /// Decodes the `variants` latents `[B, N, 64]` one after the other and hands each song to
+    /// `finish`. Unchunked decoding that runs out of memory ([`InferenceError::is_out_of_memory`])
+    /// is logged and started again chunked for every variant (the songs are then exactly those
+    /// of a chunked run); `event` hears of each decoder run and of the restart. Returns the
+    /// finished songs and whether they were decoded chunked.
+    pub fn decode_songs<T>(
+        &mut self,
+        latents: &[f32],
+        variants: usize,
+        mut chunked: bool,
+        mut event: impl FnMut(DecodeEvent) -> Result<(), InferenceError>,
+        mut finish: impl FnMut([Vec<f32>; 2]) -> T,
+    ) -> Result<(Vec<T>, bool), InferenceError> {
+        let one = latents.len() / variants.max(1);
+        'attempt: loop {
+            let mut songs = Vec::with_capacity(variants);
+            for latent in latents.chunks(one.max(1)).take(variants) {
+                match self.decode(latent, chunked, || event(DecodeEvent::Chunk)) {
+                    Ok(song) => songs.push(finish(song)),
+                    Err(e) if !chunked && e.is_out_of_memory() => {
+                        let frames = one / LATENT_DIM;
+                        tracing::warn!(
+                            frames,
+                            variants,
+                            variants_done = songs.len(),
+                            error = %e,
+                            "VAE decoder out of memory unchunked; decoding every variant again chunked"
+                        );
+                        chunked = true;
+                        event(DecodeEvent::Restart {
+                            runs: self.decode_runs(frames, true) * variants,
+                        })?;
+                        continue 'attempt;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok((songs, chunked));
+        }
     }
 
     /// Encodes planar stereo audio (44.1 kHz, already normalised as the reference does) to a

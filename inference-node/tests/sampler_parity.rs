@@ -131,3 +131,31 @@ fn bad_input_directories_name_the_file() {
     let e = sample_files::run(&mut dit, dir.path(), &settings(CfgMode::Auto)).unwrap_err();
     assert!(e.to_string().contains("ref_latent.npy"), "{e}");
 }
+
+/// IO binding (the node setting, here on the CPU) gives the plain runs' latents bit for bit on
+/// the real architecture, in every CFG layout and both cases.
+#[test]
+fn io_binding_matches_plain_runs_bit_for_bit() {
+    if !common::ort_available() {
+        return;
+    }
+    use refrain_inference::runtime::DeviceSettings;
+    let load = |io_binding| {
+        let settings = DeviceSettings {
+            io_binding: Some(io_binding),
+            ..DeviceSettings::default()
+        };
+        let runtime = Runtime::init_with(RuntimeConfig::default(), settings).expect("ORT");
+        sample_files::load_dit(&runtime, &fixture_dit()).expect("dit")
+    };
+    let (mut bound, mut plain) = (load(true), load(false));
+    assert!(bound.io.is_some() && plain.io.is_none());
+    for case in ["plain", "edit"] {
+        for mode in [CfgMode::Batched, CfgMode::Separate, CfgMode::Single] {
+            let dir = fixtures().join(case);
+            let a = sample_files::run(&mut bound, &dir, &settings(mode)).unwrap();
+            let b = sample_files::run(&mut plain, &dir, &settings(mode)).unwrap();
+            assert!(a.latent == b.latent, "{case} {mode:?}");
+        }
+    }
+}

@@ -6,7 +6,17 @@
 //! conditional branch (user style, lyric tokens, edit reference) and the unconditional branch
 //! (negative style, zero tokens, zero reference) and combines `v = v_c + (v_c − v_u) · cfg`.
 //! The two branches run as one batch of 2B when the graph's batch axis allows it
-//! ([`CfgMode::Auto`]), which the reference does not do but which gives the same numbers.
+//! ([`CfgMode::Auto`]), which the reference does not do but which gives the same numbers
+//! ([`runs`] splits the rows into DiT calls and holds their tensors).
+//!
+//! **Out of memory.** When ONNX Runtime cannot allocate memory for a DiT call
+//! ([`InferenceError::is_out_of_memory`]), the sampler starts again from its start noise with
+//! fewer rows per call ([`Layout::smaller`]: the two branches separately, then one variant and
+//! branch at a time), logs it at warn level and keeps the smaller layout for the rest of the
+//! run. Starting again makes the result that of an uninterrupted run with the smaller layout,
+//! bit for bit (a batch of another size may round differently on a GPU); the memory need is the
+//! same at every step, so the failure comes at the first step and little is redone. Steps
+//! already reported are not reported again.
 //!
 //! **Init (SDEdit), Refrain's addition.** The reference always starts from pure noise. With
 //! [`SampleInputs::init`] the sampler starts instead from a song's latents re-noised onto the
@@ -20,7 +30,6 @@
 //! rounds after each operation in the same order (`v_c − v_u`, `· cfg`, `v_c + …`, `dt · v`,
 //! `x + …`) and builds the grid in fp16 as torch does; with an f32 graph everything stays f32.
 
-use ort::session::SessionInputValue;
 use ort::value::DynValue;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -28,7 +37,12 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::bundle::Solver;
 use crate::error::InferenceError;
-use crate::tensor::{float_tensor, int64_tensor, visit_f32_unchecked, Graph, Precision};
+use crate::runtime::Device;
+use crate::tensor::{Graph, Precision};
+
+mod runs;
+
+pub use runs::Layout;
 
 /// Latent channels (the VAE's latent dimension).
 pub const LATENT_DIM: usize = 64;
@@ -45,6 +59,8 @@ pub enum CfgMode {
     Batched,
     /// Always two runs of B (the reference's way).
     Separate,
+    /// 2B runs of one row: each variant and branch alone (least memory).
+    Single,
 }
 
 impl std::str::FromStr for CfgMode {
@@ -56,7 +72,10 @@ impl std::str::FromStr for CfgMode {
             "auto" => Ok(CfgMode::Auto),
             "batched" => Ok(CfgMode::Batched),
             "separate" => Ok(CfgMode::Separate),
-            _ => Err(format!("expected auto, batched or separate, not {s:?}")),
+            "single" => Ok(CfgMode::Single),
+            _ => Err(format!(
+                "expected auto, batched, separate or single, not {s:?}"
+            )),
         }
     }
 }
@@ -81,6 +100,11 @@ pub struct Dit {
     pub has_duration: bool,
     /// Whether the batch axis of `x` is dynamic (so 2B batching is possible).
     pub dynamic_batch: bool,
+    /// Run through IO binding on this device (`Runtime::io_binding`); `None`: plain runs.
+    pub io: Option<Device>,
+    /// The layout the last sampler run finished with (smaller than its start after an
+    /// out-of-memory retry).
+    pub last_layout: Option<Layout>,
 }
 
 impl Dit {
@@ -119,6 +143,8 @@ impl Dit {
             precision,
             has_duration,
             dynamic_batch,
+            io: None,
+            last_layout: None,
         })
     }
 }
@@ -217,183 +243,6 @@ pub fn noise(seed: u64, variants: usize, frames: usize, p: Precision) -> Vec<f32
         .collect()
 }
 
-/// Reusable input tensors of one CFG branch layout. Only `x` and `time` change between
-/// steps; they are written in place, so a step allocates nothing on the host.
-struct Branches {
-    batched: bool,
-    rows: usize,
-    x: DynValue,
-    time: DynValue,
-    cond: DynValue,
-    text: DynValue,
-    style: DynValue,
-    start_time: DynValue,
-    duration: Option<DynValue>,
-    uncond: Option<(DynValue, DynValue, DynValue)>,
-    /// The conditional velocity of the separate mode, kept between its two runs.
-    vc: Vec<f32>,
-}
-
-fn repeat<T: Clone>(v: &[T], times: usize) -> Vec<T> {
-    let mut out = Vec::with_capacity(v.len() * times);
-    for _ in 0..times {
-        out.extend_from_slice(v);
-    }
-    out
-}
-
-impl Branches {
-    fn new(dit: &Dit, s: &SampleInputs, batched: bool) -> Result<Branches, InferenceError> {
-        let (n, b, p, g) = (s.frames, s.variants, dit.precision, dit.graph.name.as_str());
-        let zeros = vec![0f32; n * LATENT_DIM];
-        let rows = if batched { 2 * b } else { b };
-        let mut cond = repeat(&s.cond, b);
-        let mut text = repeat(&s.text, b);
-        let mut style = repeat(&s.style, b);
-        if batched {
-            cond.extend(repeat(&zeros, b));
-            text.extend(std::iter::repeat_n(0, b * n));
-            style.extend(repeat(&s.negative, b));
-        }
-        let uncond = if batched {
-            None
-        } else {
-            Some((
-                float_tensor(g, p, &[b, n, LATENT_DIM], &repeat(&zeros, b))?,
-                int64_tensor(g, &[b, n], vec![0; b * n])?,
-                float_tensor(g, p, &[b, STYLE_DIM], &repeat(&s.negative, b))?,
-            ))
-        };
-        Ok(Branches {
-            batched,
-            rows,
-            x: float_tensor(
-                g,
-                p,
-                &[rows, n, LATENT_DIM],
-                &vec![0.0; rows * n * LATENT_DIM],
-            )?,
-            time: float_tensor(g, p, &[rows], &vec![0.0; rows])?,
-            cond: float_tensor(g, p, &[rows, n, LATENT_DIM], &cond)?,
-            text: int64_tensor(g, &[rows, n], text)?,
-            style: float_tensor(g, p, &[rows, STYLE_DIM], &style)?,
-            start_time: float_tensor(g, p, &[rows], &vec![0.0; rows])?,
-            duration: if dit.has_duration {
-                Some(float_tensor(g, p, &[rows], &vec![s.duration; rows])?)
-            } else {
-                None
-            },
-            uncond,
-            vc: if batched {
-                Vec::new()
-            } else {
-                vec![0.0; b * n * LATENT_DIM]
-            },
-        })
-    }
-
-    /// Evaluates the guided velocity `v_c + (v_c − v_u)·cfg` at `(x, t)` into `out`.
-    fn velocity(
-        &mut self,
-        dit: &mut Dit,
-        s: &SampleInputs,
-        x: &[f32],
-        t: f32,
-        cfg: f32,
-        out: &mut [f32],
-    ) -> Result<(), InferenceError> {
-        let (n, p, rows) = (s.frames, dit.precision, self.rows);
-        let name = dit.graph.name.clone();
-        let len = x.len();
-        // The state goes into the persistent input tensor: once, or twice for the 2B batch.
-        let copies = if self.batched { 2 } else { 1 };
-        for k in 0..copies {
-            write_floats(&name, &mut self.x, k * len, x)?;
-        }
-        write_floats(&name, &mut self.time, 0, &vec![t; rows])?;
-        // CFG combination; the finiteness check of the DiT output rides along in the same pass.
-        let finite = std::cell::Cell::new(true);
-        let combine = |vc: &[f32], vu: &[f32], out: &mut [f32]| {
-            let mut ok = true;
-            match p {
-                Precision::F32 => {
-                    for ((o, &c), &u) in out.iter_mut().zip(vc).zip(vu) {
-                        *o = c + (c - u) * cfg;
-                        ok &= o.is_finite();
-                    }
-                }
-                Precision::F16 => {
-                    for ((o, &c), &u) in out.iter_mut().zip(vc).zip(vu) {
-                        let d = p.round(c - u);
-                        *o = p.round(c + p.round(d * cfg));
-                        ok &= o.is_finite();
-                    }
-                }
-            }
-            finite.set(finite.get() && ok);
-        };
-        let (x_in, time_in, start_time, duration) =
-            (&self.x, &self.time, &self.start_time, &self.duration);
-        let run = |dit: &mut Dit,
-                   cond: &DynValue,
-                   text: &DynValue,
-                   style: &DynValue,
-                   f: &mut dyn FnMut(&[f32])|
-         -> Result<(), InferenceError> {
-            let mut inputs: Vec<(&'static str, SessionInputValue<'_>)> = vec![
-                ("x", x_in.into()),
-                ("cond", cond.into()),
-                ("text", text.into()),
-                ("time", time_in.into()),
-                ("style", style.into()),
-                ("start_time", start_time.into()),
-            ];
-            if let Some(d) = duration {
-                inputs.push(("duration", d.into()));
-            }
-            let outputs = dit.graph.run(inputs)?;
-            let v = outputs.get("v").ok_or_else(|| InferenceError::Contract {
-                graph: name.clone(),
-                message: "missing output `v`".into(),
-            })?;
-            visit_f32_unchecked(&name, v, |shape, data| {
-                if shape != [rows, n, LATENT_DIM] {
-                    return Err(InferenceError::Contract {
-                        graph: name.clone(),
-                        message: format!(
-                            "`v` has shape {shape:?}, expected [{rows}, {n}, {LATENT_DIM}]"
-                        ),
-                    });
-                }
-                f(data);
-                Ok(())
-            })?
-        };
-        let result = if self.batched {
-            run(dit, &self.cond, &self.text, &self.style, &mut |v| {
-                combine(&v[..len], &v[len..], out)
-            })
-        } else {
-            let (ucond, utext, ustyle) = self
-                .uncond
-                .as_ref()
-                .expect("separate mode has uncond inputs");
-            let vc = &mut self.vc;
-            run(dit, &self.cond, &self.text, &self.style, &mut |v| {
-                vc.copy_from_slice(v)
-            })?;
-            let vc = &self.vc;
-            run(dit, ucond, utext, ustyle, &mut |v| combine(vc, v, out))
-        };
-        result?;
-        if finite.get() {
-            Ok(())
-        } else {
-            Err(InferenceError::NonFinite(name))
-        }
-    }
-}
-
 /// Writes f32 host values into a float tensor (f32 or f16) from element `offset` on.
 fn write_floats(
     graph: &str,
@@ -479,12 +328,52 @@ pub fn sample_on_grid(
         )));
     }
     let grid: Vec<f32> = grid.iter().map(|&t| p.round(t)).collect();
-    let batched = match settings.cfg_mode {
-        CfgMode::Auto => dit.dynamic_batch,
-        CfgMode::Batched => true,
-        CfgMode::Separate => false,
-    };
-    let mut branches = Branches::new(dit, inputs, batched)?;
+    let mut layout = Layout::initial(settings.cfg_mode, dit.dynamic_batch);
+    let mut reported = 0;
+    loop {
+        let mut report = |k: u32, total: u32| {
+            if k > reported {
+                reported = k;
+                on_step(k, total)
+            } else {
+                Ok(())
+            }
+        };
+        match run(dit, inputs, settings, &grid, layout, &mut report) {
+            Err(e) if e.is_out_of_memory() => {
+                let Some(smaller) = layout.smaller(b) else {
+                    return Err(e);
+                };
+                tracing::warn!(
+                    graph = %dit.graph.name,
+                    frames = n,
+                    variants = b,
+                    steps_done = reported,
+                    error = %e,
+                    "DiT out of memory with CFG {layout}; sampling again from the start with CFG {smaller}"
+                );
+                layout = smaller;
+            }
+            result => {
+                dit.last_layout = Some(layout);
+                return result;
+            }
+        }
+    }
+}
+
+/// One sampler run with a fixed layout.
+fn run(
+    dit: &mut Dit,
+    inputs: &SampleInputs,
+    settings: &SamplerSettings,
+    grid: &[f32],
+    layout: Layout,
+    on_step: &mut dyn FnMut(u32, u32) -> Result<(), InferenceError>,
+) -> Result<Vec<f32>, InferenceError> {
+    let (n, b, p) = (inputs.frames, inputs.variants, dit.precision);
+    let len = b * n * LATENT_DIM;
+    let mut runs = runs::Runs::new(dit, inputs, layout)?;
     let cfg = settings.cfg_strength;
     let (start, mut x) = match &inputs.init {
         None => (0, inputs.noise.clone()),
@@ -500,18 +389,18 @@ pub fn sample_on_grid(
         let dt = p.round(t1 - t0);
         match settings.solver {
             Solver::Euler => {
-                branches.velocity(dit, inputs, &x, t0, cfg, &mut v)?;
+                runs.velocity(dit, &x, t0, cfg, &mut v)?;
             }
             Solver::Midpoint => {
                 // torchdiffeq: y_mid = y0 + f(t0, y0)·dt/2; dy = dt·f(t0 + dt/2, y_mid).
                 let half = p.round(0.5 * dt);
-                branches.velocity(dit, inputs, &x, t0, cfg, &mut v)?;
+                runs.velocity(dit, &x, t0, cfg, &mut v)?;
                 let mid: Vec<f32> = x
                     .iter()
                     .zip(&v)
                     .map(|(&xi, &vi)| p.round(xi + p.round(vi * half)))
                     .collect();
-                branches.velocity(dit, inputs, &mid, p.round(t0 + half), cfg, &mut v)?;
+                runs.velocity(dit, &mid, p.round(t0 + half), cfg, &mut v)?;
             }
         }
         match p {
