@@ -9,7 +9,11 @@
 #    Runtime's CUDA provider loads too; cuRAND and onnxruntime-gpu are added), a release build.
 # 2. Device checks with --device cuda: `refrain sample` on the parity fixtures against the PyTorch
 #    reference sampler's latents (float32, within 1e-3), `refrain generate` on the test bundle's
-#    float32 and float16 DiTs.
+#    float32 and float16 DiTs; the device-settings tests on CUDA (inference-node/tests/
+#    device_settings.rs with REFRAIN_TEST_DEVICE=cuda): out-of-memory retries under a small
+#    gpu_mem_limit (8 MiB, then 32 MiB: DiT batch 2B -> B -> 1 and the VAE chunked, each
+#    bit-identical to a run with the smaller setting), IO binding vs plain runs (same songs) and
+#    the per-step time of the sampler with IO binding on and off.
 # 3. A table per configuration (random weights of the real architecture, float16, CFG 4): the
 #    reduced DiT (dim 2048, depth 2) and the full-size one (depth 16) at 2048 frames (95 s) and
 #    6136 frames (285 s): per-step and sampler time of Refrain, a bare ONNX Runtime loop and the
@@ -25,7 +29,7 @@ quick=0
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "tools/gpu-check.sh: unknown argument '$arg'" >&2; exit 2 ;;
   esac
 done
@@ -77,6 +81,19 @@ for manifest in bundle.toml bundle-f16.toml; do
   "$refrain" generate --device cuda --bundle "models/test-bundle/$manifest" --lrc examples/demo.lrc \
     --prompt "bright acoustic pop with piano" --length 285 --chunked -o "$out/song-285.wav"
 done
+
+echo "== device settings on CUDA (memory limit, out-of-memory retries, IO binding)"
+ort_lib=$(pwd)/.ort/lib/libonnxruntime.so.1.31.1
+for limit in $((8 << 20)) $((32 << 20)); do
+  echo "-- gpu_mem_limit $limit bytes"
+  if ! REFRAIN_TEST_DEVICE=cuda REFRAIN_TEST_MEMORY_LIMIT=$limit ORT_DYLIB_PATH="$ort_lib" \
+    cargo test --release --quiet -p refrain-inference --test device_settings -- --nocapture \
+    --test-threads 1 2>&1 | grep -E "fallbacks|under the limit|^test |test result"; then
+    echo "device settings tests FAILED at gpu_mem_limit $limit" >&2
+  fi
+done
+REFRAIN_TEST_DEVICE=cuda ORT_DYLIB_PATH="$ort_lib" cargo test --release --quiet -p refrain-inference \
+  --test device_settings -- --ignored --nocapture io_binding_timings 2>&1 | grep "io timing" || true
 
 echo "== timings (float16, random weights of the real architecture)"
 bench() {
