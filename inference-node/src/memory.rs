@@ -70,9 +70,11 @@ pub(crate) fn register_cpu_arena(
     let mut registered = CPU_ARENA.lock().unwrap_or_else(|e| e.into_inner());
     match *registered {
         Some(l) if l == limit => return Ok(()),
-        Some(l) => return Err(format!(
+        Some(l) => {
+            return Err(format!(
             "the CPU memory limit is process-wide and already {l} bytes; cannot also use {limit}"
-        )),
+        ))
+        }
         None => {}
     }
     let info = MemoryInfo::new(

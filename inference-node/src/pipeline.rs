@@ -45,6 +45,8 @@ pub struct GeneratorConfig {
     pub cfg_mode: CfgMode,
     /// Longest reference recording accepted (style or edit), in seconds.
     pub max_reference_seconds: f64,
+    /// The device's memory limit and IO binding (`[inference]` in the service configuration).
+    pub device: DeviceSettings,
 }
 
 impl Default for GeneratorConfig {
@@ -54,6 +56,7 @@ impl Default for GeneratorConfig {
             lyrics_limits: LyricsLimits::default(),
             cfg_mode: CfgMode::Auto,
             max_reference_seconds: 600.0,
+            device: DeviceSettings::default(),
         }
     }
 }
@@ -197,12 +200,14 @@ impl std::fmt::Debug for Generator {
 }
 
 impl Generator {
-    /// Loads ONNX Runtime (once per process), the bundle at `path` and all its sessions.
+    /// Loads ONNX Runtime (once per process), the bundle at `path` and all its sessions, with
+    /// the device settings of `config`.
     pub fn load(path: &Path, config: GeneratorConfig) -> Result<Generator, InferenceError> {
-        Generator::load_with(path, config, DeviceSettings::default())
+        let device = config.device;
+        Generator::load_with(path, config, device)
     }
 
-    /// [`Generator::load`] with the node's device settings (memory limit, IO binding).
+    /// [`Generator::load`] with other device settings (memory limit, IO binding).
     pub fn load_with(
         path: &Path,
         config: GeneratorConfig,

@@ -206,6 +206,8 @@ pub enum CfgMode {
     Batched,
     /// Two DiT runs per evaluation.
     Separate,
+    /// One DiT run per variant and branch (the least memory).
+    Single,
 }
 
 /// Limits on what clients may send.
@@ -262,6 +264,14 @@ pub struct InferenceConfig {
     /// loss, out of memory) after which the job fails as suspected of causing them. 0: never.
     /// Interruptions never use up `max_attempts`; a run that ends on its own resets the count.
     pub max_interruptions: u32,
+    /// Memory ONNX Runtime may hold on a node's device, in MiB: the CUDA provider's
+    /// `gpu_mem_limit` on a GPU, one shared CPU arena for the process on the CPU. An
+    /// allocation over it is an out-of-memory error, which the node answers by running the
+    /// DiT with fewer rows per call and the VAE chunked. None: no limit.
+    pub memory_limit_mb: Option<u64>,
+    /// Run the DiT through IO binding (inputs that do not change between steps bound once).
+    /// None: on CUDA only. The results are the same either way.
+    pub io_binding: Option<bool>,
 }
 
 impl Default for Config {
@@ -335,6 +345,8 @@ impl Default for InferenceConfig {
             cfg_mode: CfgMode::Auto,
             max_attempts: 3,
             max_interruptions: crate::jobs::lifecycle::DEFAULT_MAX_INTERRUPTIONS,
+            memory_limit_mb: None,
+            io_binding: None,
         }
     }
 }

@@ -53,8 +53,16 @@ pub fn generator_config(
             Configured::Auto => CfgMode::Auto,
             Configured::Batched => CfgMode::Batched,
             Configured::Separate => CfgMode::Separate,
+            Configured::Single => CfgMode::Single,
         },
         max_reference_seconds: config.limits.max_reference_seconds,
+        device: refrain_inference::runtime::DeviceSettings {
+            memory_limit: config
+                .inference
+                .memory_limit_mb
+                .map(|mb| mb.saturating_mul(1 << 20)),
+            io_binding: config.inference.io_binding,
+        },
     }
 }
 
@@ -67,5 +75,31 @@ pub fn worker_settings(
         name,
         steps: config.inference.steps,
         max_reference_seconds: config.limits.max_reference_seconds,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use refrain_inference::runtime::Device;
+    use refrain_inference::sampler::CfgMode;
+    use refrain_orchestrator::config::{Config, Overrides};
+
+    #[test]
+    fn the_inference_keys_reach_the_generator() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("refrain.toml");
+        std::fs::write(
+            &file,
+            "[inference]\ncfg_mode = \"single\"\nmemory_limit_mb = 64\nio_binding = true\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file), &Overrides::default()).unwrap();
+        let generator = super::generator_config(&config, Device::Cpu);
+        assert_eq!(generator.cfg_mode, CfgMode::Single);
+        assert_eq!(generator.device.memory_limit, Some(64 << 20));
+        assert_eq!(generator.device.io_binding, Some(true));
+        // Unset: no limit, IO binding left to the device.
+        let generator = super::generator_config(&Config::default(), Device::Cpu);
+        assert_eq!(generator.device, Default::default());
     }
 }
