@@ -52,7 +52,10 @@ async fn unknown_paths_and_methods_answer_in_each_apis_shape() {
     .await;
     assert_eq!(
         (status, allow.as_deref()),
-        (StatusCode::METHOD_NOT_ALLOWED, Some("DELETE, GET, HEAD, PATCH"))
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            Some("DELETE, GET, HEAD, PATCH")
+        )
     );
     assert!(
         body["error"]["message"]
