@@ -300,16 +300,7 @@ impl Client {
 
     /// Every job in `state` (all pages, at most `max`).
     pub async fn list_all(&self, state: &str, max: usize) -> Result<Vec<Job>, ClientError> {
-        let mut jobs = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self.list(state, cursor.as_deref()).await?;
-            jobs.extend(page.jobs);
-            match page.next_cursor {
-                Some(next) if jobs.len() < max => cursor = Some(next),
-                _ => return Ok(jobs),
-            }
-        }
+        self.list_since(state, i64::MIN, max).await
     }
 
     /// Uploads a reference recording (`POST /api/v1/uploads`, the raw bytes); returns its

@@ -168,6 +168,31 @@ pub fn spawn(
     max_age: Duration,
     interval: Duration,
 ) {
+    spawn_every(tracker, cancel, interval, move || {
+        let (lifecycle, blobs, outputs) = (lifecycle.clone(), blobs.clone(), outputs.clone());
+        async move {
+            // Every step of a sweep can be interrupted safely (files first, record last).
+            match sweep(&lifecycle, &blobs, &outputs, max_age).await {
+                Ok(0) => tracing::debug!("retention sweep: nothing to delete"),
+                Ok(n) => tracing::info!(deleted = n, "retention sweep deleted old jobs"),
+                Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+            }
+        }
+    });
+}
+
+/// The periodic clean-up loop: runs `round` now and then every `interval` (a late round
+/// delays the next, none is skipped or doubled) until `cancel` fires, which also stops a
+/// round in progress, so a round must be safe to interrupt at any await.
+pub fn spawn_every<F, Fut>(
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+    interval: Duration,
+    mut round: F,
+) where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     tracker.spawn(async move {
         let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(1)));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -176,18 +201,12 @@ pub fn spawn(
                 _ = cancel.cancelled() => break,
                 _ = ticks.tick() => {}
             }
-            // Every step of a sweep can be interrupted safely (files first, record last).
-            let result = tokio::select! {
+            tokio::select! {
                 _ = cancel.cancelled() => break,
-                result = sweep(&lifecycle, &blobs, &outputs, max_age) => result,
-            };
-            match result {
-                Ok(0) => tracing::debug!("retention sweep: nothing to delete"),
-                Ok(n) => tracing::info!(deleted = n, "retention sweep deleted old jobs"),
-                Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+                () = round() => {}
             }
         }
-        tracing::debug!("retention sweeper stopped");
+        tracing::debug!("periodic clean-up stopped");
     });
 }
 

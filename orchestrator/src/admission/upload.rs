@@ -210,19 +210,13 @@ impl App {
         interval: std::time::Duration,
     ) {
         let app = self.clone();
-        tracker.spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = ticks.tick() => {}
-                }
-                let expired = tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    result = app.expire_uploads(crate::store::now_ms(), EXPIRE_BATCH) => result,
-                };
-                match expired {
+        crate::retention::spawn_every(tracker, cancel, interval, move || {
+            let app = app.clone();
+            async move {
+                match app
+                    .expire_uploads(crate::store::now_ms(), EXPIRE_BATCH)
+                    .await
+                {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(deleted = n, "deleted unused uploads"),
                     Err(e) => tracing::warn!(error = %e, "expiring unused uploads failed"),
