@@ -2,34 +2,13 @@
 //! parity fixtures (`inference-node/tests/data/dit-parity/`, a reduced real-architecture DiT and
 //! the PyTorch reference sampler's final latent). Skipped without ONNX Runtime, except in CI.
 
-use std::path::PathBuf;
 use std::process::Command;
 
+#[path = "../inference-node/tests/common/parity.rs"]
+mod parity;
 mod support;
+use parity::{fixture_dit, fixtures};
 use support::{ort_available, workspace};
-
-fn fixtures() -> PathBuf {
-    workspace().join("inference-node/tests/data/dit-parity")
-}
-
-/// The parity fixtures' DiT graph, unpacked once from the committed `dit.onnx.gz` (gzipped to
-/// keep the repository's files small) into the target folder; written to a temporary file and
-/// renamed, so tests running at once never read a half-written graph.
-fn fixture_dit() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dit-parity.onnx");
-    if !path.is_file() {
-        let packed = std::fs::File::open(fixtures().join("dit.onnx.gz")).expect("dit.onnx.gz");
-        let mut graph = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(packed), &mut graph)
-            .expect("dit.onnx.gz unpacks");
-        let dir = path.parent().unwrap();
-        std::fs::create_dir_all(dir).unwrap();
-        let mut part = tempfile::NamedTempFile::new_in(dir).unwrap();
-        std::io::Write::write_all(&mut part, &graph).unwrap();
-        part.persist(&path).unwrap();
-    }
-    path
-}
 
 /// The f32 values of a version-1 `.npy` file (the header is not checked beyond its length).
 fn npy_f32(path: &std::path::Path) -> Vec<f32> {

@@ -8,37 +8,15 @@
 //! reference back). Regenerate with `tools/export-bundle/make_fixtures.py`; no torch here.
 
 mod common;
-
-use std::path::PathBuf;
+#[path = "common/parity.rs"]
+mod parity;
+use parity::{fixture_dit, fixtures};
 
 use ndarray::Array3;
 use refrain_inference::bundle::Solver;
 use refrain_inference::runtime::{Runtime, RuntimeConfig};
 use refrain_inference::sample_files::{self, SampleFilesError};
 use refrain_inference::sampler::{CfgMode, SamplerSettings};
-
-fn fixtures() -> PathBuf {
-    common::workspace().join("inference-node/tests/data/dit-parity")
-}
-
-/// The parity fixtures' DiT graph, unpacked once from the committed `dit.onnx.gz` (gzipped to
-/// keep the repository's files small) into the target folder; written to a temporary file and
-/// renamed, so tests running at once never read a half-written graph.
-fn fixture_dit() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dit-parity.onnx");
-    if !path.is_file() {
-        let packed = std::fs::File::open(fixtures().join("dit.onnx.gz")).expect("dit.onnx.gz");
-        let mut graph = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(packed), &mut graph)
-            .expect("dit.onnx.gz unpacks");
-        let dir = path.parent().unwrap();
-        std::fs::create_dir_all(dir).unwrap();
-        let mut part = tempfile::NamedTempFile::new_in(dir).unwrap();
-        std::io::Write::write_all(&mut part, &graph).unwrap();
-        part.persist(&path).unwrap();
-    }
-    path
-}
 
 fn settings(cfg_mode: CfgMode) -> SamplerSettings {
     SamplerSettings {
