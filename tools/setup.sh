@@ -3,7 +3,8 @@
 # that the README's two commands work on a fresh Debian or Ubuntu machine:
 #
 #   tools/setup.sh            to build and run: espeak-ng (the lyrics' phonemes, linked at build
-#                             time), pkg-config and cmake (the audio encoders), ONNX Runtime
+#                             time), a C compiler with the C library headers, make, cmake and
+#                             pkg-config (the audio encoders and other -sys crates), ONNX Runtime
 #   tools/setup.sh --tests    also what the tests use: nats-server, Chromium (the web page test),
 #                             python3-venv and the venv .venv-ci with openapi-spec-validator,
 #                             PyYAML and standardwebhooks (tests/openapi.rs,
@@ -22,12 +23,17 @@ tests=0
 for arg in "$@"; do
   case "$arg" in
     --tests) tests=1 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "tools/setup.sh: unknown argument '$arg' (only --tests)" >&2; exit 2 ;;
   esac
 done
 
-packages=(libespeak-ng-dev espeak-ng-data pkg-config cmake)
+# What the build scripts of the dependencies run: mp3lame-sys runs LAME's shipped ./configure
+# and then make (through the autotools crate, without autoreconf, so no autoconf/automake/libtool);
+# opusic-sys runs cmake, which generates Makefiles for make; they, ring, psm and zstd-sys compile
+# C (no C++ anywhere) with cc, which rustc also needs as its linker. pkg-config is optional for
+# zstd-sys but cheap. libespeak-ng-dev holds the libespeak-ng.so the lyrics module links against.
+packages=(gcc libc6-dev make cmake pkg-config libespeak-ng-dev espeak-ng-data)
 [ "$tests" = 1 ] && packages+=(chromium python3-venv)
 python3 -m pip --version >/dev/null 2>&1 || packages+=(python3-pip)
 
