@@ -4,8 +4,11 @@
 #     still exits 0, so any line naming one of them fails the check); the binary is pointed at
 #     a stand-in, as refrain is not installed on the checking machine;
 #   - the compose file parses as YAML and has the services and volumes docs/deploy.md
-#     describes (and `docker compose config` accepts it, where docker compose exists).
-# Without systemd-analyze it installs systemd in CI and skips that part elsewhere.
+#     describes (and `docker compose config` accepts it, where docker compose exists);
+#   - .dockerignore leaves out everything .gitignore does (build outputs, fetched tools, virtual
+#     environments, bundles), so the container build's context holds only the sources.
+# Without systemd-analyze it installs systemd in CI (CI set) and fails when that does not give
+# it; elsewhere it skips the units with a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +18,11 @@ if ! command -v systemd-analyze >/dev/null && [ -n "${CI:-}" ]; then
   "${SUDO[@]}" apt-get update -q >&2 || true
   DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q --no-install-recommends systemd >&2 \
     || echo "check-deploy: could not install systemd" >&2
+  if ! command -v systemd-analyze >/dev/null; then
+    echo "check-deploy: FAIL: no systemd-analyze in CI, so the systemd units cannot be verified;" \
+      "install the Debian package systemd (apt-get install systemd) on the CI machine" >&2
+    exit 1
+  fi
 fi
 if command -v systemd-analyze >/dev/null; then
   tmp="$(mktemp -d)"
@@ -33,7 +41,8 @@ if command -v systemd-analyze >/dev/null; then
   fi
   echo "check-deploy: systemd units verified" >&2
 else
-  echo "check-deploy: skipped the systemd units (no systemd-analyze here)" >&2
+  echo "check-deploy: skipped the systemd units (no systemd-analyze here; install the package" \
+    "systemd to check them, CI fails without it)" >&2
 fi
 
 python=python3
@@ -58,6 +67,33 @@ for name, svc in services.items():
         assert "node" in svc["command"], f"compose: {name} does not run `refrain node`"
 print("check-deploy: compose file parses, services and volumes present", file=sys.stderr)
 PY
+# .dockerignore against .gitignore: every pattern .gitignore has, .dockerignore has too (written
+# from the context root: a .gitignore pattern without an inner slash matches at any depth, `**/`).
+"$python" - .gitignore .dockerignore <<'PY'
+import sys
+
+def patterns(path, git):
+    out = set()
+    for line in open(path):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        neg = line.startswith("!")
+        line = line.lstrip("!")
+        anchored = "/" in line.rstrip("/")
+        line = line.strip("/")
+        if git and not anchored:
+            line = "**/" + line
+        out.add(("!" if neg else "") + line)
+    return out
+
+missing = sorted(patterns(sys.argv[1], True) - patterns(sys.argv[2], False))
+if missing:
+    sys.exit(f"check-deploy: .dockerignore lacks what .gitignore leaves out: {' '.join(missing)}"
+             " (add them to .dockerignore, written from the context root)")
+print("check-deploy: .dockerignore leaves out everything .gitignore does", file=sys.stderr)
+PY
+
 if docker compose version >/dev/null 2>&1; then
   docker compose -f deploy/compose.yaml config -q
   echo "check-deploy: docker compose config accepts it" >&2
