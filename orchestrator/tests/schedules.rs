@@ -199,6 +199,11 @@ async fn downtime_is_caught_up_by_policy() {
         metrics.contains("refrain_schedule_jobs_total{schedule=\"all\"} 3"),
         "{metrics}"
     );
+    // Fires: skip only 06:00; once 05:00 and 06:00; all 04:00, 05:00 and 06:00.
+    for (name, fires) in [("skip", 1), ("once", 2), ("all", 3)] {
+        let line = format!("refrain_schedule_fires_total{{schedule=\"{name}\"}} {fires}\n");
+        assert!(metrics.contains(&line), "{line}: {metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
