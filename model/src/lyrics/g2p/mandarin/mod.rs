@@ -248,8 +248,13 @@ impl G2p for MandarinG2p {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
+    use super::data::{Lexicon, MandarinData, PolyData};
+    use super::{MandarinG2p, PolyphoneModel, CACHE_LIMIT};
     use crate::bundle::Bundle;
+    use crate::lyrics::g2p::G2p;
     use crate::track;
 
     fn encoder() -> crate::lyrics::g2p::LineEncoder {
@@ -278,6 +283,89 @@ mod tests {
         assert_eq!(mixed[2..], e.encode("hello").unwrap()[..]);
         // punctuation: ，→ "," (id 0 + 1)
         assert_eq!(e.encode("你，好").unwrap(), [25, 1, 40]);
+    }
+
+    /// A polyphone model that counts its calls and reads every character as class 1.
+    #[derive(Default)]
+    struct CountingModel {
+        calls: AtomicUsize,
+    }
+
+    impl PolyphoneModel for CountingModel {
+        fn classify(&self, input_ids: &[i32]) -> Result<Vec<usize>, String> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok(vec![1; input_ids.len() - 1])
+        }
+    }
+
+    /// A G2P whose only polyphone is 行 (class 0 xing2, class 1 hang2), with `model`.
+    fn g2p_with(model: Arc<CountingModel>) -> MandarinG2p {
+        let table = [("xing", "ㄒㄧㄥ"), ("hang", "ㄏㄤ"), ("ni", "ㄋㄧ")];
+        let data = MandarinData {
+            dir: "in-memory".into(),
+            lexicon: Lexicon::parse("你\tni3\n行\txing2\n".into(), "in-memory").unwrap(),
+            pinyin_to_bopomofo: table
+                .iter()
+                .map(|(p, b)| (p.to_string(), b.to_string()))
+                .collect(),
+            poly: Some(PolyData {
+                chars: ['行'].into_iter().collect(),
+                classes: vec!["xing2".into(), "hang2".into()],
+                bert_vocab: [("[UNK]", 100), ("[CLS]", 101), ("行", 5), ("你", 6)]
+                    .iter()
+                    .map(|(t, id)| (t.to_string(), *id))
+                    .collect(),
+                unk_id: 100,
+                cls_id: 101,
+                model: None,
+            }),
+        };
+        MandarinG2p::new(Arc::new(data), Some(model as Arc<dyn PolyphoneModel>))
+    }
+
+    #[test]
+    fn a_repeated_line_comes_from_the_cache_without_running_the_model() {
+        let model = Arc::new(CountingModel::default());
+        let g2p = g2p_with(model.clone());
+        let calls = || model.calls.load(Ordering::SeqCst);
+        let first = g2p.phonemes("你行").unwrap();
+        assert_eq!(calls(), 1, "the polyphone 行 runs the model once");
+        // class 1 is hang2: the model's reading, not the lexicon's xing2
+        let lexicon_only = MandarinG2p::new(g2p.data.clone(), None);
+        assert_ne!(first, lexicon_only.phonemes("你行").unwrap());
+        for _ in 0..3 {
+            assert_eq!(g2p.phonemes("你行").unwrap(), first);
+        }
+        assert_eq!(calls(), 1, "a repeated line must not run the model again");
+        g2p.phonemes("行你").unwrap();
+        assert_eq!(calls(), 2, "another line does");
+    }
+
+    #[test]
+    fn the_line_cache_is_bounded() {
+        let model = Arc::new(CountingModel::default());
+        let g2p = g2p_with(model.clone());
+        let calls = || model.calls.load(Ordering::SeqCst);
+        let cached = || g2p.cache.lock().unwrap().len();
+        g2p.phonemes("行0").unwrap();
+        // CACHE_LIMIT more distinct lines (digits become numerals; the line is the cache key)
+        for i in 1..=CACHE_LIMIT {
+            g2p.phonemes(&format!("行{i}")).unwrap();
+            assert!(cached() <= CACHE_LIMIT, "{} lines cached", cached());
+        }
+        assert_eq!(
+            calls(),
+            CACHE_LIMIT + 1,
+            "every distinct line ran the model"
+        );
+        // the first line was dropped to make room, so it runs the model again
+        g2p.phonemes("行0").unwrap();
+        assert_eq!(calls(), CACHE_LIMIT + 2);
+        assert!(cached() <= CACHE_LIMIT);
+        // while the newest lines are still there
+        let newest = format!("行{CACHE_LIMIT}");
+        g2p.phonemes(&newest).unwrap();
+        assert_eq!(calls(), CACHE_LIMIT + 2, "{newest} still cached");
     }
 
     #[test]
