@@ -175,3 +175,129 @@ impl Drop for Subscription {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use protocol::{JobEventKind, JobState};
+
+    use super::*;
+    use crate::store::tests::{progress, record_at};
+
+    /// Writes one change of `id` to the store's outbox and publishes it, as `Lifecycle` does.
+    async fn change(
+        store: &JobStore,
+        hub: &Hub,
+        id: &JobId,
+        from: JobState,
+        kind: JobEventKind,
+        f: impl FnOnce(&mut protocol::JobRecord) + Send,
+    ) -> u64 {
+        let durable = kind != JobEventKind::Progress;
+        let (_, event) = store
+            .transition(id, from, None, kind, None, durable, f)
+            .await
+            .unwrap();
+        hub.publish(&event);
+        event.seq
+    }
+
+    async fn drain(sub: &mut Subscription) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        while let Some(event) = sub.next().await.unwrap() {
+            seqs.push(event.seq);
+        }
+        seqs
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_gets_the_rest_from_the_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(&dir.path().join("jobs.sled")).unwrap();
+        let hub = Hub::new();
+        let job = record_at(1_000, None);
+        store.put(&job).await.unwrap();
+        let mut sub = hub.subscribe(&store, &job.id, 0);
+        assert_eq!(sub.next().await.unwrap().unwrap().seq, 1);
+        // More live events than the per-job channel holds, while the subscriber reads none.
+        let start = JobEventKind::Started;
+        change(&store, &hub, &job.id, JobState::Queued, start, |r| {
+            r.state = JobState::Running
+        })
+        .await;
+        let steps = PER_JOB_BUFFER as u32 + 40;
+        for step in 1..=steps {
+            change(
+                &store,
+                &hub,
+                &job.id,
+                JobState::Running,
+                JobEventKind::Progress,
+                move |r| r.progress = Some(progress(step)),
+            )
+            .await;
+        }
+        let last = change(
+            &store,
+            &hub,
+            &job.id,
+            JobState::Running,
+            JobEventKind::Cancelled,
+            |r| r.state = JobState::Cancelled,
+        )
+        .await;
+        assert_eq!(drain(&mut sub).await, (2..=last).collect::<Vec<_>>());
+        assert_eq!(last, u64::from(steps) + 3);
+    }
+
+    /// After a restart a job's numbers jump (the store's boot floor): a subscriber resuming
+    /// from the last number it saw before the restart takes the jump for a gap, reads the
+    /// outbox and misses nothing.
+    #[tokio::test]
+    async fn a_subscriber_resuming_across_a_restart_follows_the_numbers_jump() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.sled");
+        let job = record_at(1_000, None);
+        let seen = {
+            let store = JobStore::open(&path).unwrap();
+            let hub = Hub::new();
+            store.put(&job).await.unwrap();
+            change(
+                &store,
+                &hub,
+                &job.id,
+                JobState::Queued,
+                JobEventKind::Started,
+                |r| r.state = JobState::Running,
+            )
+            .await
+        };
+        let store = JobStore::open(&path).unwrap();
+        let hub = Hub::new();
+        let mut sub = hub.subscribe(&store, &job.id, seen);
+        let writer = {
+            let (store, hub, id) = (store.clone(), hub.clone(), job.id.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                let requeue = JobEventKind::Requeued;
+                change(&store, &hub, &id, JobState::Running, requeue, |r| {
+                    r.state = JobState::Queued
+                })
+                .await;
+                change(
+                    &store,
+                    &hub,
+                    &id,
+                    JobState::Queued,
+                    JobEventKind::Cancelled,
+                    |r| r.state = JobState::Cancelled,
+                )
+                .await
+            })
+        };
+        let seqs = drain(&mut sub).await;
+        let last = writer.await.unwrap();
+        let floor = store.seq_floor();
+        assert_eq!(seqs, [floor + 1, floor + 2]);
+        assert_eq!(last, floor + 2);
+    }
+}

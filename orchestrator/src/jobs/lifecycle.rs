@@ -338,29 +338,45 @@ impl Lifecycle {
     }
 
     /// Cancels a queued or running job. A terminal job is a `Conflict`.
+    ///
+    /// The compare-and-swap expects the state just read; when the job moved meanwhile (it
+    /// started, was retried or handed back) but is still not finished, the cancel is tried
+    /// again on the new state, so a job that starts at the moment of the request is still
+    /// cancelled rather than refused as finished.
     pub async fn cancel(&self, id: &JobId, reason: &str) -> Result<JobRecord, StoreError> {
-        let Some(record) = self.store.get(id)? else {
-            return Err(StoreError::NotFound(id.clone()));
-        };
-        let reason = reason.to_string();
-        self.change(
-            id,
-            Expect::current(&record),
-            JobEventKind::Cancelled,
-            true,
-            move |r| {
-                r.state = JobState::Cancelled;
-                r.error = Some(reason);
-            },
-        )
-        .await
+        loop {
+            let Some(record) = self.store.get(id)? else {
+                return Err(StoreError::NotFound(id.clone()));
+            };
+            let reason = reason.to_string();
+            let result = self
+                .change(
+                    id,
+                    Expect::current(&record),
+                    JobEventKind::Cancelled,
+                    true,
+                    move |r| {
+                        r.state = JobState::Cancelled;
+                        r.error = Some(reason);
+                    },
+                )
+                .await;
+            match result {
+                Err(StoreError::Conflict { .. }) if !record.state.is_terminal() => {
+                    // Lost a race with another change; a terminal record ends the loop above
+                    // (its own CAS fails with the conflict returned below).
+                    continue;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Removes a finished job (retention): publishes its `expired` event, then deletes the
     /// record with its outbox.
     pub async fn expire(&self, record: &JobRecord) -> Result<(), StoreError> {
         let mut event = JobEvent::of(record, JobEventKind::Expired, now_ms());
-        event.seq = record.event_seq + 1;
+        event.seq = self.store.next_seq(record.event_seq);
         self.store.delete(&record.id).await?;
         self.hub.publish(&event);
         Ok(())

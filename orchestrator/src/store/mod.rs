@@ -26,7 +26,18 @@
 //!   its sequence number: the outbox can never disagree with the record, and a subscriber that
 //!   resumes from a sequence number reads exactly what it missed.
 //!
-//! Only [`crate::jobs::Lifecycle`] calls [`JobStore::insert`] and [`JobStore::transition`].
+//! - Sequence numbers are never given twice, even across a crash. Progress events are written
+//!   without a flush and any event is readable before its flush ends, so a subscriber may have
+//!   seen event N of a job that a `kill -9` then lost; the job's next event after the restart
+//!   must not be N again, or that subscriber (resuming after N) would skip it. So every
+//!   opening of the store counts a *boot* (durably, before anything else is written), and a
+//!   boot's events are numbered from [`JobStore::seq_floor`] = `(boot - 1) << 32` up: a job's
+//!   first event in a later boot jumps past every number an earlier boot could have used. A
+//!   store that never restarted numbers 1, 2, 3, …; after a restart the numbers of older jobs
+//!   jump (e.g. to 4294967297) and stay increasing, which is all `Last-Event-ID` relies on.
+//!
+//! Only [`crate::jobs::Lifecycle`] calls [`JobStore::insert_buffered`] and
+//! [`JobStore::transition`] (tests use [`JobStore::insert`]).
 //!
 //! All sled-specific code of the job store lives here; `EmbeddedQueue` shares the same
 //! `sled::Db` (see [`JobStore::db`]) so that one flush covers both.
@@ -92,6 +103,9 @@ pub struct JobStore {
     group: commit::GroupFlush,
     /// Serialises read-check-write sequences of this process (never held across an await).
     writer: Arc<Mutex<()>>,
+    /// Every event written by this process has a sequence number above this one (see the
+    /// module docs on sequence numbers).
+    seq_floor: u64,
 }
 
 impl std::fmt::Debug for JobStore {
@@ -117,6 +131,8 @@ const BY_OWNER: &str = "jobs_by_owner";
 const EVENTS: &str = "job_events";
 const COUNTS: &str = "job_counts";
 const LOOKUP: &str = "jobs_lookup";
+/// Key in sled's default tree: how many times the store was opened (u32, big-endian).
+const BOOT: &[u8] = b"job_store_boot";
 
 impl JobStore {
     /// Opens (or creates) the store at `path`. sled takes an exclusive lock on the directory:
@@ -129,6 +145,7 @@ impl JobStore {
     /// Uses an already opened database (its trees `jobs*` belong to the store), and checks
     /// its counters against its records ([`JobStore::check_counts`]).
     pub fn with_db(db: sled::Db) -> Result<JobStore, StoreError> {
+        let seq_floor = u64::from(next_boot(&db)? - 1) << 32;
         let store = JobStore {
             jobs: db.open_tree(JOBS)?,
             by_state: db.open_tree(BY_STATE)?,
@@ -142,10 +159,22 @@ impl JobStore {
             group: commit::GroupFlush::new(db.clone()),
             db,
             writer: Arc::new(Mutex::new(())),
+            seq_floor,
         };
         store.check_counts()?;
         store.check_lookup()?;
         Ok(store)
+    }
+
+    /// Every event this process writes has a sequence number above this floor, and every
+    /// event an earlier opening of the store wrote has one at or below it.
+    pub fn seq_floor(&self) -> u64 {
+        self.seq_floor
+    }
+
+    /// The sequence number of the event after one numbered `last` (0: none yet).
+    pub fn next_seq(&self, last: u64) -> u64 {
+        last.max(self.seq_floor) + 1
     }
 
     /// The underlying database, for the embedded queue (one Db, one flush).
@@ -185,8 +214,8 @@ impl JobStore {
     }
 
     /// Inserts a new record (state Queued, attempt 1), its indexes, its counters and its first
-    /// outbox event (`queued`, seq 1) in one sled transaction, not flushed: the caller flushes
-    /// ([`JobStore::flush`]) before telling anybody. A record that is not Queued with attempt
+    /// outbox event (`queued`, numbered [`JobStore::next_seq`] of 0) in one sled transaction,
+    /// not flushed: the caller flushes ([`JobStore::flush`]) before telling anybody. A record that is not Queued with attempt
     /// 1, an id that exists or a result file name that is taken is a `Conflict` (nothing
     /// written).
     pub fn insert_buffered(
@@ -194,11 +223,11 @@ impl JobStore {
         record: &mut JobRecord,
         queue_position: Option<usize>,
     ) -> Result<JobEvent, StoreError> {
-        record.event_seq = 1;
+        record.event_seq = self.next_seq(0);
         let mut event = JobEvent::of(record, JobEventKind::Queued, record.created_ms);
         event.queue_position = queue_position;
         let event_bytes = outbox::encode(&event)?;
-        let event_key = outbox::key(&record.id, 1);
+        let event_key = outbox::key(&record.id, record.event_seq);
         if record.state != JobState::Queued || record.attempt != 1 {
             return Err(StoreError::Conflict {
                 id: record.id.clone(),
@@ -321,9 +350,9 @@ impl JobStore {
     /// The compare-and-swap. Applies `f` to the record only if its state is `from` and (when
     /// given) its attempt is `attempt`; checks that `from` may become the new state (a
     /// `Progress` event keeps the state); writes the record, its state index and the job's next
-    /// outbox event (`kind`, seq = `event_seq + 1`) in one transaction; sets `updated_ms`;
-    /// flushes when `durable`; returns the new record and its event. Any mismatch is
-    /// `StoreError::Conflict` and nothing is written.
+    /// outbox event (`kind`, numbered [`JobStore::next_seq`] of `event_seq`) in one
+    /// transaction; sets `updated_ms`; flushes when `durable`; returns the new record and its
+    /// event. Any mismatch is `StoreError::Conflict` and nothing is written.
     ///
     /// Besides what `f` does, the store also: sets `started_ms` when the job becomes Running
     /// (unless `f` set it), sets `finished_ms` when it becomes terminal (unless `f` did), and
@@ -396,7 +425,7 @@ impl JobStore {
             if new.state == JobState::Queued {
                 new.progress = None;
             }
-            new.event_seq = old.event_seq + 1;
+            new.event_seq = self.next_seq(old.event_seq);
             let mut event = JobEvent::of(&new, kind, now);
             event.queue_position = queue_position;
             self.replace_locked(&old_bytes, &old, &new, &event)?;
@@ -497,6 +526,27 @@ impl JobStore {
     pub fn events_after(&self, id: &JobId, after: u64) -> Result<Vec<JobEvent>, StoreError> {
         outbox::read_after(&self.events, id, after)
     }
+}
+
+/// Counts this opening of the database (durably, before the store writes anything) and
+/// returns its number: 1 for a new store.
+fn next_boot(db: &sled::Db) -> Result<u32, StoreError> {
+    let last = match db.get(BOOT)? {
+        None => 0,
+        Some(bytes) => <[u8; 4]>::try_from(bytes.as_ref())
+            .map(u32::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt {
+                key: String::from_utf8_lossy(BOOT).into_owned(),
+                reason: format!("{} bytes, expected 4", bytes.len()),
+            })?,
+    };
+    let boot = last.checked_add(1).ok_or_else(|| StoreError::Corrupt {
+        key: String::from_utf8_lossy(BOOT).into_owned(),
+        reason: "the boot counter is exhausted".into(),
+    })?;
+    db.insert(BOOT, &boot.to_be_bytes())?;
+    db.flush()?;
+    Ok(boot)
 }
 
 /// "queued (attempt 2)".

@@ -118,8 +118,12 @@ async fn delete_removes_the_record_and_its_indexes() {
     let keep = record_at(2_000, None);
     store.put(&r).await.unwrap();
     store.put(&keep).await.unwrap();
+    assert_eq!(store.events_after(&r.id, 0).unwrap().len(), 1);
     store.delete(&r.id).await.unwrap();
     assert_eq!(store.get(&r.id).unwrap(), None);
+    // Its outbox goes with it; the other job's stays.
+    assert!(store.events_after(&r.id, 0).unwrap().is_empty());
+    assert_eq!(store.events_after(&keep.id, 0).unwrap().len(), 1);
     assert_eq!(
         store
             .get_by_file(&format!("x/{}", r.id.file_name()))

@@ -126,7 +126,7 @@ pub(crate) fn record_at(created_ms: u64, subdir: Option<&str>) -> JobRecord {
     }
 }
 
-fn progress(step: u32) -> ProgressEvent {
+pub(crate) fn progress(step: u32) -> ProgressEvent {
     ProgressEvent {
         stage: Stage::Sampling,
         step,
