@@ -1,10 +1,13 @@
 //! `refrain doctor`, the real binary: a healthy set-up (the committed test bundle, ONNX Runtime
 //! from `.ort/`, a fresh data folder, a free port; with the NATS backend a real nats-server)
 //! passes with exit status 0, and each broken set-up that can be made on one machine — ONNX
-//! Runtime missing, a bundle file changed after its `SHA256SUMS` was written, a data folder that
-//! cannot be created, a listen port in use, a NATS URL nothing answers on, a configuration with
-//! an unknown key — fails with exit status 1 on the line of that check, and the line says how
-//! to fix it.
+//! Runtime missing, a bundle without or with an invalid `bundle.toml`, a bundle file changed
+//! after its `SHA256SUMS` was written, graphs that do not match the manifest (checksums
+//! intact), a data folder that cannot be created, a listen port in use, a NATS URL nothing
+//! answers on, a nats-server without JetStream, a configuration with an unknown key or an
+//! invalid device, `cuda:0` with the CPU build of ONNX Runtime, an `nvidia-smi` (a stub on
+//! PATH) that cannot reach the driver or lists too few GPUs — fails with exit status 1 on the
+//! line of that check, and the line says what is wrong and how to fix it.
 //!
 //! Skipped with a message without ONNX Runtime (or nats-server, for the NATS case), except in
 //! CI.
@@ -20,7 +23,12 @@ use support::*;
 
 /// Runs `refrain doctor ARGS` from the workspace root.
 fn doctor(args: &[&str]) -> Output {
-    refrain_command(&[])
+    doctor_with(&[], args)
+}
+
+/// Runs `refrain doctor ARGS` with the environment variables `vars` added.
+fn doctor_with(vars: &[(String, String)], args: &[&str]) -> Output {
+    refrain_command(vars)
         .arg("doctor")
         .args(args)
         .output()
@@ -290,4 +298,253 @@ fn the_deployment_configurations_are_valid() {
         let all = text(&out);
         assert!(line(&all, "config").starts_with("ok"), "{file}:\n{all}");
     }
+}
+
+#[test]
+fn a_bundle_without_a_manifest_fails() {
+    let dir = TestDir::new();
+    let bundle = bundle_copy(dir.path());
+    std::fs::remove_file(bundle.join("bundle.toml")).unwrap();
+    let mut flags = healthy_flags(&dir);
+    flags.extend(["--bundle".into(), bundle.display().to_string()]);
+    let out = doctor(&args(&flags));
+    assert_fails(
+        &out,
+        "bundle",
+        "cannot read bundle manifest",
+        "a bundle folder with bundle.toml",
+    );
+    assert!(line(&text(&out), "bundle").contains("bundle.toml"));
+}
+
+#[test]
+fn an_invalid_bundle_manifest_fails_on_one_line() {
+    let dir = TestDir::new();
+    let bundle = bundle_copy(dir.path());
+    // A manifest cut short: a TOML parse error, which spans several lines of its own.
+    std::fs::write(bundle.join("bundle.toml"), "name = \"cut short\"\n").unwrap();
+    let mut flags = healthy_flags(&dir);
+    flags.extend(["--bundle".into(), bundle.display().to_string()]);
+    let out = doctor(&args(&flags));
+    assert_fails(
+        &out,
+        "bundle",
+        "invalid bundle manifest",
+        "correct bundle.toml",
+    );
+    let all = text(&out);
+    let l = line(&all, "bundle");
+    assert!(l.contains("missing field `version`"), "{l}");
+    // Every line of the report is one check (the error's own lines are joined).
+    for report_line in String::from_utf8_lossy(&out.stdout).lines() {
+        assert!(
+            ["ok ", "warn", "FAIL"]
+                .iter()
+                .any(|s| report_line.starts_with(s)),
+            "not a check line: {report_line}\n{all}"
+        );
+    }
+}
+
+#[test]
+fn graphs_that_do_not_match_the_manifest_fail_only_the_graph_check() {
+    if !ort_available() {
+        return;
+    }
+    let dir = TestDir::new();
+    let bundle = bundle_copy(dir.path());
+    // The VAE's decoder and encoder swapped, and SHA256SUMS swapped with them: every file has
+    // its digest, so only the graphs' signatures can tell.
+    let (dec, enc) = (
+        bundle.join("vae_decoder.onnx"),
+        bundle.join("vae_encoder.onnx"),
+    );
+    let tmp = bundle.join("swap.onnx");
+    std::fs::rename(&dec, &tmp).unwrap();
+    std::fs::rename(&enc, &dec).unwrap();
+    std::fs::rename(&tmp, &enc).unwrap();
+    let sums = bundle.join("SHA256SUMS");
+    let swapped = std::fs::read_to_string(&sums)
+        .unwrap()
+        .replace("vae_decoder.onnx", "SWAP")
+        .replace("vae_encoder.onnx", "vae_decoder.onnx")
+        .replace("SWAP", "vae_encoder.onnx");
+    std::fs::write(&sums, swapped).unwrap();
+    let mut flags = healthy_flags(&dir);
+    flags.extend(["--bundle".into(), bundle.display().to_string()]);
+    let out = doctor(&args(&flags));
+    assert_fails(
+        &out,
+        "graphs",
+        "vae decoder: missing input",
+        "export the bundle again",
+    );
+    let all = text(&out);
+    for name in ["bundle", "checksums"] {
+        assert!(line(&all, name).starts_with("ok"), "{all}");
+    }
+    let failing: Vec<&str> = all.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(failing.len(), 1, "{all}");
+}
+
+/// A configuration file with `devices = [DEVICES]` and the rest as config/default.toml's.
+fn devices_config(dir: &Path, devices: &str) -> PathBuf {
+    let text = std::fs::read_to_string(workspace().join("config/default.toml")).unwrap();
+    let mut replaced = false;
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("devices") {
+                replaced = true;
+                format!("devices = [{devices}]\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert!(replaced, "config/default.toml has no devices line");
+    let file = dir.join("devices.toml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+#[test]
+fn an_invalid_device_fails_the_configuration() {
+    let dir = TestDir::new();
+    let config = devices_config(dir.path(), "\"tpu:0\"");
+    let mut flags = healthy_flags(&dir);
+    flags.extend(["--config".into(), config.display().to_string()]);
+    let out = doctor(&args(&flags));
+    assert_fails(&out, "config", "tpu:0", "\"cuda:N\"");
+    assert!(text(&out).contains("the other checks need"));
+}
+
+#[test]
+fn cuda_with_the_cpu_build_of_onnx_runtime_fails() {
+    if !ort_available() {
+        return;
+    }
+    let dir = TestDir::new();
+    let config = devices_config(dir.path(), "\"cuda:0\"");
+    let mut flags = healthy_flags(&dir);
+    flags.extend(["--config".into(), config.display().to_string()]);
+    let out = doctor(&args(&flags));
+    let all = text(&out);
+    if !line(&all, "providers").contains("not in this build") {
+        eprintln!("skipped: the ONNX Runtime found here is the CUDA build\n{all}");
+        return;
+    }
+    assert_fails(
+        &out,
+        "providers",
+        "CUDA: not in this build of ONNX Runtime, but the configuration asks for cuda",
+        "ORT_FLAVOUR=gpu tools/fetch-onnxruntime.sh",
+    );
+}
+
+/// A folder holding an `nvidia-smi` that prints `stdout`, `stderr` and exits with `status`,
+/// and the PATH that puts it first.
+fn stub_nvidia_smi(dir: &Path, stdout: &str, stderr: &str, status: i32) -> (String, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("stub-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = bin.join("nvidia-smi");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nprintf '%s' '{stdout}'\nprintf '%s' '{stderr}' >&2\nexit {status}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    ("PATH".into(), format!("{}:{path}", bin.display()))
+}
+
+#[test]
+fn nvidia_smi_is_read_for_the_gpu_line() {
+    if !ort_available() {
+        return;
+    }
+    let dir = TestDir::new();
+    let one_gpu = stub_nvidia_smi(dir.path(), "0, NVIDIA Stub GPU, 81559, 1024\n", "", 0);
+    // On the CPU: the GPU is listed with its memory; a warning at most (CPU build, GPU seen).
+    let out = doctor_with(std::slice::from_ref(&one_gpu), &args(&healthy_flags(&dir)));
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        line(&all, "gpus").starts_with("ok")
+            && line(&all, "gpus").contains("cuda:0 NVIDIA Stub GPU (1024 of 81559 MiB used)"),
+        "{all}"
+    );
+    // A configured cuda:1 that nvidia-smi does not list.
+    let config = devices_config(dir.path(), "\"cuda:1\"");
+    let mut flags = healthy_flags(&dir);
+    flags.extend(["--config".into(), config.display().to_string()]);
+    let out = doctor_with(std::slice::from_ref(&one_gpu), &args(&flags));
+    assert_fails(
+        &out,
+        "gpus",
+        "asks for cuda:1, which is not there",
+        "cuda:0 to cuda:0",
+    );
+}
+
+#[test]
+fn an_nvidia_driver_nvidia_smi_cannot_reach_fails_when_cuda_is_configured() {
+    let dir = TestDir::new();
+    let broken = stub_nvidia_smi(
+        dir.path(),
+        "",
+        "NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.",
+        9,
+    );
+    // Without GPUs configured it is only a warning.
+    let out = doctor_with(
+        std::slice::from_ref(&broken),
+        &args(
+            &[
+                healthy_flags(&dir),
+                vec![
+                    "--ort-library".into(),
+                    "/nonexistent/libonnxruntime.so".into(),
+                ],
+            ]
+            .concat(),
+        ),
+    );
+    let all = text(&out);
+    let l = line(&all, "gpus");
+    assert!(
+        l.starts_with("warn") && l.contains("could not communicate"),
+        "{l}"
+    );
+    // With cuda:0 configured the service could not run: a failure naming the driver.
+    let config = devices_config(dir.path(), "\"cuda:0\"");
+    let mut flags = healthy_flags(&dir);
+    flags.extend(["--config".into(), config.display().to_string()]);
+    let out = doctor_with(std::slice::from_ref(&broken), &args(&flags));
+    assert_fails(
+        &out,
+        "gpus",
+        "nvidia-smi failed (exit status: 9): NVIDIA-SMI has failed",
+        "check the NVIDIA driver",
+    );
+}
+
+#[test]
+fn a_nats_server_without_jetstream_fails() {
+    let Some(binary) = nats_server_binary() else {
+        return;
+    };
+    let dir = TestDir::new();
+    let nats = NatsServer::start_without_jetstream(&binary, &dir.path().join("nats"));
+    let config = nats_config(dir.path(), &nats.url());
+    let mut flags = healthy_flags(&dir);
+    flags.extend(["--config".into(), config.display().to_string()]);
+    let out = doctor(&args(&flags));
+    assert_fails(&out, "nats", "no JetStream", "nats-server -js");
+    let l = line(&text(&out), "nats").to_string();
+    assert!(
+        l.contains(&nats.url()) && l.contains("nats-server 2."),
+        "{l}"
+    );
 }

@@ -16,17 +16,28 @@ pub struct NatsServer {
     binary: PathBuf,
     dir: PathBuf,
     child: Option<Child>,
+    jetstream: bool,
     pub port: u16,
 }
 
 impl NatsServer {
     /// Starts on a random port.
     pub fn start(binary: &Path, dir: &Path) -> NatsServer {
+        Self::start_with(binary, dir, true)
+    }
+
+    /// Starts on a random port without JetStream (no `-js`): what a misconfigured server is.
+    pub fn start_without_jetstream(binary: &Path, dir: &Path) -> NatsServer {
+        Self::start_with(binary, dir, false)
+    }
+
+    fn start_with(binary: &Path, dir: &Path, jetstream: bool) -> NatsServer {
         std::fs::create_dir_all(dir).expect("nats dir");
         let mut server = NatsServer {
             binary: binary.to_path_buf(),
             dir: dir.to_path_buf(),
             child: None,
+            jetstream,
             port: 0,
         };
         let child = server.spawn(None);
@@ -67,10 +78,11 @@ impl NatsServer {
     fn spawn(&self, port: Option<u16>) -> Child {
         let log = log_file(&self.dir.join("nats-server.log"));
         let port = port.map_or("-1".to_string(), |p| p.to_string());
-        Command::new(&self.binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port, "-m", "-1"])
-            .arg("-sd")
-            .arg(self.dir.join("js"))
+        let mut cmd = Command::new(&self.binary);
+        if self.jetstream {
+            cmd.arg("-js").arg("-sd").arg(self.dir.join("js"));
+        }
+        cmd.args(["-a", "127.0.0.1", "-p", &port, "-m", "-1"])
             .arg("--ports_file_dir")
             .arg(&self.dir)
             .stdout(Stdio::null())

@@ -168,9 +168,20 @@ pub struct Gpus {
     pub check: Check,
 }
 
-/// Asks `nvidia-smi` for every GPU's name and memory; none when it is not installed.
-pub fn gpus() -> Gpus {
+/// Asks `nvidia-smi` for every GPU's name and memory; none when it is not installed. When the
+/// configuration runs on GPUs (`devices`), a driver `nvidia-smi` cannot talk to, or fewer GPUs
+/// than a configured `cuda:N` needs, is a failure; otherwise only a warning.
+pub fn gpus(devices: &[Device]) -> Gpus {
     let name = "gpus";
+    let wanted: Vec<u32> = devices
+        .iter()
+        .filter_map(|d| match d {
+            Device::Cuda(n) => Some(*n),
+            Device::Cpu => None,
+        })
+        .collect();
+    let driver_fix = "check the NVIDIA driver (`nvidia-smi` must list the GPUs; reinstall or \
+                      load the driver matching the kernel, then reboot if it says so)";
     let out = Command::new("nvidia-smi")
         .args([
             "--query-gpu=index,name,memory.total,memory.used",
@@ -178,6 +189,17 @@ pub fn gpus() -> Gpus {
         ])
         .output();
     let out = match out {
+        // The CUDA check (providers) still tells whether the GPUs work without nvidia-smi.
+        Err(_) if !wanted.is_empty() => {
+            return Gpus {
+                count: 0,
+                check: Check::warn(
+                    name,
+                    "unknown (nvidia-smi not found) although the configuration asks for cuda",
+                    "install the NVIDIA driver's utilities (nvidia-smi) to list the GPUs",
+                ),
+            }
+        }
         Err(_) => {
             return Gpus {
                 count: 0,
@@ -185,15 +207,21 @@ pub fn gpus() -> Gpus {
             }
         }
         Ok(o) if !o.status.success() => {
-            let why = String::from_utf8_lossy(&o.stderr).trim().to_string();
-            return Gpus {
-                count: 0,
-                check: Check::warn(
+            let mut why = String::from_utf8_lossy(&o.stderr).trim().to_string();
+            if why.is_empty() {
+                why = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            }
+            let detail = format!("nvidia-smi failed ({}): {why}", o.status);
+            let check = if wanted.is_empty() {
+                Check::warn(name, detail, driver_fix)
+            } else {
+                Check::fail(
                     name,
-                    format!("nvidia-smi failed: {why}"),
-                    "check the NVIDIA driver (`nvidia-smi` must list the GPUs)",
-                ),
+                    format!("{detail}; the configuration asks for cuda"),
+                    driver_fix,
+                )
             };
+            return Gpus { count: 0, check };
         }
         Ok(o) => String::from_utf8_lossy(&o.stdout).to_string(),
     };
@@ -207,10 +235,37 @@ pub fn gpus() -> Gpus {
             Some(format!("cuda:{index} {model} ({used} of {total} MiB used)"))
         })
         .collect();
-    let check = if listed.is_empty() {
-        Check::ok(name, "none (nvidia-smi lists no GPU)")
+    let shown = if listed.is_empty() {
+        "none (nvidia-smi lists no GPU)".to_string()
     } else {
-        Check::ok(name, listed.join("; "))
+        listed.join("; ")
+    };
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|&&n| n as usize >= listed.len())
+        .map(|n| format!("cuda:{n}"))
+        .collect();
+    let check = if missing.is_empty() {
+        Check::ok(name, shown)
+    } else {
+        Check::fail(
+            name,
+            format!(
+                "{shown}; the configuration asks for {}, which is not there",
+                missing.join(", ")
+            ),
+            format!(
+                "{}check the driver and that the GPUs are visible here (CUDA_VISIBLE_DEVICES, \
+                 the container's --gpus)",
+                match listed.len() {
+                    0 => "use devices = [\"cpu\"], or ".to_string(),
+                    n => format!(
+                        "list only the GPUs nvidia-smi shows (cuda:0 to cuda:{}), or ",
+                        n - 1
+                    ),
+                }
+            ),
+        )
     };
     Gpus {
         count: listed.len(),

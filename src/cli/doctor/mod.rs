@@ -94,12 +94,31 @@ impl std::fmt::Display for Check {
             Status::Warn => "warn",
             Status::Fail => "FAIL",
         };
-        write!(f, "{status:<4}  {:<14} {}", self.name, self.detail)?;
+        // One line per check, whatever the detail or fix holds (a TOML parse error spans lines).
+        write!(
+            f,
+            "{status:<4}  {:<14} {}",
+            self.name,
+            one_line(&self.detail)
+        )?;
         if let Some(fix) = &self.fix {
-            write!(f, " — fix: {fix}")?;
+            write!(f, " — fix: {}", one_line(fix))?;
         }
         Ok(())
     }
+}
+
+/// `text`'s lines, trimmed and without the empty ones, joined by spaces.
+fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('\n') {
+        return text.into();
+    }
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join(" ").into()
 }
 
 /// Runs every check, printing each line as it is known; an error when any failed.
@@ -163,7 +182,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
         anyhow::bail!("1 check failed: the configuration, which the other checks need");
     };
 
-    let gpus = host::gpus();
+    let gpus = host::gpus(&devices);
     let runtime = host::onnx_runtime(&config, &mut report);
     let bundle = setup::bundle_manifest(&config, &mut report);
     host::execution_providers(

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use refrain_inference::pipeline::Generator;
 use refrain_inference::runtime::Device;
 use refrain_model::bundle::checksums::SUMS_FILE;
-use refrain_model::bundle::Bundle;
+use refrain_model::bundle::{Bundle, BundleError};
 use refrain_orchestrator::config::{Backend, Config};
 
 use super::Check;
@@ -49,12 +49,21 @@ pub fn bundle_manifest(config: &Config, report: &mut impl FnMut(Check)) -> Optio
             Some(b)
         }
         Err(e) => {
-            report(Check::fail(
-                "bundle",
-                e.to_string(),
-                "point `bundle` (or --bundle) at a bundle folder with bundle.toml and every file \
-                 it names (models/test-bundle for the test bundle)",
-            ));
+            let fix = match &e {
+                BundleError::Read { .. } => {
+                    "point `bundle` (or --bundle) at a bundle folder with bundle.toml and every \
+                     file it names (models/test-bundle for the test bundle)"
+                }
+                BundleError::Parse { .. } | BundleError::Invalid { .. } => {
+                    "correct bundle.toml (models/test-bundle/bundle.toml shows every section and \
+                     key) or export the bundle again (tools/export-bundle)"
+                }
+                BundleError::MissingFile { .. } => {
+                    "copy the missing file into the bundle folder, or export the bundle again \
+                     (tools/export-bundle)"
+                }
+            };
+            report(Check::fail("bundle", e.to_string(), fix));
             None
         }
     }
