@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::progress::ProgressEvent;
 
-/// A job's id: 32 lower-case hex digits (a random UUID without dashes).
+/// A job's id: 32 lower-case hex digits. The orchestrator makes them from the creation time
+/// in milliseconds (the first 12 digits) and 80 random bits, so ids sort by creation and
+/// cannot be guessed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
