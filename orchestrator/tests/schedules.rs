@@ -3,8 +3,10 @@
 //! scheduler stops in the middle of a fire (its state says which fire was in progress) and a
 //! new one takes over; each catch-up policy after downtime; a batch of 20 does not delay a
 //! person's job by more than one job; the API (create, list with next fire times in the zone,
-//! get, update, pause/resume, run, delete, and the refusals); config validation naming the
-//! schedule and field. (Daylight saving rules: `schedules::when`'s unit tests.)
+//! get, update, pause/resume, run, delete, and the refusals); with API keys, a key sees and
+//! changes only its own schedules and the config file's (another key's is a 404); config
+//! validation naming the schedule and field. (Daylight saving rules: `schedules::when`'s unit
+//! tests.)
 
 mod support;
 
@@ -388,6 +390,128 @@ async fn the_api_manages_schedules() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, list) = call(&s, Method::GET, "/api/v1/schedules", None).await;
     assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+/// `call` with an API key.
+async fn call_as(
+    s: &TestService,
+    key: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = s
+        .client
+        .request(method, format!("{}{path}", s.base))
+        .header("x-api-key", key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_key_sees_and_changes_only_its_own_schedules() {
+    let from_config = spec(json!({"name": "nightly", "cron": "0 0 3 * * *",
+                                  "items": [{"lyrics": "[00:10.00] for everyone"}]}));
+    let s = support::start_with(|c| c.schedules = vec![from_config]).await;
+    s.app.set_ready(true);
+    let keys = s.app.config().api_keys_path();
+    let alice = refrain_orchestrator::api::v1::auth::add_key(&keys, "alice").unwrap();
+    let bob = refrain_orchestrator::api::v1::auth::add_key(&keys, "bob").unwrap();
+
+    let mine = json!({"name": "alices", "cron": "0 12 * * *",
+                      "items": [{"lyrics": "[00:10.00] mine"}], "paused": true});
+    let (status, created) = call_as(
+        &s,
+        &alice,
+        Method::POST,
+        "/api/v1/schedules",
+        Some(mine.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["owner"], "key:alice");
+
+    // Bob lists the config file's schedule only, and every route on Alice's answers as for a
+    // name that does not exist.
+    let names = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, list) = call_as(&s, &bob, Method::GET, "/api/v1/schedules", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(names(&list), ["nightly"]);
+    let routes = [
+        (Method::GET, ""),
+        (Method::PUT, ""),
+        (Method::DELETE, ""),
+        (Method::POST, "/pause"),
+        (Method::POST, "/resume"),
+        (Method::POST, "/run"),
+    ];
+    for (method, tail) in &routes {
+        let body = (*method == Method::PUT).then(|| mine.clone());
+        let theirs = format!("/api/v1/schedules/alices{tail}");
+        let (status, e) = call_as(&s, &bob, method.clone(), &theirs, body.clone()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {theirs}: {e}");
+        assert_eq!(e["error"]["code"], "not_found", "{e}");
+        let none = format!("/api/v1/schedules/nosuch{tail}");
+        let (status, n) = call_as(&s, &bob, method.clone(), &none, body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {none}: {n}");
+        assert_eq!(
+            e["error"]["message"]
+                .as_str()
+                .unwrap()
+                .replace("alices", "nosuch"),
+            n["error"]["message"].as_str().unwrap(),
+            "{method} {theirs}"
+        );
+    }
+    // Nothing Bob asked changed it, and he made no job of it.
+    let (status, still) = call_as(&s, &alice, Method::GET, "/api/v1/schedules/alices", None).await;
+    assert_eq!(status, StatusCode::OK, "{still}");
+    assert_eq!(
+        (still["paused"].clone(), still["fires"].clone()),
+        (json!(true), json!(0))
+    );
+    assert!(jobs_of(&s, "key:alice").is_empty());
+    assert!(jobs_of(&s, "key:bob").is_empty());
+
+    // The config file's schedule stays everyone's to read, pause and resume.
+    let (status, _) = call_as(
+        &s,
+        &bob,
+        Method::POST,
+        "/api/v1/schedules/nightly/pause",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call_as(&s, &alice, Method::GET, "/api/v1/schedules/nightly", None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Alice sees both, changes and deletes hers.
+    let (_, list) = call_as(&s, &alice, Method::GET, "/api/v1/schedules", None).await;
+    assert_eq!(names(&list), ["alices", "nightly"]);
+    let (status, fired) = call_as(
+        &s,
+        &alice,
+        Method::POST,
+        "/api/v1/schedules/alices/run",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{fired}");
+    assert_eq!(jobs_of(&s, "key:alice").len(), 1);
+    let (status, _) = call_as(&s, &alice, Method::DELETE, "/api/v1/schedules/alices", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
 }
 
 #[test]

@@ -1,53 +1,92 @@
 //! The scheduler's answers to the API: list, get, create, update, delete, pause/resume and
 //! fire now. They run on the scheduler task, so a schedule never changes while it fires.
+//! Each command but create carries the caller's [`Access`]: a schedule the caller may not see
+//! is answered [`ScheduleError::NotFound`], like one that does not exist.
 
 use chrono::{DateTime, Utc};
 
 use super::runner::Scheduler;
 use super::spec::Origin;
 use super::store::ScheduleState;
-use super::{Command, Fired, ScheduleError, ScheduleView};
+use super::{Access, Command, Fired, ScheduleError, ScheduleView};
 
 pub(super) async fn serve(s: &mut Scheduler, command: Command, now: DateTime<Utc>) {
     match command {
-        Command::List { next, reply } => {
-            let names: Vec<String> = s.entries.keys().cloned().collect();
+        Command::List {
+            next,
+            access,
+            reply,
+        } => {
+            let names: Vec<String> = s
+                .entries
+                .iter()
+                .filter(|(_, e)| access.allows(e.origin, e.spec.owner.as_deref()))
+                .map(|(n, _)| n.clone())
+                .collect();
             let views = names.iter().filter_map(|n| s.view(n, next, now)).collect();
             let _ = reply.send(Ok(views));
         }
-        Command::Get { name, next, reply } => {
-            let _ = reply.send(
+        Command::Get {
+            name,
+            next,
+            access,
+            reply,
+        } => {
+            let _ = reply.send(visible(s, &name, &access).and_then(|()| {
                 s.view(&name, next, now)
-                    .ok_or(ScheduleError::NotFound(name)),
-            );
+                    .ok_or(ScheduleError::NotFound(name))
+            }));
         }
         Command::Create { spec, reply } => {
             let _ = reply.send(create(s, spec, now).await);
         }
-        Command::Update { name, spec, reply } => {
-            let _ = reply.send(update(s, name, spec, now).await);
+        Command::Update {
+            name,
+            spec,
+            access,
+            reply,
+        } => {
+            let _ = reply.send(update(s, name, spec, &access, now).await);
         }
-        Command::Delete { name, reply } => {
-            let _ = reply.send(delete(s, &name).await);
+        Command::Delete {
+            name,
+            access,
+            reply,
+        } => {
+            let _ = reply.send(delete(s, &name, &access).await);
         }
         Command::Pause {
             name,
             paused,
+            access,
             reply,
         } => {
-            let _ = reply.send(pause(s, &name, paused, now).await);
+            let _ = reply.send(pause(s, &name, paused, &access, now).await);
         }
-        Command::Run { name, reply } => {
-            let _ = reply.send(run(s, &name, now).await);
+        Command::Run {
+            name,
+            access,
+            reply,
+        } => {
+            let _ = reply.send(run(s, &name, &access, now).await);
         }
     }
 }
 
-fn api_only(s: &Scheduler, name: &str) -> Result<(), ScheduleError> {
+/// Schedule `name` exists and is the caller's to see (another owner's is not found).
+fn visible(s: &Scheduler, name: &str, access: &Access) -> Result<(), ScheduleError> {
     match s.entries.get(name) {
-        None => Err(ScheduleError::NotFound(name.into())),
+        Some(e) if access.allows(e.origin, e.spec.owner.as_deref()) => Ok(()),
+        _ => Err(ScheduleError::NotFound(name.into())),
+    }
+}
+
+/// Schedule `name` is the caller's and was made through the API.
+fn api_only(s: &Scheduler, name: &str, access: &Access) -> Result<(), ScheduleError> {
+    visible(s, name, access)?;
+    match s.entries.get(name) {
         Some(e) if e.origin == Origin::Config => Err(ScheduleError::ReadOnly(name.into())),
-        Some(_) => Ok(()),
+        _ => Ok(()),
     }
 }
 
@@ -76,9 +115,10 @@ async fn update(
     s: &mut Scheduler,
     name: String,
     mut spec: super::ScheduleSpec,
+    access: &Access,
     now: DateTime<Utc>,
 ) -> Result<ScheduleView, ScheduleError> {
-    api_only(s, &name)?;
+    api_only(s, &name, access)?;
     spec.name = name.clone();
     spec.check(false).map_err(ScheduleError::Invalid)?;
     let entry = s.entries.get(&name).expect("checked");
@@ -94,8 +134,8 @@ async fn update(
     Ok(s.view(&name, 5, now).expect("present"))
 }
 
-async fn delete(s: &mut Scheduler, name: &str) -> Result<(), ScheduleError> {
-    api_only(s, name)?;
+async fn delete(s: &mut Scheduler, name: &str, access: &Access) -> Result<(), ScheduleError> {
+    api_only(s, name, access)?;
     s.schedule_store().remove(name).await?;
     s.entries.remove(name);
     Ok(())
@@ -105,8 +145,10 @@ async fn pause(
     s: &mut Scheduler,
     name: &str,
     paused: bool,
+    access: &Access,
     now: DateTime<Utc>,
 ) -> Result<ScheduleView, ScheduleError> {
+    visible(s, name, access)?;
     let entry = s
         .entries
         .get_mut(name)
@@ -121,7 +163,13 @@ async fn pause(
     Ok(s.view(name, 5, now).expect("present"))
 }
 
-async fn run(s: &mut Scheduler, name: &str, now: DateTime<Utc>) -> Result<Fired, ScheduleError> {
+async fn run(
+    s: &mut Scheduler,
+    name: &str,
+    access: &Access,
+    now: DateTime<Utc>,
+) -> Result<Fired, ScheduleError> {
+    visible(s, name, access)?;
     let entry = s
         .entries
         .get(name)

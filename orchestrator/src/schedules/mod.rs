@@ -80,15 +80,38 @@ pub struct Fired {
 
 type Reply<T> = oneshot::Sender<Result<T, ScheduleError>>;
 
+/// Which schedules an API caller may see and change. A schedule of another owner is answered
+/// as if it did not exist ([`ScheduleError::NotFound`]), so names do not leak.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Every schedule: no API keys are configured, so every caller is alike (`anonymous`).
+    All,
+    /// The config file's schedules (read, pause, resume, run) and those made through the API
+    /// by this owner (`key:<name>`).
+    Owner(String),
+}
+
+impl Access {
+    /// Whether a schedule of `origin` owned by `owner` is this caller's to see and change.
+    pub fn allows(&self, origin: Origin, owner: Option<&str>) -> bool {
+        match self {
+            Access::All => true,
+            Access::Owner(me) => origin == Origin::Config || owner == Some(me.as_str()),
+        }
+    }
+}
+
 /// A request to the scheduler task.
 pub enum Command {
     List {
         next: usize,
+        access: Access,
         reply: Reply<Vec<ScheduleView>>,
     },
     Get {
         name: String,
         next: usize,
+        access: Access,
         reply: Reply<ScheduleView>,
     },
     Create {
@@ -98,19 +121,23 @@ pub enum Command {
     Update {
         name: String,
         spec: ScheduleSpec,
+        access: Access,
         reply: Reply<ScheduleView>,
     },
     Delete {
         name: String,
+        access: Access,
         reply: Reply<()>,
     },
     Pause {
         name: String,
         paused: bool,
+        access: Access,
         reply: Reply<ScheduleView>,
     },
     Run {
         name: String,
+        access: Access,
         reply: Reply<Fired>,
     },
 }

@@ -3,6 +3,10 @@
 //! the scheduler decides. A schedule made here belongs to the caller (its jobs' owner) and may
 //! give lyrics only as text; the config file's schedules can be read, paused, resumed and run,
 //! not changed or deleted (409).
+//!
+//! With API keys, a key sees and changes only the schedules it made, and the config file's: a
+//! schedule of another key is answered 404, as if it did not exist (names do not leak). Without
+//! keys every caller is `anonymous` and sees every schedule.
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -18,7 +22,7 @@ use super::jobs::query_error;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::app::App;
 use crate::error::{ErrorCode, Field, OrchestratorError};
-use crate::schedules::{Command, Fired, ScheduleError, ScheduleSpec, ScheduleView};
+use crate::schedules::{Access, Command, Fired, ScheduleError, ScheduleSpec, ScheduleView};
 
 /// How many coming fire times each schedule lists.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -64,6 +68,15 @@ fn api_error(e: ScheduleError) -> ApiError {
     })
 }
 
+/// Which schedules `caller` may see and change.
+fn access(caller: &Caller) -> Access {
+    if caller.open {
+        Access::All
+    } else {
+        Access::Owner(caller.owner.to_string())
+    }
+}
+
 fn parse(body: &[u8], caller: &Caller) -> Result<ScheduleSpec, ApiError> {
     let mut spec: ScheduleSpec = serde_json::from_slice(body).map_err(|e| {
         ApiError(OrchestratorError::invalid(
@@ -88,12 +101,18 @@ fn parse(body: &[u8], caller: &Caller) -> Result<ScheduleSpec, ApiError> {
 )]
 pub async fn list(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     q: Result<Query<NextQuery>, QueryRejection>,
 ) -> Result<Json<Vec<ScheduleView>>, ApiError> {
     let next = next_of(q)?;
+    let access = access(&caller);
     let views = app
         .schedules()
-        .ask(|reply| Command::List { next, reply })
+        .ask(|reply| Command::List {
+            next,
+            access,
+            reply,
+        })
         .await
         .map_err(api_error)?;
     Ok(Json(views))
@@ -140,13 +159,20 @@ pub async fn create(
 )]
 pub async fn get(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     q: Result<Query<NextQuery>, QueryRejection>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     let next = next_of(q)?;
+    let access = access(&caller);
     let view = app
         .schedules()
-        .ask(|reply| Command::Get { name, next, reply })
+        .ask(|reply| Command::Get {
+            name,
+            next,
+            access,
+            reply,
+        })
         .await
         .map_err(api_error)?;
     Ok(Json(view))
@@ -174,9 +200,15 @@ pub async fn update(
     body: Bytes,
 ) -> Result<Json<ScheduleView>, ApiError> {
     let spec = parse(&body, &caller)?;
+    let access = access(&caller);
     let view = app
         .schedules()
-        .ask(|reply| Command::Update { name, spec, reply })
+        .ask(|reply| Command::Update {
+            name,
+            spec,
+            access,
+            reply,
+        })
         .await
         .map_err(api_error)?;
     Ok(Json(view))
@@ -197,21 +229,34 @@ pub async fn update(
 )]
 pub async fn delete(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let access = access(&caller);
     app.schedules()
-        .ask(|reply| Command::Delete { name, reply })
+        .ask(|reply| Command::Delete {
+            name,
+            access,
+            reply,
+        })
         .await
         .map_err(api_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn set_paused(app: &App, name: String, paused: bool) -> Result<Json<ScheduleView>, ApiError> {
+async fn set_paused(
+    app: &App,
+    caller: &Caller,
+    name: String,
+    paused: bool,
+) -> Result<Json<ScheduleView>, ApiError> {
+    let access = access(caller);
     let view = app
         .schedules()
         .ask(|reply| Command::Pause {
             name,
             paused,
+            access,
             reply,
         })
         .await
@@ -232,9 +277,10 @@ async fn set_paused(app: &App, name: String, paused: bool) -> Result<Json<Schedu
 )]
 pub async fn pause(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    set_paused(&app, name, true).await
+    set_paused(&app, &caller, name, true).await
 }
 
 /// Resumes a schedule from now (fire times that passed while it was paused do not fire).
@@ -250,9 +296,10 @@ pub async fn pause(
 )]
 pub async fn resume(
     State(app): State<App>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    set_paused(&app, name, false).await
+    set_paused(&app, &caller, name, false).await
 }
 
 /// Fires a schedule now (paused or not), with now as its fire time.
@@ -268,10 +315,19 @@ pub async fn resume(
         (status = 404, description = "`not_found`.", body = ErrorBody),
     ),
 )]
-pub async fn run(State(app): State<App>, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub async fn run(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let access = access(&caller);
     let fired = app
         .schedules()
-        .ask(|reply| Command::Run { name, reply })
+        .ask(|reply| Command::Run {
+            name,
+            access,
+            reply,
+        })
         .await
         .map_err(api_error)?;
     Ok((StatusCode::ACCEPTED, Json(fired)).into_response())
