@@ -1,7 +1,7 @@
 //! The job core's order and cancel on the NATS deployment, end to end: a real nats-server
 //! (JetStream on disk, random port), the orchestrator in this test process
-//! (`service::start` with `queue.backend = "nats"` and no in-process nodes) and `refrain node`
-//! processes, all on 127.0.0.1.
+//! (`support::Orchestrator`: `service::start` with `queue.backend = "nats"` and no in-process
+//! nodes) and `refrain node` processes, all on 127.0.0.1.
 //!
 //! The orchestrator runs in this process because owners and priorities come from the front
 //! ends that know them — bots, the scheduler, keyed APIs — which call `App::submit` with a
@@ -16,17 +16,13 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use protocol::{AudioFormat, JobId, JobSpec, Owner, Source, StyleSpec};
+use protocol::{JobId, Owner, Source};
 use refrain_nats::jobs::JobConsumer;
 use refrain_nats::{JetStream, Role, Settings};
-use refrain_orchestrator::config::{Backend, Config, NatsConfig, QueueConfig};
-use refrain_orchestrator::service::{
-    self, App, InProcessNode, JobMeta, NodeFuture, NodeRunner, Running,
-};
+use refrain_orchestrator::config::NatsConfig;
 use serde_json::Value;
 use support::*;
 use tokio_util::sync::CancellationToken;
@@ -38,104 +34,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 const GENEROUS: Duration = Duration::from_secs(300);
-
-/// The orchestrator of one test, on its own runtime; stopped when dropped.
-struct Orchestrator {
-    rt: Option<tokio::runtime::Runtime>,
-    running: Option<Running>,
-    app: App,
-    api: Api,
-}
-
-impl Orchestrator {
-    /// `refrain serve` with `queue.backend = "nats"`, `queue.prefetch = prefetch`, no
-    /// in-process nodes, on a random port.
-    fn start(dir: &Path, nats_url: &str, prefetch: usize) -> Orchestrator {
-        let config = Config {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            data_dir: dir.join("data"),
-            bundle: workspace().join("models/test-bundle"),
-            devices: Vec::new(),
-            queue: QueueConfig {
-                backend: Backend::Nats,
-                prefetch,
-                ..QueueConfig::default()
-            },
-            nats: NatsConfig {
-                url: nats_url.to_string(),
-                ack_wait_seconds: 30,
-                fetch_expires_seconds: 2,
-                heartbeat_seconds: 1,
-                retry_delay_seconds: 1,
-                ..NatsConfig::default()
-            },
-            ..Config::default()
-        };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let no_nodes: NodeRunner =
-            Arc::new(|_: InProcessNode| -> NodeFuture { Box::pin(async {}) });
-        let running = rt
-            .block_on(service::start(config, no_nodes))
-            .expect("the orchestrator starts");
-        let api = Api {
-            http: local_client(),
-            base: format!("http://{}", running.addr),
-        };
-        Orchestrator {
-            app: running.app.clone(),
-            rt: Some(rt),
-            running: Some(running),
-            api,
-        }
-    }
-
-    /// Submits a job as `owner` from `source` (whose default class it gets); its id.
-    fn submit(&self, source: Source, owner: &Owner, seconds: u32, steps: u32, seed: u64) -> String {
-        let spec = JobSpec {
-            lyrics: "[00:01.00]hello from a node\n[00:05.00]la la la\n".into(),
-            style: StyleSpec::Prompt("bright acoustic pop with piano".into()),
-            seconds,
-            seed,
-            steps: Some(steps),
-            cfg_strength: None,
-            variants: 1,
-            chunked: true,
-            edit: None,
-            init: None,
-            output_subdir: None,
-            format: AudioFormat::Wav,
-        };
-        let meta = JobMeta {
-            owner: owner.clone(),
-            ..JobMeta::anonymous(source)
-        };
-        let rt = self.rt.as_ref().expect("runtime");
-        rt.block_on(self.app.submit(spec, meta))
-            .expect("job admitted")
-            .id
-            .to_string()
-    }
-
-    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.rt.as_ref().expect("runtime").block_on(f)
-    }
-}
-
-impl Drop for Orchestrator {
-    fn drop(&mut self) {
-        if let (Some(rt), Some(running)) = (self.rt.take(), self.running.take()) {
-            running.cancel_token().cancel();
-            let _ = rt.block_on(async {
-                tokio::time::timeout(Duration::from_secs(10), running.wait()).await
-            });
-            rt.shutdown_timeout(Duration::from_secs(5));
-        }
-    }
-}
 
 /// A job's whole event stream (it ends after the final event), as the events' JSON.
 fn events(api: &Api, id: &str) -> Vec<Value> {
@@ -205,7 +103,7 @@ fn one_owners_many_jobs_do_not_starve_anothers_single_job() {
         return;
     };
     // No prefetch: a job is published only when the node can take it.
-    let orchestrator = Orchestrator::start(fabric.dir(), &fabric.url(), 0);
+    let orchestrator = Orchestrator::start(&fabric, 0);
     let api = &orchestrator.api;
     let (alice, bob) = (Owner::new("key", "alice"), Owner::new("key", "bob"));
 
@@ -237,7 +135,7 @@ fn an_interactive_job_goes_ahead_of_queued_batch_jobs() {
     let Some(mut fabric) = NatsFabric::start() else {
         return;
     };
-    let orchestrator = Orchestrator::start(fabric.dir(), &fabric.url(), 0);
+    let orchestrator = Orchestrator::start(&fabric, 0);
     let api = &orchestrator.api;
 
     // A schedule's batch first, then a person's job through the DiffRhythm API.
@@ -295,7 +193,7 @@ fn cancel_of_a_queued_and_a_running_job_ends_cancelled_and_is_not_retried() {
         return;
     };
     // The default prefetch: one job waits in the stream behind the running one.
-    let orchestrator = Orchestrator::start(fabric.dir(), &fabric.url(), 1);
+    let orchestrator = Orchestrator::start(&fabric, 1);
     let api = &orchestrator.api;
     fabric.add_node("a", None);
     api.wait_nodes(1, GENEROUS);

@@ -9,6 +9,8 @@
 //! * [`server`]: `refrain serve` as a child process, restartable on its data directory;
 //! * [`node`]: `refrain node` processes of the distributed deployment;
 //! * [`nats`]: a private nats-server with JetStream on a random port;
+//! * [`inprocess`]: the orchestrator in the test process on a [`NatsFabric`], for jobs with
+//!   owners and priorities;
 //! * [`process`]: child processes, their logs and signals;
 //! * [`http`]: a blocking client of the HTTP APIs (submit, poll, status);
 //! * [`events`]: a client of a job's Server-Sent Events (`GET /api/v1/jobs/{id}/events`);
@@ -26,6 +28,7 @@ pub mod audio;
 pub mod browser;
 pub mod events;
 pub mod http;
+pub mod inprocess;
 pub mod logs;
 pub mod nats;
 pub mod node;
@@ -39,6 +42,7 @@ pub use app::{NatsFabric, TestApp, TestAppBuilder};
 pub use audio::{assert_song_wav, generate_reference, latent_frames, sine_wav};
 pub use events::{EventStream, JobEvent};
 pub use http::{local_client, rejected_at_run_time_form, wait_json, Api, Done};
+pub use inprocess::Orchestrator;
 pub use logs::{node_events, one_at_a_time, NodeLogEvent};
 pub use nats::NatsServer;
 pub use node::Node;
