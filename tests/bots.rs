@@ -3,191 +3,29 @@
 //! server can restart on a new port while the bot keeps one URL). A `/song` command becomes a
 //! job owned by the chat user, its progress message is edited in place (monotonic, paced,
 //! 429 `retry_after` honoured) and the MP3 sent with `sendAudio` decodes to a song of the
-//! requested length; the Cancel button cancels only for its requester; a song whose
-//! orchestrator restarts, and whose bot restarts, in the middle is still delivered once.
+//! requested length; the Cancel button cancels only for its requester. Restarts are in
+//! tests/bots_restart.rs, the shared set-up in tests/bots/telegram.rs.
 
 mod support;
 
+// Each test file uses part of the shared fakes.
+#[allow(dead_code)]
 #[path = "bots/fake_telegram.rs"]
 mod fake_telegram;
+#[allow(dead_code)]
 #[path = "bots/proxy.rs"]
 mod proxy;
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+#[path = "bots/telegram.rs"]
+mod telegram;
+
+use std::time::Duration;
 
 use fake_telegram::{Call, FakeTelegram};
-use proxy::Proxy;
 use serde_json::Value;
-use support::process::{log_file, refrain_command, Proc};
+use support::process::refrain_command;
 use support::TestApp;
-
-/// Against hangs only.
-const SONG_TIMEOUT: Duration = Duration::from_secs(300);
-const USER: i64 = 7;
-const EDIT_INTERVAL_MS: u64 = 500;
-
-struct Setup {
-    app: TestApp,
-    telegram: FakeTelegram,
-    proxy: Proxy,
-    key: String,
-    config: PathBuf,
-    bots: Proc,
-    runs: usize,
-}
-
-impl Setup {
-    /// The server (every job with `steps` sampler steps), an API key trusted for Telegram
-    /// users, the fake Bot API and `refrain bots`.
-    fn start(steps: u32) -> Option<Setup> {
-        Setup::start_with(steps, "")
-    }
-
-    /// [`Setup::start`] with more `[bots.telegram]` settings.
-    fn start_with(steps: u32, telegram_extra: &str) -> Option<Setup> {
-        let app = TestApp::embedded().steps(steps).start()?;
-        let out = refrain_command(&[])
-            .args([
-                "keys",
-                "add",
-                "bot",
-                "--on-behalf-of",
-                "telegram",
-                "--data-dir",
-            ])
-            .arg(app.data_dir())
-            .output()
-            .expect("refrain keys runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        let telegram = FakeTelegram::start();
-        let proxy = Proxy::start(app.base());
-        let config = app.dir().join("bots.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[bots]\nserver = \"{}\"\napi_key = \"{key}\"\n[bots.limits]\nconcurrent = 1\n\
-                 [bots.telegram]\ntoken = \"123:TEST\"\napi_url = \"{}\"\n\
-                 edit_interval_ms = {EDIT_INTERVAL_MS}\npoll_timeout_seconds = 1\n{telegram_extra}",
-                proxy.url, telegram.url
-            ),
-        )
-        .unwrap();
-        let mut setup = Setup {
-            bots: Proc::new_exited(app.dir().join("bots-0.log")),
-            app,
-            telegram,
-            proxy,
-            key,
-            config,
-            runs: 0,
-        };
-        setup.start_bots();
-        Some(setup)
-    }
-
-    fn start_bots(&mut self) {
-        self.runs += 1;
-        let log = self.app.dir().join(format!("bots-{}.log", self.runs));
-        let child = refrain_command(&[])
-            .arg("bots")
-            .arg("--config")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(log_file(&log))
-            .spawn()
-            .expect("refrain bots starts");
-        self.bots = Proc::new(child, log);
-    }
-
-    /// The job as the API shows it.
-    fn job(&self, id: &str) -> Value {
-        support::local_client()
-            .get(self.app.url(&format!("/api/v1/jobs/{id}")))
-            .bearer_auth(&self.key)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
-    }
-
-    /// The jobs on the server, newest first.
-    fn jobs(&self) -> Vec<Value> {
-        let page: Value = support::local_client()
-            .get(self.app.url("/api/v1/jobs"))
-            .bearer_auth(&self.key)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        page["jobs"].as_array().cloned().unwrap_or_default()
-    }
-
-    fn wait_job(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + SONG_TIMEOUT;
-        loop {
-            if let Some(job) = self.jobs().into_iter().find(&check) {
-                return job;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no job {what}: {:?}",
-                self.jobs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn logs(&self) -> String {
-        (1..=self.runs)
-            .map(|n| support::process::read_log(&self.app.dir().join(format!("bots-{n}.log"))))
-            .collect()
-    }
-}
-
-/// The progress edits of message `id`, in order.
-fn edits_of(calls: &[Call], id: i64) -> Vec<Call> {
-    calls
-        .iter()
-        .filter(|c| c.method == "editmessagetext" && c.body["message_id"].as_i64() == Some(id))
-        .cloned()
-        .collect()
-}
-
-/// The share a progress text shows (`▓▓░… 42%`), if it shows one.
-fn percent(text: &str) -> Option<u32> {
-    text.split_whitespace()
-        .find_map(|w| w.strip_suffix('%').and_then(|n| n.parse().ok()))
-}
-
-/// The progress message's id, from the bot's first edit (after its first reply).
-fn progress_message(telegram: &FakeTelegram) -> i64 {
-    telegram.wait_for(SONG_TIMEOUT, "a progress edit", |calls| {
-        calls.iter().any(|c| c.method == "editmessagetext")
-    });
-    let calls = telegram.calls();
-    let replies = calls.iter().filter(|c| c.method == "sendmessage").count();
-    assert_eq!(replies, 1, "one progress message");
-    calls
-        .iter()
-        .find(|c| c.method == "editmessagetext")
-        .and_then(|c| c.body["message_id"].as_i64())
-        .unwrap()
-}
-
-/// Every song is 285 s, the longest: with 1000 sampler steps it takes some seconds on the
-/// test bundle, time for several progress edits, a cancel or a restart.
-const LENGTH: u32 = 285;
-
-fn song_command() -> String {
-    format!("/song {LENGTH} warm piano ballad\n[00:10.00] hello world\n[00:20.00] second line")
-}
+use telegram::*;
 
 #[test]
 fn telegram_song_from_command_to_audio_with_paced_progress() {
@@ -327,120 +165,6 @@ fn telegram_cancel_button_cancels_only_for_the_requester() {
     // The last edit has no Cancel button left.
     let last = edits_of(&tg.calls(), progress).pop().unwrap();
     assert!(last.body.get("reply_markup").is_none(), "{:?}", last.body);
-}
-
-#[test]
-fn telegram_song_survives_orchestrator_and_bot_restarts_and_arrives_once() {
-    let Some(mut setup) = Setup::start(1000) else {
-        return;
-    };
-    setup.telegram.send_text(USER, &song_command());
-    let progress = progress_message(&setup.telegram);
-    let running = |calls: &[Call]| {
-        edits_of(calls, progress)
-            .iter()
-            .any(|c| percent(c.body["text"].as_str().unwrap_or("")).is_some_and(|p| p > 0))
-    };
-    setup
-        .telegram
-        .wait_for(SONG_TIMEOUT, "the song being made", running);
-
-    // The orchestrator dies mid-song and comes back on another port behind the same URL.
-    setup.app.server.restart();
-    setup.proxy.retarget(setup.app.base());
-    let before = edits_of(&setup.telegram.calls(), progress).len();
-    setup
-        .telegram
-        .wait_for(SONG_TIMEOUT, "progress after the restart", |calls| {
-            edits_of(calls, progress).len() > before
-        });
-
-    // Then the bot itself restarts: it finds the job and its message again.
-    setup.bots.kill();
-    setup.start_bots();
-    setup.telegram.wait_for(SONG_TIMEOUT, "the song", |calls| {
-        calls.iter().any(|c| c.method == "sendaudio")
-    });
-    setup
-        .telegram
-        .wait_for(Duration::from_secs(30), "the final edit", |calls| {
-            edits_of(calls, progress)
-                .last()
-                .is_some_and(|c| c.body["text"].as_str().unwrap_or("").starts_with('✅'))
-        });
-    // Nothing more comes: the song was delivered once, on the original message.
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(setup.telegram.audio().len(), 1, "{}", setup.logs());
-    let progress_messages = setup
-        .telegram
-        .calls()
-        .iter()
-        .filter(|c| c.method == "sendmessage")
-        .count();
-    assert_eq!(progress_messages, 1, "no second progress message");
-    assert!(
-        setup.logs().contains("following the job again"),
-        "{}",
-        setup.logs()
-    );
-    let decoded =
-        refrain_model::audio::decode(&setup.telegram.audio()[0].bytes, Some("mp3"), 600.0)
-            .expect("an MP3");
-    let expected = support::latent_frames(LENGTH) as f64 * 2048.0 / 44100.0;
-    assert!((decoded.duration_seconds() - expected).abs() < 0.1);
-}
-
-#[test]
-fn telegram_song_that_ends_while_the_bot_is_down_is_delivered_once_it_is_back() {
-    let Some(mut setup) = Setup::start(1000) else {
-        return;
-    };
-    setup.telegram.send_text(USER, &song_command());
-    let progress = progress_message(&setup.telegram);
-    let job = setup.wait_job("created", |_| true);
-    let id = job["id"].as_str().unwrap().to_string();
-    let client_data = |setup: &Setup| {
-        setup.job(&id)["client_data"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
-    };
-    assert!(
-        client_data(&setup).contains(";d=0"),
-        "{}",
-        client_data(&setup)
-    );
-
-    // The bot goes away while the song is made, and the song ends without it.
-    setup.bots.kill();
-    setup.wait_job("succeeded", |j| {
-        j["id"] == id.as_str() && j["state"] == "succeeded"
-    });
-    assert!(setup.telegram.audio().is_empty());
-
-    // Back, it finds the song it owes and delivers it, on the original message, and notes so.
-    setup.start_bots();
-    setup.telegram.wait_for(SONG_TIMEOUT, "the song", |calls| {
-        calls.iter().any(|c| c.method == "sendaudio")
-    });
-    let deadline = Instant::now() + SONG_TIMEOUT;
-    while !client_data(&setup).contains(";d=1") {
-        assert!(
-            Instant::now() < deadline,
-            "never noted: {}",
-            client_data(&setup)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(edits_of(&setup.telegram.calls(), progress)
-        .last()
-        .is_some_and(|c| c.body["text"].as_str().unwrap_or("").starts_with('✅')));
-
-    // Another restart delivers nothing again.
-    setup.bots.kill();
-    setup.start_bots();
-    std::thread::sleep(Duration::from_secs(5));
-    assert_eq!(setup.telegram.audio().len(), 1, "{}", setup.logs());
 }
 
 #[test]
