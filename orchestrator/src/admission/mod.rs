@@ -412,8 +412,8 @@ fn bad_reference(why: String) -> OrchestratorError {
 impl App {
     /// A webhook the server may call: an `http(s)` URL of at most 2,048 characters whose host
     /// passes the outbound guard now (it is checked again at every delivery), and a secret of
-    /// at most 256 characters.
-    async fn check_webhook(
+    /// at most 256 characters. Schedules made through the API are checked with it too.
+    pub(crate) async fn check_webhook(
         &self,
         target: &crate::webhooks::Target,
     ) -> Result<(), OrchestratorError> {

@@ -77,7 +77,10 @@ fn access(caller: &Caller) -> Access {
     }
 }
 
-fn parse(body: &[u8], caller: &Caller) -> Result<ScheduleSpec, ApiError> {
+/// The schedule in `body`, owned by `caller`; its webhook, if any, passes the same check as a
+/// job's (`invalid_webhook` naming `webhook.endpoint` or `webhook.secret`), so an endpoint the
+/// server would refuse to call is refused now rather than at every fire.
+async fn parse(app: &App, body: &[u8], caller: &Caller) -> Result<ScheduleSpec, ApiError> {
     let mut spec: ScheduleSpec = serde_json::from_slice(body).map_err(|e| {
         ApiError(OrchestratorError::invalid(
             Field::Body,
@@ -85,6 +88,14 @@ fn parse(body: &[u8], caller: &Caller) -> Result<ScheduleSpec, ApiError> {
         ))
     })?;
     spec.owner = Some(caller.owner.to_string());
+    if let Some(hook) = &spec.webhook {
+        app.check_webhook(&crate::webhooks::Target {
+            endpoint: hook.endpoint.clone(),
+            secret: hook.secret.clone(),
+            payload: crate::webhooks::Payload::Refrain,
+        })
+        .await?;
+    }
     Ok(spec)
 }
 
@@ -126,7 +137,8 @@ pub async fn list(
     responses(
         (status = 201, description = "The schedule; its jobs belong to the caller.",
             body = ScheduleView),
-        (status = 400, description = "`invalid_schedule` (the message names the field) or a \
+        (status = 400, description = "`invalid_schedule` (the message names the field), \
+            `invalid_webhook` (a webhook the server would not call; `field` names it) or a \
             body that is not a schedule.", body = ErrorBody),
         (status = 401, description = "`unauthorized`.", body = ErrorBody),
         (status = 409, description = "`schedule_conflict`: the name is taken.", body = ErrorBody),
@@ -137,7 +149,7 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let spec = parse(&body, &caller)?;
+    let spec = parse(&app, &body, &caller).await?;
     let view = app
         .schedules()
         .ask(|reply| Command::Create { spec, reply })
@@ -186,7 +198,8 @@ pub async fn get(
     request_body(content = ScheduleSpec, content_type = "application/json"),
     responses(
         (status = 200, description = "The schedule as changed.", body = ScheduleView),
-        (status = 400, description = "`invalid_schedule`.", body = ErrorBody),
+        (status = 400, description = "`invalid_schedule` or `invalid_webhook`.",
+            body = ErrorBody),
         (status = 401, description = "`unauthorized`.", body = ErrorBody),
         (status = 404, description = "`not_found`.", body = ErrorBody),
         (status = 409, description = "`schedule_conflict`: defined in the config file.",
@@ -199,7 +212,7 @@ pub async fn update(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    let spec = parse(&body, &caller)?;
+    let spec = parse(&app, &body, &caller).await?;
     let access = access(&caller);
     let view = app
         .schedules()
