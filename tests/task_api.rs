@@ -1,7 +1,8 @@
 //! The task API on the real binary with real ONNX Runtime: a Qubico-style client creates a task
 //! with a webhook, polls it to `completed` and downloads the MP3; the webhook receiver (on
 //! loopback, allow-listed) fails the first two deliveries, and the service is killed (-9) and
-//! restarted between the first failure and its retry: every status change still arrives, and
+//! restarted between the first failure and its retry (the retry is shown to arrive after the
+//! kill, from the restarted service): every status change still arrives, and
 //! each signature verifies with an independent verifier, the Python `standardwebhooks`
 //! package (`.venv-ci`, installed by the setup script).
 
@@ -24,6 +25,8 @@ struct Received {
     headers: Vec<(String, String)>,
     body: String,
     answered: u16,
+    /// When it arrived.
+    at: Instant,
 }
 
 /// A webhook receiver on 127.0.0.2 (plain HTTP/1.1, one request per connection) that answers
@@ -67,6 +70,7 @@ fn receiver(fail: usize) -> (String, Arc<Mutex<Vec<Received>>>) {
                     headers,
                     body: String::from_utf8_lossy(&body).into_owned(),
                     answered,
+                    at: Instant::now(),
                 });
                 answered
             };
@@ -135,7 +139,9 @@ fn a_qubico_client_gets_its_song_and_every_webhook_across_a_restart() {
     let Some(mut app) = TestApp::embedded()
         .steps(2)
         .env("REFRAIN_FETCH__ALLOW", "[\"127.0.0.2/32\"]")
-        .env("REFRAIN_WEBHOOKS__FIRST_RETRY_MS", 1500)
+        // The first retry comes 4 to 8 s after the first failure (back-off with jitter in the
+        // second half): long after the kill below, so the retry is the restarted service's.
+        .env("REFRAIN_WEBHOOKS__FIRST_RETRY_MS", 8000)
         .start()
     else {
         return;
@@ -164,11 +170,13 @@ fn a_qubico_client_gets_its_song_and_every_webhook_across_a_restart() {
     assert_eq!(created["status"], "pending", "{created}");
     let task = created["task_id"].as_str().unwrap().to_string();
 
-    // The first delivery fails; the service dies before its retry (1.5 s later).
+    // The first delivery fails; the service dies before its retry.
     wait_until("the first delivery", Duration::from_secs(60), || {
         (!got.lock().unwrap().is_empty()).then_some(())
     });
-    app.server.kill();
+    app.server.kill(); // returns once the process is gone
+    let killed = Instant::now();
+    let before_kill = got.lock().unwrap().len();
     app.server.restart();
 
     // A client polls to completed and downloads the MP3.
@@ -195,7 +203,7 @@ fn a_qubico_client_gets_its_song_and_every_webhook_across_a_restart() {
     assert!(bytes.starts_with(b"ID3") || (bytes[0] == 0xFF && bytes[1] & 0xE0 == 0xE0));
 
     // Every status change arrived, the first after two failures and a restart.
-    let all = wait_until("the completed delivery", Duration::from_secs(60), || {
+    let all = wait_until("the completed delivery", Duration::from_secs(120), || {
         let got = got.lock().unwrap();
         got.iter()
             .any(|r| r.answered == 200 && r.body.contains("\"completed\""))
@@ -205,6 +213,19 @@ fn a_qubico_client_gets_its_song_and_every_webhook_across_a_restart() {
         &all.iter().map(|r| r.answered).collect::<Vec<_>>()[..3],
         [500, 500, 200]
     );
+    // Only the first attempt reached the receiver before the kill: the retries (the same
+    // delivery, by its webhook-id) came from the restarted service.
+    assert_eq!(before_kill, 1, "{all:?}");
+    assert!(all[0].at < killed);
+    assert!(all[1].at > killed, "the retry arrived before the kill");
+    let id = |r: &Received| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == "webhook-id")
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(id(&all[0]), id(&all[1]));
+    assert_eq!(id(&all[0]), id(&all[2]));
     let delivered: Vec<String> = all
         .iter()
         .filter(|r| r.answered == 200)
