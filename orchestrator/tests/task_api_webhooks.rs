@@ -1,10 +1,12 @@
 //! Webhooks of the task API in process: a receiver that fails twice, then gets every status
-//! change signed, in order, with a delivery log and a redelivery. Receivers listen on loopback
-//! only (127.0.0.2, allow-listed).
+//! change signed, in order, with a delivery log and a redelivery; a receiver that always fails,
+//! given up after `webhooks.retry_for_seconds` (failed in the log), then redelivered. Receivers
+//! listen on loopback only (127.0.0.2, allow-listed).
 
 mod support;
 mod task_common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,17 +23,24 @@ struct Received {
     answered: u16,
 }
 
-/// A webhook receiver on 127.0.0.2 that answers 500 to its first `fail` requests.
-async fn receiver(fail: usize) -> (String, Arc<Mutex<Vec<Received>>>) {
+/// A webhook receiver on 127.0.0.2 that answers 500 to its first `fail` requests (the test
+/// may move that count as it goes, through the third value), 200 after.
+async fn receiver(fail: usize) -> (String, Arc<Mutex<Vec<Received>>>, Arc<AtomicUsize>) {
     let got: Arc<Mutex<Vec<Received>>> = Arc::default();
     let seen = got.clone();
+    let failing = Arc::new(AtomicUsize::new(fail));
+    let fail = failing.clone();
     let app = axum::Router::new().route(
         "/hook",
         axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
             let seen = seen.clone();
             async move {
                 let mut seen = seen.lock().unwrap();
-                let answered = if seen.len() < fail { 500 } else { 200 };
+                let answered = if seen.len() < fail.load(Ordering::SeqCst) {
+                    500
+                } else {
+                    200
+                };
                 seen.push(Received {
                     headers,
                     body,
@@ -44,7 +53,7 @@ async fn receiver(fail: usize) -> (String, Arc<Mutex<Vec<Received>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/hook"), got)
+    (format!("http://{addr}/hook"), got, failing)
 }
 
 async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -63,7 +72,7 @@ async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 
 #[tokio::test]
 async fn webhooks_are_retried_signed_in_order_and_logged() {
-    let (endpoint, got) = receiver(2).await;
+    let (endpoint, got, _) = receiver(2).await;
     let s = start_with(|c| {
         c.fetch.allow = vec!["127.0.0.2/32".parse().unwrap()];
         c.webhooks.first_retry_ms = 50;
@@ -184,4 +193,106 @@ async fn webhooks_are_retried_signed_in_order_and_logged() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(e["error"]["code"], "DELIVERY_NOT_FOUND");
+}
+
+/// The delivery log of task `id`.
+async fn delivery_log(s: &support::TestService, key: &str, id: &str) -> Value {
+    let path = format!("/api/v1/task/{id}/webhooks");
+    let (status, _, log) = call(s, Method::GET, &path, Some(key), None).await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    log
+}
+
+/// Polls the delivery log of task `id` until `done` holds for its first delivery.
+async fn wait_delivery(
+    s: &support::TestService,
+    key: &str,
+    id: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = delivery_log(s, key, id).await;
+        let first = &log["data"]["deliveries"][0];
+        if done(first) {
+            return first.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn ms_of(rfc3339: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339.as_str().unwrap())
+        .unwrap()
+        .timestamp_millis()
+}
+
+#[tokio::test]
+async fn a_delivery_is_given_up_after_retry_for_seconds_then_redelivered() {
+    // Every request is answered 500 until the test says otherwise.
+    let (endpoint, got, fail) = receiver(usize::MAX).await;
+    let s = start_with(|c| {
+        c.fetch.allow = vec!["127.0.0.2/32".parse().unwrap()];
+        c.webhooks.retry_for_seconds = 1;
+        c.webhooks.first_retry_ms = 50;
+        c.webhooks.max_retry_seconds = 1;
+    })
+    .await;
+    s.app.set_ready(true);
+    let key = add_key(&s, "client");
+    let mut body = task("txt2audio-base", json!({"lyrics": lyrics()}));
+    body["config"] = json!({"webhook_config": {"endpoint": endpoint, "secret": "k"}});
+    let (status, _, created) =
+        call(&s, Method::POST, "/api/v1/task", Some(&key), Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let id = created["data"]["task_id"].as_str().unwrap().to_string();
+
+    // The task stays pending: one delivery, tried until a second has passed, then given up.
+    let failed = wait_delivery(&s, &key, &id, |d| d["state"] != "pending").await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(failed["event"], "queued", "{failed}");
+    assert_eq!(failed["next_attempt_at"], Value::Null, "{failed}");
+    let attempts = failed["attempts"].as_array().unwrap();
+    assert!(attempts.len() >= 2, "retried before giving up: {failed}");
+    for a in attempts {
+        assert_eq!(a["status"], 500, "{failed}");
+        assert!(a["error"].is_string(), "{failed}");
+    }
+    let last = attempts.last().unwrap();
+    assert!(
+        ms_of(&last["at"]) - ms_of(&failed["created_at"]) >= 1000,
+        "given up only once retry_for_seconds had passed: {failed}"
+    );
+    let delivery = failed["id"].as_str().unwrap().to_string();
+    {
+        let got = got.lock().unwrap();
+        assert_eq!(got.len(), attempts.len(), "no attempt after giving up");
+        assert!(got
+            .iter()
+            .all(|r| r.headers["webhook-id"] == delivery.as_str()));
+    }
+    let log = delivery_log(&s, &key, &id).await;
+    assert_eq!(log["data"]["deliveries"].as_array().unwrap().len(), 1);
+
+    // The receiver is fixed; a redelivery sends the same delivery again, and it is delivered.
+    fail.store(0, Ordering::SeqCst);
+    let (status, _, again) = call(
+        &s,
+        Method::POST,
+        &format!("/v1/tasks/{id}/webhooks/{delivery}/redeliver"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    let delivered = wait_delivery(&s, &key, &id, |d| d["state"] == "delivered").await;
+    let attempts_now = delivered["attempts"].as_array().unwrap();
+    assert_eq!(attempts_now.len(), attempts.len() + 1, "{delivered}");
+    assert_eq!(attempts_now.last().unwrap()["status"], 200, "{delivered}");
+    let got = got.lock().unwrap();
+    let received = got.last().unwrap();
+    assert_eq!(received.answered, 200);
+    assert_eq!(received.headers["webhook-id"], delivery.as_str());
+    assert_eq!(received.body, got[0].body, "the same body again");
 }
