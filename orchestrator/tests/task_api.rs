@@ -1,9 +1,9 @@
 //! The PiAPI / Qubico task API in process: keys and the spec's error shapes, every input error
 //! with its own code, SSRF refusals with loopback spellings only (nothing allow-listed), a task
-//! run to completion in both spellings with its MP3, cancel, per-key limits with `Retry-After`,
-//! reference audio by base64 and by URL. (Webhooks: `task_api_webhooks.rs`; the real binary, a
-//! restart between a failed delivery and its retry, and an independent signature verifier:
-//! `tests/task_api.rs` at the workspace root.)
+//! run to completion in both spellings with its MP3, result URLs on `[task_api] public_url`,
+//! cancel, per-key limits with `Retry-After`, reference audio by base64 and by URL. (Webhooks:
+//! `task_api_webhooks.rs`; the real binary, a restart between a failed delivery and its retry,
+//! and an independent signature verifier: `tests/task_api.rs` at the workspace root.)
 
 mod support;
 mod task_common;
@@ -459,4 +459,49 @@ async fn style_audio_by_base64_and_by_allow_listed_url() {
             .contains("127.0.0.1"),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn result_urls_are_on_the_configured_public_url() {
+    // The address clients see (a reverse proxy's) differs from the one the server is bound to;
+    // nothing is sent to it: the test fetches the same path from the server on loopback.
+    let public = "https://songs.example.com/refrain";
+    let s = start_with(|c| c.task_api.public_url = Some(format!("{public}/"))).await;
+    s.app.set_ready(true);
+    let key = add_key(&s, "client");
+    let body = task("txt2audio-base", json!({"lyrics": lyrics()}));
+    let (status, _, created) =
+        call(&s, Method::POST, "/api/v1/task", Some(&key), Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let id = created["data"]["task_id"].as_str().unwrap().to_string();
+    finish(&s, &id).await;
+
+    let path = format!("/api/v1/task/{id}");
+    let (_, _, piapi) = call(&s, Method::GET, &path, Some(&key), None).await;
+    let url = piapi["data"]["output"]["audio_url"].as_str().unwrap();
+    let (_, _, qubico) = call(
+        &s,
+        Method::GET,
+        &format!("/v1/tasks/{id}"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(qubico["results"][0]["url"], url, "{qubico}");
+    let below = url
+        .strip_prefix(public)
+        .unwrap_or_else(|| panic!("{url} is not on {public}"));
+    assert!(
+        below.starts_with("/output/") && below.ends_with(".mp3"),
+        "{url}"
+    );
+    assert!(!url.contains(&s.base), "{url}");
+    let mp3 = s
+        .client
+        .get(format!("{}{below}", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mp3.status(), StatusCode::OK);
+    assert_eq!(mp3.headers()["content-type"], "audio/mpeg");
 }
