@@ -2,8 +2,10 @@
 //! fire at its instant with a manifest in its folder; exactly once per fire time when the
 //! scheduler stops in the middle of a fire (its state says which fire was in progress) and a
 //! new one takes over; each catch-up policy after downtime (and its metrics); a batch of 20
-//! does not delay a person's job by more than one job. (The API and config validation:
-//! `schedules_api.rs`; daylight saving rules: `schedules::when`'s unit tests.)
+//! does not delay a person's job by more than one job; a 02:30 Europe/Berlin schedule on the
+//! daylight-saving days; a config schedule's start survives a restart before its first fire.
+//! (The API and config validation: `schedules_api.rs`; the time rules alone:
+//! `schedules::when`'s unit tests.)
 
 mod support;
 
@@ -231,4 +233,73 @@ async fn a_batch_of_twenty_does_not_hold_up_a_person() {
     node.release();
     assert_eq!(node.taken().await, person, "after at most one batch job");
     node.release();
+}
+
+/// The output folders of `owner`'s jobs (one per fire time), oldest first.
+fn fire_dirs(s: &TestService, owner: &str) -> Vec<String> {
+    let mut dirs: Vec<String> = jobs_of(s, owner)
+        .iter()
+        .map(|j| j.spec.output_subdir.clone().unwrap())
+        .collect();
+    dirs.dedup();
+    dirs
+}
+
+/// As docs/schedules.md says: 02:30 does not exist in Berlin on the spring-forward day (no
+/// fire, nothing missed), and occurs twice on the fall-back day (one fire, at the first).
+#[tokio::test]
+async fn a_berlin_schedule_on_the_daylight_saving_days() {
+    let s = start().await;
+    let nightly = |name: &str| {
+        spec(json!({
+            "name": name, "cron": "30 2 * * *", "timezone": "Europe/Berlin",
+            "items": lines(1), "max_in_flight": 0
+        }))
+    };
+    // 29 March 2026: clocks go from 02:00 CET to 03:00 CEST.
+    let mut spring = scheduler(&s, &[nightly("spring")], at("2026-03-28T12:00:00Z")).await;
+    spring.tick(at("2026-03-29T12:00:00Z")).await;
+    assert!(fire_dirs(&s, "schedule:spring").is_empty());
+    spring.tick(at("2026-03-30T00:30:00Z")).await; // 02:30 CEST
+    assert_eq!(
+        fire_dirs(&s, "schedule:spring"),
+        ["schedules/spring/20260330T003000Z"]
+    );
+    // 25 October 2026: 02:30 CEST (00:30 UTC), then 02:30 CET again (01:30 UTC).
+    let mut autumn = scheduler(&s, &[nightly("autumn")], at("2026-10-24T12:00:00Z")).await;
+    for now in [
+        "2026-10-25T00:30:00Z",
+        "2026-10-25T01:30:00Z",
+        "2026-10-25T23:00:00Z",
+        "2026-10-26T01:30:00Z", // 02:30 CET
+    ] {
+        autumn.tick(at(now)).await;
+    }
+    assert_eq!(
+        fire_dirs(&s, "schedule:autumn"),
+        [
+            "schedules/autumn/20261025T003000Z",
+            "schedules/autumn/20261026T013000Z"
+        ]
+    );
+    let store = ScheduleStore::open(s.app.store().db()).unwrap();
+    for name in ["spring", "autumn"] {
+        assert_eq!(store.state(name).unwrap().unwrap().missed, 0, "{name}");
+    }
+}
+
+/// A config-file schedule counts from when it was first loaded, even if the service restarts
+/// before its first fire (else the fire times of the downtime would be dropped unseen).
+#[tokio::test]
+async fn a_config_schedule_keeps_its_start_across_a_restart_before_its_first_fire() {
+    let s = start().await;
+    let hourly = spec(json!({"name": "hourly", "cron": "0 * * * *", "items": lines(1)}));
+    let store = ScheduleStore::open(s.app.store().db()).unwrap();
+    assert!(store.state("hourly").unwrap().is_none());
+    let first = Scheduler::new(s.app.clone(), std::slice::from_ref(&hourly), channel().1).unwrap();
+    let start = store.state("hourly").unwrap().expect("stored when loaded");
+    drop(first);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let _again = Scheduler::new(s.app.clone(), std::slice::from_ref(&hourly), channel().1).unwrap();
+    assert_eq!(store.state("hourly").unwrap(), Some(start));
 }

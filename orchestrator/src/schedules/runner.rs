@@ -145,11 +145,18 @@ impl Scheduler {
             .map_err(ScheduleError::Invalid)?;
         let state = match self.store.state(&spec.name)? {
             Some(state) => state,
-            None => ScheduleState {
-                last_fired_ms: now_ms(),
-                paused: spec.paused,
-                ..ScheduleState::default()
-            },
+            None => {
+                // A new schedule (of the config file: the API stores its own) counts from now.
+                // Stored at once, so that a restart before its first fire does not move its
+                // start and silently drop the fire times in between.
+                let state = ScheduleState {
+                    last_fired_ms: now_ms(),
+                    paused: spec.paused,
+                    ..ScheduleState::default()
+                };
+                self.store.put_state_blocking(&spec.name, &state)?;
+                state
+            }
         };
         let pending = state.firing_ms.and_then(|ms| {
             let fire = DateTime::from_timestamp_millis(ms as i64)?;

@@ -66,6 +66,14 @@ impl ScheduleStore {
         Ok(())
     }
 
+    /// [`ScheduleStore::put_state`] without an executor, for the scheduler's start.
+    pub fn put_state_blocking(&self, name: &str, state: &ScheduleState) -> sled::Result<()> {
+        let bytes = serde_json::to_vec(state).expect("a schedule state encodes");
+        self.state.insert(name.as_bytes(), bytes)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// The schedules made through the API.
     pub fn api_specs(&self) -> sled::Result<Vec<ScheduleSpec>> {
         self.specs
