@@ -253,3 +253,47 @@ async fn chinese_and_mixed_lyrics_are_admitted_from_every_front_end() {
     );
     assert!(e.to_string().contains("line 2"), "{e}");
 }
+
+#[tokio::test]
+async fn a_prompt_over_the_token_limit_is_refused_at_admission() {
+    use refrain_model::prompt::{MAX_PROMPT_CHARS, MAX_PROMPT_TOKENS};
+    use reqwest::StatusCode;
+    let s = start().await;
+    s.app.set_ready(true);
+    // The test bundle's tokenizer splits words from punctuation: one token per character here,
+    // so this prompt is well under the character limit and over the token limit.
+    let prompt = "a!".repeat(300);
+    assert!(prompt.chars().count() < MAX_PROMPT_CHARS);
+    assert!(prompt.chars().count() > MAX_PROMPT_TOKENS);
+
+    let mut d = draft("alice", None);
+    d.style = Some(StyleInput::Prompt(prompt.clone()));
+    let e = s.app.admit(d).await.unwrap_err();
+    assert_eq!(
+        code_and_field(&e),
+        (ErrorCode::InvalidStylePrompt, Some(Field::StylePrompt))
+    );
+    assert!(e.to_string().contains("tokens"), "{e}");
+
+    // Each API names the field its own way, and nothing was queued.
+    let (status, _, body) = s
+        .post(support::http::form_from(&[
+            ("ref_prompt", &prompt),
+            ("audio_length", "95"),
+        ]))
+        .await;
+    support::http::assert_field_error(status, &body, StatusCode::BAD_REQUEST, "ref_prompt");
+    assert!(body["error"].as_str().unwrap().contains("tokens"), "{body}");
+    let r = s
+        .client
+        .post(format!("{}/api/v1/jobs", s.base))
+        .json(&serde_json::json!({"style": {"prompt": prompt}, "length_seconds": 95}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_style_prompt", "{body}");
+    assert_eq!(body["error"]["field"], "style.prompt", "{body}");
+    assert_eq!(s.app.store().count(protocol::JobState::Queued).unwrap(), 0);
+}
