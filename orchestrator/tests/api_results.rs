@@ -304,3 +304,73 @@ async fn every_variant_is_served_in_every_format() {
     let flac = format!("{id}.flac");
     assert_eq!(get(flac).await.status(), StatusCode::BAD_REQUEST);
 }
+
+/// `batch_infer_num=5` (the reference's own scripts use 5) is accepted; the status JSON lists
+/// all five variants from the start, and once the job finished every listed URL serves its own
+/// variant, as Refrain's API lists them.
+#[tokio::test]
+async fn five_variants_are_listed_and_served() {
+    let s = start().await;
+    let body = s.accepted(basic_form().text("batch_infer_num", "5")).await;
+    let id = job_id(&body);
+    let expected: Vec<String> = std::iter::once(format!("/output/{id}.wav"))
+        .chain((2..=5).map(|v| format!("/output/{id}-{v}.wav")))
+        .collect();
+    let (status, _, p) = s.get_json(body["url"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{p}");
+    assert_eq!(p["parameters"]["batch_infer_num"], 5, "{p}");
+    assert_eq!(p["variants"], serde_json::json!(expected), "{p}");
+
+    let record = s.app.store().get(&id).unwrap().unwrap();
+    assert_eq!(record.spec.variants, 5);
+    let lifecycle = s.app.lifecycle();
+    lifecycle.start(&id, 1, 1).await.unwrap();
+    let (_, _, running) = s.get_json(body["url"].as_str().unwrap()).await;
+    assert_eq!(running["state"], "running", "{running}");
+    assert_eq!(
+        running["variants"],
+        serde_json::json!(expected),
+        "{running}"
+    );
+    // Five different songs, as a node makes them in one batch.
+    let wavs: Vec<Vec<u8>> = (0..5)
+        .map(|v| wav(1.0 + f64::from(v) / 10.0, 44_100))
+        .collect();
+    let result = refrain_orchestrator::jobs::results::store_variants(
+        s.app.outputs(),
+        &id,
+        &record.spec,
+        1,
+        &wavs,
+        1.0,
+    )
+    .await
+    .unwrap();
+    lifecycle.succeed(&id, 1, result).await.unwrap();
+
+    for (url, wav) in expected.iter().zip(&wavs) {
+        let r = s
+            .client
+            .get(format!("{}{url}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{url}");
+        assert_eq!(r.headers()["content-type"], "audio/wav", "{url}");
+        assert_eq!(r.bytes().await.unwrap().as_ref(), wav.as_slice(), "{url}");
+    }
+    let (status, _, job) = s.get_json(&format!("/api/v1/jobs/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{job}");
+    let files = job["result"]["files"].as_array().unwrap();
+    let listed: Vec<(u64, &str)> = files
+        .iter()
+        .map(|f| {
+            (
+                f["variant"].as_u64().unwrap(),
+                f["public_url"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let wanted: Vec<(u64, &str)> = (1..=5).zip(expected.iter().map(String::as_str)).collect();
+    assert_eq!(listed, wanted, "{job}");
+}
