@@ -229,10 +229,10 @@ pub struct LimitsConfig {
     pub per_owner_active: usize,
     /// Most jobs one owner may submit in 24 hours; 0: no limit.
     pub per_owner_daily: usize,
-    /// How long an idempotency key names its job (hours): the same key and request within it
-    /// return the same job, a different request with the key is refused (409). Keys of
-    /// uploads are remembered as long.
-    pub idempotency_hours: u64,
+    /// How long an idempotency key names its job (hours, fractions allowed: 0.5 is half an
+    /// hour): the same key and request within it return the same job, a different request
+    /// with the key is refused (409). Keys of uploads are remembered as long.
+    pub idempotency_hours: f64,
     /// How many uploads (`POST /api/v1/uploads`, `POST /riffusion/upload`) one owner may store
     /// (`[limits.uploads]`: 20 a minute, 200 a day by default; 0: no limit).
     pub uploads: crate::uploads::UploadLimits,
@@ -323,9 +323,17 @@ impl Default for LimitsConfig {
             max_variants: 5,
             per_owner_active: 0,
             per_owner_daily: 0,
-            idempotency_hours: 24,
+            idempotency_hours: 24.0,
             uploads: crate::uploads::UploadLimits::default(),
         }
+    }
+}
+
+impl LimitsConfig {
+    /// How long an idempotency key is remembered, in milliseconds (`idempotency_hours`).
+    pub fn idempotency_ms(&self) -> u64 {
+        // A float-to-integer cast saturates; the configuration refuses NaN and negatives.
+        (self.idempotency_hours * 3_600_000.0).round() as u64
     }
 }
 
@@ -422,6 +430,9 @@ impl Config {
             ));
         }
         self.bots.validate()?;
+        if !(self.limits.idempotency_hours.is_finite() && self.limits.idempotency_hours >= 0.0) {
+            return Err("limits.idempotency_hours must be a number of hours, 0 or more".into());
+        }
         if self.fetch.timeout_seconds == 0 {
             return Err("fetch.timeout_seconds must be at least 1".into());
         }
@@ -519,6 +530,19 @@ mod tests {
             (&d.limits, &d.task_api, &d.riffusion_api),
             (&c.limits, &c.task_api, &c.riffusion_api)
         );
+    }
+
+    #[test]
+    fn the_idempotency_window_takes_fractions_of_an_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[limits]\nidempotency_hours = 0.001\n").unwrap();
+        let c = Config::load(Some(&f), &Overrides::default()).unwrap();
+        assert_eq!(c.limits.idempotency_ms(), 3_600);
+        assert_eq!(Config::default().limits.idempotency_ms(), 24 * 3_600_000);
+        std::fs::write(&f, "[limits]\nidempotency_hours = -1\n").unwrap();
+        let e = Config::load(Some(&f), &Overrides::default()).unwrap_err();
+        assert!(e.contains("idempotency_hours"), "{e}");
     }
 
     #[test]

@@ -343,11 +343,7 @@ impl App {
         let Some(record) = self.store().get_by_idempotency_key(&meta.owner, key)? else {
             return Ok(None);
         };
-        let ttl_ms = self
-            .config()
-            .limits
-            .idempotency_hours
-            .saturating_mul(3_600_000);
+        let ttl_ms = self.config().limits.idempotency_ms();
         if crate::store::now_ms().saturating_sub(record.created_ms) > ttl_ms {
             return Ok(None);
         }

@@ -227,10 +227,7 @@ impl App {
 
     /// How long an idempotency key is remembered, in milliseconds.
     fn idempotency_ms(&self) -> u64 {
-        self.config()
-            .limits
-            .idempotency_hours
-            .saturating_mul(3_600_000)
+        self.config().limits.idempotency_ms()
     }
 
     /// The size of a stored upload (0 when it cannot be read).
