@@ -495,6 +495,28 @@ fn cuda_without_a_gpu_build_fails_instead_of_falling_back() {
     assert!(!dir.path().join("out.wav").exists());
 }
 
+#[test]
+fn tensorrt_without_a_gpu_build_fails_instead_of_falling_back() {
+    if !ort_available() {
+        return;
+    }
+    // Nor does the CPU build have TensorRT: the error names the device and what it needs.
+    let dir = TempDir::new().unwrap();
+    let run = generate(
+        &dir.path().join("out.wav"),
+        &["--prompt", PROMPT, "--device", "tensorrt:0"],
+    );
+    assert_fails(
+        &run,
+        &[
+            "tensorrt:0",
+            "TensorRT 10",
+            "ORT_FLAVOUR=gpu tools/fetch-onnxruntime.sh",
+        ],
+    );
+    assert!(!dir.path().join("out.wav").exists());
+}
+
 /// `refrain lyrics` on the default bundle: the token track as a JSON array of integers.
 fn lyric_tokens(lrc: &Path, length: u32) -> Vec<i64> {
     let run = refrain([

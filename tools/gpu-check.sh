@@ -13,7 +13,8 @@
 #    device_settings.rs with REFRAIN_TEST_DEVICE=cuda): out-of-memory retries under a small
 #    gpu_mem_limit (8 MiB, then 32 MiB: DiT batch 2B -> B -> 1 and the VAE chunked, each
 #    bit-identical to a run with the smaller setting), IO binding vs plain runs (same songs) and
-#    the per-step time of the sampler with IO binding on and off.
+#    the per-step time of the sampler with IO binding on and off. Optional: the same parity run
+#    on the TensorRT provider (--device tensorrt), when pip can install TensorRT 10 for CUDA 13.
 # 3. A table per configuration (random weights of the real architecture, float16, CFG 4): the
 #    reduced DiT (dim 2048, depth 2) and the full-size one (depth 16) at 2048 frames (95 s) and
 #    6136 frames (285 s): per-step and sampler time of Refrain, a bare ONNX Runtime loop and the
@@ -81,6 +82,31 @@ for manifest in bundle.toml bundle-f16.toml; do
   "$refrain" generate --device cuda --bundle "models/test-bundle/$manifest" --lrc examples/demo.lrc \
     --prompt "bright acoustic pop with piano" --length 285 --chunked -o "$out/song-285.wav"
 done
+
+echo "== TensorRT (--device tensorrt, optional)"
+# TensorRT 10 for CUDA 13 from PyPI (NVIDIA's wheels carry libnvinfer); skipped, not failed,
+# when it cannot be installed. Engines are built on first use (the run includes that once).
+if "$venv/bin/pip" install --quiet --disable-pip-version-check tensorrt-cu13-libs 2>/dev/null; then
+  trt_libs=$(find "$site" -maxdepth 2 -type d -name 'tensorrt_libs' | paste -sd:)
+  for case in plain edit; do
+    if LD_LIBRARY_PATH="$trt_libs:$LD_LIBRARY_PATH" "$refrain" sample --device tensorrt \
+      --dit "$out/dit.onnx" --inputs "$fixtures/$case" -o "$out/$case-trt.npy"; then
+      "$venv/bin/python" - "$out/$case-trt.npy" "$fixtures/$case/expected.npy" "$case" <<'EOF' ||
+import sys
+import numpy as np
+got, want = np.load(sys.argv[1]), np.load(sys.argv[2])
+err = float(np.abs(got - want).max())
+print(f"sampler parity on TensorRT ({sys.argv[3]}): largest |Refrain - PyTorch| = {err:.2e}")
+sys.exit(0 if err < 1e-3 else 1)
+EOF
+        echo "TensorRT parity FAILED ($case)" >&2
+    else
+      echo "TensorRT run FAILED ($case)" >&2
+    fi
+  done
+else
+  echo "TensorRT: skipped (pip could not install tensorrt-cu13-libs)"
+fi
 
 echo "== device settings on CUDA (memory limit, out-of-memory retries, IO binding)"
 ort_lib=$(pwd)/.ort/lib/libonnxruntime.so.1.31.1

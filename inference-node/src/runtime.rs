@@ -8,6 +8,14 @@
 //! exactly what to run. CUDA is only used when asked for, and then with `error_on_failure`: a GPU
 //! node never falls back to the CPU silently.
 //!
+//! `tensorrt:N` runs the graphs through the TensorRT execution provider on GPU N, with the CUDA
+//! provider for what TensorRT does not take (both `error_on_failure`). TensorRT builds an engine
+//! per graph and input shape the first time, which takes minutes for a full-size DiT; engines
+//! are cached in [`RuntimeConfig::engine_cache`] so a restart reuses them. TensorRT keeps each
+//! graph's precision (no `trt_fp16_enable`): an f32 bundle stays f32, the f16 graphs compute in
+//! f16, as on CUDA. Not measured yet: no GPU was available when this was written
+//! (`tools/gpu-check.sh` runs it).
+//!
 //! [`DeviceSettings`] holds what a node may set about its device's memory and data movement:
 //! a memory limit ([`crate::memory`]) and whether the DiT runs through IO binding
 //! (`crate::sampler`). They are given with [`Runtime::init_with`]; [`Runtime::init`] takes the
@@ -39,7 +47,7 @@ pub enum RuntimeError {
     LibraryLoad { path: String, reason: String },
     #[error("ONNX Runtime was already initialised from {loaded}, cannot switch to {requested}")]
     AlreadyLoaded { loaded: String, requested: String },
-    #[error("invalid device {0:?}: expected `cpu`, `cuda` or `cuda:N`")]
+    #[error("invalid device {0:?}: expected `cpu`, `cuda`, `cuda:N`, `tensorrt` or `tensorrt:N`")]
     BadDevice(String),
     #[error("cannot create a session for {file} on {device}: {source}")]
     Session {
@@ -59,6 +67,17 @@ pub enum RuntimeError {
         #[source]
         source: ort::Error,
     },
+    #[error(
+        "cannot create a session for {file} on {device}: {source}; TensorRT needs the GPU build \
+         of ONNX Runtime (`ORT_FLAVOUR=gpu tools/fetch-onnxruntime.sh`), the CUDA 13 and cuDNN 9 \
+         libraries and TensorRT 10 (libnvinfer.so.10) on the library path"
+    )]
+    TensorRt {
+        file: String,
+        device: Device,
+        #[source]
+        source: ort::Error,
+    },
     #[error("ONNX Runtime environment: {0}")]
     Environment(ort::Error),
     #[error("memory limit: {0}")]
@@ -73,20 +92,38 @@ pub enum Device {
     Cpu,
     /// The CUDA execution provider on the given GPU ordinal.
     Cuda(u32),
+    /// The TensorRT execution provider on the given GPU ordinal, with CUDA for the rest.
+    TensorRt(u32),
+}
+
+impl Device {
+    /// The GPU ordinal, for CUDA and TensorRT.
+    pub fn gpu(self) -> Option<u32> {
+        match self {
+            Device::Cpu => None,
+            Device::Cuda(n) | Device::TensorRt(n) => Some(n),
+        }
+    }
 }
 
 impl FromStr for Device {
     type Err = RuntimeError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ordinal = |n: &str| n.parse::<u32>().ok();
         match s.trim() {
             "cpu" => Ok(Device::Cpu),
             "cuda" => Ok(Device::Cuda(0)),
-            other => other
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .map(Device::Cuda)
-                .ok_or_else(|| RuntimeError::BadDevice(s.to_string())),
+            "tensorrt" => Ok(Device::TensorRt(0)),
+            other => {
+                if let Some(n) = other.strip_prefix("cuda:").and_then(ordinal) {
+                    Ok(Device::Cuda(n))
+                } else if let Some(n) = other.strip_prefix("tensorrt:").and_then(ordinal) {
+                    Ok(Device::TensorRt(n))
+                } else {
+                    Err(RuntimeError::BadDevice(s.to_string()))
+                }
+            }
         }
     }
 }
@@ -96,6 +133,7 @@ impl std::fmt::Display for Device {
         match self {
             Device::Cpu => f.write_str("cpu"),
             Device::Cuda(n) => write!(f, "cuda:{n}"),
+            Device::TensorRt(n) => write!(f, "tensorrt:{n}"),
         }
     }
 }
@@ -109,6 +147,9 @@ pub struct RuntimeConfig {
     pub device: Device,
     /// Intra-op threads per session; `None` lets ONNX Runtime choose (all cores).
     pub intra_threads: Option<usize>,
+    /// Where TensorRT keeps its engines (`tensorrt:N` only); `None`: `refrain-tensorrt` in the
+    /// system's temporary folder.
+    pub engine_cache: Option<PathBuf>,
 }
 
 /// A node's settings for its device's memory and data movement.
@@ -259,7 +300,7 @@ impl Runtime {
         let on = self
             .settings
             .io_binding
-            .unwrap_or(matches!(self.config.device, Device::Cuda(_)));
+            .unwrap_or(self.config.device.gpu().is_some());
         on.then_some(self.config.device)
     }
 
@@ -313,7 +354,8 @@ impl Runtime {
             // The arena registered by `init_with`, shared and capped.
             builder = builder.with_env_allocators().map_err(|e| err(e.into()))?;
         }
-        if let Device::Cuda(ordinal) = self.config.device {
+        if let Some(ordinal) = self.config.device.gpu() {
+            let gpu_err = |source: ort::Error| self.gpu_error(file, source);
             let mut cuda = ort::ep::CUDA::default().with_device_id(ordinal as i32);
             if let Some(limit) = self.settings.memory_limit {
                 // Grow by what is asked, so the limit is what it says.
@@ -322,24 +364,58 @@ impl Runtime {
                     .with_arena_extend_strategy(ort::ep::ArenaExtendStrategy::SameAsRequested);
             }
             let cuda = cuda.build().error_on_failure();
+            let providers = match self.config.device {
+                Device::TensorRt(_) => {
+                    let cache = self
+                        .config
+                        .engine_cache
+                        .clone()
+                        .unwrap_or_else(|| std::env::temp_dir().join("refrain-tensorrt"));
+                    std::fs::create_dir_all(&cache).map_err(|e| {
+                        gpu_err(ort::Error::new(format!(
+                            "cannot create the TensorRT engine cache {}: {e}",
+                            cache.display()
+                        )))
+                    })?;
+                    let tensorrt = ort::ep::TensorRT::default()
+                        .with_device_id(ordinal as i32)
+                        .with_engine_cache(true)
+                        .with_engine_cache_path(cache.display())
+                        .with_timing_cache(true)
+                        .with_timing_cache_path(cache.display())
+                        .build()
+                        .error_on_failure();
+                    vec![tensorrt, cuda]
+                }
+                _ => vec![cuda],
+            };
             builder = builder
-                .with_execution_providers([cuda])
-                .map_err(|e| RuntimeError::Cuda {
-                    file: file.display().to_string(),
-                    device: self.config.device,
-                    source: e.into(),
-                })?;
+                .with_execution_providers(providers)
+                .map_err(|e| gpu_err(e.into()))?;
         }
         builder
             .commit_from_file(file)
             .map_err(|source| match self.config.device {
-                Device::Cuda(_) => RuntimeError::Cuda {
-                    file: file.display().to_string(),
-                    device: self.config.device,
-                    source,
-                },
                 Device::Cpu => err(source),
+                _ => self.gpu_error(file, source),
             })
+    }
+
+    /// A session error on a GPU device, with what that device needs installed.
+    fn gpu_error(&self, file: &Path, source: ort::Error) -> RuntimeError {
+        let (file, device) = (file.display().to_string(), self.config.device);
+        match device {
+            Device::TensorRt(_) => RuntimeError::TensorRt {
+                file,
+                device,
+                source,
+            },
+            _ => RuntimeError::Cuda {
+                file,
+                device,
+                source,
+            },
+        }
     }
 }
 
@@ -352,7 +428,22 @@ mod tests {
         assert_eq!("cpu".parse::<Device>().unwrap(), Device::Cpu);
         assert_eq!("cuda".parse::<Device>().unwrap(), Device::Cuda(0));
         assert_eq!("cuda:3".parse::<Device>().unwrap(), Device::Cuda(3));
-        for bad in ["gpu", "cuda:", "cuda:x", "cuda:-1", ""] {
+        assert_eq!("tensorrt".parse::<Device>().unwrap(), Device::TensorRt(0));
+        assert_eq!("tensorrt:2".parse::<Device>().unwrap(), Device::TensorRt(2));
+        for d in ["cpu", "cuda:1", "tensorrt:2"] {
+            assert_eq!(d.parse::<Device>().unwrap().to_string(), d);
+        }
+        assert_eq!(Device::TensorRt(2).gpu(), Some(2));
+        assert_eq!(Device::Cpu.gpu(), None);
+        for bad in [
+            "gpu",
+            "cuda:",
+            "cuda:x",
+            "cuda:-1",
+            "",
+            "tensorrt:",
+            "trt:0",
+        ] {
             let e = bad.parse::<Device>().unwrap_err().to_string();
             assert!(e.contains("invalid device"), "{e}");
         }

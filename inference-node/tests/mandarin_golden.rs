@@ -77,6 +77,7 @@ fn polyphone_model(dir: &Path) -> Option<Arc<dyn PolyphoneModel>> {
         library: None,
         device: Device::Cpu,
         intra_threads: Some(1),
+        engine_cache: None,
     })
     .expect("ONNX Runtime");
     let model = OrtPolyphone::load(&runtime, &dir.join("poly_bert_model.onnx")).expect("model");

@@ -23,9 +23,9 @@ pub struct Config {
     pub bundle: PathBuf,
     /// Path of libonnxruntime.so (default: ORT_DYLIB_PATH, then .ort/lib).
     pub ort_library: Option<PathBuf>,
-    /// One in-process inference node per entry: `cpu`, `cuda`, `cuda:N`. With the NATS backend
-    /// this may be empty (the nodes are `refrain node` processes); entries run as in-process
-    /// NATS nodes.
+    /// One in-process inference node per entry: `cpu`, `cuda`, `cuda:N`, `tensorrt:N`. With the
+    /// NATS backend this may be empty (the nodes are `refrain node` processes); entries run as
+    /// in-process NATS nodes.
     pub devices: Vec<String>,
     /// ONNX Runtime intra-op threads per node (default: all cores).
     pub intra_threads: Option<usize>,

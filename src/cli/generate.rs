@@ -75,7 +75,7 @@ pub struct GenerateArgs {
     output: PathBuf,
     #[command(flatten)]
     bundle: BundleArgs,
-    /// Execution device: cpu, cuda or cuda:N.
+    /// Execution device: cpu, cuda, cuda:N, tensorrt or tensorrt:N.
     #[arg(long, env = "REFRAIN_DEVICE", default_value = "cpu")]
     device: Device,
     /// Path of libonnxruntime.so (default: ORT_DYLIB_PATH, then .ort/lib).
@@ -166,6 +166,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             library: args.ort_library.clone(),
             device: args.device,
             intra_threads: args.threads,
+            engine_cache: None,
         },
         cfg_mode: args.cfg_mode,
         max_reference_seconds: MAX_REFERENCE_SECONDS,

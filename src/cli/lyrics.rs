@@ -51,6 +51,7 @@ fn line_encoder(
         library: None,
         device: Device::Cpu,
         intra_threads: None,
+        engine_cache: None,
     })?;
     Ok(refrain_inference::polyphone::line_encoder(
         bundle, &runtime, vocab, mandarin,

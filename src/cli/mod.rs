@@ -43,6 +43,8 @@ pub fn generator_config(
             library: config.ort_library.clone(),
             device,
             intra_threads: config.intra_threads,
+            // TensorRT engines take minutes to build: kept with the node's data.
+            engine_cache: Some(config.data_dir.join("tensorrt")),
         },
         lyrics_limits: refrain_inference::lyrics::lrc::LyricsLimits {
             max_bytes: config.limits.max_lyrics_bytes,

@@ -17,7 +17,7 @@ pub struct NodeArgs {
     /// nats://127.0.0.1:4222).
     #[arg(long, env = "REFRAIN_NATS__URL")]
     nats: Option<String>,
-    /// Execution device: cpu, cuda or cuda:N.
+    /// Execution device: cpu, cuda, cuda:N, tensorrt or tensorrt:N.
     #[arg(long, env = "REFRAIN_DEVICE", default_value = "cpu")]
     device: String,
     /// Model bundle: a directory with bundle.toml, or a manifest file.

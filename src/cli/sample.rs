@@ -31,7 +31,7 @@ pub struct SampleArgs {
     /// How the CFG branches run: auto (one batch of 2 when the graph allows), batched, separate.
     #[arg(long, default_value = "auto")]
     cfg_mode: CfgMode,
-    /// Execution device: cpu, cuda or cuda:N.
+    /// Execution device: cpu, cuda, cuda:N, tensorrt or tensorrt:N.
     #[arg(long, env = "REFRAIN_DEVICE", default_value = "cpu")]
     device: Device,
     /// Path of libonnxruntime.so (default: ORT_DYLIB_PATH, then .ort/lib).
@@ -47,6 +47,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         library: args.ort_library,
         device: args.device,
         intra_threads: args.threads,
+        engine_cache: None,
     })?;
     let mut dit = sample_files::load_dit(&runtime, &args.dit)?;
     let settings = SamplerSettings {

@@ -123,7 +123,7 @@ fn element(p: Precision) -> TensorElementType {
 fn host_allocators(dit: &Dit, device: Device) -> Result<(Allocator, Allocator), ort::Error> {
     match device {
         Device::Cpu => Ok((Allocator::default(), Allocator::default())),
-        Device::Cuda(_) => {
+        Device::Cuda(_) | Device::TensorRt(_) => {
             let pinned = |kind| {
                 MemoryInfo::new(
                     AllocationDevice::CUDA_PINNED,

@@ -43,6 +43,7 @@ pub fn onnx_runtime(config: &Config, report: &mut impl FnMut(Check)) -> Option<R
         library: Some(found.clone()),
         device: Device::Cpu,
         intra_threads: Some(1),
+        engine_cache: None,
     });
     match runtime {
         Ok(runtime) => {
@@ -87,13 +88,7 @@ pub fn execution_providers(
 ) {
     let name = "providers";
     let Some(runtime) = runtime else { return };
-    let cuda_wanted: Vec<u32> = devices
-        .iter()
-        .filter_map(|d| match d {
-            Device::Cuda(n) => Some(*n),
-            Device::Cpu => None,
-        })
-        .collect();
+    let cuda_wanted: Vec<u32> = devices.iter().filter_map(|d| d.gpu()).collect();
     if !runtime.info().cuda_in_build {
         let detail = "CPU; CUDA: not in this build of ONNX Runtime";
         if !cuda_wanted.is_empty() {
@@ -133,6 +128,7 @@ pub fn execution_providers(
             library: Some(runtime.library().to_path_buf()),
             device: Device::Cuda(ordinal),
             intra_threads: Some(1),
+            engine_cache: None,
         })
         .and_then(|r| r.session(graph));
         match session {
@@ -173,13 +169,7 @@ pub struct Gpus {
 /// than a configured `cuda:N` needs, is a failure; otherwise only a warning.
 pub fn gpus(devices: &[Device]) -> Gpus {
     let name = "gpus";
-    let wanted: Vec<u32> = devices
-        .iter()
-        .filter_map(|d| match d {
-            Device::Cuda(n) => Some(*n),
-            Device::Cpu => None,
-        })
-        .collect();
+    let wanted: Vec<u32> = devices.iter().filter_map(|d| d.gpu()).collect();
     let driver_fix = "check the NVIDIA driver (`nvidia-smi` must list the GPUs; reinstall or \
                       load the driver matching the kernel, then reboot if it says so)";
     let out = Command::new("nvidia-smi")

@@ -156,7 +156,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<()> {
                     report(Check::fail(
                         "config",
                         format!("{shown}: {e}"),
-                        "list devices as \"cpu\", \"cuda\" or \"cuda:N\"",
+                        "list devices as \"cpu\", \"cuda\", \"cuda:N\" or \"tensorrt:N\"",
                     ));
                     None
                 }
