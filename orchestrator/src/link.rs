@@ -159,6 +159,9 @@ impl NodeLink for EmbeddedLink {
             }
             *last = Some(now);
         }
+        self.app
+            .nodes()
+            .progress_in_process(&self.node, &job.id, event.percent);
         let message = ProgressMessage {
             id: job.id.clone(),
             attempt: job.attempt,

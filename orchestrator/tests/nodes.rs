@@ -1,10 +1,11 @@
 //! `GET /api/v1/nodes` on the embedded deployment, in process: the real service with a stand-in
 //! node that takes jobs through the embedded link and holds each until the test releases it.
 //! The in-process node must show what it really does — busy with the job it holds, then idle
-//! with one more job done — not a fixed idle entry.
+//! with one more job done — not a fixed idle entry — and the percent its job reported.
 
 mod support;
 
+use protocol::{ProgressEvent, Stage};
 use serde_json::Value;
 use support::http::{basic_form, job_id};
 use support::node::StandIn;
@@ -26,7 +27,14 @@ async fn the_node(s: &TestService) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_in_process_node_shows_its_job_and_counts_jobs_done() {
-    let mut stand_in = StandIn::new();
+    let mut stand_in = StandIn::with_progress(ProgressEvent {
+        stage: Stage::Sampling,
+        step: 16,
+        total: 32,
+        percent: 42.0,
+        eta_seconds: Some(3.0),
+        elapsed_seconds: 2.0,
+    });
     let s = start_with_nodes(|_| {}, stand_in.runner.clone()).await;
     s.wait_ready().await;
 
@@ -45,6 +53,7 @@ async fn the_in_process_node_shows_its_job_and_counts_jobs_done() {
         assert_eq!(node["state"], "busy", "{node}");
         assert_eq!(node["job"]["id"], id.as_str(), "{node}");
         assert_eq!(node["job"]["attempt"], 1, "{node}");
+        assert_eq!(node["job"]["percent"], 42.0, "{node}");
         assert_eq!(node["jobs_done"], done - 1, "{node}");
 
         // Once it finished: idle, no job, one more done.

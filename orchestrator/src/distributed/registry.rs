@@ -167,6 +167,18 @@ impl NodeRegistry {
         }
     }
 
+    /// A node of this process reports progress of `job`: its overall percent, if it still runs
+    /// that job.
+    pub fn progress_in_process(&self, node: &str, job: &protocol::JobId, percent: f32) {
+        let mut nodes = self.lock();
+        if let Some(entry) = nodes.get_mut(node) {
+            if let Some(current) = entry.announcement.job.as_mut().filter(|j| j.id == *job) {
+                current.percent = percent;
+            }
+            entry.seen = Instant::now();
+        }
+    }
+
     /// A node of this process finished `job`: one more job done, and idle unless it runs
     /// another job by now.
     pub fn finished_in_process(&self, node: &str, job: &protocol::JobId) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::node::Outcome;
-use protocol::JobId;
+use protocol::{JobId, ProgressEvent};
 use refrain_orchestrator::service::{InProcessLink, InProcessNode, NodeRunner};
 use tokio::sync::{mpsc, Semaphore};
 
@@ -31,11 +31,21 @@ impl Default for StandIn {
 
 impl StandIn {
     pub fn new() -> StandIn {
+        StandIn::reporting(None)
+    }
+
+    /// A stand-in that reports `progress` (stage, step/total, percent) for each job it takes,
+    /// before it tells the test which job it holds.
+    pub fn with_progress(progress: ProgressEvent) -> StandIn {
+        StandIn::reporting(Some(progress))
+    }
+
+    fn reporting(progress: Option<ProgressEvent>) -> StandIn {
         let (tx, taken) = mpsc::unbounded_channel();
         let release = Arc::new(Semaphore::new(0));
         let gate = release.clone();
         let runner: NodeRunner = Arc::new(move |node: InProcessNode| {
-            let (tx, gate) = (tx.clone(), gate.clone());
+            let (tx, gate, progress) = (tx.clone(), gate.clone(), progress.clone());
             Box::pin(async move {
                 let InProcessLink::Embedded(link) = node.link else {
                     panic!("the stand-in node runs on the embedded queue");
@@ -46,6 +56,9 @@ impl StandIn {
                         _ = node.cancel.cancelled() => return,
                         job = link.next() => job.expect("a job from the link"),
                     };
+                    if let Some(event) = &progress {
+                        link.progress(&job, event.clone()).await;
+                    }
                     let _ = tx.send(job.id.clone());
                     let outcome = tokio::select! {
                         _ = node.cancel.cancelled() => Outcome::Interrupted,
