@@ -355,6 +355,80 @@ fn the_page_sends_the_api_key() {
     }
 }
 
+#[test]
+fn the_page_makes_a_song_from_a_reference_recording() {
+    let Some(chromium) = chromium_binary() else {
+        return;
+    };
+    let Some(app) = TestApp::embedded().steps(2).start() else {
+        return;
+    };
+    let not_audio = app.dir().join("notes.wav");
+    std::fs::write(&not_audio, b"these are not samples").unwrap();
+    let reference = app.dir().join("reference.wav");
+    std::fs::write(&reference, sine_wav(12.0)).unwrap();
+
+    let mut browser = Browser::launch(&chromium, app.dir());
+    browser.open(&app.url("/"));
+    browser.fill(
+        "#lyrics",
+        "[00:10.00] sing it like
+[00:20.00] the record",
+    );
+    browser.click("#style-kind-upload");
+    browser.wait_for(
+        "the file field",
+        "!document.getElementById('upload-box').hidden",
+    );
+    // No file chosen: the page says so before sending anything.
+    browser.click("#submit");
+    browser.wait_for(
+        "the missing file named",
+        "!document.getElementById('reference-error').hidden",
+    );
+    // A file that is not audio: the server's refusal lands on the file field.
+    browser.set_files("#reference", &[&not_audio]);
+    browser.click("#submit");
+    let refusal = browser.wait_for(
+        "the upload refused",
+        "(() => { const e = document.getElementById('reference-error'); \
+         return !e.hidden && e.textContent.trim(); })()",
+    );
+    assert!(
+        !refusal.as_str().unwrap_or_default().is_empty(),
+        "{refusal}"
+    );
+    assert!(app.api().get_json("/api/v1/jobs")["jobs"]
+        .as_array()
+        .is_some_and(|jobs| jobs.is_empty()));
+
+    // A real recording: uploaded, then the song is made in its style.
+    browser.set_files("#reference", &[&reference]);
+    browser.click("#submit");
+    browser.wait_for(
+        "the song's player",
+        "document.getElementById('current').dataset.state === 'succeeded' \
+         && document.querySelector('#result audio')?.src",
+    );
+    let song = browser.eval("document.getElementById('current').dataset.job");
+    let song = song.as_str().expect("the job id on the page").to_string();
+    let job = app.api().get_json(&format!("/api/v1/jobs/{song}"));
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["request"]["style"]["audio"], "uploaded", "{job}");
+    let uploads: Vec<_> = browser
+        .requests()
+        .into_iter()
+        .filter(|(url, _)| url.ends_with("/api/v1/uploads"))
+        .collect();
+    assert_eq!(
+        uploads.len(),
+        2,
+        "one refused upload, one accepted: {uploads:?}"
+    );
+    let errors = browser.page_errors();
+    assert!(errors.is_empty(), "errors in the page: {errors:?}");
+}
+
 /// `POST /api/v1/jobs` with a text prompt; the job's id.
 fn create_job(api: &Api, seconds: u32, variants: u32) -> String {
     let response = api

@@ -361,6 +361,23 @@ impl Browser {
     }
 
     /// Focuses an element and presses Enter, as a keyboard user would.
+    /// Chooses `files` in the file input `selector`, as a person picking them would (the
+    /// input's `change` event fires).
+    pub fn set_files(&mut self, selector: &str, files: &[&Path]) {
+        let root = self.call("DOM.getDocument", json!({"depth": 0}));
+        let node = self.call(
+            "DOM.querySelector",
+            json!({"nodeId": root["root"]["nodeId"], "selector": selector}),
+        );
+        let node_id = node["nodeId"].as_u64().filter(|&id| id != 0);
+        let node_id = node_id.unwrap_or_else(|| panic!("no element {selector}"));
+        let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        self.call(
+            "DOM.setFileInputFiles",
+            json!({"nodeId": node_id, "files": files}),
+        );
+    }
+
     pub fn press_enter_on(&mut self, selector: &str) {
         let script = format!(
             "(() => {{ const e = document.querySelector({sel}); e.focus(); \
