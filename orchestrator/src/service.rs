@@ -394,6 +394,20 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
         public_url: public_url.clone(),
         schedules,
     });
+    // A config-file schedule's webhook passes the check an API schedule's does, at start-up
+    // rather than at every fire (the URL guard resolves names, so it cannot run at parse time).
+    for (i, schedule) in config.schedules.iter().enumerate() {
+        if let Some(hook) = &schedule.webhook {
+            let target = crate::webhooks::Target {
+                endpoint: hook.endpoint.clone(),
+                secret: hook.secret.clone(),
+                payload: crate::webhooks::Payload::Refrain,
+            };
+            app.check_webhook(&target).await.map_err(|e| {
+                ServeError::Config(format!("schedules[{i}] ({}): webhook: {e}", schedule.name))
+            })?;
+        }
+    }
     crate::schedules::Scheduler::new(app.clone(), &config.schedules, schedule_inbox)
         .map_err(|e| ServeError::Config(e.to_string()))?
         .spawn(&tracker, cancel.clone());

@@ -405,3 +405,34 @@ fn the_config_file_names_the_bad_schedule_and_field() {
         assert!(e.contains(says), "{toml}: {e}");
     }
 }
+
+/// A config-file schedule's webhook passes the check an API schedule's does, when the service
+/// starts: an endpoint the server would refuse to call stops it, naming the schedule. Only
+/// loopback addresses, never contacted: the guard refuses before connecting.
+#[tokio::test]
+async fn a_config_schedule_with_a_webhook_the_guard_refuses_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (n, (endpoint, says)) in [
+        ("http://127.0.0.1:9/hook", "schedules[0] (nightly): webhook"),
+        ("ftp://127.0.0.1/hook", "schedules[0] (nightly): webhook"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let schedule: ScheduleSpec = serde_json::from_value(json!({
+            "name": "nightly", "cron": "0 2 * * *", "items": [{"lyrics": "[00:10.00] la"}],
+            "webhook": {"endpoint": endpoint}
+        }))
+        .unwrap();
+        let config = refrain_orchestrator::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().join(format!("data-{n}")),
+            bundle: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/test-bundle"),
+            schedules: vec![schedule],
+            ..refrain_orchestrator::Config::default()
+        };
+        let refused = refrain_orchestrator::service::start(config, support::idle_nodes()).await;
+        let message = refused.err().expect("refused").to_string();
+        assert!(message.contains(says), "{endpoint}: {message}");
+    }
+}
