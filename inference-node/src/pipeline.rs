@@ -227,7 +227,7 @@ impl Generator {
                     graph(&format!("dit {}", d.name), &d.file)?,
                     d.duration_input,
                 )?;
-                dit.io = runtime.io_binding();
+                dit.bind_io(&runtime)?;
                 Ok::<_, InferenceError>(dit)
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -26,7 +26,7 @@ use std::str::FromStr;
 use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
 use thiserror::Error;
 
@@ -338,8 +338,40 @@ impl Runtime {
 
     /// Creates a session for one graph file on this node's device.
     pub fn session(&self, file: &Path) -> Result<Session, RuntimeError> {
+        let name = file.display().to_string();
+        self.builder(&name)?
+            .commit_from_file(file)
+            .map_err(|source| self.commit_error(&name, source))
+    }
+
+    /// Creates a session for a graph built in memory (`ort::editor`) on this node's device;
+    /// `name` stands for it in errors.
+    pub fn session_from_model(
+        &self,
+        name: &str,
+        model: ort::editor::Model,
+    ) -> Result<Session, RuntimeError> {
+        let builder = self.builder(name)?;
+        model
+            .into_session(&builder)
+            .map_err(|source| self.commit_error(name, source))
+    }
+
+    fn commit_error(&self, name: &str, source: ort::Error) -> RuntimeError {
+        match self.config.device {
+            Device::Cpu => RuntimeError::Session {
+                file: name.to_string(),
+                device: self.config.device,
+                source,
+            },
+            _ => self.gpu_error(name, source),
+        }
+    }
+
+    /// A session builder with this node's threads, memory settings and execution providers.
+    fn builder(&self, name: &str) -> Result<SessionBuilder, RuntimeError> {
         let err = |source| RuntimeError::Session {
-            file: file.display().to_string(),
+            file: name.to_string(),
             device: self.config.device,
             source,
         };
@@ -355,7 +387,7 @@ impl Runtime {
             builder = builder.with_env_allocators().map_err(|e| err(e.into()))?;
         }
         if let Some(ordinal) = self.config.device.gpu() {
-            let gpu_err = |source: ort::Error| self.gpu_error(file, source);
+            let gpu_err = |source: ort::Error| self.gpu_error(name, source);
             let mut cuda = ort::ep::CUDA::default().with_device_id(ordinal as i32);
             if let Some(limit) = self.settings.memory_limit {
                 // Grow by what is asked, so the limit is what it says.
@@ -393,17 +425,12 @@ impl Runtime {
                 .with_execution_providers(providers)
                 .map_err(|e| gpu_err(e.into()))?;
         }
-        builder
-            .commit_from_file(file)
-            .map_err(|source| match self.config.device {
-                Device::Cpu => err(source),
-                _ => self.gpu_error(file, source),
-            })
+        Ok(builder)
     }
 
     /// A session error on a GPU device, with what that device needs installed.
-    fn gpu_error(&self, file: &Path, source: ort::Error) -> RuntimeError {
-        let (file, device) = (file.display().to_string(), self.config.device);
+    fn gpu_error(&self, name: &str, source: ort::Error) -> RuntimeError {
+        let (file, device) = (name.to_string(), self.config.device);
         match device {
             Device::TensorRt(_) => RuntimeError::TensorRt {
                 file,

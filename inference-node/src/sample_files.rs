@@ -223,7 +223,7 @@ pub fn load_dit(runtime: &Runtime, dit: &Path) -> Result<Dit, SampleFilesError> 
     );
     let has_duration = graph.has_input("duration");
     let mut dit = Dit::new(graph, has_duration)?;
-    dit.io = runtime.io_binding();
+    dit.bind_io(runtime)?;
     Ok(dit)
 }
 

@@ -1,7 +1,8 @@
 //! The node's device settings on the test bundle: a memory limit that ONNX Runtime really hits
 //! (out-of-memory retries of the DiT with fewer rows per call and of the VAE chunked, each
 //! giving exactly the songs of a run with the smaller setting), and IO binding giving the same
-//! songs as plain runs.
+//! songs as plain runs, including the sampler loop that keeps the latent on the device (the
+//! CFG/Euler update as a graph, with batched CFG).
 //!
 //! On the CPU the limit caps a shared CPU arena, registered once per process, so only the one
 //! test below uses it. `REFRAIN_TEST_DEVICE=cuda` runs the same tests on a GPU
@@ -85,13 +86,21 @@ fn settings(cfg_mode: CfgMode) -> SamplerSettings {
 }
 
 fn full_dit(runtime: &Runtime) -> sampler::Dit {
-    let file = common::bundle_dir().join("dit_full.onnx");
-    let mut dit = sampler::Dit::new(
-        Graph::new("dit full", runtime.session(&file).unwrap()),
-        true,
-    )
-    .unwrap();
-    dit.io = runtime.io_binding();
+    dit_from(runtime, "dit_full.onnx")
+}
+
+fn dit_from(runtime: &Runtime, file: &str) -> sampler::Dit {
+    let path = common::bundle_dir().join(file);
+    let mut dit =
+        sampler::Dit::new(Graph::new(file, runtime.session(&path).unwrap()), true).unwrap();
+    dit.bind_io(runtime).unwrap();
+    dit
+}
+
+/// [`dit_from`] with the update graph even on the CPU (a GPU uses it by default).
+fn dit_with_update_graph(runtime: &Runtime, file: &str) -> sampler::Dit {
+    let mut dit = dit_from(runtime, file);
+    dit.use_update_graph(runtime).unwrap();
     dit
 }
 
@@ -192,6 +201,69 @@ fn io_binding_gives_the_same_songs() {
             assert!(
                 x.songs == y.songs,
                 "{manifest} {mode:?}: IO binding changes the song"
+            );
+        }
+    }
+}
+
+/// With IO binding and batched CFG the update runs as a graph beside the DiT and the latent
+/// stays on the device; the final latents are those of the host update, bit for bit, in both
+/// precisions, from noise and from a re-noised song (init), for one and for two variants.
+#[test]
+fn the_update_graph_gives_the_host_updates_numbers() {
+    if !common::ort_available() {
+        return;
+    }
+    let on = DeviceSettings {
+        io_binding: Some(true),
+        ..DeviceSettings::default()
+    };
+    let off = DeviceSettings {
+        io_binding: Some(false),
+        ..DeviceSettings::default()
+    };
+    let device = Runtime::init_with(config(CfgMode::Batched).runtime, on).unwrap();
+    let host = Runtime::init_with(config(CfgMode::Batched).runtime, off).unwrap();
+    for (file, p) in [
+        ("dit_full.onnx", Precision::F32),
+        ("dit_full_f16.onnx", Precision::F16),
+    ] {
+        let mut a = dit_with_update_graph(&device, file);
+        let mut b = dit_from(&host, file);
+        assert!(a.step.is_some() && b.step.is_none(), "{file}");
+        for variants in [1, 2] {
+            let mut inputs = sampler_inputs(512, variants);
+            inputs.noise = sampler::noise(5, variants, 512, p);
+            let s = settings(CfgMode::Batched);
+            let mut steps = Vec::new();
+            let x = sampler::sample(&mut a, &inputs, &s, |k, n| {
+                steps.push((k, n));
+                Ok(())
+            })
+            .unwrap();
+            let y = sampler::sample(&mut b, &inputs, &s, |_, _| Ok(())).unwrap();
+            assert_eq!(
+                steps,
+                [(1, 3), (2, 3), (3, 3)],
+                "{file}: one report per step"
+            );
+            assert!(
+                x == y,
+                "{file}, {variants} variant(s): the update graph changes the latents"
+            );
+            assert!(x.iter().any(|&v| v != 0.0));
+            // Init: from a song re-noised halfway, fewer steps.
+            inputs.init = Some(sampler::Init {
+                latent: (0..512 * 64)
+                    .map(|i| ((i % 97) as f32 / 97.0) - 0.5)
+                    .collect(),
+                start: 2,
+            });
+            let x = sampler::sample(&mut a, &inputs, &s, |_, _| Ok(())).unwrap();
+            let y = sampler::sample(&mut b, &inputs, &s, |_, _| Ok(())).unwrap();
+            assert!(
+                x == y,
+                "{file}, {variants} variant(s), init: the latents differ"
             );
         }
     }

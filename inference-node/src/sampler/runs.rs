@@ -11,10 +11,11 @@
 //!   device-to-host copy per call). Per step only `x` and `time` are bound again (on CUDA: one
 //!   host-to-device copy each).
 //!
-//! What still crosses between host and device per step with IO binding on CUDA: `x` (rows ×
-//! N × 64 values, from pinned memory) and `time` up, `v` (rows × N × 64) down, per DiT call;
-//! the CFG combination and the Euler update run on the host. Keeping `x` on the device needs
-//! the update as a graph of its own, which bundles do not have yet.
+//! What crosses between host and device per step with IO binding on CUDA here: `x` (rows × N ×
+//! 64 values, from pinned memory) and `time` up, `v` (rows × N × 64) down, per DiT call; the
+//! CFG combination and the Euler update run on the host. That is the path of the separate and
+//! single-row layouts and of the midpoint solver; with batched CFG and Euler the sampler runs
+//! [`super::device`] instead, where the update is a graph and the latent stays on the device.
 
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{IoBinding, SessionInputValue};
@@ -111,7 +112,7 @@ fn repeat<T: Clone>(v: &[T], times: usize) -> Vec<T> {
     out
 }
 
-fn element(p: Precision) -> TensorElementType {
+pub(super) fn element(p: Precision) -> TensorElementType {
     match p {
         Precision::F32 => TensorElementType::Float32,
         Precision::F16 => TensorElementType::Float16,
@@ -120,7 +121,10 @@ fn element(p: Precision) -> TensorElementType {
 
 /// Host allocators of the IO-binding path: inputs written by the host and outputs read by it
 /// (pinned memory on CUDA, so the copies are direct DMA).
-fn host_allocators(dit: &Dit, device: Device) -> Result<(Allocator, Allocator), ort::Error> {
+pub(super) fn host_allocators(
+    dit: &Dit,
+    device: Device,
+) -> Result<(Allocator, Allocator), ort::Error> {
     match device {
         Device::Cpu => Ok((Allocator::default(), Allocator::default())),
         Device::Cuda(_) | Device::TensorRt(_) => {
@@ -141,6 +145,48 @@ fn host_allocators(dit: &Dit, device: Device) -> Result<(Allocator, Allocator), 
     }
 }
 
+/// The DiT inputs of rows `first..first + rows` of one guided evaluation that never change
+/// between steps: row r is variant r mod B, conditional (the song's cond, text and style) when
+/// r < B, unconditional (zeros, zero tokens, the negative style) otherwise.
+pub(super) fn fixed_inputs(
+    dit: &Dit,
+    s: &SampleInputs,
+    first: usize,
+    rows: usize,
+) -> Result<Vec<(&'static str, DynValue)>, InferenceError> {
+    let (n, b, p) = (s.frames, s.variants, dit.precision);
+    let g = dit.graph.name.clone();
+    let zeros = vec![0f32; n * LATENT_DIM];
+    let (mut cond, mut text, mut style) = (Vec::new(), Vec::new(), Vec::new());
+    for r in first..first + rows {
+        if r < b {
+            cond.extend_from_slice(&s.cond);
+            text.extend_from_slice(&s.text);
+            style.extend_from_slice(&s.style);
+        } else {
+            cond.extend_from_slice(&zeros);
+            text.extend(std::iter::repeat_n(0, n));
+            style.extend_from_slice(&s.negative);
+        }
+    }
+    let mut fixed = vec![
+        ("cond", float_tensor(&g, p, &[rows, n, LATENT_DIM], &cond)?),
+        ("text", int64_tensor(&g, &[rows, n], text)?),
+        ("style", float_tensor(&g, p, &[rows, STYLE_DIM], &style)?),
+        (
+            "start_time",
+            float_tensor(&g, p, &[rows], &vec![0.0; rows])?,
+        ),
+    ];
+    if dit.has_duration {
+        fixed.push((
+            "duration",
+            float_tensor(&g, p, &[rows], &repeat(&[s.duration], rows))?,
+        ));
+    }
+    Ok(fixed)
+}
+
 impl Runs {
     pub(super) fn new(dit: &Dit, s: &SampleInputs, layout: Layout) -> Result<Runs, InferenceError> {
         let (n, b, p) = (s.frames, s.variants, dit.precision);
@@ -150,7 +196,6 @@ impl Runs {
             Some(device) => Some(host_allocators(dit, device).map_err(InferenceError::onnx(&g))?),
             None => None,
         };
-        let zeros = vec![0f32; n * LATENT_DIM];
         let mut moving: Vec<Moving> = Vec::new();
         let mut calls = Vec::new();
         for first in (0..2 * b).step_by(rows) {
@@ -186,34 +231,7 @@ impl Runs {
                     moving.len() - 1
                 }
             };
-            // Row r: variant r mod B, conditional when r < B.
-            let (mut cond, mut text, mut style) = (Vec::new(), Vec::new(), Vec::new());
-            for r in first..first + rows {
-                if r < b {
-                    cond.extend_from_slice(&s.cond);
-                    text.extend_from_slice(&s.text);
-                    style.extend_from_slice(&s.style);
-                } else {
-                    cond.extend_from_slice(&zeros);
-                    text.extend(std::iter::repeat_n(0, n));
-                    style.extend_from_slice(&s.negative);
-                }
-            }
-            let mut fixed = vec![
-                ("cond", float_tensor(&g, p, &[rows, n, LATENT_DIM], &cond)?),
-                ("text", int64_tensor(&g, &[rows, n], text)?),
-                ("style", float_tensor(&g, p, &[rows, STYLE_DIM], &style)?),
-                (
-                    "start_time",
-                    float_tensor(&g, p, &[rows], &vec![0.0; rows])?,
-                ),
-            ];
-            if dit.has_duration {
-                fixed.push((
-                    "duration",
-                    float_tensor(&g, p, &[rows], &repeat(&[s.duration], rows))?,
-                ));
-            }
+            let fixed = fixed_inputs(dit, s, first, rows)?;
             let binding = match &allocators {
                 Some((_, output)) => {
                     let bind = || -> Result<IoBinding, ort::Error> {
