@@ -398,12 +398,7 @@ pub async fn start(config: Config, nodes: NodeRunner) -> Result<Running, ServeEr
     // rather than at every fire (the URL guard resolves names, so it cannot run at parse time).
     for (i, schedule) in config.schedules.iter().enumerate() {
         if let Some(hook) = &schedule.webhook {
-            let target = crate::webhooks::Target {
-                endpoint: hook.endpoint.clone(),
-                secret: hook.secret.clone(),
-                payload: crate::webhooks::Payload::Refrain,
-            };
-            app.check_webhook(&target).await.map_err(|e| {
+            app.check_webhook(&hook.target()).await.map_err(|e| {
                 ServeError::Config(format!("schedules[{i}] ({}): webhook: {e}", schedule.name))
             })?;
         }

@@ -505,11 +505,7 @@ fn draft(spec: &ScheduleSpec, fire_ms: u64, item: &BatchItem, seed: u64) -> Draf
         per_minute: 0,
         per_day: 0,
     });
-    meta.webhook = spec.webhook.as_ref().map(|w| crate::webhooks::Target {
-        endpoint: w.endpoint.clone(),
-        secret: w.secret.clone(),
-        payload: crate::webhooks::Payload::Refrain,
-    });
+    meta.webhook = spec.webhook.as_ref().map(|w| w.target());
     let mut draft = Draft::new(meta);
     draft.lyrics = item.lyrics.clone();
     draft.style = Some(StyleInput::Prompt(item.style.clone()));

@@ -99,6 +99,17 @@ pub struct WebhookSpec {
     pub secret: String,
 }
 
+impl WebhookSpec {
+    /// Where a schedule's jobs report (the job core's webhook target, Refrain's payload).
+    pub fn target(&self) -> crate::webhooks::Target {
+        crate::webhooks::Target {
+            endpoint: self.endpoint.clone(),
+            secret: self.secret.clone(),
+            payload: crate::webhooks::Payload::Refrain,
+        }
+    }
+}
+
 /// Whether `name` is a schedule name: 1 to 64 of `a-z`, `0-9`, `-`, `_` (safe in paths,
 /// URLs, metric labels and idempotency keys).
 pub fn is_valid_name(name: &str) -> bool {

@@ -89,12 +89,7 @@ async fn parse(app: &App, body: &[u8], caller: &Caller) -> Result<ScheduleSpec, 
     })?;
     spec.owner = Some(caller.owner.to_string());
     if let Some(hook) = &spec.webhook {
-        app.check_webhook(&crate::webhooks::Target {
-            endpoint: hook.endpoint.clone(),
-            secret: hook.secret.clone(),
-            payload: crate::webhooks::Payload::Refrain,
-        })
-        .await?;
+        app.check_webhook(&hook.target()).await?;
     }
     Ok(spec)
 }
