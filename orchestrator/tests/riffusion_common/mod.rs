@@ -6,11 +6,9 @@
 #![allow(dead_code)]
 
 use protocol::JobId;
-use refrain_orchestrator::jobs::results::store_variants;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::support::http::wav;
 use crate::support::{start_with, TestService};
 
 pub const LYRICS: &str = "[Verse]\nCity lights are passing by\nEvery window tells a lie\n\n\
@@ -25,9 +23,10 @@ pub async fn start() -> TestService {
 }
 
 pub fn add_key(s: &TestService, name: &str) -> String {
-    refrain_orchestrator::api::v1::auth::add_key(&s.app.config().api_keys_path(), name).unwrap()
+    s.add_key(name)
 }
 
+/// A request with the key as a bearer token, as Riffusion clients send it.
 pub async fn call(
     s: &TestService,
     method: Method,
@@ -35,20 +34,13 @@ pub async fn call(
     key: Option<&str>,
     body: Option<&Value>,
 ) -> (StatusCode, Value) {
-    let mut request = s.client.request(method, format!("{}{path}", s.base));
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    let r = request.send().await.unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    let bearer = key.map(|k| format!("Bearer {k}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|b| ("authorization", b.as_str()))
+        .collect();
+    let (status, _, body) = s.send(method, path, &headers, body).await;
+    (status, body)
 }
 
 /// Asserts the API's error shape, status, code and field.
@@ -84,13 +76,7 @@ pub fn ids(created: &Value) -> Vec<JobId> {
 
 /// Drives a queued job to succeeded with `seconds` of song, as a node would.
 pub async fn finish(s: &TestService, id: &JobId, seconds: f64) {
-    let record = s.app.store().get(id).unwrap().unwrap();
-    s.app.lifecycle().start(id, 1, 1).await.unwrap();
-    let song = wav(seconds, 44_100);
-    let result = store_variants(s.app.outputs(), id, &record.spec, 1, &[song], seconds)
-        .await
-        .unwrap();
-    s.app.lifecycle().succeed(id, 1, result).await.unwrap();
+    s.finish_with_song(id, seconds).await;
 }
 
 /// A multipart upload of `bytes` as `name`.

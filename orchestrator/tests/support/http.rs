@@ -147,6 +147,55 @@ impl TestService {
         .await
     }
 
+    /// Adds an API key named `name`, as `refrain keys add` does; the key.
+    pub fn add_key(&self, name: &str) -> String {
+        refrain_orchestrator::api::v1::auth::add_key(&self.app.config().api_keys_path(), name)
+            .unwrap()
+    }
+
+    /// `method path` with `headers` and an optional JSON body: the status, the headers and the
+    /// body as JSON (a JSON string when it is not JSON).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, headers, body)
+    }
+
+    /// Drives a queued job to Succeeded as a node would, with a `seconds` s song as its one
+    /// variant stored through the job core (so in every format the job asks for).
+    pub async fn finish_with_song(&self, id: &JobId, seconds: f64) {
+        let record = self.app.store().get(id).unwrap().unwrap();
+        self.app.lifecycle().start(id, 1, 1).await.unwrap();
+        let song = wav(seconds, 44_100);
+        let result = refrain_orchestrator::jobs::results::store_variants(
+            self.app.outputs(),
+            id,
+            &record.spec,
+            1,
+            &[song],
+            seconds,
+        )
+        .await
+        .unwrap();
+        self.app.lifecycle().succeed(id, 1, result).await.unwrap();
+    }
+
     /// Drives a queued job to Succeeded and writes its result file.
     pub async fn succeed(&self, id: &JobId, bytes: &[u8]) -> String {
         let record = self.app.store().get(id).unwrap().unwrap();

@@ -4,17 +4,16 @@
 #![allow(dead_code)]
 
 use protocol::JobId;
-use refrain_orchestrator::jobs::results::store_variants;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::support::http::wav;
 use crate::support::TestService;
 
 pub fn add_key(s: &TestService, name: &str) -> String {
-    refrain_orchestrator::api::v1::auth::add_key(&s.app.config().api_keys_path(), name).unwrap()
+    s.add_key(name)
 }
 
+/// A request with the key in `x-api-key`, as the task API's clients send it.
 pub async fn call(
     s: &TestService,
     method: Method,
@@ -22,22 +21,8 @@ pub async fn call(
     key: Option<&str>,
     body: Option<&Value>,
 ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let mut request = s.client.request(method, format!("{}{path}", s.base));
-    if let Some(key) = key {
-        request = request.header("x-api-key", key);
-    }
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    let r = request.send().await.unwrap();
-    let status = r.status();
-    let headers = r.headers().clone();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        headers,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    let headers: Vec<(&str, &str)> = key.iter().map(|k| ("x-api-key", *k)).collect();
+    s.send(method, path, &headers, body).await
 }
 
 pub fn task(task_type: &str, input: Value) -> Value {
@@ -50,12 +35,5 @@ pub fn lyrics() -> &'static str {
 
 /// Drives a queued job to succeeded with `variants` one-second songs, as a node would.
 pub async fn finish(s: &TestService, id: &str) {
-    let id = JobId::parse(id).unwrap();
-    let record = s.app.store().get(&id).unwrap().unwrap();
-    s.app.lifecycle().start(&id, 1, 1).await.unwrap();
-    let song = wav(1.0, 44_100);
-    let result = store_variants(s.app.outputs(), &id, &record.spec, 1, &[song], 1.0)
-        .await
-        .unwrap();
-    s.app.lifecycle().succeed(&id, 1, result).await.unwrap();
+    s.finish_with_song(&JobId::parse(id).unwrap(), 1.0).await;
 }
