@@ -494,22 +494,10 @@ fn the_key_is_sent_as_a_bearer_token_and_never_printed() {
     assert!(!stderr.contains("rf_wrong"), "{stderr}");
 }
 
-/// Needs no server (and no ONNX Runtime): a port nobody listens on. The port stays bound (not
-/// listening) for the whole test, so a connection is refused and no test running beside this
-/// one can start a server on it meanwhile (a port bound and let go could be taken).
+/// Needs no server (and no ONNX Runtime): a port that refuses for the whole test.
 #[test]
 fn an_unreachable_server_is_a_clear_error() {
-    let refusing =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
-    refusing
-        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .expect("a free port");
-    let port = refusing
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .expect("its address")
-        .port();
+    let (_refusing, port) = refusing_port();
     let server = format!("http://127.0.0.1:{port}");
     let secret = "rf_never_printed_secret";
     let stderr = failed(run(&["jobs", "list", "--server", &server, "--key", secret]));

@@ -230,12 +230,8 @@ fn nats_config(dir: &Path, url: &str) -> PathBuf {
 #[test]
 fn an_unreachable_nats_server_fails() {
     let dir = TestDir::new();
-    // A loopback port nothing listens on (bound, then released).
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A loopback port nothing listens on, for the whole test.
+    let (_refusing, port) = refusing_port();
     let config = nats_config(dir.path(), &format!("nats://127.0.0.1:{port}"));
     let mut flags = healthy_flags(&dir);
     flags.extend(["--config".into(), config.display().to_string()]);

@@ -46,7 +46,7 @@ pub use inprocess::Orchestrator;
 pub use logs::{node_events, one_at_a_time, NodeLogEvent};
 pub use nats::NatsServer;
 pub use node::Node;
-pub use prereq::{nats_server_binary, ort_available, workspace, TestDir};
+pub use prereq::{nats_server_binary, ort_available, refusing_port, workspace, TestDir};
 pub use process::{read_log, Proc};
 pub use server::Server;
 pub use songs::{song_request, JobSummary, Oracle, SongJob};

@@ -95,3 +95,21 @@ impl Drop for TestDir {
         }
     }
 }
+
+/// A loopback port that refuses connections for as long as the returned socket lives: bound but
+/// not listening, so nothing answers and no test running beside this one can start a server on
+/// it (a port bound and let go again could be taken meanwhile).
+pub fn refusing_port() -> (socket2::Socket, u16) {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    socket
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("a free port");
+    let port = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("its address")
+        .port();
+    (socket, port)
+}
