@@ -22,7 +22,7 @@ use ort::session::IoBinding;
 use ort::value::{DynTensor, DynValue};
 
 use super::runs::{element, fixed_inputs, host_allocators};
-use super::{renoise, write_floats, Dit, SampleInputs, LATENT_DIM};
+use super::{start_latent, write_floats, Dit, SampleInputs, LATENT_DIM};
 use crate::error::InferenceError;
 use crate::runtime::Device;
 use crate::tensor::{visit_f32_unchecked, Graph};
@@ -68,13 +68,7 @@ pub(super) fn run(
     };
 
     // The start latent, both branches' rows, on the host.
-    let (start, x0) = match &inputs.init {
-        None => (0, inputs.noise.clone()),
-        Some(init) => {
-            let start = init.start.min(grid.len() - 1);
-            (start, renoise(&inputs.noise, &init.latent, grid[start], p))
-        }
-    };
+    let (start, x0) = start_latent(inputs, grid, p);
     let mut first = buffer(&host_in).map_err(dit_err)?;
     for r in 0..rows {
         let v = r % b;

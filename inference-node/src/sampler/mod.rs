@@ -243,6 +243,18 @@ fn renoise(noise: &[f32], latent: &[f32], t: f32, p: Precision) -> Vec<f32> {
         .collect()
 }
 
+/// Where a sampler run starts: the grid index and the latents there, the noise itself or, for
+/// an init run, the song re-noised at its start point ([`renoise`]).
+fn start_latent(inputs: &SampleInputs, grid: &[f32], p: Precision) -> (usize, Vec<f32>) {
+    match &inputs.init {
+        None => (0, inputs.noise.clone()),
+        Some(init) => {
+            let start = init.start.min(grid.len() - 1);
+            (start, renoise(&inputs.noise, &init.latent, grid[start], p))
+        }
+    }
+}
+
 /// The time grid: torch's `linspace(0, 1, steps)` (computed in f32 from both ends, as the
 /// kernel does), then optional sway warping, rounded to the graph precision.
 pub fn time_grid(steps: u32, sway: Option<f32>, p: Precision) -> Vec<f32> {
@@ -426,13 +438,7 @@ fn run(
     let len = b * n * LATENT_DIM;
     let mut runs = runs::Runs::new(dit, inputs, layout)?;
     let cfg = settings.cfg_strength;
-    let (start, mut x) = match &inputs.init {
-        None => (0, inputs.noise.clone()),
-        Some(init) => {
-            let start = init.start.min(grid.len() - 1);
-            (start, renoise(&inputs.noise, &init.latent, grid[start], p))
-        }
-    };
+    let (start, mut x) = start_latent(inputs, grid, p);
     let total = (grid.len() - 1 - start) as u32;
     let mut v = vec![0f32; len];
     for (k, w) in grid[start..].windows(2).enumerate() {
