@@ -341,7 +341,7 @@ impl Runtime {
         let name = file.display().to_string();
         self.builder(&name)?
             .commit_from_file(file)
-            .map_err(|source| self.commit_error(&name, source))
+            .map_err(|source| self.device_error(&name, source))
     }
 
     /// Creates a session for a graph built in memory (`ort::editor`) on this node's device;
@@ -354,18 +354,7 @@ impl Runtime {
         let builder = self.builder(name)?;
         model
             .into_session(&builder)
-            .map_err(|source| self.commit_error(name, source))
-    }
-
-    fn commit_error(&self, name: &str, source: ort::Error) -> RuntimeError {
-        match self.config.device {
-            Device::Cpu => RuntimeError::Session {
-                file: name.to_string(),
-                device: self.config.device,
-                source,
-            },
-            _ => self.gpu_error(name, source),
-        }
+            .map_err(|source| self.device_error(name, source))
     }
 
     /// A session builder with this node's threads, memory settings and execution providers.
@@ -387,7 +376,7 @@ impl Runtime {
             builder = builder.with_env_allocators().map_err(|e| err(e.into()))?;
         }
         if let Some(ordinal) = self.config.device.gpu() {
-            let gpu_err = |source: ort::Error| self.gpu_error(name, source);
+            let gpu_err = |source: ort::Error| self.device_error(name, source);
             let mut cuda = ort::ep::CUDA::default().with_device_id(ordinal as i32);
             if let Some(limit) = self.settings.memory_limit {
                 // Grow by what is asked, so the limit is what it says.
@@ -428,16 +417,21 @@ impl Runtime {
         Ok(builder)
     }
 
-    /// A session error on a GPU device, with what that device needs installed.
-    fn gpu_error(&self, name: &str, source: ort::Error) -> RuntimeError {
+    /// A session error on this node's device, with what a GPU device needs installed.
+    fn device_error(&self, name: &str, source: ort::Error) -> RuntimeError {
         let (file, device) = (name.to_string(), self.config.device);
         match device {
-            Device::TensorRt(_) => RuntimeError::TensorRt {
+            Device::Cpu => RuntimeError::Session {
                 file,
                 device,
                 source,
             },
-            _ => RuntimeError::Cuda {
+            Device::Cuda(_) => RuntimeError::Cuda {
+                file,
+                device,
+                source,
+            },
+            Device::TensorRt(_) => RuntimeError::TensorRt {
                 file,
                 device,
                 source,
