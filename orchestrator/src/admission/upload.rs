@@ -151,7 +151,7 @@ impl App {
         let Some(key) = &request.idempotency_key else {
             return Ok(None);
         };
-        let since = crate::store::now_ms().saturating_sub(self.idempotency_ms());
+        let since = crate::store::now_ms().saturating_sub(self.config().limits.idempotency_ms());
         let Some(entry) = ledger.by_key(&request.owner, key, since)? else {
             return Ok(None);
         };
@@ -182,7 +182,7 @@ impl App {
         max: usize,
     ) -> Result<usize, OrchestratorError> {
         let ledger = self.uploads()?;
-        let keep_ms = self.idempotency_ms().max(DAY_MS);
+        let keep_ms = self.config().limits.idempotency_ms().max(DAY_MS);
         let expired = {
             let _lock = ledger.lock().await;
             ledger.prune(now_ms.saturating_sub(keep_ms), max)?
@@ -223,11 +223,6 @@ impl App {
                 }
             }
         });
-    }
-
-    /// How long an idempotency key is remembered, in milliseconds.
-    fn idempotency_ms(&self) -> u64 {
-        self.config().limits.idempotency_ms()
     }
 
     /// The size of a stored upload (0 when it cannot be read).

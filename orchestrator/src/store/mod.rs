@@ -220,9 +220,9 @@ impl JobStore {
 
     /// Inserts a new record (state Queued, attempt 1), its indexes, its counters and its first
     /// outbox event (`queued`, numbered [`JobStore::next_seq`] of 0) in one sled transaction,
-    /// not flushed: the caller flushes ([`JobStore::flush`]) before telling anybody. A record that is not Queued with attempt
-    /// 1, an id that exists or a result file name that is taken is a `Conflict` (nothing
-    /// written).
+    /// not flushed: the caller flushes ([`JobStore::flush`]) before telling anybody. A record
+    /// that is not Queued with attempt 1, an id that exists or a result file name that is taken
+    /// is a `Conflict` (nothing written).
     pub fn insert_buffered(
         &self,
         record: &mut JobRecord,
