@@ -51,6 +51,13 @@ fn line<'a>(out: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no `{name}` line in:\n{out}"))
 }
 
+/// [`healthy_flags`] with the configuration file `config`.
+fn healthy_flags_with(dir: &TestDir, config: &Path) -> Vec<String> {
+    let mut flags = healthy_flags(dir);
+    flags.extend(["--config".into(), config.display().to_string()]);
+    flags
+}
+
 /// A fresh data folder inside the test directory and a free loopback port: the flags that make
 /// a healthy set-up of the default configuration.
 fn healthy_flags(dir: &TestDir) -> Vec<String> {
@@ -233,8 +240,7 @@ fn an_unreachable_nats_server_fails() {
     // A loopback port nothing listens on, for the whole test.
     let (_refusing, port) = refusing_port();
     let config = nats_config(dir.path(), &format!("nats://127.0.0.1:{port}"));
-    let mut flags = healthy_flags(&dir);
-    flags.extend(["--config".into(), config.display().to_string()]);
+    let flags = healthy_flags_with(&dir, &config);
     let out = doctor(&args(&flags));
     assert_fails(
         &out,
@@ -255,8 +261,7 @@ fn a_reachable_nats_server_with_jetstream_passes() {
     let dir = TestDir::new();
     let nats = NatsServer::start(&binary, &dir.path().join("nats"));
     let config = nats_config(dir.path(), &nats.url());
-    let mut flags = healthy_flags(&dir);
-    flags.extend(["--config".into(), config.display().to_string()]);
+    let flags = healthy_flags_with(&dir, &config);
     let out = doctor(&args(&flags));
     let all = text(&out);
     assert!(out.status.success(), "{all}");
@@ -408,8 +413,7 @@ fn devices_config(dir: &Path, devices: &str) -> PathBuf {
 fn an_invalid_device_fails_the_configuration() {
     let dir = TestDir::new();
     let config = devices_config(dir.path(), "\"tpu:0\"");
-    let mut flags = healthy_flags(&dir);
-    flags.extend(["--config".into(), config.display().to_string()]);
+    let flags = healthy_flags_with(&dir, &config);
     let out = doctor(&args(&flags));
     assert_fails(&out, "config", "tpu:0", "\"cuda:N\"");
     assert!(text(&out).contains("the other checks need"));
@@ -422,8 +426,7 @@ fn cuda_with_the_cpu_build_of_onnx_runtime_fails() {
     }
     let dir = TestDir::new();
     let config = devices_config(dir.path(), "\"cuda:0\"");
-    let mut flags = healthy_flags(&dir);
-    flags.extend(["--config".into(), config.display().to_string()]);
+    let flags = healthy_flags_with(&dir, &config);
     let out = doctor(&args(&flags));
     let all = text(&out);
     if !line(&all, "providers").contains("not in this build") {
@@ -473,8 +476,7 @@ fn nvidia_smi_is_read_for_the_gpu_line() {
     );
     // A configured cuda:1 that nvidia-smi does not list.
     let config = devices_config(dir.path(), "\"cuda:1\"");
-    let mut flags = healthy_flags(&dir);
-    flags.extend(["--config".into(), config.display().to_string()]);
+    let flags = healthy_flags_with(&dir, &config);
     let out = doctor_with(std::slice::from_ref(&one_gpu), &args(&flags));
     assert_fails(
         &out,
@@ -515,8 +517,7 @@ fn an_nvidia_driver_nvidia_smi_cannot_reach_fails_when_cuda_is_configured() {
     );
     // With cuda:0 configured the service could not run: a failure naming the driver.
     let config = devices_config(dir.path(), "\"cuda:0\"");
-    let mut flags = healthy_flags(&dir);
-    flags.extend(["--config".into(), config.display().to_string()]);
+    let flags = healthy_flags_with(&dir, &config);
     let out = doctor_with(std::slice::from_ref(&broken), &args(&flags));
     assert_fails(
         &out,
@@ -534,8 +535,7 @@ fn a_nats_server_without_jetstream_fails() {
     let dir = TestDir::new();
     let nats = NatsServer::start_without_jetstream(&binary, &dir.path().join("nats"));
     let config = nats_config(dir.path(), &nats.url());
-    let mut flags = healthy_flags(&dir);
-    flags.extend(["--config".into(), config.display().to_string()]);
+    let flags = healthy_flags_with(&dir, &config);
     let out = doctor(&args(&flags));
     assert_fails(&out, "nats", "no JetStream", "nats-server -js");
     let l = line(&text(&out), "nats").to_string();
