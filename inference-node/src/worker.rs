@@ -23,20 +23,33 @@
 //!   before the loop returns. A link must therefore treat a job it still reports as its own
 //!   (the NATS node announces such jobs in its heartbeats, and waits for its own report when
 //!   the server delivers one again) and not mark the node idle at its end.
-//! - what is left between two jobs is taking the next one (a queue hand-out and the durable
-//!   `started`), which the loop logs with each job as `node idle gap`: `idle_ms`, from the
-//!   previous generation's end (its VAE decode done) to this one's first sampler step, and
-//!   `after_last_step_ms`, from the previous job's last sampler step (so its decode included).
-//!   Meaningful for jobs that were waiting when the previous one ended (the distributed bench
-//!   submits them so).
+//! - *taking the next job*: once the running job's last sampler step is done, while its VAE
+//!   decodes, the loop already takes the next job from the link (a queue hand-out and the
+//!   durable `started`, a flush or a round trip to the server), so the next generation can
+//!   begin as soon as this one ends. The next job is therefore shown running from that moment,
+//!   a decode's time (a few seconds on a GPU) before its first step. On a shutdown in that
+//!   window it is handed back like any interrupted job.
+//! - *the reports*: a finished job's report is queued behind the one before it instead of
+//!   being waited for, so a slow report (a 16 MB WAV synced to a slow disk) does not hold up
+//!   the next generation; reports still run one at a time and in order, and at most
+//!   [`REPORTS_BEHIND`] are outstanding (each holds its songs in memory).
+//!
+//! The loop logs each job as `node idle gap`: `idle_ms`, from the previous generation's end
+//! (its VAE decode done) to this one's first sampler step, and `after_last_step_ms`, from the
+//! previous job's last sampler step (so its decode included); of the idle time,
+//! `report_wait_ms` went to waiting for a report (only when [`REPORTS_BEHIND`] were
+//! outstanding) and `take_ms` to taking this job (zero when it was taken during the decode,
+//! `taken_early`). Meaningful for jobs that were waiting when the previous one ended (the
+//! distributed bench submits them so).
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use protocol::{JobId, JobSpec, ProgressEvent, SongRef, StyleSpec};
-use tokio::sync::mpsc;
+use protocol::{JobId, JobSpec, ProgressEvent, SongRef, Stage, StyleSpec};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::audio::{self, Decoded};
@@ -55,6 +68,10 @@ pub const PEEK_EVERY: Duration = Duration::from_millis(200);
 pub const PEEK_SOON: Duration = Duration::from_millis(25);
 /// See [`PEEK_EVERY`].
 pub const SOON_FOR: Duration = Duration::from_secs(1);
+
+/// Reports that may be outstanding at once (queued or running); the loop waits before queuing
+/// one more.
+pub const REPORTS_BEHIND: usize = 2;
 
 /// The next job's inputs, made while the current job ran.
 struct Ahead {
@@ -82,6 +99,10 @@ enum Ran {
 /// A report under way (the link's `finish` of the previous job).
 type Pending<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
+/// Taking the next job while the running one decodes: `None` when the running job never got
+/// to its decode, or the node is stopping.
+type Taking<'a> = Pin<Box<dyn Future<Output = Option<Assignment>> + Send + 'a>>;
+
 /// Runs `main` to its end while also driving `pending` (dropped once it completes).
 async fn alongside<T>(pending: &mut Option<Pending<'_>>, main: impl Future<Output = T>) -> T {
     tokio::pin!(main);
@@ -97,6 +118,31 @@ async fn alongside<T>(pending: &mut Option<Pending<'_>>, main: impl Future<Outpu
     }
 }
 
+/// Runs `main` to its end while also driving `taking`; `taking`'s output if it finished
+/// meanwhile (else it is left to finish later).
+async fn beside<T>(
+    taking: &mut Taking<'_>,
+    main: impl Future<Output = T>,
+) -> (T, Option<Option<Assignment>>) {
+    tokio::pin!(main);
+    tokio::select! {
+        biased;
+        out = &mut main => (out, None),
+        taken = taking.as_mut() => (main.await, Some(taken)),
+    }
+}
+
+/// Takes the next job once `decoding` says the running job's sampling is done.
+async fn take_when_decoding(
+    decoding: oneshot::Receiver<()>,
+    link: &dyn NodeLink,
+    settings: &WorkerSettings,
+    cancel: &CancellationToken,
+) -> Option<Assignment> {
+    decoding.await.ok()?;
+    take(link, settings, cancel).await
+}
+
 /// Runs the loop until `cancel` fires. `generator` is this node's loaded bundle.
 pub async fn run(
     link: &dyn NodeLink,
@@ -108,12 +154,40 @@ pub async fn run(
     let preparer = generator.preparer();
     let mut generator = generator;
     let ahead: Mutex<Option<Ahead>> = Mutex::new(None);
+    // Declared before the reports that count themselves in it.
+    let outstanding = AtomicUsize::new(0);
     let mut pending: Option<Pending<'_>> = None;
     let mut last: Option<Ended> = None;
+    // The next job, being taken (or taken) while the last one decoded.
+    let mut next: Option<Taking<'_>> = None;
+    // How long the loop waited for a report after the last generation.
+    let mut report_wait = Duration::ZERO;
     loop {
-        let Some(job) = alongside(&mut pending, take(link, &settings, &cancel)).await else {
-            break;
+        let taking = Instant::now();
+        let early = match next.take() {
+            Some(taking) => alongside(&mut pending, taking).await,
+            None => None,
         };
+        let taken_early = early.is_some();
+        let job = match early {
+            Some(job) => job,
+            None => match alongside(&mut pending, take(link, &settings, &cancel)).await {
+                Some(job) => job,
+                None => break,
+            },
+        };
+        let take_time = taking.elapsed();
+        if cancel.is_cancelled() {
+            // Taken during the last decode, just before the stop: hand it back.
+            pending = Some(queue_report(
+                pending.take(),
+                &outstanding,
+                link,
+                job,
+                Ran::Done(Outcome::Interrupted),
+            ));
+            break;
+        }
         tracing::info!(job = %job.id, attempt = job.attempt, node = %settings.name, "job started");
         let made = {
             let mut slot = ahead.lock().unwrap_or_else(|p| p.into_inner());
@@ -125,14 +199,24 @@ pub async fn run(
                 }
             }
         };
+        // Fired at the running job's last sampler step: the next job is taken from then on,
+        // and no longer looked for ahead (the queue's head is then the job after it).
+        let sampled = CancellationToken::new();
+        let (decoding, decoded) = oneshot::channel();
+        let mut taking: Taking<'_> =
+            Box::pin(take_when_decoding(decoded, link, &settings, &cancel));
         let run = async {
             tokio::select! {
                 biased;
-                ran = execute(link, generator, &settings, &job, &cancel, made) => ran,
-                never = prefetch(link, &preparer, &settings, &ahead, &job.id) => match never {},
+                ran = execute(link, generator, &settings, &job, &cancel, made, (&sampled, decoding)) => ran,
+                never = prefetch(link, &preparer, &settings, &ahead, &job.id, &sampled) => match never {},
             }
         };
-        let (g, ran, timing) = alongside(&mut pending, run).await;
+        let ((g, ran, timing), taken) = alongside(&mut pending, beside(&mut taking, run)).await;
+        next = Some(match taken {
+            Some(taken) => Box::pin(std::future::ready(taken)),
+            None => taking,
+        });
         generator = g;
         log_outcome(&job, &ran);
         if let Some(t) = &timing {
@@ -143,17 +227,24 @@ pub async fn run(
                     node = %settings.name,
                     idle_ms = ms(idle),
                     after_last_step_ms = ms(idle + prev.decode),
+                    report_wait_ms = ms(report_wait),
+                    take_ms = ms(take_time),
+                    taken_early,
                     prepared_ahead = t.prepared_ahead,
                     "node idle gap"
                 );
             }
             last = Some(t.ended);
         }
-        // One report at a time, in order.
-        if let Some(previous) = pending.take() {
-            previous.await;
+        // Reports run one at a time, in order; wait only when too many are outstanding.
+        let waiting = Instant::now();
+        if outstanding.load(Ordering::Acquire) >= REPORTS_BEHIND {
+            if let Some(previous) = pending.take() {
+                previous.await;
+            }
         }
-        pending = Some(Box::pin(report(link, job, ran)));
+        report_wait = waiting.elapsed();
+        pending = Some(queue_report(pending.take(), &outstanding, link, job, ran));
     }
     if let Some(previous) = pending.take() {
         previous.await;
@@ -215,6 +306,25 @@ fn log_outcome(job: &Assignment, ran: &Ran) {
     }
 }
 
+/// Queues `job`'s report behind `previous` (the reports outstanding so far), counted in
+/// `outstanding` until it is done.
+fn queue_report<'a>(
+    previous: Option<Pending<'a>>,
+    outstanding: &'a AtomicUsize,
+    link: &'a dyn NodeLink,
+    job: Assignment,
+    ran: Ran,
+) -> Pending<'a> {
+    outstanding.fetch_add(1, Ordering::AcqRel);
+    Box::pin(async move {
+        if let Some(previous) = previous {
+            previous.await;
+        }
+        report(link, job, ran).await;
+        outstanding.fetch_sub(1, Ordering::AcqRel);
+    })
+}
+
 /// Encodes the songs and hands the outcome to the link.
 async fn report(link: &dyn NodeLink, job: Assignment, ran: Ran) {
     let outcome = match ran {
@@ -231,7 +341,8 @@ async fn report(link: &dyn NodeLink, job: Assignment, ran: Ran) {
     }
 }
 
-/// While a job runs: prepares the job the link says comes next, again whenever that changes.
+/// While a job runs: prepares the job the link says comes next, again whenever that changes,
+/// until `sampled` fires (the next job is being taken; a preparation under way is finished).
 /// Never returns (dropped when the running job ends).
 async fn prefetch(
     link: &dyn NodeLink,
@@ -239,10 +350,16 @@ async fn prefetch(
     settings: &WorkerSettings,
     ahead: &Mutex<Option<Ahead>>,
     running: &JobId,
+    sampled: &CancellationToken,
 ) -> std::convert::Infallible {
     let began = Instant::now();
     loop {
-        if let Some((id, spec)) = link.peek().await {
+        if sampled.is_cancelled() {
+            return std::future::pending().await;
+        }
+        // A head read before the next job was taken, not after (that would be the job after).
+        let head = link.peek().await.filter(|_| !sampled.is_cancelled());
+        if let Some((id, spec)) = head {
             let known = ahead
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -292,6 +409,7 @@ async fn execute(
     job: &Assignment,
     cancel: &CancellationToken,
     made: Option<(GenerateRequest, Option<Prepared>)>,
+    (sampled, decoding): (&CancellationToken, oneshot::Sender<()>),
 ) -> (Generator, Ran, Option<Timing>) {
     let (request, prepared) = match made {
         Some(made) => made,
@@ -321,8 +439,21 @@ async fn execute(
         });
         (generator, result, began, Instant::now())
     });
-    // Forward progress while the pipeline runs; the channel closes when it returns.
+    // Forward progress while the pipeline runs; the channel closes when it returns. The last
+    // sampler step (or any decode event) lets the loop take the next job.
+    let mut decoding = Some(decoding);
     while let Some(event) = rx.recv().await {
+        let sampling_done = match event.stage {
+            Stage::Sampling => event.step >= event.total,
+            Stage::Decode | Stage::Done => true,
+            Stage::Tokenize | Stage::Style | Stage::Encode => false,
+        };
+        if sampling_done && !job.cancel.is_cancelled() && !cancel.is_cancelled() {
+            if let Some(decoding) = decoding.take() {
+                sampled.cancel();
+                let _ = decoding.send(());
+            }
+        }
         link.progress(job, event).await;
     }
     let joined = blocking.await;

@@ -1,6 +1,8 @@
 //! The worker loop prepares the next job while the current one runs: the job the link's
 //! `peek` names has its upload fetched before the loop is handed that job, and both jobs end
-//! with their songs; a job `peek` did not foresee is prepared when it comes.
+//! with their songs; a job `peek` did not foresee is prepared when it comes. Once the next job
+//! is taken (during the running job's decode), looking ahead stops, so a long decode does not
+//! make the loop prepare the job after it in its place.
 
 mod common;
 
@@ -9,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use protocol::node::{Assignment, LinkError, NodeLink, Outcome, WorkerSettings};
-use protocol::{JobId, JobSpec, ProgressEvent};
+use protocol::{JobId, JobSpec, ProgressEvent, Stage};
 use refrain_inference::pipeline::{Generator, GeneratorConfig};
 use refrain_inference::worker;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +24,8 @@ struct Jobs {
     calls: Mutex<Vec<String>>,
     style: Vec<u8>,
     finished: tokio::sync::Notify,
+    /// The first decode event of this job is held this long (a long decode).
+    slow_decode: Option<(u64, Duration)>,
 }
 
 impl Jobs {
@@ -42,7 +46,13 @@ impl NodeLink for Jobs {
             None => std::future::pending().await,
         }
     }
-    async fn progress(&self, _job: &Assignment, _event: ProgressEvent) {}
+    async fn progress(&self, job: &Assignment, event: ProgressEvent) {
+        if let Some((handle, hold)) = self.slow_decode {
+            if job.handle == handle && event.stage == Stage::Decode && event.step == 1 {
+                tokio::time::sleep(hold).await;
+            }
+        }
+    }
     async fn blob(&self, job: &JobId, name: &str) -> Result<Vec<u8>, LinkError> {
         self.log(format!(
             "blob {} {name}",
@@ -97,8 +107,8 @@ fn job(n: u8) -> Assignment {
     }
 }
 
-/// Runs jobs 1 and 2 through the loop; returns the link's record of calls.
-async fn run(foresee: bool) -> Vec<String> {
+/// Runs jobs 1 to `jobs` through the loop; returns the link's record of calls.
+async fn run(foresee: bool, jobs: u8, slow_decode: Option<(u64, Duration)>) -> Vec<String> {
     let generator = tokio::task::spawn_blocking(|| {
         Generator::load(&common::bundle_dir(), GeneratorConfig::default()).unwrap()
     })
@@ -112,11 +122,12 @@ async fn run(foresee: bool) -> Vec<String> {
         })
         .collect();
     let link = Jobs {
-        queue: Mutex::new(VecDeque::from([job(1), job(2)])),
+        queue: Mutex::new((1..=jobs).map(job).collect()),
         foresee,
         calls: Mutex::new(Vec::new()),
         style: refrain_inference::audio::wav_bytes_i16(&tone, 2, 44_100).unwrap(),
         finished: tokio::sync::Notify::new(),
+        slow_decode,
     };
     let settings = WorkerSettings {
         name: "test".into(),
@@ -133,7 +144,7 @@ async fn run(foresee: bool) -> Vec<String> {
                 .iter()
                 .filter(|c| c.starts_with("finish"))
                 .count();
-            if done == 2 {
+            if done == usize::from(jobs) {
                 break;
             }
             let _ =
@@ -160,7 +171,7 @@ async fn the_next_job_is_prepared_while_the_current_one_runs() {
     if !common::ort_available() {
         return;
     }
-    let calls = run(true).await;
+    let calls = run(true, 2, None).await;
     // Job 2's upload is fetched (once) while job 1 runs, before the loop is handed job 2.
     assert!(
         position(&calls, "blob 2") < position(&calls, "next 2"),
@@ -181,13 +192,40 @@ async fn the_next_job_is_prepared_while_the_current_one_runs() {
     );
 
     // Unforeseen, job 2 is prepared once it is handed out, with the same result.
-    let calls = run(false).await;
+    let calls = run(false, 2, None).await;
     assert!(
         position(&calls, "next 2") < position(&calls, "blob 2"),
         "{calls:?}"
     );
     assert!(
         calls.contains(&"finish 2 succeeded 1".to_string()),
+        "{calls:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_decode_does_not_replace_the_next_jobs_preparation() {
+    if !common::ort_available() {
+        return;
+    }
+    // Job 1 decodes for 1.5 s after job 2 was taken: long enough for many peeks, which would
+    // now see job 3 at the head.
+    let calls = run(true, 3, Some((1, Duration::from_millis(1500)))).await;
+    // Job 2's upload was fetched once, ahead, so job 2 started with it prepared.
+    let fetched = |n: &str| calls.iter().filter(|c| c.starts_with(n)).count();
+    assert_eq!(fetched("blob 2"), 1, "{calls:?}");
+    assert!(
+        position(&calls, "blob 2") < position(&calls, "next 2"),
+        "{calls:?}"
+    );
+    // Job 3 was looked at only once job 2 ran.
+    assert_eq!(fetched("blob 3"), 1, "{calls:?}");
+    assert!(
+        position(&calls, "next 2") < position(&calls, "blob 3"),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"finish 3 succeeded 1".to_string()),
         "{calls:?}"
     );
 }

@@ -72,8 +72,9 @@ pub struct NatsLink {
     pub(super) identity: Identity,
     status: watch::Sender<NodeAnnouncement>,
     held: Mutex<HashMap<u64, Held>>,
-    /// The job running now and its cancellation token.
-    current: Mutex<Option<(JobId, CancellationToken)>>,
+    /// The jobs this node has taken and not yet finished, with their cancellation tokens: the
+    /// one running, and the one before it while it decodes (the loop takes its next job then).
+    current: Mutex<Vec<(JobId, CancellationToken)>>,
     peers: Peers,
 }
 
@@ -111,7 +112,7 @@ impl NatsLink {
             identity,
             status,
             held: Mutex::new(HashMap::new()),
-            current: Mutex::new(None),
+            current: Mutex::new(Vec::new()),
             peers,
         }
     }
@@ -411,7 +412,10 @@ impl NodeLink for NatsLink {
                 );
                 reporting
             };
-            *self.current.lock().await = Some((assignment.id.clone(), assignment.cancel.clone()));
+            self.current
+                .lock()
+                .await
+                .push((assignment.id.clone(), assignment.cancel.clone()));
             self.status.send_modify(|s| {
                 s.state = NodeState::Busy;
                 s.reporting = reporting;
@@ -436,8 +440,9 @@ impl NodeLink for NatsLink {
             tracing::debug!(job = %job.id, error = %e, "cannot publish progress");
         }
         // Shown at the next heartbeat; not worth one of its own.
+        // (Not the decode of the job before, which still reports while this one is taken.)
         self.status.send_if_modified(|s| {
-            if let Some(current) = s.job.as_mut() {
+            if let Some(current) = s.job.as_mut().filter(|j| j.id == job.id) {
                 current.percent = percent;
             }
             false
@@ -469,13 +474,8 @@ impl NodeLink for NatsLink {
                 job.id
             )));
         };
-        {
-            // The loop may have taken its next job already.
-            let mut current = self.current.lock().await;
-            if current.as_ref().is_some_and(|(id, _)| *id == job.id) {
-                *current = None;
-            }
-        }
+        // The loop may have taken its next job already; that one stays.
+        self.current.lock().await.retain(|(id, _)| *id != job.id);
         let delivery = &held.delivery;
         let queue = &self.queue;
         let interruptions = held.interruptions;
@@ -546,15 +546,16 @@ impl NodeLink for NatsLink {
 }
 
 impl NatsLink {
-    /// Fires the token of the running job if it is `id`.
+    /// Fires the token of job `id` if this node runs it (or still decodes it).
     pub async fn cancel(&self, id: &str) -> bool {
-        match self.current.lock().await.as_ref() {
-            Some((job, token)) if job.as_str() == id => {
+        let current = self.current.lock().await;
+        match current.iter().find(|(job, _)| job.as_str() == id) {
+            Some((job, token)) => {
                 tracing::info!(job = %job, "cancelling the running job");
                 token.cancel();
                 true
             }
-            _ => false,
+            None => false,
         }
     }
 
