@@ -428,9 +428,13 @@ impl App {
         Ok(self.store().get_by_file(file)?)
     }
 
-    /// The freshest progress of a job: the live event of its current attempt, else the last
-    /// persisted one.
+    /// The freshest progress of a job: for a running job the live event of its current
+    /// attempt, else (and for every other state) the last persisted one. Only a running job
+    /// has live progress, so polling a queued or finished job does not ask the board's task.
     pub async fn progress(&self, record: &JobRecord) -> Option<ProgressEvent> {
+        if record.state != JobState::Running {
+            return record.progress.clone();
+        }
         match self.inner.parts.board.get(&record.id).await {
             Some((attempt, event)) if attempt == record.attempt => Some(event),
             _ => record.progress.clone(),

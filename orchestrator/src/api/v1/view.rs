@@ -126,10 +126,7 @@ impl JobView {
         } else {
             None
         };
-        let progress = match record.state {
-            JobState::Queued | JobState::Running => app.progress(record).await,
-            _ => record.progress.clone(),
-        };
+        let progress = app.progress(record).await;
         Ok(JobView::build(record, queue_position, progress))
     }
 
