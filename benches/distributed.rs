@@ -200,35 +200,50 @@ fn log_number(line: &str, name: &str) -> Option<f64> {
     line[start..].split_whitespace().next()?.parse().ok()
 }
 
-/// The `node idle gap` lines of a log: (idle ms, ms after the last step, prepared ahead).
-fn idle_gaps(log: &str) -> Vec<(f64, f64, bool)> {
+/// One `node idle gap` line of a log.
+struct Gap {
+    idle: f64,
+    after_last_step: f64,
+    report_wait: f64,
+    take: f64,
+    prepared_ahead: bool,
+}
+
+/// The `node idle gap` lines of a log.
+fn idle_gaps(log: &str) -> Vec<Gap> {
     log.lines()
         .filter(|l| l.contains("node idle gap"))
         .filter_map(|l| {
-            Some((
-                log_number(l, "idle_ms")?,
-                log_number(l, "after_last_step_ms")?,
-                l.contains("prepared_ahead=true"),
-            ))
+            Some(Gap {
+                idle: log_number(l, "idle_ms")?,
+                after_last_step: log_number(l, "after_last_step_ms")?,
+                report_wait: log_number(l, "report_wait_ms").unwrap_or(f64::NAN),
+                take: log_number(l, "take_ms").unwrap_or(f64::NAN),
+                prepared_ahead: l.contains("prepared_ahead=true"),
+            })
         })
         .collect()
 }
 
-fn print_gaps(what: &str, gaps: &[(f64, f64, bool)]) {
-    if gaps.is_empty() {
+fn print_gaps(what: &str, gaps: &[Gap]) {
+    let Some(worst) = gaps.iter().max_by(|a, b| a.idle.total_cmp(&b.idle)) else {
         println!("   {what}: no idle gap logged");
         return;
-    }
-    let idle: Vec<f64> = gaps.iter().map(|g| g.0).collect();
-    let after: Vec<f64> = gaps.iter().map(|g| g.1).collect();
+    };
+    let idle: Vec<f64> = gaps.iter().map(|g| g.idle).collect();
+    let after: Vec<f64> = gaps.iter().map(|g| g.after_last_step).collect();
     let mut sorted = idle.clone();
     sorted.sort_by(f64::total_cmp);
     let p90 = sorted[(sorted.len() * 9 / 10).min(sorted.len() - 1)];
-    let ahead = gaps.iter().filter(|g| g.2).count();
+    let ahead = gaps.iter().filter(|g| g.prepared_ahead).count();
     println!(
-        "   {what}: idle median {:.1} ms, p90 {p90:.1} ms, max {:.1} ms; last step → next first step median {:.1} ms; {ahead}/{} prepared ahead",
+        "   {what}: idle median {:.1} ms, p90 {p90:.1} ms, max {:.1} ms (of which waiting for the report before last {:.1} ms, taking the job {:.1} ms; medians {:.1} and {:.1} ms); last step → next first step median {:.1} ms; {ahead}/{} prepared ahead",
         median(idle),
-        sorted[sorted.len() - 1],
+        worst.idle,
+        worst.report_wait,
+        worst.take,
+        median(gaps.iter().map(|g| g.report_wait).collect()),
+        median(gaps.iter().map(|g| g.take).collect()),
         median(after),
         gaps.len()
     );

@@ -20,9 +20,11 @@
 //!   (`BENCH_SINGLE_SUBMITS`, 1,000) and from `BENCH_SUBMITTERS` (16) clients
 //!   (`BENCH_BURST_SUBMITS`, 4,000), after `BENCH_SETTLE_MS` (2,000) of quiet; then, through
 //!   the real router (`tower::ServiceExt::oneshot`, no sockets) from `BENCH_POLLERS` (16)
-//!   concurrent pollers, `BENCH_POLLS` (2,000) requests each of `GET /api/v1/jobs/{id}` of the
-//!   newest queued job (with its `queue_position`) and of a finished one, `GET /status` and
-//!   `GET /metrics`.
+//!   concurrent pollers, after another settle, `BENCH_READ_ROUNDS` (5) interleaved rounds of
+//!   `BENCH_POLLS` (4,000) requests each of `GET /api/v1/jobs/{id}` of the newest queued job
+//!   (with its `queue_position`) and of a finished one, `GET /status` and `GET /metrics`
+//!   (the median round is shown). A last table compares every figure at the smallest and
+//!   largest size and marks those worse by more than 20 %.
 //!
 //! With `REFRAIN_BENCH_URL=http://127.0.0.1:PORT` it instead drives an already-running
 //! `refrain serve` over HTTP ([`http`]): it submits `POST /generate` jobs from 16 concurrent
@@ -98,7 +100,7 @@ async fn start_service(data_dir: PathBuf) -> Running {
     running
 }
 
-async fn in_process(table: &mut Table) {
+async fn in_process(table: &mut Table) -> scale::Figures {
     let dir = tempfile::tempdir().expect("temporary directory");
     let running = start_service(dir.path().join("data")).await;
     let app = running.app.clone();
@@ -114,10 +116,11 @@ async fn in_process(table: &mut Table) {
     sse::run(&app, &base_url, streams, sse_events, table).await;
 
     let router = refrain_orchestrator::api::router(app.clone());
-    scale::run(&app, &router, &store_sizes(), table).await;
+    let figures = scale::run(&app, &router, &store_sizes(), table).await;
 
     running.cancel_token().cancel();
     running.wait().await.expect("the service stops cleanly");
+    figures
 }
 
 fn main() {
@@ -140,7 +143,10 @@ fn main() {
         }
         _ => {
             println!("job core, in process ({build}, {cores} cores, sled in a temp dir)");
-            runtime.block_on(in_process(&mut table));
+            let figures = runtime.block_on(in_process(&mut table));
+            table.print();
+            figures.print();
+            return;
         }
     }
     table.print();

@@ -1,5 +1,5 @@
 //! Status polling: many concurrent pollers of one endpoint, through the real router in process
-//! ([`router`]), or over HTTP (`crate::http`, through [`concurrently`]).
+//! ([`round`], in rounds summed up by [`add_rounds`]), or over HTTP (`crate::http`, through [`concurrently`]).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -54,47 +54,73 @@ async fn get(router: Router, uri: String) -> axum::body::Bytes {
         .expect("body")
 }
 
-/// Polls `GET uri` through `router` (no sockets): `polls` requests from `pollers` tasks.
-pub async fn router(
-    router: &Router,
-    uri: &str,
-    stored: usize,
-    pollers: usize,
-    polls: usize,
-    table: &mut Table,
-) {
-    // A queued job's status JSON, not its WAV: check once before measuring.
+/// Checks `GET uri` once and returns how the table shows it: a job's URI by the job's state
+/// (`/api/v1/jobs/<queued>`), others as they are. Panics unless it answers 200 (and, for
+/// `/output/`, with a queued job's status JSON rather than its WAV).
+pub async fn label(router: &Router, uri: &str) -> String {
     let body = get(router.clone(), uri.to_string()).await;
     if uri.starts_with("/output/") {
         let json: serde_json::Value = serde_json::from_slice(&body).expect("status JSON");
         assert_eq!(json["state"], "queued", "{json}");
+        return "/output/<queued>.wav".to_string();
     }
-    let job_state = if uri.starts_with("/api/v1/jobs/") {
+    if uri.starts_with("/api/v1/jobs/") {
         let json: serde_json::Value = serde_json::from_slice(&body).expect("job JSON");
-        json["state"].as_str().expect("a state").to_string()
-    } else {
-        String::new()
-    };
-    let (router, uri_owned) = (router.clone(), uri.to_string());
+        let state = json["state"].as_str().expect("a state");
+        return format!("/api/v1/jobs/<{state}>");
+    }
+    uri.to_string()
+}
+
+/// One round of polling `GET uri` through `router` (no sockets): `polls` requests from
+/// `pollers` tasks. Returns the round's latencies and its requests per second.
+pub async fn round(router: &Router, uri: &str, pollers: usize, polls: usize) -> Round {
+    let (router, uri) = (router.clone(), uri.to_string());
     let (mut latencies, rate) = concurrently(pollers, polls, move || {
-        let (router, uri) = (router.clone(), uri_owned.clone());
+        let (router, uri) = (router.clone(), uri.clone());
         async move {
             get(router, uri).await;
         }
     })
     .await;
-    let shown = if uri.starts_with("/output/") {
-        "/output/<queued>.wav".to_string()
-    } else if !job_state.is_empty() {
-        format!("/api/v1/jobs/<{job_state}>")
-    } else {
-        uri.to_string()
-    };
-    table.add(
-        format!("`GET {shown}`, router in process, {pollers} pollers, {stored} jobs stored"),
-        latencies.len(),
-        Latency::of(&mut latencies),
+    Round {
+        count: latencies.len(),
+        latency: Latency::of(&mut latencies),
         rate,
-        "req/s",
+    }
+}
+
+/// What one round of polling measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Round {
+    pub count: usize,
+    pub latency: Latency,
+    pub rate: f64,
+}
+
+/// Adds one row for several rounds of the same measurement: the median round's p50, p99 and
+/// rate (each taken separately), the largest latency of any round, and every request counted.
+/// A microsecond-scale p99 of one round moves by tens of percent with a single scheduler delay
+/// on a small machine; the median of a few interleaved rounds does not.
+pub fn add_rounds(table: &mut Table, what: String, rounds: &[Round]) {
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+    let p99s: Vec<f64> = rounds.iter().map(|r| r.latency.p99).collect();
+    let (lo, hi) = p99s.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &p| {
+        (lo.min(p), hi.max(p))
+    });
+    let latency = Latency {
+        p50: median(rounds.iter().map(|r| r.latency.p50).collect()),
+        p99: median(p99s),
+        max: rounds.iter().map(|r| r.latency.max).fold(0.0, f64::max),
+    };
+    let rate = median(rounds.iter().map(|r| r.rate).collect());
+    let count = rounds.iter().map(|r| r.count).sum();
+    let what = format!(
+        "{what} (median of {} rounds; p99 {lo:.3}–{hi:.3} ms)",
+        rounds.len()
     );
+    table.add(what, count, latency, rate, "req/s");
 }

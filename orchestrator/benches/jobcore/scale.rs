@@ -3,7 +3,10 @@
 //! so in the queue too) and the rest finished (stored, started and succeeded through the
 //! `Lifecycle`, as a node's jobs are), then at each size: submit latency and throughput with 1
 //! and with 16 clients, and through the real router `GET /api/v1/jobs/{id}` of a queued and of
-//! a finished job, `GET /status` and `GET /metrics`.
+//! a finished job, `GET /status` and `GET /metrics`, after another settle, in
+//! `BENCH_READ_ROUNDS` (5) interleaved rounds of `BENCH_POLLS` (4,000) requests each, reported
+//! as the median round. At the end [`Figures::print`] compares each figure at the smallest and
+//! the largest size and marks those worse by more than 20 %.
 //!
 //! Between the fill and the measurements the store is flushed and left alone for
 //! `BENCH_SETTLE_MS` (2,000 ms), so that sled's background write-out of the fill is not
@@ -93,21 +96,82 @@ fn stored(app: &App) -> usize {
     app.counts().expect("counts").values().sum()
 }
 
+/// The figures of one store size that the 1k → 100k comparison looks at, by name; each says
+/// whether a larger value is better (throughput) or worse (latency).
+#[derive(Default)]
+pub struct Figures {
+    sizes: Vec<(usize, Vec<(String, f64, bool)>)>,
+}
+
+impl Figures {
+    fn begin(&mut self, size: usize) {
+        self.sizes.push((size, Vec::new()));
+    }
+
+    fn note(&mut self, name: impl Into<String>, value: f64, higher_is_better: bool) {
+        if let Some((_, figures)) = self.sizes.last_mut() {
+            figures.push((name.into(), value, higher_is_better));
+        }
+    }
+
+    /// Notes the p50 and p99 (and, for submits, the throughput) of the row `table` got last.
+    fn note_last(&mut self, table: &Table, name: &str, throughput: bool) {
+        let Some((latency, rate)) = table.last() else {
+            return;
+        };
+        if throughput {
+            self.note(format!("{name}: throughput"), rate, true);
+        }
+        self.note(format!("{name}: p50"), latency.p50, false);
+        self.note(format!("{name}: p99"), latency.p99, false);
+    }
+
+    /// Prints each figure at the smallest and the largest size and how much worse it got, with
+    /// the ones worse by more than 20 % marked (issue #16's criterion).
+    pub fn print(&self) {
+        let (Some((small, first)), Some((large, last))) = (self.sizes.first(), self.sizes.last())
+        else {
+            return;
+        };
+        if small == large {
+            return;
+        }
+        println!();
+        println!("| figure | {small} jobs | {large} jobs | worse by | over 20 % |");
+        println!("|---|---:|---:|---:|---|");
+        for (name, a, higher_is_better) in first {
+            let Some((_, b, _)) = last.iter().find(|(n, _, _)| n == name) else {
+                continue;
+            };
+            let worse = if *higher_is_better {
+                (a - b) / a
+            } else {
+                (b - a) / a
+            } * 100.0;
+            let mark = if worse > 20.0 { "**yes**" } else { "no" };
+            println!("| {name} | {a:.3} | {b:.3} | {worse:+.0} % | {mark} |");
+        }
+    }
+}
+
 /// Fills to each size and measures there.
-pub async fn run(app: &App, router: &Router, sizes: &[usize], table: &mut Table) {
+pub async fn run(app: &App, router: &Router, sizes: &[usize], table: &mut Table) -> Figures {
     let submitters = knob("BENCH_SUBMITTERS", 16);
     let pollers = knob("BENCH_POLLERS", 16);
-    let polls = knob("BENCH_POLLS", 2000);
+    let polls = knob("BENCH_POLLS", 4000);
+    let rounds = knob("BENCH_READ_ROUNDS", 5).max(1);
     let single = knob("BENCH_SINGLE_SUBMITS", 1000);
     let burst = knob("BENCH_BURST_SUBMITS", 4000);
     let settle = std::time::Duration::from_millis(knob("BENCH_SETTLE_MS", 2000) as u64);
     let mut finished = None;
+    let mut figures = Figures::default();
     for &size in sizes {
         let now = stored(app);
         let Some(missing) = size.checked_sub(now).filter(|&n| n > 0) else {
             eprintln!("the store already holds {now} jobs (>= {size}): size skipped");
             continue;
         };
+        figures.begin(size);
         let began = Instant::now();
         let queued = missing / 10;
         let mut table_fill = Table::default();
@@ -124,19 +188,37 @@ pub async fn run(app: &App, router: &Router, sizes: &[usize], table: &mut Table)
         tokio::time::sleep(settle).await;
         let at = stored(app);
         submit::run(app, 1, at, at + single, table).await;
+        figures.note_last(table, "submit, 1 client", true);
         let at = stored(app);
         let newest = submit::run(app, submitters, at, at + burst, table)
             .await
             .expect("jobs were submitted");
+        figures.note_last(table, &format!("submit, {submitters} clients"), true);
+        // The reads are measured on a quiet store too, not against the write-out of the burst.
+        app.store().flush().await.expect("flush");
+        tokio::time::sleep(settle).await;
         let at = stored(app);
-        let queued_uri = format!("/api/v1/jobs/{newest}");
-        poll::router(router, &queued_uri, at, pollers, polls, table).await;
-        if let Some(done) = &finished {
-            let uri = format!("/api/v1/jobs/{done}");
-            poll::router(router, &uri, at, pollers, polls, table).await;
+        let mut uris = vec![format!("/api/v1/jobs/{newest}")];
+        uris.extend(finished.as_ref().map(|done| format!("/api/v1/jobs/{done}")));
+        uris.extend(["/status".to_string(), "/metrics".to_string()]);
+        let mut labels = Vec::with_capacity(uris.len());
+        for uri in &uris {
+            labels.push(poll::label(router, uri).await);
         }
-        for uri in ["/status", "/metrics"] {
-            poll::router(router, uri, at, pollers, polls, table).await;
+        // Rounds interleave the endpoints, so a disturbance of the machine falls on one round
+        // of each rather than on every round of one.
+        let mut measured = vec![Vec::with_capacity(rounds); uris.len()];
+        for _ in 0..rounds {
+            for (uri, rounds_of) in uris.iter().zip(&mut measured) {
+                rounds_of.push(poll::round(router, uri, pollers, polls).await);
+            }
+        }
+        for (label, rounds_of) in labels.iter().zip(&measured) {
+            let what =
+                format!("`GET {label}`, router in process, {pollers} pollers, {at} jobs stored");
+            poll::add_rounds(table, what, rounds_of);
+            figures.note_last(table, &format!("GET {label}"), false);
         }
     }
+    figures
 }

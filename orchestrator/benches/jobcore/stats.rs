@@ -68,6 +68,11 @@ impl Table {
         self.rows.push(row);
     }
 
+    /// The latency and rate of the row added last.
+    pub fn last(&self) -> Option<(Latency, f64)> {
+        self.rows.last().map(|r| (r.latency, r.rate))
+    }
+
     pub fn print(&self) {
         println!();
         println!("| measurement | n | p50 (ms) | p99 (ms) | max (ms) | throughput |");
