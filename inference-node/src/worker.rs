@@ -25,8 +25,8 @@
 //!   the server delivers one again) and not mark the node idle at its end.
 //! - *taking the next job*: once the running job's last sampler step is done, while its VAE
 //!   decodes, the loop already takes the next job from the link (a queue hand-out and the
-//!   durable `started`, a flush or a round trip to the server), so the next generation can
-//!   begin as soon as this one ends. The next job is therefore shown running from that moment,
+//!   durable `started`, a flush or a round trip to the server) and, unless its inputs were
+//!   made ahead, prepares them, so the next generation can begin as soon as this one ends. The next job is therefore shown running from that moment,
 //!   a decode's time (a few seconds on a GPU) before its first step. On a shutdown in that
 //!   window it is handed back like any interrupted job.
 //! - *the reports*: a finished job's report is queued behind the one before it instead of
@@ -132,15 +132,53 @@ async fn beside<T>(
     }
 }
 
-/// Takes the next job once `decoding` says the running job's sampling is done.
+/// Takes the next job once `decoding` says the running job's sampling is done, and prepares
+/// its inputs unless they were made ahead, so that this too overlaps with the decode.
 async fn take_when_decoding(
     decoding: oneshot::Receiver<()>,
     link: &dyn NodeLink,
     settings: &WorkerSettings,
     cancel: &CancellationToken,
+    (preparer, ahead): (&Preparer, &Mutex<Option<Ahead>>),
 ) -> Option<Assignment> {
     decoding.await.ok()?;
-    take(link, settings, cancel).await
+    let job = take(link, settings, cancel).await?;
+    let known = lock(ahead).as_ref().is_some_and(|a| a.id == job.id);
+    if !known {
+        let ready = prepare(link, preparer, settings, &job.id, &job.spec).await;
+        *lock(ahead) = Some(Ahead {
+            id: job.id.clone(),
+            ready,
+        });
+    }
+    Some(job)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Loads job `id`'s request (its uploads fetched and decoded) and prepares its inputs; `None`
+/// when that fails (the job's own run reports why).
+async fn prepare(
+    link: &dyn NodeLink,
+    preparer: &Preparer,
+    settings: &WorkerSettings,
+    id: &JobId,
+    spec: &JobSpec,
+) -> Option<(GenerateRequest, Option<Prepared>)> {
+    let request = load_request(link, id, spec, settings).await.ok()?;
+    let preparer = preparer.clone();
+    let made = tokio::task::spawn_blocking(move || {
+        let prepared = preparer.prepare(&request);
+        (request, prepared)
+    })
+    .await;
+    let ready = made
+        .ok()
+        .map(|(request, prepared)| (request, prepared.ok()));
+    tracing::debug!(job = %id, ready = ready.is_some(), "prepared the next job ahead");
+    ready
 }
 
 /// Runs the loop until `cancel` fires. `generator` is this node's loaded bundle.
@@ -190,7 +228,7 @@ pub async fn run(
         }
         tracing::info!(job = %job.id, attempt = job.attempt, node = %settings.name, "job started");
         let made = {
-            let mut slot = ahead.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slot = lock(&ahead);
             match slot.take() {
                 Some(a) if a.id == job.id => a.ready,
                 other => {
@@ -203,8 +241,13 @@ pub async fn run(
         // and no longer looked for ahead (the queue's head is then the job after it).
         let sampled = CancellationToken::new();
         let (decoding, decoded) = oneshot::channel();
-        let mut taking: Taking<'_> =
-            Box::pin(take_when_decoding(decoded, link, &settings, &cancel));
+        let mut taking: Taking<'_> = Box::pin(take_when_decoding(
+            decoded,
+            link,
+            &settings,
+            &cancel,
+            (&preparer, &ahead),
+        ));
         let run = async {
             tokio::select! {
                 biased;
@@ -360,29 +403,10 @@ async fn prefetch(
         // A head read before the next job was taken, not after (that would be the job after).
         let head = link.peek().await.filter(|_| !sampled.is_cancelled());
         if let Some((id, spec)) = head {
-            let known = ahead
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .is_some_and(|a| a.id == id);
+            let known = lock(ahead).as_ref().is_some_and(|a| a.id == id);
             if !known && id != *running {
-                let ready = match load_request(link, &id, &spec, settings).await {
-                    Ok(request) => {
-                        let preparer = preparer.clone();
-                        let made = tokio::task::spawn_blocking(move || {
-                            let prepared = preparer.prepare(&request);
-                            (request, prepared)
-                        })
-                        .await;
-                        match made {
-                            Ok((request, prepared)) => Some((request, prepared.ok())),
-                            Err(_) => None,
-                        }
-                    }
-                    Err(_) => None,
-                };
-                tracing::debug!(job = %id, ready = ready.is_some(), "prepared the next job ahead");
-                *ahead.lock().unwrap_or_else(|p| p.into_inner()) = Some(Ahead { id, ready });
+                let ready = prepare(link, preparer, settings, &id, &spec).await;
+                *lock(ahead) = Some(Ahead { id, ready });
             }
         }
         let pause = if began.elapsed() < SOON_FOR {

@@ -2,7 +2,8 @@
 //! `peek` names has its upload fetched before the loop is handed that job, and both jobs end
 //! with their songs; a job `peek` did not foresee is prepared when it comes. Once the next job
 //! is taken (during the running job's decode), looking ahead stops, so a long decode does not
-//! make the loop prepare the job after it in its place.
+//! make the loop prepare the job after it in its place; a job that was not foreseen is
+//! prepared once taken, during the decode of the job before it.
 
 mod common;
 
@@ -50,6 +51,7 @@ impl NodeLink for Jobs {
         if let Some((handle, hold)) = self.slow_decode {
             if job.handle == handle && event.stage == Stage::Decode && event.step == 1 {
                 tokio::time::sleep(hold).await;
+                self.log(format!("slow decode {handle} done"));
             }
         }
     }
@@ -226,6 +228,32 @@ async fn a_long_decode_does_not_replace_the_next_jobs_preparation() {
     );
     assert!(
         calls.contains(&"finish 3 succeeded 1".to_string()),
+        "{calls:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unforeseen_job_is_prepared_while_the_one_before_decodes() {
+    if !common::ort_available() {
+        return;
+    }
+    let calls = run(false, 2, Some((1, Duration::from_millis(1500)))).await;
+    // Job 2 was taken after job 1's last step and its upload fetched during job 1's decode.
+    assert!(
+        position(&calls, "next 2") < position(&calls, "blob 2"),
+        "{calls:?}"
+    );
+    assert!(
+        position(&calls, "blob 2") < position(&calls, "slow decode 1 done"),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("blob 2")).count(),
+        1,
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"finish 2 succeeded 1".to_string()),
         "{calls:?}"
     );
 }
