@@ -203,18 +203,8 @@ impl Generator {
     /// Loads ONNX Runtime (once per process), the bundle at `path` and all its sessions, with
     /// the device settings of `config`.
     pub fn load(path: &Path, config: GeneratorConfig) -> Result<Generator, InferenceError> {
-        let device = config.device;
-        Generator::load_with(path, config, device)
-    }
-
-    /// [`Generator::load`] with other device settings (memory limit, IO binding).
-    pub fn load_with(
-        path: &Path,
-        config: GeneratorConfig,
-        device: DeviceSettings,
-    ) -> Result<Generator, InferenceError> {
         let bundle = Bundle::load(path)?;
-        let runtime = Runtime::init_with(config.runtime.clone(), device)?;
+        let runtime = Runtime::init_with(config.runtime.clone(), config.device)?;
         let m = &bundle.manifest;
         let graph = |name: &str, file: &Path| -> Result<Graph, InferenceError> {
             Ok(Graph::new(name, runtime.session(&bundle.file(file))?))

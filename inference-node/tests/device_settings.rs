@@ -136,8 +136,11 @@ fn out_of_memory_retries_give_the_songs_of_the_smaller_setting() {
     assert!(e.is_out_of_memory(), "{e}");
     drop(decoder);
 
-    let mut small = Generator::load_with(&common::bundle_dir(), config(CfgMode::Batched), limited)
-        .expect("bundle loads");
+    let limits = GeneratorConfig {
+        device: limited,
+        ..config(CfgMode::Batched)
+    };
+    let mut small = Generator::load(&common::bundle_dir(), limits).expect("bundle loads");
     let got = generate(&mut small, &song(2, false));
     eprintln!("fallbacks: {:?}", got.fallbacks);
     assert_eq!(got.fallbacks.len(), 2, "{:?}", got.fallbacks);
@@ -193,8 +196,12 @@ fn io_binding_gives_the_same_songs() {
                 io_binding: Some(false),
                 ..DeviceSettings::default()
             };
-            let mut a = Generator::load_with(&path, config(mode), bound).unwrap();
-            let mut b = Generator::load_with(&path, config(mode), plain).unwrap();
+            let with = |device| GeneratorConfig {
+                device,
+                ..config(mode)
+            };
+            let mut a = Generator::load(&path, with(bound)).unwrap();
+            let mut b = Generator::load(&path, with(plain)).unwrap();
             let mut req = song(2, true);
             req.seconds = 120;
             let (x, y) = (generate(&mut a, &req), generate(&mut b, &req));
