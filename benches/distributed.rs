@@ -237,7 +237,7 @@ fn print_gaps(what: &str, gaps: &[Gap]) {
     let p90 = sorted[(sorted.len() * 9 / 10).min(sorted.len() - 1)];
     let ahead = gaps.iter().filter(|g| g.prepared_ahead).count();
     println!(
-        "   {what}: idle median {:.1} ms, p90 {p90:.1} ms, max {:.1} ms (of which waiting for the report before last {:.1} ms, taking the job {:.1} ms; medians {:.1} and {:.1} ms); last step → next first step median {:.1} ms; {ahead}/{} prepared ahead",
+        "   {what}: idle median {:.1} ms, p90 {p90:.1} ms, max {:.1} ms (of which waiting for a report {:.1} ms, taking the job {:.1} ms; medians {:.1} and {:.1} ms); last step → next first step median {:.1} ms; {ahead}/{} prepared ahead",
         median(idle),
         worst.idle,
         worst.report_wait,
