@@ -100,7 +100,14 @@ fn stored(app: &App) -> usize {
 /// whether a larger value is better (throughput) or worse (latency).
 #[derive(Default)]
 pub struct Figures {
-    sizes: Vec<(usize, Vec<(String, f64, bool)>)>,
+    sizes: Vec<(usize, Vec<Figure>)>,
+}
+
+/// One figure at one size.
+struct Figure {
+    name: String,
+    value: f64,
+    higher_is_better: bool,
 }
 
 impl Figures {
@@ -110,7 +117,11 @@ impl Figures {
 
     fn note(&mut self, name: impl Into<String>, value: f64, higher_is_better: bool) {
         if let Some((_, figures)) = self.sizes.last_mut() {
-            figures.push((name.into(), value, higher_is_better));
+            figures.push(Figure {
+                name: name.into(),
+                value,
+                higher_is_better,
+            });
         }
     }
 
@@ -139,8 +150,13 @@ impl Figures {
         println!();
         println!("| figure | {small} jobs | {large} jobs | worse by | over 20 % |");
         println!("|---|---:|---:|---:|---|");
-        for (name, a, higher_is_better) in first {
-            let Some((_, b, _)) = last.iter().find(|(n, _, _)| n == name) else {
+        for Figure {
+            name,
+            value: a,
+            higher_is_better,
+        } in first
+        {
+            let Some(b) = last.iter().find(|f| f.name == *name).map(|f| f.value) else {
                 continue;
             };
             let worse = if *higher_is_better {
