@@ -87,26 +87,19 @@ impl NodeLink for Jobs {
 }
 
 fn job(n: u8) -> Assignment {
-    let spec = serde_json::from_value(serde_json::json!({
-        "lyrics": "[00:01.00]hello world",
-        "style": {"kind": "upload", "value": format!("style-{n}.wav")},
-        "seconds": 95,
-        "seed": n,
-        "steps": 32,
-        "variants": 1,
-        "chunked": true,
-    }))
-    .unwrap();
     // The id's first byte is the job's number: its hex form's second digit, for the blob log.
-    let mut id = [0u8; 16];
-    id[0] = n;
-    Assignment {
-        id: JobId::from_bytes(id),
-        attempt: 1,
-        spec,
-        handle: u64::from(n),
-        cancel: CancellationToken::new(),
-    }
+    common::assignment(
+        n,
+        serde_json::json!({
+            "lyrics": "[00:01.00]hello world",
+            "style": {"kind": "upload", "value": format!("style-{n}.wav")},
+            "seconds": 95,
+            "seed": n,
+            "steps": 32,
+            "variants": 1,
+            "chunked": true,
+        }),
+    )
 }
 
 /// Runs jobs 1 to `jobs` through the loop; returns the link's record of calls.

@@ -136,25 +136,19 @@ impl NodeLink for Jobs {
 }
 
 fn job(n: u8) -> Assignment {
-    let spec = serde_json::from_value(serde_json::json!({
-        "lyrics": "[00:01.00]hello world",
-        "style": {"kind": "prompt", "value": "pop"},
-        "seconds": 95,
-        "seed": n,
-        "steps": 8,
-        "variants": 1,
-        "chunked": true,
-    }))
-    .unwrap();
-    let mut id = [0u8; 16];
-    id[0] = n;
-    Assignment {
-        id: JobId::from_bytes(id),
-        attempt: 1,
-        spec,
-        handle: u64::from(n),
-        cancel: CancellationToken::new(),
-    }
+    // The id's first byte is the job's number.
+    common::assignment(
+        n,
+        serde_json::json!({
+            "lyrics": "[00:01.00]hello world",
+            "style": {"kind": "prompt", "value": "pop"},
+            "seconds": 95,
+            "seed": n,
+            "steps": 8,
+            "variants": 1,
+            "chunked": true,
+        }),
+    )
 }
 
 /// Runs `jobs` jobs through the loop with `holds`, until each has finished or the node was

@@ -156,3 +156,17 @@ pub fn read_wav(path: &Path) -> (hound::WavSpec, Vec<i16>) {
     let s = r.samples::<i16>().map(|s| s.unwrap()).collect();
     (spec, s)
 }
+
+/// A worker-loop job numbered `n`: the first byte of its id (so the second digit of the id's
+/// hex form) and its handle, with `spec` (the job spec's JSON).
+pub fn assignment(n: u8, spec: serde_json::Value) -> protocol::node::Assignment {
+    let mut id = [0u8; 16];
+    id[0] = n;
+    protocol::node::Assignment {
+        id: protocol::JobId::from_bytes(id),
+        attempt: 1,
+        spec: serde_json::from_value(spec).expect("a job spec"),
+        handle: u64::from(n),
+        cancel: tokio_util::sync::CancellationToken::new(),
+    }
+}
