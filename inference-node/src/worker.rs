@@ -9,30 +9,31 @@
 //! ([`Assignment::cancel`]) ends it for good ([`Outcome::Cancelled`]). The contract types live
 //! in `protocol::node` and are re-exported here.
 //!
-//! **No idle device between jobs.** Two things overlap with the device's work:
+//! **No idle device between jobs.** Three things overlap with the device's work:
 //!
 //! - *the next job's inputs*: while a job runs, the loop asks the link which job comes next
 //!   ([`NodeLink::peek`], often at first, then every [`PEEK_EVERY`]; the embedded queue's
 //!   head, or the NATS work queue's next undelivered message — read, not taken, so no other
 //!   node is kept from it) and prepares it: its uploads fetched and decoded, its lyric track
-//!   and style embedding made ([`crate::prepare`]). When that job is the one handed out next, its generation starts
-//!   with sampling; a wrong guess only cost the preparation.
-//! - *the finished job's report*: the WAV encoding and the link's `finish` (writing or
-//!   uploading the result, the durable event, the ack) run while the next job is taken and
-//!   generated. At most one report is pending; it completes before the next one starts and
-//!   before the loop returns. A link must therefore treat a job it still reports as its own
-//!   (the NATS node announces such jobs in its heartbeats, and waits for its own report when
-//!   the server delivers one again) and not mark the node idle at its end.
+//!   and style embedding made ([`crate::prepare`], kept in `ahead`'s one slot). When that job
+//!   is the one handed out next, its generation starts with sampling; a wrong guess only cost
+//!   the preparation.
 //! - *taking the next job*: once the running job's last sampler step is done, while its VAE
 //!   decodes, the loop already takes the next job from the link (a queue hand-out and the
-//!   durable `started`, a flush or a round trip to the server) and, unless its inputs were
-//!   made ahead, prepares them, so the next generation can begin as soon as this one ends. The next job is therefore shown running from that moment,
-//!   a decode's time (a few seconds on a GPU) before its first step. On a shutdown in that
-//!   window it is handed back like any interrupted job.
-//! - *the reports*: a finished job's report is queued behind the one before it instead of
-//!   being waited for, so a slow report (a 16 MB WAV synced to a slow disk) does not hold up
-//!   the next generation; reports still run one at a time and in order, and at most
-//!   [`REPORTS_BEHIND`] are outstanding (each holds its songs in memory).
+//!   durable `started`, a flush or a round trip to the server) and finishes its preparation
+//!   (the one under way, or a new one when it was not foreseen), so the next generation can
+//!   begin as soon as this one ends. Looking ahead stops then: the queue's head is the job
+//!   after. The next job is therefore shown running from that moment, a decode's time (a
+//!   few seconds on a GPU) before its first step. On a shutdown in that window it is handed
+//!   back like any interrupted job.
+//! - *the reports*: a finished job's report (the WAV encoding and the link's `finish`:
+//!   writing or uploading the result, the durable event, the ack) is queued behind the one
+//!   before it instead of being waited for, so a slow report (a 16 MB WAV synced to a slow
+//!   disk) does not hold up the next generation. Reports run one at a time and in order, at
+//!   most [`REPORTS_BEHIND`] are outstanding (each holds its songs in memory), and all are
+//!   done before the loop returns. A link must therefore treat a job it still reports as its
+//!   own (the NATS node announces such jobs in its heartbeats, and waits for its own report
+//!   when the server delivers one again) and not mark the node idle at its end.
 //!
 //! The loop logs each job as `node idle gap`: `idle_ms`, from the previous generation's end
 //! (its VAE decode done) to this one's first sampler step, and `after_last_step_ms`, from the
@@ -45,21 +46,23 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+
 use std::time::{Duration, Instant};
 
-use protocol::{JobId, JobSpec, ProgressEvent, Stage};
+use protocol::{ProgressEvent, Stage};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::audio;
-use crate::pipeline::{GenerateOutput, GenerateRequest, Generator};
-use crate::prepare::{Prepared, Preparer};
+use crate::pipeline::{GenerateOutput, Generator};
 use crate::InferenceError;
 
 pub use protocol::node::{Assignment, LinkError, NodeLink, Outcome, WorkerSettings};
 pub use request::load_request;
 
+use ahead::{Inputs, Lookahead};
+
+mod ahead;
 mod request;
 
 /// How often a running job's loop asks the link for the next job: every [`PEEK_SOON`] in
@@ -74,13 +77,6 @@ pub const SOON_FOR: Duration = Duration::from_secs(1);
 /// Reports that may be outstanding at once (queued or running); the loop waits before queuing
 /// one more.
 pub const REPORTS_BEHIND: usize = 2;
-
-/// The next job's inputs, made while the current job ran.
-struct Ahead {
-    id: JobId,
-    /// `None`: preparing it failed (the job's own run reports why).
-    ready: Option<(GenerateRequest, Option<Prepared>)>,
-}
 
 /// When a generation ended, and how long its VAE decode took.
 #[derive(Clone, Copy)]
@@ -141,46 +137,12 @@ async fn take_when_decoding(
     link: &dyn NodeLink,
     settings: &WorkerSettings,
     cancel: &CancellationToken,
-    (preparer, ahead): (&Preparer, &Mutex<Option<Ahead>>),
+    ahead: &Lookahead<'_>,
 ) -> Option<Assignment> {
     decoding.await.ok()?;
     let job = take(link, settings, cancel).await?;
-    let known = lock(ahead).as_ref().is_some_and(|a| a.id == job.id);
-    if !known {
-        let ready = prepare(link, preparer, settings, &job.id, &job.spec).await;
-        *lock(ahead) = Some(Ahead {
-            id: job.id.clone(),
-            ready,
-        });
-    }
+    ahead.for_job(&job.id, &job.spec).await;
     Some(job)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Loads job `id`'s request (its uploads fetched and decoded) and prepares its inputs; `None`
-/// when that fails (the job's own run reports why).
-async fn prepare(
-    link: &dyn NodeLink,
-    preparer: &Preparer,
-    settings: &WorkerSettings,
-    id: &JobId,
-    spec: &JobSpec,
-) -> Option<(GenerateRequest, Option<Prepared>)> {
-    let request = load_request(link, id, spec, settings).await.ok()?;
-    let preparer = preparer.clone();
-    let made = tokio::task::spawn_blocking(move || {
-        let prepared = preparer.prepare(&request);
-        (request, prepared)
-    })
-    .await;
-    let ready = made
-        .ok()
-        .map(|(request, prepared)| (request, prepared.ok()));
-    tracing::debug!(job = %id, ready = ready.is_some(), "prepared the next job ahead");
-    ready
 }
 
 /// Runs the loop until `cancel` fires. `generator` is this node's loaded bundle.
@@ -193,7 +155,7 @@ pub async fn run(
     tracing::info!(node = %settings.name, "inference node ready");
     let preparer = generator.preparer();
     let mut generator = generator;
-    let ahead: Mutex<Option<Ahead>> = Mutex::new(None);
+    let ahead = Lookahead::new(link, &preparer, &settings);
     // Declared before the reports that count themselves in it.
     let outstanding = AtomicUsize::new(0);
     let mut pending: Option<Pending<'_>> = None;
@@ -229,32 +191,24 @@ pub async fn run(
             break;
         }
         tracing::info!(job = %job.id, attempt = job.attempt, node = %settings.name, "job started");
-        let made = {
-            let mut slot = lock(&ahead);
-            match slot.take() {
-                Some(a) if a.id == job.id => a.ready,
-                other => {
-                    *slot = other;
-                    None
-                }
-            }
+        let ready = ahead.claim(&job.id);
+        // Still being made only when the job was taken before its preparation ended.
+        let made = match ready {
+            Some(ready) => alongside(&mut pending, ready).await.take(),
+            None => None,
         };
         // Fired at the running job's last sampler step: the next job is taken from then on,
         // and no longer looked for ahead (the queue's head is then the job after it).
         let sampled = CancellationToken::new();
         let (decoding, decoded) = oneshot::channel();
         let mut taking: Taking<'_> = Box::pin(take_when_decoding(
-            decoded,
-            link,
-            &settings,
-            &cancel,
-            (&preparer, &ahead),
+            decoded, link, &settings, &cancel, &ahead,
         ));
         let run = async {
             tokio::select! {
                 biased;
                 ran = execute(link, generator, &settings, &job, &cancel, made, (&sampled, decoding)) => ran,
-                never = prefetch(link, &preparer, &settings, &ahead, &job.id, &sampled) => match never {},
+                never = ahead.watch(&job.id, &sampled) => match never {},
             }
         };
         let ((g, ran, timing), taken) = alongside(&mut pending, beside(&mut taking, run)).await;
@@ -386,40 +340,6 @@ async fn report(link: &dyn NodeLink, job: Assignment, ran: Ran) {
     }
 }
 
-/// While a job runs: prepares the job the link says comes next, again whenever that changes,
-/// until `sampled` fires (the next job is being taken; a preparation under way is finished).
-/// Never returns (dropped when the running job ends).
-async fn prefetch(
-    link: &dyn NodeLink,
-    preparer: &Preparer,
-    settings: &WorkerSettings,
-    ahead: &Mutex<Option<Ahead>>,
-    running: &JobId,
-    sampled: &CancellationToken,
-) -> std::convert::Infallible {
-    let began = Instant::now();
-    loop {
-        if sampled.is_cancelled() {
-            return std::future::pending().await;
-        }
-        // A head read before the next job was taken, not after (that would be the job after).
-        let head = link.peek().await.filter(|_| !sampled.is_cancelled());
-        if let Some((id, spec)) = head {
-            let known = lock(ahead).as_ref().is_some_and(|a| a.id == id);
-            if !known && id != *running {
-                let ready = prepare(link, preparer, settings, &id, &spec).await;
-                *lock(ahead) = Some(Ahead { id, ready });
-            }
-        }
-        let pause = if began.elapsed() < SOON_FOR {
-            PEEK_SOON
-        } else {
-            PEEK_EVERY
-        };
-        tokio::time::sleep(pause).await;
-    }
-}
-
 /// When a run's generation happened.
 struct Timing {
     /// When its first sampler step began (`None`: it never sampled).
@@ -434,7 +354,7 @@ async fn execute(
     settings: &WorkerSettings,
     job: &Assignment,
     cancel: &CancellationToken,
-    made: Option<(GenerateRequest, Option<Prepared>)>,
+    made: Option<Inputs>,
     (sampled, decoding): (&CancellationToken, oneshot::Sender<()>),
 ) -> (Generator, Ran, Option<Timing>) {
     let (request, prepared) = match made {

@@ -3,7 +3,8 @@
 //! with their songs; a job `peek` did not foresee is prepared when it comes. Once the next job
 //! is taken (during the running job's decode), looking ahead stops, so a long decode does not
 //! make the loop prepare the job after it in its place; a job that was not foreseen is
-//! prepared once taken, during the decode of the job before it.
+//! prepared once taken, during the decode of the job before it. A preparation still under way
+//! when its job is taken is finished, not started again.
 
 mod common;
 
@@ -27,6 +28,9 @@ struct Jobs {
     finished: tokio::sync::Notify,
     /// The first decode event of this job is held this long (a long decode).
     slow_decode: Option<(u64, Duration)>,
+    /// This job's upload is handed out only once the job was taken (a slow fetch, still
+    /// under way when the job is taken).
+    held_blob: Option<u8>,
 }
 
 impl Jobs {
@@ -56,10 +60,17 @@ impl NodeLink for Jobs {
         }
     }
     async fn blob(&self, job: &JobId, name: &str) -> Result<Vec<u8>, LinkError> {
-        self.log(format!(
-            "blob {} {name}",
-            job.as_str().as_bytes()[1] as char
-        ));
+        let n = job.as_str().as_bytes()[1] as char;
+        self.log(format!("blob {n} {name}"));
+        if self
+            .held_blob
+            .is_some_and(|h| h.to_string() == n.to_string())
+        {
+            let taken = format!("next {n}");
+            while !self.calls.lock().unwrap().contains(&taken) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
         Ok(self.style.clone())
     }
     async fn earlier_result(&self, _for: &JobId, job: &JobId) -> Result<Vec<u8>, LinkError> {
@@ -102,8 +113,23 @@ fn job(n: u8) -> Assignment {
     )
 }
 
+/// How a run goes: see [`Jobs`].
+#[derive(Default)]
+struct Scenario {
+    foresee: bool,
+    jobs: u8,
+    slow_decode: Option<(u64, Duration)>,
+    held_blob: Option<u8>,
+}
+
 /// Runs jobs 1 to `jobs` through the loop; returns the link's record of calls.
-async fn run(foresee: bool, jobs: u8, slow_decode: Option<(u64, Duration)>) -> Vec<String> {
+async fn run(scenario: Scenario) -> Vec<String> {
+    let Scenario {
+        foresee,
+        jobs,
+        slow_decode,
+        held_blob,
+    } = scenario;
     let generator = tokio::task::spawn_blocking(|| {
         Generator::load(&common::bundle_dir(), GeneratorConfig::default()).unwrap()
     })
@@ -123,6 +149,7 @@ async fn run(foresee: bool, jobs: u8, slow_decode: Option<(u64, Duration)>) -> V
         style: refrain_inference::audio::wav_bytes_i16(&tone, 2, 44_100).unwrap(),
         finished: tokio::sync::Notify::new(),
         slow_decode,
+        held_blob,
     };
     let settings = WorkerSettings {
         name: "test".into(),
@@ -166,7 +193,12 @@ async fn the_next_job_is_prepared_while_the_current_one_runs() {
     if !common::ort_available() {
         return;
     }
-    let calls = run(true, 2, None).await;
+    let calls = run(Scenario {
+        foresee: true,
+        jobs: 2,
+        ..Scenario::default()
+    })
+    .await;
     // Job 2's upload is fetched (once) while job 1 runs, before the loop is handed job 2.
     assert!(
         position(&calls, "blob 2") < position(&calls, "next 2"),
@@ -187,7 +219,11 @@ async fn the_next_job_is_prepared_while_the_current_one_runs() {
     );
 
     // Unforeseen, job 2 is prepared once it is handed out, with the same result.
-    let calls = run(false, 2, None).await;
+    let calls = run(Scenario {
+        jobs: 2,
+        ..Scenario::default()
+    })
+    .await;
     assert!(
         position(&calls, "next 2") < position(&calls, "blob 2"),
         "{calls:?}"
@@ -205,7 +241,13 @@ async fn a_long_decode_does_not_replace_the_next_jobs_preparation() {
     }
     // Job 1 decodes for 1.5 s after job 2 was taken: long enough for many peeks, which would
     // now see job 3 at the head.
-    let calls = run(true, 3, Some((1, Duration::from_millis(1500)))).await;
+    let calls = run(Scenario {
+        foresee: true,
+        jobs: 3,
+        slow_decode: Some((1, Duration::from_millis(1500))),
+        ..Scenario::default()
+    })
+    .await;
     // Job 2's upload was fetched once, ahead, so job 2 started with it prepared.
     let fetched = |n: &str| calls.iter().filter(|c| c.starts_with(n)).count();
     assert_eq!(fetched("blob 2"), 1, "{calls:?}");
@@ -230,7 +272,12 @@ async fn an_unforeseen_job_is_prepared_while_the_one_before_decodes() {
     if !common::ort_available() {
         return;
     }
-    let calls = run(false, 2, Some((1, Duration::from_millis(1500)))).await;
+    let calls = run(Scenario {
+        jobs: 2,
+        slow_decode: Some((1, Duration::from_millis(1500))),
+        ..Scenario::default()
+    })
+    .await;
     // Job 2 was taken after job 1's last step and its upload fetched during job 1's decode.
     assert!(
         position(&calls, "next 2") < position(&calls, "blob 2"),
@@ -238,6 +285,35 @@ async fn an_unforeseen_job_is_prepared_while_the_one_before_decodes() {
     );
     assert!(
         position(&calls, "blob 2") < position(&calls, "slow decode 1 done"),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("blob 2")).count(),
+        1,
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"finish 2 succeeded 1".to_string()),
+        "{calls:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preparation_under_way_when_its_job_is_taken_is_finished_not_repeated() {
+    if !common::ort_available() {
+        return;
+    }
+    // Job 2's upload, asked for ahead while job 1 runs, arrives only once job 2 was taken
+    // (during job 1's decode): the preparation started ahead is the one job 2 uses.
+    let calls = run(Scenario {
+        foresee: true,
+        jobs: 2,
+        held_blob: Some(2),
+        ..Scenario::default()
+    })
+    .await;
+    assert!(
+        position(&calls, "blob 2") < position(&calls, "next 2"),
         "{calls:?}"
     );
     assert_eq!(
