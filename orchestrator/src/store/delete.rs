@@ -113,6 +113,7 @@ impl JobStore {
                     },
                 )
                 .map_err(from_tx)?;
+            self.recent.deleted(id);
             if decoded.is_err() {
                 // Its state and owner are unknown: count everything again.
                 drop(_writer);

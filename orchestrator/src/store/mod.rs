@@ -21,6 +21,11 @@
 //!   [`lookup`] index's entries (by source, finish time, upload, referenced result), so
 //!   listings by source and retention sweeps read ranges instead of every job.
 //!
+//! - Reads of one record ([`JobStore::get`]) are served from memory when the record was
+//!   written or read lately ([`recent`]): every write updates that copy under the writer
+//!   lock, so it is never older than sled's, and polling a job costs the same at any store
+//!   size. Compare-and-swaps read sled.
+//!
 //! - Every change of a record appends the job's next [`JobEvent`] to the outbox (tree
 //!   `job_events`, see [`outbox`]) in the same transaction, with `event_seq` of the record as
 //!   its sequence number: the outbox can never disagree with the record, and a subscriber that
@@ -51,6 +56,7 @@ pub mod list;
 mod lookup;
 mod outbox;
 mod read;
+mod recent;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -103,6 +109,9 @@ pub struct JobStore {
     group: commit::GroupFlush,
     /// Serialises read-check-write sequences of this process (never held across an await).
     writer: Arc<Mutex<()>>,
+    /// Recently written and read records, decoded ([`recent`]); every write under `writer`
+    /// updates it.
+    recent: Arc<recent::Recent>,
     /// Every event written by this process has a sequence number above this one (see the
     /// module docs on sequence numbers).
     seq_floor: u64,
@@ -136,7 +145,8 @@ const BOOT: &[u8] = b"job_store_boot";
 
 impl JobStore {
     /// Opens (or creates) the store at `path`. sled takes an exclusive lock on the directory:
-    /// one process, one `JobStore` (clone it to share).
+    /// one process, one `JobStore` (clone it to share; a second store on the same database
+    /// would not see the first one's writes in its [`recent`] records).
     pub fn open(path: &Path) -> Result<JobStore, StoreError> {
         let db = sled::Config::new().path(path).open()?;
         Self::with_db(db)
@@ -167,6 +177,7 @@ impl JobStore {
             group: commit::GroupFlush::new(db.clone()),
             db,
             writer: Arc::new(Mutex::new(())),
+            recent: Arc::new(recent::Recent::new(recent::RECENT_RECORDS)),
             seq_floor,
         })
     }
@@ -314,17 +325,25 @@ impl JobStore {
                     },
                 )
                 .map_err(from_tx)?;
+            self.recent.wrote(record);
         }
         Ok(event)
     }
 
-    /// The record of `id`, if any.
+    /// The record of `id`, if any: from memory when it was written or read lately
+    /// ([`recent`]), else from sled.
     pub fn get(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        let missed = match self.recent.get(id) {
+            Ok(record) => return Ok(Some(record)),
+            Err(missed) => missed,
+        };
         let key = id.as_str().as_bytes();
-        self.jobs
-            .get(key)?
-            .map(|bytes| decode(key, &bytes))
-            .transpose()
+        let Some(bytes) = self.jobs.get(key)? else {
+            return Ok(None);
+        };
+        let record = decode(key, &bytes)?;
+        self.recent.fill(missed, &record);
+        Ok(Some(record))
     }
 
     /// The job an owner created with an idempotency key, if the index still names one.
@@ -434,6 +453,7 @@ impl JobStore {
             let mut event = JobEvent::of(&new, kind, now);
             event.queue_position = queue_position;
             self.replace_locked(&old_bytes, &old, &new, &event)?;
+            self.recent.wrote(&new);
             (new, event)
         };
         if durable {
@@ -466,6 +486,7 @@ impl JobStore {
                     expected: describe(&record),
                     found: "a record changed concurrently".into(),
                 })?;
+            self.recent.wrote(&record);
             record
         };
         self.flush().await?;

@@ -6,6 +6,7 @@ mod counters;
 mod indexes;
 mod lookup;
 mod persistence;
+mod recent;
 mod transitions;
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -78,6 +79,12 @@ impl JobStore {
             Some(Err(e)) => Err(e),
             None => unreachable!("an unflushed transition does not wait"),
         }
+    }
+
+    /// This store with room for `n` records in memory ([`super::recent`]).
+    pub(crate) fn keeping(mut self, n: usize) -> JobStore {
+        self.recent = Arc::new(super::recent::Recent::new(n));
+        self
     }
 
     pub(crate) async fn recover(
