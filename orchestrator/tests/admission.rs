@@ -4,7 +4,7 @@
 //! `fetch.allow_private_addresses` on, as only a trusted deployment would), the catalogue codes
 //! and neutral fields of refusals, and the clean-up of uploads stored for a refused request.
 
-mod support;
+use crate::support;
 
 use protocol::{Owner, Source, StyleSpec};
 use refrain_orchestrator::admission::{AudioInput, Draft, StyleInput};

@@ -4,7 +4,7 @@
 //! HTTP/1.1 over TCP. Its nodes are idle, so admitted jobs stay queued. The answers for
 //! results, failures and the status endpoints are in `api_results.rs`.
 
-mod support;
+use crate::support;
 
 use protocol::JobState;
 use reqwest::multipart::Part;

@@ -4,7 +4,7 @@
 //! (`service::start`, see `support`) with idle nodes; finished and running jobs are made by
 //! driving the job core directly, as a node would.
 
-mod support;
+use crate::support;
 
 use protocol::JobState;
 use refrain_orchestrator::jobs::Expect;

@@ -3,7 +3,7 @@
 //! cursors and filters, cancel, downloads in every format with `ETag` and a file name from the
 //! lyrics, and API keys (401 without, the key's name as owner).
 
-mod support;
+use crate::support;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -5,8 +5,8 @@
 //! succeeded and covers every frame — is the job core's check, named `init.song` /
 //! `init.strength` in this API's error shape.
 
-mod riffusion_common;
-mod support;
+use crate::riffusion_common;
+use crate::support;
 
 use protocol::{InitSpec, SongRef};
 use reqwest::StatusCode;

@@ -4,7 +4,7 @@
 //! idempotency window `limits.idempotency_hours` (after it, the same key and body make a new
 //! job, which the key then names).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

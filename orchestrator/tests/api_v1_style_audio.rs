@@ -5,7 +5,7 @@
 //! every loopback URL by default, refused naming the field). Nothing here leaves 127.0.0.0/8
 //! and no host name is resolved.
 
-mod support;
+use crate::support;
 
 use base64::Engine as _;
 use protocol::{JobId, StyleSpec};

@@ -2,7 +2,7 @@
 //! (`?kbps=`), and signed, expiring links (`POST /api/v1/jobs/{id}/links` → `/dl/…`) that serve
 //! a song without an API key until their time, and never after it or once tampered with.
 
-mod support;
+use crate::support;
 
 use base64::Engine;
 use hmac::{Hmac, Mac};

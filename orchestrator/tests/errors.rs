@@ -3,7 +3,7 @@
 //! as RFC 9110 has it: an unparseable range set is ignored (the whole file), one past the end of
 //! the file is the API's 416 error.
 
-mod support;
+use crate::support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;

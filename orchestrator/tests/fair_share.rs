@@ -9,7 +9,7 @@
 //! observed over HTTP: queue positions on `GET /api/v1/jobs/{id}`, starts and successes on the
 //! job's event stream.
 
-mod support;
+use crate::support;
 
 use protocol::{AudioFormat, JobId, JobSpec, Owner, Priority, Source, StyleSpec};
 use refrain_orchestrator::service::JobMeta;

@@ -10,7 +10,7 @@
 //! (`fuzz_inputs.proptest-regressions`, committed, replayed first) and get a named regression
 //! test once fixed.
 
-mod support;
+use crate::support;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

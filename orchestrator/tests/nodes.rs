@@ -3,7 +3,7 @@
 //! The in-process node must show what it really does — busy with the job it holds, then idle
 //! with one more job done — not a fixed idle entry — and the percent its job reported.
 
-mod support;
+use crate::support;
 
 use protocol::{ProgressEvent, Stage};
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! key trusted for an owner kind creates jobs owned by that kind's end users, whose per-user
 //! limits the core enforces; other keys are refused; `client_data` comes back unchanged.
 
-mod support;
+use crate::support;
 
 use refrain_orchestrator::api::v1::auth::{add_key, add_key_for};
 use reqwest::StatusCode;

@@ -12,7 +12,7 @@
 //! * what the API answers has the documented shape (job, job list, error);
 //! * the docs are Swagger UI from the binary, loading nothing from elsewhere.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};

@@ -5,8 +5,8 @@
 //! `riffusion_transforms.rs`; the real binary and ONNX Runtime, with the oracle: `tests/riffusion_api.rs` at the
 //! workspace root.)
 
-mod riffusion_common;
-mod support;
+use crate::riffusion_common;
+use crate::support;
 
 use protocol::{ProgressEvent, Stage, StyleSpec};
 use refrain_orchestrator::jobs::results::store_variants;

@@ -4,8 +4,8 @@
 //! limits of `[riffusion_api]` refuse a request whose two takes would go over them (429, no
 //! take made).
 
-mod riffusion_common;
-mod support;
+use crate::riffusion_common;
+use crate::support;
 
 use refrain_orchestrator::jobs::limits::Quota;
 use reqwest::{Method, StatusCode};

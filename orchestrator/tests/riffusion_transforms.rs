@@ -4,8 +4,8 @@
 //! core's init, with the variation strength), swap_vocals is refused with its reason, and every
 //! bad transform has its code and field.
 
-mod riffusion_common;
-mod support;
+use crate::riffusion_common;
+use crate::support;
 
 use protocol::{SongRef, StyleSpec};
 use reqwest::{Method, StatusCode};

@@ -7,7 +7,7 @@
 //! (The API and config validation: `schedules_api.rs`; the time rules alone:
 //! `schedules::when`'s unit tests.)
 
-mod support;
+use crate::support;
 
 use chrono::{DateTime, Utc};
 use protocol::{Priority, Source};

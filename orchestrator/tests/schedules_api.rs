@@ -5,7 +5,7 @@
 //! config validation naming the schedule and field. (The scheduler on a controllable clock:
 //! `schedules.rs`.)
 
-mod support;
+use crate::support;
 
 use protocol::JobState;
 use refrain_orchestrator::schedules::ScheduleSpec;

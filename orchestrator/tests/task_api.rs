@@ -5,8 +5,8 @@
 //! `task_api_webhooks.rs`; the real binary, a restart between a failed delivery and its retry,
 //! and an independent signature verifier: `tests/task_api.rs` at the workspace root.)
 
-mod support;
-mod task_common;
+use crate::support;
+use crate::task_common;
 
 use protocol::JobId;
 use refrain_orchestrator::jobs::limits::Quota;

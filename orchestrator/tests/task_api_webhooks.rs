@@ -3,8 +3,8 @@
 //! given up after `webhooks.retry_for_seconds` (failed in the log), then redelivered. Receivers
 //! listen on loopback only (127.0.0.2, allow-listed).
 
-mod support;
-mod task_common;
+use crate::support;
+use crate::task_common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

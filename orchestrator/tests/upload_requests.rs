@@ -5,8 +5,8 @@
 //! `[limits.uploads]` refuses an owner's upload over a window with 429 and `Retry-After`,
 //! storing nothing, while other owners and retries under a key still pass.
 
-mod riffusion_common;
-mod support;
+use crate::riffusion_common;
+use crate::support;
 
 use refrain_orchestrator::uploads::UploadLimits;
 use reqwest::StatusCode;
