@@ -195,20 +195,7 @@ pub enum Backend {
     Nats,
 }
 
-/// How the two CFG branches are evaluated (`inference.cfg_mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CfgMode {
-    /// Batched when the graph allows it, else separate.
-    #[default]
-    Auto,
-    /// One DiT run with both branches as a batch of two.
-    Batched,
-    /// Two DiT runs per evaluation.
-    Separate,
-    /// One DiT run per variant and branch (the least memory).
-    Single,
-}
+pub use protocol::CfgMode;
 
 /// Limits on what clients may send.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,11 +3,13 @@
 
 pub mod bots;
 pub mod event;
+pub mod inference;
 pub mod job;
 pub mod node;
 pub mod progress;
 
 pub use event::{JobEvent, JobEventKind};
+pub use inference::CfgMode;
 pub use job::{
     AudioFormat, EditSpec, InitSpec, JobId, JobRecord, JobResult, JobSpec, JobState, Owner,
     Priority, ResultFile, SongRef, Source, StyleSpec,

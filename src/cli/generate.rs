@@ -84,18 +84,10 @@ pub struct GenerateArgs {
     /// ONNX Runtime intra-op threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// How the CFG branches run: auto (one batch of 2 when the graph allows), batched, separate.
-    #[arg(long, default_value = "auto", value_parser = parse_cfg_mode)]
+    /// How the CFG branches run: auto (one batch of 2 when the graph allows), batched,
+    /// separate or single (each variant and branch alone: the least memory).
+    #[arg(long, default_value = "auto")]
     cfg_mode: CfgMode,
-}
-
-fn parse_cfg_mode(s: &str) -> Result<CfgMode, String> {
-    match s {
-        "auto" => Ok(CfgMode::Auto),
-        "batched" => Ok(CfgMode::Batched),
-        "separate" => Ok(CfgMode::Separate),
-        _ => Err(format!("expected auto, batched or separate, not {s:?}")),
-    }
 }
 
 /// `OUT.wav` for the first variant, `OUT-2.wav`… for the others.
@@ -252,5 +244,30 @@ mod tests {
             variant_path(Path::new("song"), 3),
             PathBuf::from("song-4.wav")
         );
+    }
+
+    /// `--cfg-mode` takes every mode the sampler has, as `inference.cfg_mode` does.
+    #[test]
+    fn every_cfg_mode_is_accepted() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            generate: GenerateArgs,
+        }
+        let parse = |mode: &str| {
+            <Cli as clap::Parser>::try_parse_from([
+                "generate",
+                "--prompt",
+                "pop",
+                "-o",
+                "out.wav",
+                "--cfg-mode",
+                mode,
+            ])
+            .map(|cli| cli.generate.cfg_mode)
+        };
+        assert_eq!(parse("single").unwrap(), CfgMode::Single);
+        assert_eq!(parse("separate").unwrap(), CfgMode::Separate);
+        assert!(parse("fast").is_err());
     }
 }

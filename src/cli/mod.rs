@@ -36,8 +36,6 @@ pub fn generator_config(
     config: &refrain_orchestrator::Config,
     device: refrain_inference::runtime::Device,
 ) -> refrain_inference::pipeline::GeneratorConfig {
-    use refrain_inference::sampler::CfgMode;
-    use refrain_orchestrator::config::CfgMode as Configured;
     refrain_inference::pipeline::GeneratorConfig {
         runtime: refrain_inference::runtime::RuntimeConfig {
             library: config.ort_library.clone(),
@@ -51,12 +49,7 @@ pub fn generator_config(
             max_lines: config.limits.max_lyrics_lines,
             max_line_chars: config.limits.max_line_chars,
         },
-        cfg_mode: match config.inference.cfg_mode {
-            Configured::Auto => CfgMode::Auto,
-            Configured::Batched => CfgMode::Batched,
-            Configured::Separate => CfgMode::Separate,
-            Configured::Single => CfgMode::Single,
-        },
+        cfg_mode: config.inference.cfg_mode,
         max_reference_seconds: config.limits.max_reference_seconds,
         device: refrain_inference::runtime::DeviceSettings {
             memory_limit: config

@@ -28,7 +28,8 @@ pub struct SampleArgs {
     /// Classifier-free guidance strength.
     #[arg(long, default_value_t = 4.0)]
     cfg: f32,
-    /// How the CFG branches run: auto (one batch of 2 when the graph allows), batched, separate.
+    /// How the CFG branches run: auto (one batch of 2 when the graph allows), batched,
+    /// separate or single (each variant and branch alone: the least memory).
     #[arg(long, default_value = "auto")]
     cfg_mode: CfgMode,
     /// Execution device: cpu, cuda, cuda:N, tensorrt or tensorrt:N.

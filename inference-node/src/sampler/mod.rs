@@ -56,36 +56,7 @@ pub const LATENT_DIM: usize = 64;
 /// Style embedding size (MuQ-MuLan).
 pub const STYLE_DIM: usize = 512;
 
-/// How the two CFG branches are evaluated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CfgMode {
-    /// One batch of 2B when the graph's batch axis is dynamic, else two runs.
-    #[default]
-    Auto,
-    /// Always one batch of 2B.
-    Batched,
-    /// Always two runs of B (the reference's way).
-    Separate,
-    /// 2B runs of one row: each variant and branch alone (least memory).
-    Single,
-}
-
-impl std::str::FromStr for CfgMode {
-    type Err = String;
-
-    /// `auto`, `batched` or `separate`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(CfgMode::Auto),
-            "batched" => Ok(CfgMode::Batched),
-            "separate" => Ok(CfgMode::Separate),
-            "single" => Ok(CfgMode::Single),
-            _ => Err(format!(
-                "expected auto, batched, separate or single, not {s:?}"
-            )),
-        }
-    }
-}
+pub use protocol::CfgMode;
 
 /// Sampler settings of one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
