@@ -131,7 +131,9 @@ async fn beside<T>(
 }
 
 /// Takes the next job once `decoding` says the running job's sampling is done, and prepares
-/// its inputs unless they were made ahead, so that this too overlaps with the decode.
+/// its inputs unless they were made ahead, so that this too overlaps with the decode. A stop
+/// does not wait for the preparation (a slow upload): the job is returned at once, and the
+/// loop hands it back.
 async fn take_when_decoding(
     decoding: oneshot::Receiver<()>,
     link: &dyn NodeLink,
@@ -141,7 +143,10 @@ async fn take_when_decoding(
 ) -> Option<Assignment> {
     decoding.await.ok()?;
     let job = take(link, settings, cancel).await?;
-    ahead.for_job(&job.id, &job.spec).await;
+    tokio::select! {
+        _ = ahead.for_job(&job.id, &job.spec) => {}
+        _ = cancel.cancelled() => {}
+    }
     Some(job)
 }
 

@@ -1,7 +1,7 @@
 //! The worker loop overlaps the steps between two jobs with the device's work: the next job
 //! is taken while the running one decodes, a slow report is queued behind the next
 //! generation instead of holding it up, and a job taken during the last decode before a stop
-//! is handed back. Each test's link holds one of the loop's calls until the overlap it checks
+//! is handed back, without waiting for its preparation. Each test's link holds one of the loop's calls until the overlap it checks
 //! has happened (or 20 s passed: then it logs a timeout and the assertion fails), so the old,
 //! sequential loop would fail them instead of passing by luck of timing.
 
@@ -29,6 +29,8 @@ struct Holds {
     finish_until_sampling: Option<(u64, u64)>,
     /// The node is stopped as soon as job `a` is handed out.
     stop_at_next: Option<u64>,
+    /// Job `a`'s style is an upload whose fetch takes [`HOLD_FOR`].
+    slow_upload: Option<u64>,
 }
 
 /// Hands out its jobs in order and records the loop's calls.
@@ -104,7 +106,13 @@ impl NodeLink for Jobs {
         }
     }
 
-    async fn blob(&self, _job: &JobId, name: &str) -> Result<Vec<u8>, LinkError> {
+    async fn blob(&self, job: &JobId, name: &str) -> Result<Vec<u8>, LinkError> {
+        let n = u64::from(job.as_str().as_bytes()[1] - b'0');
+        if self.holds.slow_upload == Some(n) {
+            self.log(format!("blob {n}"));
+            tokio::time::sleep(HOLD_FOR).await;
+            self.log(format!("released blob {n}"));
+        }
         Err(LinkError::new(format!("no blob {name}")))
     }
 
@@ -135,13 +143,19 @@ impl NodeLink for Jobs {
     }
 }
 
-fn job(n: u8) -> Assignment {
+/// Job `n`; its style an upload when `upload`, else a prompt.
+fn job(n: u8, upload: bool) -> Assignment {
+    let style = if upload {
+        serde_json::json!({"kind": "upload", "value": format!("style-{n}.wav")})
+    } else {
+        serde_json::json!({"kind": "prompt", "value": "pop"})
+    };
     // The id's first byte is the job's number.
     common::assignment(
         n,
         serde_json::json!({
             "lyrics": "[00:01.00]hello world",
-            "style": {"kind": "prompt", "value": "pop"},
+            "style": style,
             "seconds": 95,
             "seed": n,
             "steps": 8,
@@ -160,7 +174,11 @@ async fn run(jobs: u8, holds: Holds) -> Vec<String> {
     .await
     .unwrap();
     let link = Jobs {
-        queue: Mutex::new((1..=jobs).map(job).collect()),
+        queue: Mutex::new(
+            (1..=jobs)
+                .map(|n| job(n, holds.slow_upload == Some(u64::from(n))))
+                .collect(),
+        ),
         calls: Mutex::new(Vec::new()),
         holds,
         stop: CancellationToken::new(),
@@ -266,4 +284,24 @@ async fn a_job_taken_just_before_a_stop_is_handed_back() {
         calls.iter().any(|c| c.starts_with("finish 1 ")),
         "{calls:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_does_not_wait_for_the_next_jobs_slow_upload() {
+    if !common::ort_available() {
+        return;
+    }
+    // Job 2 is taken during job 1's decode, its upload takes 20 s to fetch, and the node is
+    // told to stop as job 2 is taken: job 2 is handed back without waiting for the fetch.
+    let holds = Holds {
+        decode_until_next: Some((1, 2)),
+        stop_at_next: Some(2),
+        slow_upload: Some(2),
+        ..Holds::default()
+    };
+    let calls = run(2, holds).await;
+    assert!(!calls.iter().any(|c| c.starts_with("timeout")), "{calls:?}");
+    // Whether the fetch had begun when the stop was seen or not, it was not waited for.
+    assert!(calls.contains(&"finish 2 interrupted".into()), "{calls:?}");
+    assert!(!calls.contains(&"released blob 2".into()), "{calls:?}");
 }
