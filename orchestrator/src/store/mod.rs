@@ -330,47 +330,6 @@ impl JobStore {
         Ok(event)
     }
 
-    /// The record of `id`, if any: from memory when it was written or read lately
-    /// ([`recent`]), else from sled.
-    pub fn get(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
-        let missed = match self.recent.get(id) {
-            Ok(record) => return Ok(Some(record)),
-            Err(missed) => missed,
-        };
-        let key = id.as_str().as_bytes();
-        let Some(bytes) = self.jobs.get(key)? else {
-            return Ok(None);
-        };
-        let record = decode(key, &bytes)?;
-        self.recent.fill(missed, &record);
-        Ok(Some(record))
-    }
-
-    /// The job an owner created with an idempotency key, if the index still names one.
-    pub fn get_by_idempotency_key(
-        &self,
-        owner: &protocol::Owner,
-        key: &str,
-    ) -> Result<Option<JobRecord>, StoreError> {
-        let k = keys::idempotency_key(owner, key);
-        let Some(value) = self.by_key.get(&k)? else {
-            return Ok(None);
-        };
-        let id = keys::id_value(BY_KEY, &k, &value)?;
-        self.get(&id)
-    }
-
-    /// The job whose result file is `file` (`<id>.wav`, or `sub/dir/<id>.wav` when the job has
-    /// an `output_subdir`). The index is written at insert time, so this works before the file
-    /// exists. Only an exact stored name matches: `file` is a lookup key, never a path.
-    pub fn get_by_file(&self, file: &str) -> Result<Option<JobRecord>, StoreError> {
-        let Some(value) = self.by_file.get(file.as_bytes())? else {
-            return Ok(None);
-        };
-        let id = keys::id_value(BY_FILE, file.as_bytes(), &value)?;
-        self.get(&id)
-    }
-
     /// The compare-and-swap. Applies `f` to the record only if its state is `from` and (when
     /// given) its attempt is `attempt`; checks that `from` may become the new state (a
     /// `Progress` event keeps the state); writes the record, its state index and the job's next

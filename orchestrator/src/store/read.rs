@@ -1,13 +1,55 @@
-//! Reads of the job store by state: the ids in a state, a job's place in creation order among
-//! the queued ones, and the whole store for maintenance (finished jobs for retention are in
-//! [`super::lookup`]). Each
-//! reads one index range (or, for [`JobStore::scan`], everything, which only maintenance does).
+//! Reads of the job store: one record (by id, by idempotency key, by result file name; from
+//! the records kept in memory when it was written or read lately, see [`super::recent`]), the
+//! ids in a state, a job's place in creation order among the queued ones, and the whole store
+//! for maintenance (finished jobs for retention are in [`super::lookup`]). Each reads one key
+//! or one index range (or, for [`JobStore::scan`], everything, which only maintenance does).
 
 use protocol::{JobId, JobRecord, JobState};
 
-use super::{decode, keys, JobStore, StoreError, BY_STATE};
+use super::{decode, keys, JobStore, StoreError, BY_FILE, BY_KEY, BY_STATE};
 
 impl JobStore {
+    /// The record of `id`, if any: from memory when it was written or read lately
+    /// ([`super::recent`]), else from sled.
+    pub fn get(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        let missed = match self.recent.get(id) {
+            Ok(record) => return Ok(Some(record)),
+            Err(missed) => missed,
+        };
+        let key = id.as_str().as_bytes();
+        let Some(bytes) = self.jobs.get(key)? else {
+            return Ok(None);
+        };
+        let record = decode(key, &bytes)?;
+        self.recent.fill(missed, &record);
+        Ok(Some(record))
+    }
+
+    /// The job an owner created with an idempotency key, if the index still names one.
+    pub fn get_by_idempotency_key(
+        &self,
+        owner: &protocol::Owner,
+        key: &str,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let k = keys::idempotency_key(owner, key);
+        let Some(value) = self.by_key.get(&k)? else {
+            return Ok(None);
+        };
+        let id = keys::id_value(BY_KEY, &k, &value)?;
+        self.get(&id)
+    }
+
+    /// The job whose result file is `file` (`<id>.wav`, or `sub/dir/<id>.wav` when the job has
+    /// an `output_subdir`). The index is written at insert time, so this works before the file
+    /// exists. Only an exact stored name matches: `file` is a lookup key, never a path.
+    pub fn get_by_file(&self, file: &str) -> Result<Option<JobRecord>, StoreError> {
+        let Some(value) = self.by_file.get(file.as_bytes())? else {
+            return Ok(None);
+        };
+        let id = keys::id_value(BY_FILE, file.as_bytes(), &value)?;
+        self.get(&id)
+    }
+
     /// Ids in a state, oldest first (by created_ms, then id).
     pub fn ids_in_state(&self, state: JobState) -> Result<Vec<JobId>, StoreError> {
         self.by_state
