@@ -188,6 +188,19 @@ fn position(calls: &[String], call: &str) -> usize {
         .unwrap_or_else(|| panic!("no {call:?} in {calls:?}"))
 }
 
+/// Asserts that the first call starting with `a` came before the first starting with `b`.
+fn assert_before(calls: &[String], a: &str, b: &str) {
+    assert!(
+        position(calls, a) < position(calls, b),
+        "{a} before {b}: {calls:?}"
+    );
+}
+
+/// How many calls start with `call`.
+fn count(calls: &[String], call: &str) -> usize {
+    calls.iter().filter(|c| c.starts_with(call)).count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_next_job_is_prepared_while_the_current_one_runs() {
     if !common::ort_available() {
@@ -200,15 +213,8 @@ async fn the_next_job_is_prepared_while_the_current_one_runs() {
     })
     .await;
     // Job 2's upload is fetched (once) while job 1 runs, before the loop is handed job 2.
-    assert!(
-        position(&calls, "blob 2") < position(&calls, "next 2"),
-        "{calls:?}"
-    );
-    assert_eq!(
-        calls.iter().filter(|c| c.starts_with("blob 2")).count(),
-        1,
-        "{calls:?}"
-    );
+    assert_before(&calls, "blob 2", "next 2");
+    assert_eq!(count(&calls, "blob 2"), 1, "{calls:?}");
     assert!(
         calls.contains(&"finish 1 succeeded 1".to_string()),
         "{calls:?}"
@@ -224,10 +230,7 @@ async fn the_next_job_is_prepared_while_the_current_one_runs() {
         ..Scenario::default()
     })
     .await;
-    assert!(
-        position(&calls, "next 2") < position(&calls, "blob 2"),
-        "{calls:?}"
-    );
+    assert_before(&calls, "next 2", "blob 2");
     assert!(
         calls.contains(&"finish 2 succeeded 1".to_string()),
         "{calls:?}"
@@ -249,18 +252,11 @@ async fn a_long_decode_does_not_replace_the_next_jobs_preparation() {
     })
     .await;
     // Job 2's upload was fetched once, ahead, so job 2 started with it prepared.
-    let fetched = |n: &str| calls.iter().filter(|c| c.starts_with(n)).count();
-    assert_eq!(fetched("blob 2"), 1, "{calls:?}");
-    assert!(
-        position(&calls, "blob 2") < position(&calls, "next 2"),
-        "{calls:?}"
-    );
+    assert_eq!(count(&calls, "blob 2"), 1, "{calls:?}");
+    assert_before(&calls, "blob 2", "next 2");
     // Job 3 was looked at only once job 2 ran.
-    assert_eq!(fetched("blob 3"), 1, "{calls:?}");
-    assert!(
-        position(&calls, "next 2") < position(&calls, "blob 3"),
-        "{calls:?}"
-    );
+    assert_eq!(count(&calls, "blob 3"), 1, "{calls:?}");
+    assert_before(&calls, "next 2", "blob 3");
     assert!(
         calls.contains(&"finish 3 succeeded 1".to_string()),
         "{calls:?}"
@@ -279,19 +275,9 @@ async fn an_unforeseen_job_is_prepared_while_the_one_before_decodes() {
     })
     .await;
     // Job 2 was taken after job 1's last step and its upload fetched during job 1's decode.
-    assert!(
-        position(&calls, "next 2") < position(&calls, "blob 2"),
-        "{calls:?}"
-    );
-    assert!(
-        position(&calls, "blob 2") < position(&calls, "slow decode 1 done"),
-        "{calls:?}"
-    );
-    assert_eq!(
-        calls.iter().filter(|c| c.starts_with("blob 2")).count(),
-        1,
-        "{calls:?}"
-    );
+    assert_before(&calls, "next 2", "blob 2");
+    assert_before(&calls, "blob 2", "slow decode 1 done");
+    assert_eq!(count(&calls, "blob 2"), 1, "{calls:?}");
     assert!(
         calls.contains(&"finish 2 succeeded 1".to_string()),
         "{calls:?}"
@@ -312,15 +298,8 @@ async fn a_preparation_under_way_when_its_job_is_taken_is_finished_not_repeated(
         ..Scenario::default()
     })
     .await;
-    assert!(
-        position(&calls, "blob 2") < position(&calls, "next 2"),
-        "{calls:?}"
-    );
-    assert_eq!(
-        calls.iter().filter(|c| c.starts_with("blob 2")).count(),
-        1,
-        "{calls:?}"
-    );
+    assert_before(&calls, "blob 2", "next 2");
+    assert_eq!(count(&calls, "blob 2"), 1, "{calls:?}");
     assert!(
         calls.contains(&"finish 2 succeeded 1".to_string()),
         "{calls:?}"
