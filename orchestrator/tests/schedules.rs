@@ -46,7 +46,9 @@ async fn scheduler(s: &TestService, specs: &[ScheduleSpec], last: DateTime<Utc>)
     Scheduler::new(s.app.clone(), specs, channel().1).unwrap()
 }
 
-/// Jobs of `owner`, oldest first.
+/// Jobs of the schedule `owner`, in the order the schedule made them: by fire time, then item.
+/// That order is read from each job's idempotency key (`schedule:{name}:{fire_ms}:{item}`), not
+/// from `created_ms`: jobs of one fire are often made within the same millisecond.
 fn jobs_of(s: &TestService, owner: &str) -> Vec<protocol::JobRecord> {
     let mut jobs: Vec<_> = s
         .app
@@ -55,8 +57,19 @@ fn jobs_of(s: &TestService, owner: &str) -> Vec<protocol::JobRecord> {
         .map(|r| r.unwrap())
         .filter(|r| r.owner.as_str() == owner)
         .collect();
-    jobs.sort_by_key(|r| r.created_ms);
+    jobs.sort_by_key(|r| fire_and_item(r.idempotency_key.as_deref().unwrap()));
     jobs
+}
+
+/// `(fire_ms, item)` of a schedule job's idempotency key.
+fn fire_and_item(key: &str) -> (u64, usize) {
+    let mut parts = key.rsplitn(3, ':');
+    let item = parts.next().and_then(|p| p.parse().ok());
+    let fire = parts.next().and_then(|p| p.parse().ok());
+    match (fire, item) {
+        (Some(fire), Some(item)) => (fire, item),
+        _ => panic!("not a schedule job's key: {key}"),
+    }
 }
 
 #[tokio::test]
