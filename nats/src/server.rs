@@ -32,7 +32,9 @@ pub struct ServerWatch {
 
 impl ServerWatch {
     /// Notes the server the client is connected to (or was last, while disconnected): call it
-    /// right before sending.
+    /// right before sending. Taken in the moment after a reconnect before async-nats stores the
+    /// new server's INFO, it notes the server before: a later reconnect may then be taken for a
+    /// restart, which costs one needless pull again, never a missed one.
     pub fn now(client: &Client) -> ServerWatch {
         ServerWatch {
             client: client.clone(),
@@ -41,12 +43,16 @@ impl ServerWatch {
         }
     }
 
-    /// Waits (up to `wait`) until the client is connected, then [`ServerWatch::now`]: before a
-    /// pull. A pull sent while disconnected would be buffered and reach whichever server comes
-    /// next, so it is not sent then.
+    /// Waits (up to `wait`) until the client is connected and knows its server, then
+    /// [`ServerWatch::now`]: before a pull. A pull sent while disconnected would be buffered and
+    /// reach whichever server comes next, so it is not sent then.
+    ///
+    /// async-nats reports the first connection (its count and `Connected`) a moment before it
+    /// stores the server's INFO; a watch taken in that moment would note no server at all and
+    /// take a later reconnect to the same server for a restart. So it also waits for the INFO.
     pub async fn when_connected(client: &Client, wait: Duration) -> ServerWatch {
         let deadline = tokio::time::Instant::now() + wait;
-        while client.connection_state() != State::Connected
+        while (client.connection_state() != State::Connected || client.try_server_info().is_none())
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(POLL).await;
