@@ -260,9 +260,17 @@ async fn a_delivery_is_given_up_after_retry_for_seconds_then_redelivered() {
         assert!(a["error"].is_string(), "{failed}");
     }
     let last = attempts.last().unwrap();
+    let ended = |a: &Value| ms_of(&a["at"]) + a["duration_ms"].as_i64().unwrap();
+    let created = ms_of(&failed["created_at"]);
     assert!(
-        ms_of(&last["at"]) - ms_of(&failed["created_at"]) >= 1000,
+        ended(last) - created >= 1000,
         "given up only once retry_for_seconds had passed: {failed}"
+    );
+    assert!(
+        attempts[..attempts.len() - 1]
+            .iter()
+            .all(|a| ended(a) - created < 1000),
+        "not given up before: {failed}"
     );
     let delivery = failed["id"].as_str().unwrap().to_string();
     {

@@ -226,6 +226,9 @@ impl Dispatcher {
             return Ok(()); // the job was deleted meanwhile
         };
         let now = now_ms();
+        // The window is judged at the attempt's end, on the clock its start was read from, so
+        // the delivery log shows why it was the last: `at + duration_ms` is past the window.
+        let ended_ms = sent.attempt.at_ms + sent.attempt.duration_ms;
         let ok = sent.attempt.error.is_none();
         match &sent.attempt.error {
             None => tracing::debug!(job = %sent.job, delivery = %delivery.id, "webhook delivered"),
@@ -237,7 +240,7 @@ impl Dispatcher {
         if ok {
             delivery.state = DeliveryState::Delivered;
             delivery.next_ms = None;
-        } else if now.saturating_sub(delivery.cycle_started_ms)
+        } else if ended_ms.saturating_sub(delivery.cycle_started_ms)
             >= self.config.retry_for_seconds.saturating_mul(1000)
         {
             tracing::warn!(job = %sent.job, delivery = %delivery.id, attempts = delivery.attempts.len(), "webhook given up");
