@@ -470,7 +470,7 @@ impl App {
 fn new_record(spec: JobSpec, meta: JobMeta, fingerprint: Option<String>) -> JobRecord {
     let now = now_ms();
     JobRecord {
-        id: new_job_id(),
+        id: crate::ids::job_id_at(now),
         spec,
         state: JobState::Queued,
         attempt: 1,
@@ -493,24 +493,6 @@ fn new_record(spec: JobSpec, meta: JobMeta, fingerprint: Option<String>) -> JobR
         client_data: meta.client_data,
         title: meta.title,
     }
-}
-
-/// A fresh job id: the creation time in milliseconds (48 bits, big-endian) followed by 80
-/// random bits, as a UUIDv7 orders them.
-///
-/// Time first so that the store's id-keyed trees (records, result files, outbox) grow at
-/// their end: a submit then writes the same few leaves as the submits around it, and its cost
-/// does not depend on how many jobs are stored. With fully random ids every submit wrote a
-/// different leaf of each tree, and 16-client submits were about 20 % slower at 100k stored
-/// jobs than at 1k (docs/benchmarks.md). The 80 random bits keep ids unguessable: a result's
-/// public URL is only as secret as its job id.
-pub fn new_job_id() -> JobId {
-    let ms = crate::store::now_ms().to_be_bytes();
-    let random: [u8; 10] = rand::random();
-    let mut bytes = [0u8; 16];
-    bytes[..6].copy_from_slice(&ms[2..]);
-    bytes[6..].copy_from_slice(&random);
-    JobId::from_bytes(bytes)
 }
 
 /// The longest `client_data`, in bytes.

@@ -12,6 +12,7 @@ pub mod blobs;
 pub mod config;
 pub mod distributed;
 pub mod error;
+pub mod ids;
 pub mod jobs;
 pub mod link;
 pub mod metrics;

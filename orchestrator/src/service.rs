@@ -70,7 +70,8 @@ impl NodeInfo {
 }
 
 pub use crate::admission::Validator;
-pub use crate::app::{new_job_id, App, AppParts, JobMeta};
+pub use crate::app::{App, AppParts, JobMeta};
+pub use crate::ids::new_job_id;
 
 /// Errors that stop `refrain serve` from starting.
 #[derive(Debug, thiserror::Error)]

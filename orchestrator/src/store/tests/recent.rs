@@ -69,7 +69,7 @@ async fn an_evicted_record_is_read_from_sled() {
     store.put(&first).await.unwrap();
     for n in 0..crate::store::recent::RECENT_RECORDS {
         let mut r = record_at(10 + n as u64, None);
-        r.id = crate::app::new_job_id();
+        r.id = crate::ids::new_job_id();
         store.put(&r).await.unwrap();
     }
     assert_eq!(store.get(&first.id).unwrap(), Some(first));
