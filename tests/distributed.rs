@@ -345,8 +345,9 @@ fn events_taken_by_a_dead_orchestrator_are_applied_when_it_starts_again() {
     wav(api.wait(&url, GENEROUS), &id);
 }
 
-/// Pulls every pending message of the orchestrator's events consumer and drops them
-/// unacknowledged, as an orchestrator killed while applying them leaves them; their count.
+/// Pulls the pending messages of the orchestrator's events consumer (waiting for the first)
+/// and drops them unacknowledged, as an orchestrator killed while applying them leaves them;
+/// their count.
 fn take_events_without_ack(url: &str) -> usize {
     use futures_util::StreamExt;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -364,17 +365,22 @@ fn take_events_without_ack(url: &str) -> usize {
             .get_consumer(refrain_nats::wire::EVENTS_CONSUMER)
             .await
             .expect("the orchestrator's events consumer");
-        let mut batch = consumer
-            .fetch()
-            .max_messages(100)
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-            .expect("pull events");
+        // The node logs the job's end before it has uploaded the result and published the
+        // event: pull until something came (or the deadline), not once.
+        let deadline = Instant::now() + GENEROUS;
         let mut taken = 0;
-        while let Some(message) = batch.next().await {
-            message.expect("an event");
-            taken += 1;
+        while taken == 0 && Instant::now() < deadline {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(100)
+                .expires(Duration::from_secs(2))
+                .messages()
+                .await
+                .expect("pull events");
+            while let Some(message) = batch.next().await {
+                message.expect("an event");
+                taken += 1;
+            }
         }
         taken
     })

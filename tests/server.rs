@@ -226,12 +226,23 @@ fn spec_client_flow_over_http() {
     expected.sort();
     assert_eq!(listed, expected, "{files}");
 
-    let metrics = api.metrics();
+    // A job's end is counted once its state change is on disk, a moment after it can be read:
+    // wait for the counts rather than take the first scrape.
+    let settled = |m: &str| {
+        metric(m, "refrain_jobs_completed_total{outcome=\"failed\"}") == Some(1.0)
+            && metric(m, "refrain_jobs_completed_total{outcome=\"succeeded\"}") == Some(2.0)
+            && metric(m, "refrain_job_run_seconds_count").is_some_and(|n| n >= 3.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut metrics = api.metrics();
+    while !settled(&metrics) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        metrics = api.metrics();
+    }
     let succeeded = metric(
         &metrics,
         "refrain_jobs_completed_total{outcome=\"succeeded\"}",
     );
-    assert!(succeeded.is_some_and(|n| n >= 1.0), "{metrics}");
     assert_eq!(succeeded, Some(2.0), "{metrics}");
     assert_eq!(
         metric(&metrics, "refrain_jobs_completed_total{outcome=\"failed\"}"),

@@ -233,7 +233,8 @@ async fn running_jobs_show_real_progress() {
         .unwrap();
     let url = body["url"].as_str().unwrap().to_string();
     let mut p = Value::Null;
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         p = s.get_json(&url).await.2;
         if p["stage"] == "sampling" {
             break;

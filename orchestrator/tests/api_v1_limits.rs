@@ -6,11 +6,12 @@
 
 use crate::support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use protocol::{Owner, Source};
 use refrain_orchestrator::admission::{Draft, StyleInput};
 use refrain_orchestrator::service::JobMeta;
+use refrain_orchestrator::store::now_ms;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::http::basic_form;
@@ -103,20 +104,23 @@ async fn an_idempotency_key_names_a_new_job_after_its_window() {
     let s = start_with(|c| c.limits.idempotency_hours = 0.001).await;
     s.app.set_ready(true);
 
-    let sent = Instant::now();
     let (status, _, first) = create(&s, Some("nightly-1")).await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
+    // The window runs from the job's creation as the server stamped it, on the same clock.
+    let id = protocol::JobId::parse(first["id"].as_str().unwrap()).unwrap();
+    let created_ms = s.app.job(&id).unwrap().unwrap().created_ms;
+    let since_created = || Duration::from_millis(now_ms().saturating_sub(created_ms));
     // Within the window: the same job.
     let (status, _, again) = create(&s, Some("nightly-1")).await;
     assert!(
-        sent.elapsed() < window,
+        since_created() < window,
         "the machine is too slow for this test"
     );
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["id"], first["id"]);
 
     // After it: the same key and body make a new job…
-    tokio::time::sleep((window + Duration::from_millis(300)).saturating_sub(sent.elapsed())).await;
+    tokio::time::sleep((window + Duration::from_millis(300)).saturating_sub(since_created())).await;
     let (status, _, second) = create(&s, Some("nightly-1")).await;
     assert_eq!(status, StatusCode::CREATED, "{second}");
     assert_ne!(second["id"], first["id"]);
