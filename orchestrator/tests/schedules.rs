@@ -10,7 +10,7 @@
 use crate::support;
 
 use chrono::{DateTime, Utc};
-use protocol::{Priority, Source};
+use protocol::{JobEventKind, JobState, Priority, Source};
 use refrain_orchestrator::schedules::store::{ScheduleState, ScheduleStore};
 use refrain_orchestrator::schedules::{channel, ScheduleSpec, Scheduler};
 use serde_json::{json, Value};
@@ -154,6 +154,86 @@ async fn a_fire_creates_each_job_once_even_when_the_scheduler_stops_midway() {
     // Nothing more until the next day.
     second.tick(at("2026-12-03T10:59:59Z")).await;
     assert_eq!(jobs_of(&s, "schedule:daily").len(), 5);
+}
+
+/// Cancels a queued job in the store alone, as it records a job's end before anyone is told:
+/// no event is published. The event it would have been.
+async fn cancel_unheard(s: &TestService, id: &protocol::JobId) -> protocol::JobEvent {
+    let cancel = |r: &mut protocol::JobRecord| r.state = JobState::Cancelled;
+    let store = s.app.store();
+    let (_, event) = store
+        .transition(
+            id,
+            JobState::Queued,
+            None,
+            JobEventKind::Cancelled,
+            None,
+            true,
+            cancel,
+        )
+        .await
+        .unwrap();
+    event
+}
+
+/// A job that ends while no scheduler hears it (the process died between the job's durable
+/// end and the manifest's rewrite) is in the manifest after the next start; the fire is then
+/// closed, and a fire whose jobs all ended is never read again.
+#[tokio::test]
+async fn a_manifest_catches_up_at_start_with_jobs_that_ended_unheard() {
+    let s = start().await;
+    let daily = spec(json!({
+        "name": "daily", "cron": "0 11 * * *", "items": lines(2), "max_in_flight": 0
+    }));
+    let mut first = scheduler(&s, std::slice::from_ref(&daily), at("2026-12-02T10:30:00Z")).await;
+    first.tick(at("2026-12-02T11:00:00Z")).await;
+    drop(first);
+    let fire_ms = at("2026-12-02T11:00:00Z").timestamp_millis() as u64;
+    let store = ScheduleStore::open(s.app.store().db()).unwrap();
+    assert_eq!(store.state("daily").unwrap().unwrap().open_fires, [fire_ms]);
+    let path = s
+        .app
+        .outputs()
+        .resolve("schedules/daily/20261202T110000Z/manifest.json")
+        .unwrap();
+    let states = || -> Vec<String> {
+        let manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        manifest["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["state"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(states(), ["queued", "queued"]);
+
+    // Both jobs end, as the store records it before anyone is told: no event is published, so
+    // no scheduler (not even the service's own) hears of it.
+    for job in jobs_of(&s, "schedule:daily") {
+        cancel_unheard(&s, &job.id).await;
+    }
+    assert_eq!(states(), ["queued", "queued"]);
+
+    let mut second = scheduler(&s, std::slice::from_ref(&daily), at("2026-12-02T10:30:00Z")).await;
+    second.refresh_open_fires().await;
+    assert_eq!(states(), ["cancelled", "cancelled"]);
+    assert!(store.state("daily").unwrap().unwrap().open_fires.is_empty());
+    assert!(std::fs::read_to_string(path.with_file_name("manifest.csv"))
+        .unwrap()
+        .contains(",cancelled,"));
+
+    // The next day's fire, whose jobs end while the scheduler listens: closed by their events.
+    second.tick(at("2026-12-03T11:00:00Z")).await;
+    let next_ms = at("2026-12-03T11:00:00Z").timestamp_millis() as u64;
+    assert_eq!(store.state("daily").unwrap().unwrap().open_fires, [next_ms]);
+    for job in jobs_of(&s, "schedule:daily") {
+        if job.state == JobState::Queued {
+            let event = cancel_unheard(&s, &job.id).await;
+            assert_eq!(store.state("daily").unwrap().unwrap().open_fires, [next_ms]);
+            second.on_event(&event).await;
+        }
+    }
+    assert!(store.state("daily").unwrap().unwrap().open_fires.is_empty());
 }
 
 #[tokio::test]

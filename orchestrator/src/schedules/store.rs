@@ -2,8 +2,8 @@
 //!
 //! * `schedule_state`: `<name>` → [`ScheduleState`]: the last fire time done, the fire time
 //!   being fired (set, flushed, before its first job is admitted; cleared when its last job
-//!   is), pause, counters. A restart resumes the fire in progress; the core's idempotency keys
-//!   make its jobs exactly once.
+//!   is), pause, counters, the fires whose manifest still shows unfinished jobs. A restart
+//!   resumes the fire in progress; the core's idempotency keys make its jobs exactly once.
 //! * `schedules`: `<name>` → the [`ScheduleSpec`] of a schedule made through the API (the
 //!   config file's are read from the file).
 
@@ -26,6 +26,10 @@ pub struct ScheduleState {
     pub fires: u64,
     #[serde(default)]
     pub missed: u64,
+    /// Fire times (Unix ms) whose manifest still shows an unfinished job, oldest first: brought
+    /// up to date when the scheduler starts, since a job can end while no scheduler listens.
+    #[serde(default)]
+    pub open_fires: Vec<u64>,
 }
 
 #[derive(Clone)]

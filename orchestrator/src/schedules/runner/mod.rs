@@ -11,13 +11,16 @@
 //! is reached the fire waits and goes on as jobs finish. Once every item is admitted the fire
 //! time becomes `last_fired` and the manifest is written. A crash at any point resumes the fire
 //! at the next start, and the core answers an already-admitted item with its job: each job
-//! exists once (as long as the restart comes within `limits.idempotency_hours`).
+//! exists once (as long as the restart comes within `limits.idempotency_hours`). The manifest
+//! is rewritten as the fire's jobs end, across restarts too ([`manifests`]).
+
+mod manifests;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use prometheus::{IntCounterVec, Opts};
-use protocol::{JobEvent, JobId, JobRecord, Priority, Source, StyleSpec};
+use protocol::{Priority, Source};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -186,6 +189,8 @@ impl Scheduler {
     pub fn spawn(mut self, tracker: &TaskTracker, cancel: CancellationToken) {
         tracker.spawn(async move {
             let mut events = self.app.lifecycle().hub().firehose();
+            // Jobs that ended while no scheduler listened (subscribed first: none falls between).
+            self.refresh_open_fires().await;
             loop {
                 self.tick(Utc::now()).await;
                 let wait = self
@@ -198,7 +203,7 @@ impl Scheduler {
                     Some(command) = self.inbox.recv() => self.command(command, Utc::now()).await,
                     event = events.recv() => match event {
                         Ok(e) => self.on_event(&e).await,
-                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => self.refresh_open_fires().await,
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
                     _ = tokio::time::sleep(wait) => {}
@@ -372,7 +377,6 @@ impl Scheduler {
         entry.state.last_fired_ms = entry.state.last_fired_ms.max(fire_ms);
         entry.state.firing_ms = None;
         entry.state.fires += 1;
-        let state = entry.state.clone();
         let manifest = Manifest {
             schedule: name.to_string(),
             fire_time: pending.fire.to_rfc3339(),
@@ -381,7 +385,12 @@ impl Scheduler {
         };
         let dir = entry.spec.fire_dir(fire_ms);
         entry.last_fire_jobs = manifest.rows.iter().filter_map(|r| r.job.clone()).collect();
-        self.write_manifest(&dir, manifest).await;
+        let open = self.write_manifest(&dir, manifest).await;
+        let entry = self.entries.get_mut(name).expect("present");
+        if open {
+            manifests::note_open(name, &mut entry.state, fire_ms);
+        }
+        let state = entry.state.clone();
         self.store.put_state(name, &state).await?;
         self.counters.fires.with_label_values(&[name]).inc();
         tracing::info!(schedule = %name, fire = %pending.fire, "schedule fired");
@@ -407,54 +416,6 @@ impl Scheduler {
             }
             _ => e.last_fire_jobs.clone(),
         }
-    }
-
-    /// Writes a manifest with each row's job as it is now.
-    async fn write_manifest(&self, dir: &str, mut manifest: Manifest) {
-        for row in &mut manifest.rows {
-            let Some(id) = row.job.as_deref().and_then(JobId::parse) else {
-                continue;
-            };
-            if let Ok(Some(record)) = self.app.job(&id) {
-                fill(row, &record);
-            }
-        }
-        let outputs = self.app.outputs();
-        for (file, bytes) in [
-            ("manifest.json", manifest.json()),
-            ("manifest.csv", manifest.csv()),
-        ] {
-            if let Err(e) = outputs.write(&format!("{dir}/{file}"), &bytes).await {
-                tracing::error!(dir, error = %e, "cannot write a schedule manifest");
-            }
-        }
-    }
-
-    /// A job of a schedule finished: its fire's manifest is brought up to date.
-    pub(super) async fn on_event(&mut self, event: &JobEvent) {
-        if !event.kind.is_final() {
-            return;
-        }
-        let Ok(Some(record)) = self.app.job(&event.job) else {
-            return;
-        };
-        if record.source != Source::Schedule {
-            return;
-        }
-        let Some(dir) = record.spec.output_subdir.clone() else {
-            return;
-        };
-        let Ok(path) = self.app.outputs().resolve(&format!("{dir}/manifest.json")) else {
-            return;
-        };
-        // The fire may still be creating its jobs (no manifest yet): written when it is done.
-        let Ok(bytes) = tokio::fs::read(&path).await else {
-            return;
-        };
-        let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
-            return;
-        };
-        self.write_manifest(&dir, manifest).await;
     }
 
     /// Serves one API command at `now`.
@@ -515,18 +476,4 @@ fn draft(spec: &ScheduleSpec, fire_ms: u64, item: &BatchItem, seed: u64) -> Draf
     draft.format = spec.format;
     draft.output_subdir = Some(spec.fire_dir(fire_ms));
     draft
-}
-
-/// A manifest row brought up to date from its job.
-fn fill(row: &mut Row, record: &JobRecord) {
-    row.state = record.state.to_string();
-    row.error = record.error.clone().filter(|_| record.state.is_terminal());
-    row.files = record
-        .result
-        .as_ref()
-        .map(|r| r.files.iter().map(|f| f.file.clone()).collect())
-        .unwrap_or_default();
-    if let StyleSpec::Prompt(p) = &record.spec.style {
-        row.style = p.clone();
-    }
 }
