@@ -215,13 +215,23 @@ fn jobs_cancel_stops_a_running_and_a_queued_job() {
     let lrc = lrc(dir);
     let base = app.base();
 
-    // A long job, followed by a `submit -o` that waits for it.
+    // A long job (four variants of the longest song at 1000 steps: long enough for the five
+    // client runs below on a slow machine), followed by a `submit -o` that waits for it.
     let long_out = path(dir, "long.wav");
     let mut child = client()
         .args([
             "submit", "--server", base, "--lrc", &lrc, "--prompt", PROMPT,
         ])
-        .args(["--length", "285", "--seed", "1", "-o", &long_out])
+        .args([
+            "--length",
+            "285",
+            "--variants",
+            "4",
+            "--seed",
+            "1",
+            "-o",
+            &long_out,
+        ])
         .stdout(Stdio::piped())
         .stderr(log_file(&dir.join("submit-long.log")))
         .spawn()

@@ -153,9 +153,10 @@ fn killed_node_job_is_redelivered_and_progress_restarts() {
     });
     let first_percent = progress.percent().unwrap();
     let killed_at = progress.seq;
-    app.add_node("b");
-    app.wait_nodes(2);
+    // Killed before the other node starts, so that a slow start cannot let `a` finish first;
+    // the job waits in the stream for `b`.
     app.node_mut("a").kill();
+    app.add_node("b");
 
     // The job comes back to node b after ack_wait as the same attempt (a kill is not the
     // job's fault) with one interruption, and its progress starts over.
@@ -429,16 +430,16 @@ fn a_job_the_node_rejects_fails_with_its_message_once() {
     assert!(metrics.contains("refrain_queue_depth 0"), "{metrics}");
 }
 
-/// Submits a long job, waits until node `a` runs it, starts node `b`, then kills `a`: the
-/// job, its download URL and its event stream.
+/// Submits a long job, waits until node `a` runs it, kills `a`, then starts node `b` (in that
+/// order, so that a slow start cannot let `a` finish first): the job, its download URL and its
+/// event stream.
 fn kill_the_node_running_a_long_job(app: &mut TestApp) -> (String, String, EventStream) {
     let api = app.api();
     let (id, url) = api.submit_prompt(285, 9);
     let mut events = api.events(&id);
     events.wait_kind("started");
-    app.add_node("b");
-    app.wait_nodes(2);
     app.node_mut("a").kill();
+    app.add_node("b");
     (id, url, events)
 }
 

@@ -57,13 +57,14 @@ impl NodeLink for OneJob {
     }
 }
 
-fn spec() -> JobSpec {
+/// A job of two variants and `steps` sampler steps.
+fn spec(steps: u32) -> JobSpec {
     serde_json::from_value(serde_json::json!({
         "lyrics": "[00:01.00]hello world",
         "style": {"kind": "prompt", "value": "pop"},
         "seconds": 95,
         "seed": 1,
-        "steps": 32,
+        "steps": steps,
         "variants": 2,
         "chunked": true,
     }))
@@ -71,7 +72,9 @@ fn spec() -> JobSpec {
 }
 
 /// Runs one job of two variants. At the first sampling step `fire` cancels the shutdown token
-/// (`Some(true)`), the job's own token (`Some(false)`) or nothing (`None`).
+/// (`Some(true)`), the job's own token (`Some(false)`) or nothing (`None`). A job that is to be
+/// stopped takes 1000 steps: the step's progress reaches the link asynchronously, and with few
+/// steps a busy machine could finish the job before the token is fired.
 async fn run(fire: Option<bool>) -> Vec<String> {
     let generator = tokio::task::spawn_blocking(|| {
         Generator::load(&common::bundle_dir(), GeneratorConfig::default()).unwrap()
@@ -92,7 +95,7 @@ async fn run(fire: Option<bool>) -> Vec<String> {
         job: Mutex::new(Some(Assignment {
             id: JobId::from_bytes([7; 16]),
             attempt: 1,
-            spec: spec(),
+            spec: spec(if fire.is_some() { 1000 } else { 32 }),
             handle: 1,
             cancel: job_cancel,
         })),
